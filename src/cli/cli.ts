@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+// Sidewinder's command line. Contracts (scripts depend on them exactly):
+//   sidewinder logits   --model DIR --ids 1,2,3 [--decode-from H] [--backend webgpu|cpu]
+//       -> {"logits": [[...], ...]}  one row per position; with --decode-from H the first H ids are
+//          prefilled, then the rest are fed one at a time, and rows for positions H-1 .. end are printed.
+//   sidewinder generate --model DIR (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--greedy] --json
+//       -> {"ids": [...], "text": "..."}
+
+import { SidewinderError, UsageError } from '../engine/errors';
+import { generateTokens } from '../engine/generate';
+import { openModelFolder, type LanguageModel, type ModelFolder } from '../engine/model';
+import { CpuModel } from '../engine/cpu/model';
+import { GpuModel } from '../engine/gpu/model';
+import { idList, intValue, parseArgs } from './args';
+
+const USAGE = `usage:
+  sidewinder logits   --model DIR --ids 1,2,3 [--decode-from H] [--backend webgpu|cpu]
+  sidewinder generate --model DIR (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--greedy]
+                      [--temperature T] [--top-p P] [--seed S] [--backend webgpu|cpu] [--json]`;
+
+async function loadModel(folder: ModelFolder, backend: string): Promise<LanguageModel> {
+  if (backend === 'cpu') return CpuModel.load(folder);
+  if (backend === 'webgpu') return GpuModel.load(folder);
+  throw new UsageError(`--backend must be webgpu or cpu, got ${JSON.stringify(backend)}.`);
+}
+
+function checkIds(ids: number[], folder: ModelFolder): void {
+  const bad = ids.find((id) => id >= folder.config.vocabSize);
+  if (bad !== undefined) throw new UsageError(`token id ${bad} is outside the model's vocabulary (size ${folder.config.vocabSize}).`);
+}
+
+function rows(logits: Float32Array, vocab: number): number[][] {
+  const out: number[][] = [];
+  for (let r = 0; r < logits.length / vocab; r++) out.push(Array.from(logits.subarray(r * vocab, (r + 1) * vocab)));
+  return out;
+}
+
+async function cmdLogits(argv: string[]): Promise<void> {
+  const args = parseArgs(argv, { values: ['model', 'ids', 'decode-from', 'backend'] });
+  const dir = args.values.get('model');
+  if (!dir) throw new UsageError('--model DIR is required.');
+  const ids = idList(args.values.get('ids') ?? '');
+  const folder = openModelFolder(dir);
+  checkIds(ids, folder);
+  const V = folder.config.vocabSize;
+  const model = await loadModel(folder, args.values.get('backend') ?? 'webgpu');
+  try {
+    let result: number[][];
+    if (args.values.has('decode-from')) {
+      const H = intValue(args, 'decode-from');
+      if (H < 1 || H > ids.length) throw new UsageError(`--decode-from must be between 1 and the number of ids (${ids.length}).`);
+      result = rows(await model.forward(ids.slice(0, H)), V);
+      for (const id of ids.slice(H)) result.push(...rows(await model.forward([id]), V));
+    } else {
+      result = rows(await model.forward(ids, { allLogits: true }), V);
+    }
+    process.stdout.write(JSON.stringify({ logits: result }) + '\n');
+  } finally {
+    model.dispose();
+  }
+}
+
+async function cmdGenerate(argv: string[]): Promise<void> {
+  const args = parseArgs(argv, {
+    values: ['model', 'ids', 'prompt', 'max-new-tokens', 'temperature', 'top-p', 'seed', 'backend'],
+    flags: ['greedy', 'json'],
+  });
+  const dir = args.values.get('model');
+  if (!dir) throw new UsageError('--model DIR is required.');
+  const folder = openModelFolder(dir, { requireTokenizer: args.values.has('prompt') });
+  let prompt: number[];
+  if (args.values.has('ids') === args.values.has('prompt')) throw new UsageError('give exactly one of --ids or --prompt.');
+  if (args.values.has('ids')) prompt = idList(args.values.get('ids')!);
+  else prompt = folder.tokenizer!.encode(args.values.get('prompt')!);
+  if (prompt.length === 0) throw new UsageError('the prompt encodes to no tokens.');
+  checkIds(prompt, folder);
+  const maxNewTokens = intValue(args, 'max-new-tokens');
+  const temperature = args.values.has('temperature') ? Number(args.values.get('temperature')) : 0.7;
+  const topP = args.values.has('top-p') ? Number(args.values.get('top-p')) : 0.95;
+  if (!(temperature >= 0) || !(topP > 0 && topP <= 1)) throw new UsageError('--temperature must be >= 0 and --top-p in (0, 1].');
+  const json = args.flags.has('json');
+  const model = await loadModel(folder, args.values.get('backend') ?? 'webgpu');
+  const tok = folder.tokenizer;
+  const stopIds = [...folder.config.eosTokenIds, ...(tok?.special.eos != null ? [tok.special.eos] : [])];
+  const out: number[] = [];
+  try {
+    let printed = '';
+    for await (const id of generateTokens(model, prompt, {
+      maxNewTokens,
+      greedy: args.flags.has('greedy'),
+      temperature,
+      topP,
+      seed: intValue(args, 'seed', 0),
+      stopIds,
+    })) {
+      out.push(id);
+      if (!json && tok) {
+        // Stream text as it becomes stable (a partial UTF-8 sequence decodes to U+FFFD until complete).
+        const text = tok.decode(out);
+        if (!text.endsWith('\uFFFD')) {
+          process.stdout.write(text.slice(printed.length));
+          printed = text;
+        }
+      }
+    }
+  } finally {
+    model.dispose();
+  }
+  const text = tok ? tok.decode(out) : '';
+  if (json) process.stdout.write(JSON.stringify({ ids: out, text }) + '\n');
+  else process.stdout.write(tok ? '\n' : out.join(',') + '\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'logits':
+      await cmdLogits(rest);
+      return 0;
+    case 'generate':
+      await cmdGenerate(rest);
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE + '\n');
+      return cmd === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(cmd)}.\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof SidewinderError) process.stderr.write(`sidewinder: ${e.message}\n`);
+    else process.stderr.write(`sidewinder: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.exit(e instanceof UsageError ? 2 : 1);
+  },
+);

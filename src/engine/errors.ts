@@ -1,0 +1,37 @@
+// Every failure the engine reports, one class each, with a message that says how to fix it.
+
+export class SidewinderError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** A model folder is missing a file, or a file in it is not what it claims to be. */
+export class ModelFormatError extends SidewinderError {}
+
+/** config.json describes something the engine does not run (architecture, option, inconsistent sizes). */
+export class UnsupportedModelError extends SidewinderError {}
+
+/** No WebGPU adapter could be found (no Vulkan driver, or none that Dawn accepts). */
+export class WebGPUNotAvailableError extends SidewinderError {
+  constructor(detail: string) {
+    super(
+      `No WebGPU adapter is available (${detail}). Install a Vulkan driver: on a Linux machine without a GPU, ` +
+        `Mesa's lavapipe (apt-get install -t bookworm-backports mesa-vulkan-drivers), or use --backend cpu.`,
+    );
+  }
+}
+
+/** The GPU device was lost (driver reset, out of memory, machine suspended). State must be rebuilt. */
+export class DeviceLostError extends SidewinderError {
+  constructor(reason: string) {
+    super(`The GPU device was lost (${reason}). The engine must be restarted; saved state is kept.`);
+  }
+}
+
+/** A GPU step failed validation or ran out of memory; the message names the step. */
+export class GpuError extends SidewinderError {}
+
+/** Bad command-line usage. */
+export class UsageError extends SidewinderError {}

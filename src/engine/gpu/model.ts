@@ -1,0 +1,325 @@
+// The hybrid model on WebGPU. Weights go to the GPU in the checkpoint's own dtype (f32, f16 or bf16, packed in
+// u32 words); the forward pass for a batch of T tokens is recorded once as a CommandList (bind groups and
+// uniforms made once) and resubmitted: decode (T = 1) replays the same list every step, with only the `step`
+// uniform (position) rewritten.
+//
+// Per layer (as in transformers' GraniteMoeHybridDecoderLayer / Mamba2Block):
+//   x = rmsnorm(h);  h += r * mixer(x)            mixer = Mamba-2 or attention, r = residual_multiplier
+//   x = rmsnorm(h);  h += r * (mlp(x) + moe(x))   Granite only
+
+import type { ModelConfig } from '../config';
+import type { LanguageModel, ModelFolder } from '../model';
+import { loadWeights, type ModelWeights } from '../models/weights';
+import { Gpu, type GpuWeight } from './device';
+import { CommandList, type Act } from './ops';
+
+const STEP_BYTES = 16;
+const DEFAULT_PREFILL_CHUNK = 512;
+const DEFAULT_KV_CAPACITY = 4096;
+
+interface LayerState {
+  conv: GPUBuffer | null; // [convDim, K-1] f32
+  ssm: GPUBuffer | null; // [nh, hd, N] f32
+  k: GPUBuffer | null; // [capacity, nKv*d] f32
+  v: GPUBuffer | null;
+}
+
+/** One recorded forward pass for a fixed number of tokens, with the scratch buffers it owns. */
+interface Pass {
+  T: number;
+  rows: number; // logits rows produced (T or 1)
+  list: CommandList;
+  logits: GPUBuffer;
+  scratch: GPUBuffer[];
+}
+
+export interface GpuModelOptions {
+  gpu?: Gpu;
+  /** Prefill is split into chunks of at most this many tokens (bounded scratch memory). */
+  prefillChunk?: number;
+  /** Initial KV capacity in tokens per attention layer (grows by doubling). */
+  kvCapacity?: number;
+}
+
+export class GpuModel implements LanguageModel {
+  private readonly states: LayerState[];
+  private readonly step: GPUBuffer;
+  private readonly ids: GPUBuffer;
+  private readonly passes = new Map<string, Pass>();
+  private kvCapacity: number;
+  private pos = 0;
+  private readonly prefillChunk: number;
+
+  private constructor(
+    readonly gpu: Gpu,
+    readonly config: ModelConfig,
+    private readonly w: ModelWeights<GpuWeight>,
+    opts: GpuModelOptions,
+    private readonly ownsGpu: boolean,
+  ) {
+    this.prefillChunk = opts.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
+    this.kvCapacity = opts.kvCapacity ?? DEFAULT_KV_CAPACITY;
+    this.step = gpu.buffer(STEP_BYTES, 'step', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    this.ids = gpu.buffer(4 * Math.max(this.prefillChunk, 1), 'ids');
+    const m = config.mamba;
+    const a = config.attention;
+    this.states = config.layerKinds.map((kind, i) => ({
+      conv: kind === 'mamba' ? gpu.buffer(4 * m.convDim * (m.dConv - 1), `conv_state.${i}`) : null,
+      ssm: kind === 'mamba' ? gpu.buffer(4 * m.numHeads * m.headDim * m.dState, `ssm_state.${i}`) : null,
+      k: kind === 'attention' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `k_cache.${i}`) : null,
+      v: kind === 'attention' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `v_cache.${i}`) : null,
+    }));
+  }
+
+  static async load(folder: ModelFolder, opts: GpuModelOptions = {}): Promise<GpuModel> {
+    const gpu = opts.gpu ?? (await Gpu.create());
+    const { config, store } = folder;
+    const weights = loadWeights(config, store, (name, shape) => {
+      const info = store.info(name, shape);
+      return gpu.uploadWeight(name, store.bytes(name, shape), info.dtype, [...info.shape]);
+    });
+    return new GpuModel(gpu, config, weights, opts, !opts.gpu);
+  }
+
+  /** Builds a model from weights already on the GPU (used by the bench with random weights). */
+  static fromWeights(gpu: Gpu, config: ModelConfig, weights: ModelWeights<GpuWeight>, opts: GpuModelOptions = {}): GpuModel {
+    return new GpuModel(gpu, config, weights, opts, false);
+  }
+
+  get position(): number {
+    return this.pos;
+  }
+
+  /** Bytes held on the GPU by the recurrent state and KV cache. */
+  stateBytes(): { mamba: number; kv: number } {
+    let mamba = 0;
+    let kv = 0;
+    for (const s of this.states) {
+      mamba += (s.conv?.size ?? 0) + (s.ssm?.size ?? 0);
+      kv += (s.k?.size ?? 0) + (s.v?.size ?? 0);
+    }
+    return { mamba, kv };
+  }
+
+  reset(): void {
+    this.pos = 0;
+    const enc = this.gpu.device.createCommandEncoder();
+    for (const s of this.states) for (const b of [s.conv, s.ssm]) if (b) enc.clearBuffer(b);
+    this.gpu.device.queue.submit([enc.finish()]);
+  }
+
+  dispose(): void {
+    for (const p of this.passes.values()) this.freePass(p);
+    this.passes.clear();
+    if (this.ownsGpu) this.gpu.destroy();
+  }
+
+  async forward(ids: readonly number[], opts: { allLogits?: boolean } = {}): Promise<Float32Array> {
+    const V = this.config.vocabSize;
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${V}).`);
+    }
+    if (ids.length === 0) throw new RangeError('forward needs at least one token.');
+    const chunks: (readonly number[])[] = [];
+    for (let i = 0; i < ids.length; i += this.prefillChunk) chunks.push(ids.slice(i, i + this.prefillChunk));
+    const out: Float32Array[] = [];
+    for (let c = 0; c < chunks.length; c++) {
+      const last = c === chunks.length - 1;
+      const want = opts.allLogits ? 'all' : last ? 'last' : 'none';
+      const logits = await this.runChunk(chunks[c], want);
+      if (logits) out.push(logits);
+    }
+    if (out.length === 1) return out[0];
+    const all = new Float32Array(out.reduce((n, a) => n + a.length, 0));
+    let o = 0;
+    for (const a of out) {
+      all.set(a, o);
+      o += a.length;
+    }
+    return all;
+  }
+
+  private async runChunk(ids: readonly number[], want: 'all' | 'last' | 'none'): Promise<Float32Array | null> {
+    const T = ids.length;
+    this.ensureKvCapacity(this.pos + T);
+    const pass = this.pass(T, want === 'all' ? T : want === 'last' ? 1 : 0);
+    this.gpu.write(this.ids, new Uint32Array(ids));
+    this.gpu.write(this.step, new Uint32Array([this.pos, T, 0, 0]));
+    pass.list.submit();
+    this.pos += T;
+    if (want === 'none') {
+      await this.gpu.device.queue.onSubmittedWorkDone();
+      return null;
+    }
+    return new Float32Array(await this.gpu.read(pass.logits, 4 * pass.rows * this.config.vocabSize));
+  }
+
+  /** Grows every KV cache to hold `needed` tokens, keeping its contents; recorded passes are rebuilt. */
+  private ensureKvCapacity(needed: number): void {
+    if (needed <= this.kvCapacity || !this.config.attention) return;
+    let cap = this.kvCapacity;
+    while (cap < needed) cap *= 2;
+    const a = this.config.attention;
+    const row = 4 * a.numKvHeads * a.headDim;
+    const enc = this.gpu.device.createCommandEncoder();
+    const old: GPUBuffer[] = [];
+    this.states.forEach((s, i) => {
+      for (const key of ['k', 'v'] as const) {
+        const b = s[key];
+        if (!b) continue;
+        const nb = this.gpu.buffer(row * cap, `${key}_cache.${i}`);
+        if (this.pos > 0) enc.copyBufferToBuffer(b, 0, nb, 0, row * this.pos);
+        s[key] = nb;
+        old.push(b);
+      }
+    });
+    this.gpu.device.queue.submit([enc.finish()]);
+    for (const b of old) b.destroy();
+    this.kvCapacity = cap;
+    for (const p of this.passes.values()) this.freePass(p);
+    this.passes.clear();
+  }
+
+  private freePass(p: Pass): void {
+    p.list.destroy();
+    for (const b of p.scratch) b.destroy();
+    p.logits.destroy();
+  }
+
+  private pass(T: number, rows: number): Pass {
+    const key = `${T}:${rows}`;
+    let p = this.passes.get(key);
+    if (!p) {
+      // Keep decode (T = 1) and the full-chunk passes; odd-sized tail chunks are rebuilt when needed.
+      if (this.passes.size > 8) {
+        for (const [k, q] of this.passes) {
+          if (!k.startsWith('1:') && !k.startsWith(`${this.prefillChunk}:`)) {
+            this.freePass(q);
+            this.passes.delete(k);
+          }
+        }
+      }
+      p = this.record(T, rows);
+      this.passes.set(key, p);
+    }
+    return p;
+  }
+
+  /** Records the whole forward pass for T tokens: embedding, every layer, final norm and lm_head rows. */
+  private record(T: number, rows: number): Pass {
+    const cfg = this.config;
+    const gpu = this.gpu;
+    const H = cfg.hiddenSize;
+    const m = cfg.mamba;
+    const a = cfg.attention;
+    const ff = cfg.feedForward;
+    const r = cfg.residualMultiplier;
+    const eps = cfg.rmsNormEps;
+    const scratch: GPUBuffer[] = [];
+    const buf = (floats: number, label: string): Act => {
+      const b = gpu.buffer(4 * Math.max(1, floats), label);
+      scratch.push(b);
+      return { buffer: b };
+    };
+    const col = (x: Act, offset: number, stride: number): Act => ({ buffer: x.buffer, offset, stride });
+    const list = new CommandList(gpu);
+
+    const h = buf(T * H, 'h'); // residual stream [T, H]
+    const x = buf(T * H, 'x'); // normalised input of the current block [T, H]
+    list.embedding(this.ids, this.w.embed, h, T, H, cfg.embeddingMultiplier);
+
+    const hasMamba = cfg.layerKinds.includes('mamba');
+    const I = m.intermediate;
+    const gN = m.nGroups * m.dState;
+    const zxbcdt = hasMamba ? buf(T * m.inProjDim, 'zxbcdt') : null; // [T, z | xBC | dt]
+    const xbc = hasMamba ? buf(T * m.convDim, 'xbc') : null; // [T, x | B | C] after conv
+    const y = hasMamba ? buf(T * I, 'ssm_y') : null; // [T, I]
+    const g = hasMamba ? buf(T * I, 'gated') : null;
+    const qd = a ? a.numHeads * a.headDim : 0;
+    const kd = a ? a.numKvHeads * a.headDim : 0;
+    const q = a ? buf(T * qd, 'q') : null;
+    const k = a ? buf(T * kd, 'k') : null;
+    const v = a ? buf(T * kd, 'v') : null;
+    const o = a ? buf(T * qd, 'attn_out') : null;
+    const S = ff?.sharedIntermediate ?? 0;
+    const E = ff?.numExperts ?? 0;
+    const topK = ff?.topK ?? 0;
+    const EI = ff?.expertIntermediate ?? 0;
+    const gu = S > 0 ? buf(T * 2 * S, 'mlp_gate_up') : null;
+    const act = S > 0 ? buf(T * S, 'mlp_act') : null;
+    const routerLogits = E > 0 ? buf(T * E, 'router_logits') : null;
+    const experts = E > 0 ? buf(T * topK, 'moe_experts') : null;
+    const gates = E > 0 ? buf(T * topK, 'moe_gates') : null;
+    const up = E > 0 ? buf(T * topK * 2 * EI, 'moe_up') : null;
+    const upAct = E > 0 ? buf(T * topK * EI, 'moe_act') : null;
+    const down = E > 0 ? buf(T * topK * H, 'moe_down') : null;
+
+    this.w.layers.forEach((layer, i) => {
+      const st = this.states[i];
+      list.rmsNorm(h, layer.norm, x, T, H, eps);
+      if (layer.mamba) {
+        const w = layer.mamba;
+        // in_proj: [T, H] -> [T, inProjDim]
+        list.linear(x, w.inProj, zxbcdt!, T, H, m.inProjDim, { bias: w.inProjBias ?? undefined });
+        // causal conv + SiLU over xBC: [T, convDim]
+        list.causalConv1d(col(zxbcdt!, I, m.inProjDim), w.conv, w.convBias, st.conv!, xbc!, T, m.convDim, m.dConv);
+        // selective scan: y [T, I], state carried in st.ssm
+        list.ssmScan(
+          col(xbc!, 0, m.convDim),
+          col(zxbcdt!, I + m.convDim, m.inProjDim),
+          col(xbc!, I, m.convDim),
+          col(xbc!, I + gN, m.convDim),
+          w.aLog,
+          w.dtBias,
+          w.D,
+          st.ssm!,
+          y!,
+          { T, nh: m.numHeads, hd: m.headDim, N: m.dState, ng: m.nGroups, chunk: m.chunkSize, dtMin: m.timeStepMin, dtMax: m.timeStepMax },
+        );
+        // y * silu(z), normalised, then out_proj into the residual stream
+        list.gatedRmsNorm(y!, col(zxbcdt!, 0, m.inProjDim), w.gatedNorm, g!, T, I, m.normGroupSize, eps);
+        list.linear(g!, w.outProj, h, T, I, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
+      } else {
+        const w = layer.attention!;
+        list.linear(x, w.q, q!, T, H, qd, { bias: w.qBias ?? undefined }); // [T, nH, d]
+        list.linear(x, w.k, k!, T, H, kd, { bias: w.kBias ?? undefined }); // [T, nKv, d]
+        list.linear(x, w.v, v!, T, H, kd, { bias: w.vBias ?? undefined });
+        if (a!.ropeTheta !== null) {
+          list.rope(q!, T, a!.numHeads, a!.headDim, a!.ropeTheta, this.step);
+          list.rope(k!, T, a!.numKvHeads, a!.headDim, a!.ropeTheta, this.step);
+        }
+        list.kvWrite(k!, st.k!, T, kd, this.step);
+        list.kvWrite(v!, st.v!, T, kd, this.step);
+        list.attention(q!, st.k!, st.v!, o!, T, a!.numHeads, a!.numKvHeads, a!.headDim, a!.scaling, this.step);
+        list.linear(o!, w.o, h, T, qd, H, { bias: w.oBias ?? undefined, alpha: r, accumulate: true });
+      }
+      const f = layer.feedForward;
+      if (f) {
+        list.rmsNorm(h, f.norm, x, T, H, eps);
+        if (f.sharedIn && f.sharedOut) {
+          list.linear(x, f.sharedIn, gu!, T, H, 2 * S);
+          list.swiglu(gu!, act!, T, S);
+          list.linear(act!, f.sharedOut, h, T, S, H, { alpha: r, accumulate: true });
+        }
+        if (f.router && f.expertsIn && f.expertsOut) {
+          list.linear(x, f.router, routerLogits!, T, H, E);
+          list.routerTopK(routerLogits!, experts!.buffer, gates!.buffer, T, E, topK);
+          list.moeLinear(x, f.expertsIn, experts!.buffer, up!, T, topK, H, 2 * EI);
+          list.swiglu(up!, upAct!, T * topK, EI);
+          list.moeLinear(upAct!, f.expertsOut, experts!.buffer, down!, T, topK, EI, H, { perSlotInput: true });
+          list.moeCombine(down!, gates!.buffer, h, T, topK, H, r, true);
+        }
+      }
+    });
+
+    const V = cfg.vocabSize;
+    const logits = gpu.buffer(4 * Math.max(1, rows) * V, 'logits');
+    if (rows > 0) {
+      const from: Act = rows === T ? h : { buffer: h.buffer, offset: (T - 1) * H };
+      const xf = buf(rows * H, 'final_norm');
+      list.rmsNorm(from, this.w.finalNorm, xf, rows, H, eps);
+      list.linear(xf, this.w.lmHead, { buffer: logits }, rows, H, V, { alpha: 1 / cfg.logitsScaling });
+    }
+    return { T, rows, list, logits, scratch };
+  }
+}

@@ -1,0 +1,45 @@
+// A model folder on disk: config.json + safetensors + tokenizer, validated together, and the interface every
+// backend (CPU reference, WebGPU) implements.
+
+import * as fs from 'fs';
+import * as path from 'path';
+import { configFromJson, parseConfigJson, type ModelConfig } from './config';
+import { ModelFormatError } from './errors';
+import { WeightStore } from './safetensors';
+import { TextTokenizer } from './tokenizer';
+
+export interface ModelFolder {
+  readonly dir: string;
+  readonly config: ModelConfig;
+  readonly store: WeightStore;
+  readonly tokenizer: TextTokenizer | null;
+}
+
+/** Opens and validates a checkpoint folder. The tokenizer is optional (logits work from ids). */
+export function openModelFolder(dir: string, opts: { requireTokenizer?: boolean } = {}): ModelFolder {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
+    throw new ModelFormatError(`model folder ${dir} does not exist.`);
+  }
+  const cfgFile = path.join(dir, 'config.json');
+  if (!fs.existsSync(cfgFile)) throw new ModelFormatError(`${dir} has no config.json; is this a Hugging Face model folder?`);
+  const config = configFromJson(parseConfigJson(fs.readFileSync(cfgFile, 'utf8')));
+  const store = WeightStore.open(dir);
+  let tokenizer: TextTokenizer | null = null;
+  if (fs.existsSync(path.join(dir, 'tokenizer.json')) || opts.requireTokenizer) tokenizer = TextTokenizer.load(dir);
+  return { dir, config, store, tokenizer };
+}
+
+/**
+ * A model with its recurrent state (Mamba conv + SSM state per Mamba layer, KV cache per attention layer).
+ * `forward` continues from the current state: prefill is a call with many ids, decode a call with one.
+ */
+export interface LanguageModel {
+  readonly config: ModelConfig;
+  /** Tokens consumed so far (the position of the next token). */
+  readonly position: number;
+  /** Feeds ids; returns logits [rows, vocab] for every position (all) or the last one only. */
+  forward(ids: readonly number[], opts?: { allLogits?: boolean }): Promise<Float32Array>;
+  /** Forgets all state (back to position 0). */
+  reset(): void;
+  dispose(): void;
+}

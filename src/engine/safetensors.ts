@@ -1,0 +1,208 @@
+// safetensors reader: one file or a sharded set (model.safetensors.index.json). Headers are parsed and
+// validated up front; tensor bytes are read on demand with positioned reads, so a large checkpoint is never
+// held in memory twice.
+//
+// Format: [u64 little-endian header length N][N bytes of JSON header][data]. The header maps each tensor
+// name to {dtype, shape, data_offsets: [begin, end]} relative to the start of the data section.
+
+import * as fs from 'fs';
+import * as path from 'path';
+import { ModelFormatError } from './errors';
+
+export type DType = 'F32' | 'F16' | 'BF16';
+const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+export interface TensorInfo {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly file: string;
+  readonly offset: number; // absolute byte offset in `file`
+  readonly byteLength: number;
+}
+
+export function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function parseHeader(file: string, fd: number, fileSize: number): TensorInfo[] {
+  const name = path.basename(file);
+  if (fileSize < 8) throw new ModelFormatError(`${name}: file is ${fileSize} bytes, too short to be safetensors (truncated download?).`);
+  const lenBuf = Buffer.alloc(8);
+  fs.readSync(fd, lenBuf, 0, 8, 0);
+  const headerLen = Number(lenBuf.readBigUInt64LE(0));
+  if (headerLen < 2 || headerLen > MAX_HEADER_BYTES || 8 + headerLen > fileSize) {
+    throw new ModelFormatError(`${name}: header length ${headerLen} does not fit in a ${fileSize}-byte file: not a safetensors file, or truncated.`);
+  }
+  const hb = Buffer.alloc(headerLen);
+  fs.readSync(fd, hb, 0, headerLen, 8);
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(hb.toString('utf8'));
+  } catch (e) {
+    throw new ModelFormatError(`${name}: header is not valid JSON (${(e as Error).message}); the file is corrupt.`);
+  }
+  const dataStart = 8 + headerLen;
+  const dataLen = fileSize - dataStart;
+  const out: TensorInfo[] = [];
+  for (const [tname, v] of Object.entries(header)) {
+    if (tname === '__metadata__') continue;
+    const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof t !== 'object' || t === null) throw new ModelFormatError(`${name}: entry ${tname} is not an object.`);
+    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') {
+      throw new ModelFormatError(`${name}: tensor ${tname} has dtype ${JSON.stringify(t.dtype)}; only F32, F16 and BF16 are supported.`);
+    }
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new ModelFormatError(`${name}: tensor ${tname} has an invalid shape ${JSON.stringify(t.shape)}.`);
+    }
+    const off = t.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
+      throw new ModelFormatError(`${name}: tensor ${tname} has invalid data_offsets ${JSON.stringify(off)}.`);
+    }
+    const bytes = numel(t.shape as number[]) * DTYPE_BYTES[t.dtype];
+    if (off[1] - off[0] !== bytes) {
+      throw new ModelFormatError(`${name}: tensor ${tname} spans ${off[1] - off[0]} bytes but its shape and dtype need ${bytes}.`);
+    }
+    if (off[1] > dataLen) {
+      throw new ModelFormatError(`${name}: tensor ${tname} ends at byte ${off[1]} of a ${dataLen}-byte data section: the file is truncated.`);
+    }
+    out.push({ name: tname, dtype: t.dtype, shape: t.shape as number[], file, offset: dataStart + off[0], byteLength: bytes });
+  }
+  // Tensors must not overlap.
+  const sorted = [...out].sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].offset < sorted[i - 1].offset + sorted[i - 1].byteLength) {
+      throw new ModelFormatError(`${name}: tensors ${sorted[i - 1].name} and ${sorted[i].name} overlap; the file is corrupt.`);
+    }
+  }
+  return out;
+}
+
+export class WeightStore {
+  private readonly tensors = new Map<string, TensorInfo>();
+  private readonly fds = new Map<string, number>();
+
+  private constructor(readonly dir: string) {}
+
+  /** Opens model.safetensors, or the shards listed by model.safetensors.index.json, in `dir`. */
+  static open(dir: string): WeightStore {
+    const store = new WeightStore(dir);
+    const single = path.join(dir, 'model.safetensors');
+    const index = path.join(dir, 'model.safetensors.index.json');
+    let files: string[];
+    if (fs.existsSync(index)) {
+      let parsed: { weight_map?: Record<string, string> };
+      try {
+        parsed = JSON.parse(fs.readFileSync(index, 'utf8'));
+      } catch (e) {
+        throw new ModelFormatError(`model.safetensors.index.json is not valid JSON: ${(e as Error).message}`);
+      }
+      if (!parsed.weight_map || typeof parsed.weight_map !== 'object') {
+        throw new ModelFormatError('model.safetensors.index.json has no "weight_map".');
+      }
+      files = [...new Set(Object.values(parsed.weight_map))];
+      for (const f of files) {
+        if (typeof f !== 'string' || f.includes('/') || f.includes('\\') || f.startsWith('.')) {
+          throw new ModelFormatError(`model.safetensors.index.json names an invalid shard ${JSON.stringify(f)}.`);
+        }
+        if (!fs.existsSync(path.join(dir, f))) {
+          throw new ModelFormatError(`shard ${f} listed in model.safetensors.index.json is missing from ${dir}; download it again.`);
+        }
+      }
+      store.load(files.map((f) => path.join(dir, f)));
+      for (const [t, f] of Object.entries(parsed.weight_map)) {
+        const info = store.tensors.get(t);
+        if (!info) throw new ModelFormatError(`tensor ${t} is listed in the index but not found in shard ${f}.`);
+        if (path.basename(info.file) !== f) throw new ModelFormatError(`tensor ${t} is in ${path.basename(info.file)}, but the index says ${f}.`);
+      }
+    } else if (fs.existsSync(single)) {
+      store.load([single]);
+    } else {
+      throw new ModelFormatError(`${dir} has neither model.safetensors nor model.safetensors.index.json.`);
+    }
+    return store;
+  }
+
+  private load(files: string[]): void {
+    for (const f of files) {
+      const fd = fs.openSync(f, 'r');
+      this.fds.set(f, fd);
+      for (const t of parseHeader(f, fd, fs.fstatSync(fd).size)) {
+        if (this.tensors.has(t.name)) throw new ModelFormatError(`tensor ${t.name} appears in more than one shard.`);
+        this.tensors.set(t.name, t);
+      }
+    }
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  names(): string[] {
+    return [...this.tensors.keys()];
+  }
+
+  info(name: string, shape?: readonly number[]): TensorInfo {
+    const t = this.tensors.get(name);
+    if (!t) throw new ModelFormatError(`the checkpoint has no tensor ${name}; is it the right architecture, and complete?`);
+    if (shape) {
+      // Trailing singleton dims are tolerated (e.g. conv1d weight [C, 1, K] read as [C, K]).
+      const a = t.shape.filter((d) => d !== 1).join('x');
+      const b = shape.filter((d) => d !== 1).join('x');
+      if (a !== b) throw new ModelFormatError(`tensor ${name} has shape [${t.shape}], expected [${shape}] from config.json.`);
+    }
+    return t;
+  }
+
+  /** Raw bytes in the checkpoint's own dtype. */
+  bytes(name: string, shape?: readonly number[]): Uint8Array {
+    const t = this.info(name, shape);
+    const buf = new Uint8Array(t.byteLength);
+    let done = 0;
+    const fd = this.fds.get(t.file)!;
+    while (done < t.byteLength) {
+      const n = fs.readSync(fd, buf, done, t.byteLength - done, t.offset + done);
+      if (n === 0) throw new ModelFormatError(`${path.basename(t.file)} ended while reading ${name}: the file is truncated.`);
+      done += n;
+    }
+    return buf;
+  }
+
+  /** The tensor widened to float32. */
+  f32(name: string, shape?: readonly number[]): Float32Array {
+    const t = this.info(name, shape);
+    return toF32(this.bytes(name, shape), t.dtype);
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
+  }
+}
+
+/** IEEE half to float. */
+export function f16ToF32(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+export function toF32(bytes: Uint8Array, dtype: DType): Float32Array {
+  if (dtype === 'F32') {
+    return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  }
+  const n = bytes.byteLength / 2;
+  const u16 = new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  const out = new Float32Array(n);
+  if (dtype === 'BF16') {
+    const u32 = new Uint32Array(out.buffer);
+    for (let i = 0; i < n; i++) u32[i] = u16[i] << 16;
+  } else {
+    for (let i = 0; i < n; i++) out[i] = f16ToF32(u16[i]);
+  }
+  return out;
+}
