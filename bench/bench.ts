@@ -1,0 +1,202 @@
+// npm run bench -- --shape granite-4.0-h-350m [--dtype bf16|f16|f32] [--prompt 2048] [--decode 128]
+//                  [--peak-gbps N] [--peak-tflops N] [--json FILE]
+//
+// Builds random weights at a real model's shape directly on the GPU and measures prefill and decode tokens/s,
+// with the ratio to the rooflines: decode against weight bandwidth (every weight byte, the state and the KV
+// are read once per token), prefill against f32 FMA throughput (WGSL has no tensor cores here).
+
+import * as fs from 'fs';
+import { configFromJson, type ModelConfig } from '../src/engine/config';
+import { Gpu, type GpuWeight } from '../src/engine/gpu/device';
+import { GpuModel } from '../src/engine/gpu/model';
+import { loadWeights, type ModelWeights } from '../src/engine/models/weights';
+import { parseArgs, intValue } from '../src/cli/args';
+import { SHAPES } from './shapes';
+
+type Dtype = 'F32' | 'F16' | 'BF16';
+
+/** Deterministic pseudo-random weights; norms near 1, Mamba A_log/dt_bias/D in their trained ranges. */
+function randomTensor(name: string, shape: number[], dtype: Dtype, seed: number): Uint8Array {
+  const n = shape.reduce((a, b) => a * b, 1);
+  let s = seed >>> 0;
+  const next = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296 - 0.5; // [-0.5, 0.5)
+  };
+  const fan = shape.length >= 2 ? shape[shape.length - 1] : 1;
+  const value = (): number => {
+    if (name.endsWith('norm.weight') || name.endsWith('layernorm.weight')) return 1 + 0.1 * next();
+    if (name.endsWith('A_log')) return Math.log(1 + 15 * (next() + 0.5));
+    if (name.endsWith('dt_bias')) return -4 + next();
+    if (name.endsWith('.D')) return 1 + next();
+    return (2 * next()) / Math.sqrt(fan);
+  };
+  if (dtype === 'F32') {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = value();
+    return new Uint8Array(a.buffer);
+  }
+  const u = new Uint16Array(n);
+  const f = new Float32Array(1);
+  const bits = new Uint32Array(f.buffer);
+  for (let i = 0; i < n; i++) {
+    f[0] = value();
+    if (dtype === 'BF16') u[i] = bits[0] >>> 16;
+    else u[i] = toHalf(f[0]);
+  }
+  return new Uint8Array(u.buffer);
+}
+
+function toHalf(x: number): number {
+  const sign = x < 0 ? 0x8000 : 0;
+  x = Math.abs(x);
+  if (x < 6.1e-5) return sign | Math.round(x / 5.96e-8);
+  const e = Math.floor(Math.log2(x));
+  const m = Math.round((x / 2 ** e - 1) * 1024);
+  return sign | ((e + 15) << 10) | (m & 0x3ff);
+}
+
+function weightBytes(w: ModelWeights<GpuWeight>): { total: number; perToken: number } {
+  const seen = new Set<GpuWeight>();
+  let total = 0;
+  const visit = (t: unknown): void => {
+    if (!t || typeof t !== 'object') return;
+    if ('parts' in (t as object) && 'format' in (t as object)) {
+      const g = t as GpuWeight;
+      if (!seen.has(g)) {
+        seen.add(g);
+        total += g.bytes;
+      }
+      return;
+    }
+    for (const v of Object.values(t as object)) visit(v);
+  };
+  visit(w);
+  // Decode reads every weight once, except the embedding table, of which it reads one row (unless tied, when
+  // lm_head reads it in full anyway).
+  const embedOnly = w.embed === w.lmHead ? 0 : w.embed.bytes;
+  return { total, perToken: total - embedOnly };
+}
+
+/** Multiply-adds per token in the matmuls (2 FLOPs each), the dominant prefill cost. */
+function matmulFlopsPerToken(cfg: ModelConfig): number {
+  const H = cfg.hiddenSize;
+  const m = cfg.mamba;
+  const a = cfg.attention;
+  const ff = cfg.feedForward;
+  let macs = H * cfg.vocabSize;
+  for (const kind of cfg.layerKinds) {
+    if (kind === 'mamba') macs += H * m.inProjDim + m.intermediate * H;
+    else if (a) macs += H * (a.numHeads + 2 * a.numKvHeads) * a.headDim + a.numHeads * a.headDim * H;
+    if (ff) macs += 3 * H * ff.sharedIntermediate + (ff.numExperts ? ff.topK * 3 * H * ff.expertIntermediate + H * ff.numExperts : 0);
+  }
+  return 2 * macs;
+}
+
+function hostCopyGBps(): number {
+  const a = Buffer.alloc(256 << 20, 1);
+  const b = Buffer.alloc(256 << 20);
+  a.copy(b);
+  const t0 = performance.now();
+  for (let i = 0; i < 4; i++) a.copy(b);
+  const s = (performance.now() - t0) / 1000;
+  return (4 * 2 * a.length) / s / 1e9; // read + write
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2), {
+    values: ['shape', 'dtype', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk'],
+    flags: [],
+  });
+  const shapeName = args.values.get('shape') ?? 'granite-4.0-h-350m';
+  const raw = SHAPES[shapeName];
+  if (!raw) throw new Error(`unknown --shape ${shapeName}; known: ${Object.keys(SHAPES).join(', ')}`);
+  const dtype = (args.values.get('dtype') ?? 'bf16').toUpperCase() as Dtype;
+  const promptLen = intValue(args, 'prompt', 2048);
+  const decodeLen = intValue(args, 'decode', 128);
+  const chunk = intValue(args, 'chunk', Math.min(promptLen, 2048));
+  const cfg = configFromJson(raw);
+
+  const gpu = await Gpu.create();
+  const info = gpu.adapterInfo;
+  console.error(`adapter: ${info.vendor} ${info.architecture} ${info.description} ${info.device}`);
+  let seed = 1;
+  const tLoad = performance.now();
+  const weights = loadWeights(cfg, { has: () => false }, (name, shape) =>
+    gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape),
+  );
+  await gpu.device.queue.onSubmittedWorkDone();
+  console.error(`random weights uploaded in ${((performance.now() - tLoad) / 1000).toFixed(1)} s`);
+  const wb = weightBytes(weights);
+  const model = GpuModel.fromWeights(gpu, cfg, weights, { prefillChunk: chunk, kvCapacity: promptLen + decodeLen + 16 });
+  const vocab = cfg.vocabSize;
+  const prompt = Array.from({ length: promptLen }, (_, i) => (i * 7919 + 13) % vocab);
+
+  // Warm-up: compile pipelines and record passes at both sizes.
+  await model.forward(prompt.slice(0, Math.min(chunk, promptLen)));
+  await model.forward([1]);
+  await model.decodeGreedy(4);
+  model.reset();
+
+  const t0 = performance.now();
+  const last = await model.forward(prompt);
+  const prefillS = (performance.now() - t0) / 1000;
+  const finite = last.every((v) => Number.isFinite(v));
+
+  const t1 = performance.now();
+  const out = await model.decodeGreedy(decodeLen);
+  const decodeS = (performance.now() - t1) / 1000;
+
+  // The simple path (what `generate` does per token: one submit, logits read back to the CPU).
+  const nSimple = Math.min(32, decodeLen);
+  const t2 = performance.now();
+  for (let i = 0; i < nSimple; i++) await model.forward([out[i % out.length]]);
+  const simpleS = (performance.now() - t2) / 1000;
+
+  const isH100 = /H100/i.test(`${info.description} ${info.device}`);
+  const peakGBps = args.values.has('peak-gbps') ? Number(args.values.get('peak-gbps')) : isH100 ? 3350 : hostCopyGBps();
+  const peakTflops = args.values.has('peak-tflops') ? Number(args.values.get('peak-tflops')) : isH100 ? 67 : NaN;
+  const st = model.stateBytes();
+  const ctx = promptLen + decodeLen / 2;
+  const a = cfg.attention;
+  const kvPerToken = a ? 2 * 4 * a.numKvHeads * a.headDim * cfg.layerKinds.filter((k) => k === 'attention').length : 0;
+  const bytesPerToken = wb.perToken + 2 * st.mamba + kvPerToken * ctx;
+  const decodeTps = decodeLen / decodeS;
+  const rooflineTps = (peakGBps * 1e9) / bytesPerToken;
+  const prefillTps = promptLen / prefillS;
+  const flops = matmulFlopsPerToken(cfg);
+  const result = {
+    shape: shapeName,
+    dtype,
+    adapter: `${info.vendor} ${info.architecture} ${info.description}`.trim(),
+    date: new Date().toISOString(),
+    weightsBytes: wb.total,
+    mambaStateBytes: st.mamba,
+    promptTokens: promptLen,
+    prefillChunk: chunk,
+    prefillTokensPerSecond: +prefillTps.toFixed(1),
+    prefillTflops: +((prefillTps * flops) / 1e12).toFixed(3),
+    prefillComputeRooflineRatio: Number.isFinite(peakTflops) ? +((prefillTps * flops) / (peakTflops * 1e12)).toFixed(4) : null,
+    decodeTokens: decodeLen,
+    decodeTokensPerSecond: +decodeTps.toFixed(1),
+    decodeReadbackTokensPerSecond: +(nSimple / simpleS).toFixed(1),
+    decodeBytesPerToken: bytesPerToken,
+    peakGBps: +peakGBps.toFixed(1),
+    decodeRooflineTokensPerSecond: +rooflineTps.toFixed(1),
+    decodeRooflineRatio: +(decodeTps / rooflineTps).toFixed(4),
+    decodeDispatchesPerToken: model.dispatchesPerToken(),
+    logitsFinite: finite,
+  };
+  console.log(JSON.stringify(result, null, 2));
+  if (args.values.has('json')) fs.writeFileSync(args.values.get('json')!, JSON.stringify(result, null, 2) + '\n');
+  model.dispose();
+  gpu.destroy();
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
