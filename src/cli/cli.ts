@@ -43,12 +43,12 @@ async function cmdLogits(argv: string[]): Promise<void> {
   const folder = openModelFolder(dir);
   checkIds(ids, folder);
   const V = folder.config.vocabSize;
+  const H = args.values.has('decode-from') ? intValue(args, 'decode-from') : null;
+  if (H !== null && (H < 1 || H > ids.length)) throw new UsageError(`--decode-from must be between 1 and the number of ids (${ids.length}).`);
   const model = await loadModel(folder, args.values.get('backend') ?? 'webgpu');
   try {
     let result: number[][];
-    if (args.values.has('decode-from')) {
-      const H = intValue(args, 'decode-from');
-      if (H < 1 || H > ids.length) throw new UsageError(`--decode-from must be between 1 and the number of ids (${ids.length}).`);
+    if (H !== null) {
       result = rows(await model.forward(ids.slice(0, H)), V);
       for (const id of ids.slice(H)) result.push(...rows(await model.forward([id]), V));
     } else {

@@ -30,6 +30,22 @@ export function openModelFolder(dir: string, opts: { requireTokenizer?: boolean 
 }
 
 /**
+ * Everything a model remembers after consuming `position` tokens: the conv and SSM state of each Mamba layer
+ * (constant size) and the K/V rows of each attention layer (position rows each), in layer order.
+ */
+export interface ModelState {
+  position: number;
+  mamba: { conv: Float32Array; ssm: Float32Array }[];
+  kv: { k: Float32Array; v: Float32Array }[];
+}
+
+/** A saved point to return to: the Mamba state copied, the KV cache only marked (rows past it are dropped). */
+export interface StateMark {
+  readonly position: number;
+  release(): void;
+}
+
+/**
  * A model with its recurrent state (Mamba conv + SSM state per Mamba layer, KV cache per attention layer).
  * `forward` continues from the current state: prefill is a call with many ids, decode a call with one.
  */
@@ -41,5 +57,13 @@ export interface LanguageModel {
   forward(ids: readonly number[], opts?: { allLogits?: boolean }): Promise<Float32Array>;
   /** Forgets all state (back to position 0). */
   reset(): void;
+  /** Copies the state out (for snapshots). */
+  exportState(): Promise<ModelState>;
+  /** Replaces the state with a saved one. */
+  importState(state: ModelState): Promise<void>;
+  /** Remembers the current state cheaply so a question or completion can run and then be undone. */
+  fork(): Promise<StateMark>;
+  /** Returns to a mark taken by fork() on this model (the mark stays valid for further rollbacks). */
+  rollback(mark: StateMark): Promise<void>;
   dispose(): void;
 }

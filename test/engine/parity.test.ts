@@ -42,11 +42,43 @@ async function checkModel(model: LanguageModel, name: string, label: string): Pr
   console.log(`${label} ${name}: prefill ${e1.toExponential(2)}, decode ${e2.toExponential(2)}, greedy ok`);
 }
 
+/**
+ * State operations keep exact continuity: fork, a detour, rollback, then the rest equals an uninterrupted
+ * run; export -> import into a fresh model continues the same way.
+ */
+async function checkStateOps(model: LanguageModel, fresh: () => Promise<LanguageModel>, name: string, label: string): Promise<void> {
+  const exp = loadExpected(name);
+  const H = exp.decode_from;
+  model.reset();
+  await model.forward(exp.ids.slice(0, H));
+  const mark = await model.fork();
+  await model.forward([3, 1, 4, 1, 5, 9, 2, 6]); // a question that must leave no trace
+  await model.rollback(mark);
+  assert.equal(model.position, H);
+  const rest = await model.forward(exp.ids.slice(H), { allLogits: true });
+  const e1 = relError(rest, exp.prefill_logits.slice(H));
+  assert.ok(e1 < TOL, `${label} ${name}: after rollback rel. error ${e1}`);
+  mark.release();
+
+  model.reset();
+  await model.forward(exp.ids.slice(0, H));
+  const state = await model.exportState();
+  const other = await fresh();
+  await other.importState(state);
+  assert.equal(other.position, H);
+  const cont = await other.forward(exp.ids.slice(H), { allLogits: true });
+  const e2 = relError(cont, exp.prefill_logits.slice(H));
+  assert.ok(e2 < TOL, `${label} ${name}: after export/import rel. error ${e2}`);
+  other.dispose();
+}
+
 describe('CPU reference vs transformers', () => {
   for (const name of names) {
     test(name, async () => {
       const folder = openModelFolder(path.join(FIXTURES, name));
-      await checkModel(CpuModel.load(folder), name, 'cpu');
+      const model = CpuModel.load(folder);
+      await checkModel(model, name, 'cpu');
+      await checkStateOps(model, async () => CpuModel.load(folder), name, 'cpu');
       folder.store.close();
     });
   }
@@ -64,6 +96,7 @@ describe('WebGPU engine vs transformers', () => {
       // A small prefill chunk and KV capacity exercise chunked prefill and KV growth on these short inputs.
       const model = await GpuModel.load(folder, { gpu, prefillChunk: 16, kvCapacity: 8 });
       await checkModel(model, name, 'webgpu');
+      await checkStateOps(model, () => GpuModel.load(folder, { gpu, prefillChunk: 16, kvCapacity: 8 }), name, 'webgpu');
       model.dispose();
       folder.store.close();
     });

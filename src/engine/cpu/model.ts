@@ -2,7 +2,7 @@
 // It is what the WebGPU engine is tested against, and a fallback backend (--backend cpu).
 
 import type { ModelConfig } from '../config';
-import type { LanguageModel, ModelFolder } from '../model';
+import type { LanguageModel, ModelFolder, ModelState, StateMark } from '../model';
 import { loadWeights, type LayerWeights, type ModelWeights } from '../models/weights';
 import * as ops from './ops';
 
@@ -14,6 +14,11 @@ interface MambaState {
 interface KvState {
   k: Float32Array[]; // per position [nKv*d]
   v: Float32Array[];
+}
+
+class CpuMark implements StateMark {
+  constructor(readonly owner: CpuModel, readonly position: number, readonly saved: (MambaState | null)[]) {}
+  release(): void {}
 }
 
 export class CpuModel implements LanguageModel {
@@ -45,6 +50,59 @@ export class CpuModel implements LanguageModel {
   }
 
   dispose(): void {}
+
+  async exportState(): Promise<ModelState> {
+    const kd = this.config.attention ? this.config.attention.numKvHeads * this.config.attention.headDim : 0;
+    const flat = (rows: Float32Array[]) => {
+      const out = new Float32Array(rows.length * kd);
+      rows.forEach((r, i) => out.set(r, i * kd));
+      return out;
+    };
+    return {
+      position: this.pos,
+      mamba: this.mambaState.filter((s): s is MambaState => s !== null).map((s) => ({ conv: s.conv.slice(), ssm: s.ssm.slice() })),
+      kv: this.kv.filter((s): s is KvState => s !== null).map((s) => ({ k: flat(s.k), v: flat(s.v) })),
+    };
+  }
+
+  async importState(state: ModelState): Promise<void> {
+    const kd = this.config.attention ? this.config.attention.numKvHeads * this.config.attention.headDim : 0;
+    this.reset();
+    const mambas = this.mambaState.filter((s): s is MambaState => s !== null);
+    const kvs = this.kv.filter((s): s is KvState => s !== null);
+    if (state.mamba.length !== mambas.length || state.kv.length !== kvs.length) throw new RangeError('state does not match this model.');
+    mambas.forEach((s, i) => {
+      s.conv.set(state.mamba[i].conv);
+      s.ssm.set(state.mamba[i].ssm);
+    });
+    kvs.forEach((s, i) => {
+      for (let r = 0; r < state.position; r++) {
+        s.k.push(state.kv[i].k.slice(r * kd, (r + 1) * kd));
+        s.v.push(state.kv[i].v.slice(r * kd, (r + 1) * kd));
+      }
+    });
+    this.pos = state.position;
+  }
+
+  async fork(): Promise<StateMark> {
+    return new CpuMark(this, this.pos, this.mambaState.map((s) => (s ? { conv: s.conv.slice(), ssm: s.ssm.slice() } : null)));
+  }
+
+  async rollback(mark: StateMark): Promise<void> {
+    if (!(mark instanceof CpuMark) || mark.owner !== this) throw new RangeError('rollback needs a mark taken by fork() on this model.');
+    const saved = mark.saved;
+    this.mambaState.forEach((s, i) => {
+      if (s) {
+        s.conv.set(saved[i]!.conv);
+        s.ssm.set(saved[i]!.ssm);
+      }
+    });
+    for (const s of this.kv) if (s) {
+      s.k.length = mark.position;
+      s.v.length = mark.position;
+    }
+    this.pos = mark.position;
+  }
 
   async forward(ids: readonly number[], opts: { allLogits?: boolean } = {}): Promise<Float32Array> {
     const cfg = this.config;

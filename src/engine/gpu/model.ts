@@ -8,7 +8,7 @@
 //   x = rmsnorm(h);  h += r * (mlp(x) + moe(x))   Granite only
 
 import type { ModelConfig } from '../config';
-import type { LanguageModel, ModelFolder } from '../model';
+import type { LanguageModel, ModelFolder, ModelState, StateMark } from '../model';
 import { loadWeights, type ModelWeights } from '../models/weights';
 import { Gpu, type GpuWeight } from './device';
 import { CommandList, type Act } from './ops';
@@ -39,6 +39,22 @@ export interface GpuModelOptions {
   prefillChunk?: number;
   /** Initial KV capacity in tokens per attention layer (grows by doubling). */
   kvCapacity?: number;
+}
+
+/** A fork point: copies of every Mamba layer's state on the GPU, and the KV length at that time. */
+class GpuMark implements StateMark {
+  constructor(
+    readonly owner: GpuModel,
+    readonly position: number,
+    readonly copies: { conv: GPUBuffer; ssm: GPUBuffer }[],
+  ) {}
+  release(): void {
+    for (const c of this.copies) {
+      c.conv.destroy();
+      c.ssm.destroy();
+    }
+    this.copies.length = 0;
+  }
 }
 
 export class GpuModel implements LanguageModel {
@@ -106,6 +122,76 @@ export class GpuModel implements LanguageModel {
     const enc = this.gpu.device.createCommandEncoder();
     for (const s of this.states) for (const b of [s.conv, s.ssm]) if (b) enc.clearBuffer(b);
     this.gpu.device.queue.submit([enc.finish()]);
+  }
+
+  async exportState(): Promise<ModelState> {
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    const a = this.config.attention;
+    const kvBytes = a ? 4 * this.pos * a.numKvHeads * a.headDim : 0;
+    const mamba: ModelState['mamba'] = [];
+    const kv: ModelState['kv'] = [];
+    for (const s of this.states) {
+      if (s.conv && s.ssm) {
+        mamba.push({ conv: new Float32Array(await this.gpu.read(s.conv, s.conv.size)), ssm: new Float32Array(await this.gpu.read(s.ssm, s.ssm.size)) });
+      }
+      if (s.k && s.v) {
+        const k = kvBytes ? new Float32Array(await this.gpu.read(s.k, kvBytes)) : new Float32Array(0);
+        const v = kvBytes ? new Float32Array(await this.gpu.read(s.v, kvBytes)) : new Float32Array(0);
+        kv.push({ k, v });
+      }
+    }
+    return { position: this.pos, mamba, kv };
+  }
+
+  async importState(state: ModelState): Promise<void> {
+    const mambaLayers = this.states.filter((s) => s.conv && s.ssm);
+    const kvLayers = this.states.filter((s) => s.k && s.v);
+    if (state.mamba.length !== mambaLayers.length || state.kv.length !== kvLayers.length) {
+      throw new RangeError('the saved state does not match this model (layer count).');
+    }
+    this.ensureKvCapacity(state.position);
+    mambaLayers.forEach((s, i) => {
+      if (state.mamba[i].conv.byteLength !== s.conv!.size || state.mamba[i].ssm.byteLength !== s.ssm!.size) {
+        throw new RangeError('the saved state does not match this model (Mamba state size).');
+      }
+      this.gpu.write(s.conv!, state.mamba[i].conv);
+      this.gpu.write(s.ssm!, state.mamba[i].ssm);
+    });
+    kvLayers.forEach((s, i) => {
+      if (state.kv[i].k.length) this.gpu.write(s.k!, state.kv[i].k);
+      if (state.kv[i].v.length) this.gpu.write(s.v!, state.kv[i].v);
+    });
+    this.pos = state.position;
+    await this.gpu.device.queue.onSubmittedWorkDone();
+  }
+
+  async fork(): Promise<StateMark> {
+    const enc = this.gpu.device.createCommandEncoder();
+    const copies: { conv: GPUBuffer; ssm: GPUBuffer }[] = [];
+    for (const s of this.states) {
+      if (!s.conv || !s.ssm) continue;
+      const c = { conv: this.gpu.buffer(s.conv.size, 'fork_conv'), ssm: this.gpu.buffer(s.ssm.size, 'fork_ssm') };
+      enc.copyBufferToBuffer(s.conv, 0, c.conv, 0, s.conv.size);
+      enc.copyBufferToBuffer(s.ssm, 0, c.ssm, 0, s.ssm.size);
+      copies.push(c);
+    }
+    this.gpu.device.queue.submit([enc.finish()]);
+    return new GpuMark(this, this.pos, copies);
+  }
+
+  async rollback(mark: StateMark): Promise<void> {
+    if (!(mark instanceof GpuMark) || mark.owner !== this) throw new RangeError('rollback needs a mark taken by fork() on this model.');
+    const enc = this.gpu.device.createCommandEncoder();
+    let i = 0;
+    for (const s of this.states) {
+      if (!s.conv || !s.ssm) continue;
+      const c = mark.copies[i++];
+      enc.copyBufferToBuffer(c.conv, 0, s.conv, 0, s.conv.size);
+      enc.copyBufferToBuffer(c.ssm, 0, s.ssm, 0, s.ssm.size);
+    }
+    this.gpu.device.queue.submit([enc.finish()]);
+    // KV rows past the mark are simply overwritten later: attention only reads rows below the position.
+    this.pos = mark.position;
   }
 
   dispose(): void {
@@ -186,8 +272,37 @@ export class GpuModel implements LanguageModel {
     p.logits.destroy();
   }
 
-  private pass(T: number, rows: number): Pass {
-    const key = `${T}:${rows}`;
+  /**
+   * Greedy decoding with the token choice on the GPU: feeds `firstId`, then each argmax back into the next
+   * step without a CPU round trip; the ids are collected in a GPU buffer and read once at the end.
+   * Returns the n ids that follow `firstId`.
+   */
+  async decodeGreedy(n: number, firstId = 0): Promise<number[]> {
+    if (n <= 0) return [];
+    this.ensureKvCapacity(this.pos + n);
+    const pass = this.pass(1, 1, true);
+    const ring = this.gpu.buffer(4 * n, 'decoded_ids');
+    this.gpu.write(this.ids, new Uint32Array([firstId]));
+    for (let i = 0; i < n; i++) {
+      this.gpu.write(this.step, new Uint32Array([this.pos, 1, i, 0]));
+      pass.list.submit();
+      const enc = this.gpu.device.createCommandEncoder();
+      enc.copyBufferToBuffer(this.ids, 0, ring, 4 * i, 4);
+      this.gpu.device.queue.submit([enc.finish()]);
+      this.pos += 1;
+    }
+    const out = Array.from(new Uint32Array(await this.gpu.read(ring, 4 * n)));
+    ring.destroy();
+    return out;
+  }
+
+  /** Dispatches in one decode step (the number that bounds decode speed). */
+  dispatchesPerToken(): number {
+    return this.pass(1, 1, true).list.dispatchCount;
+  }
+
+  private pass(T: number, rows: number, argmax = false): Pass {
+    const key = `${T}:${rows}${argmax ? ':argmax' : ''}`;
     let p = this.passes.get(key);
     if (!p) {
       // Keep decode (T = 1) and the full-chunk passes; odd-sized tail chunks are rebuilt when needed.
@@ -200,6 +315,7 @@ export class GpuModel implements LanguageModel {
         }
       }
       p = this.record(T, rows);
+      if (argmax) p.list.argmax({ buffer: p.logits }, this.ids, this.config.vocabSize);
       this.passes.set(key, p);
     }
     return p;

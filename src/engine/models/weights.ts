@@ -4,7 +4,6 @@
 
 import type { ModelConfig } from '../config';
 import { ModelFormatError } from '../errors';
-import type { WeightStore } from '../safetensors';
 
 export interface MambaWeights<T> {
   inProj: T; // [inProjDim, H]: z | xBC | dt
@@ -57,7 +56,7 @@ export interface ModelWeights<T> {
 export type TensorLoader<T> = (name: string, shape: number[]) => T;
 
 /** Walks the checkpoint's tensors for `cfg`, calling `load` once per tensor. */
-export function loadWeights<T>(cfg: ModelConfig, store: WeightStore, load: TensorLoader<T>): ModelWeights<T> {
+export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boolean }, load: TensorLoader<T>): ModelWeights<T> {
   const H = cfg.hiddenSize;
   const m = cfg.mamba;
   const granite = cfg.architecture === 'granitemoehybrid';

@@ -1,0 +1,391 @@
+// The WebGPU device: adapter and limits, buffers, weight upload and the kernel loader (one .wgsl file per op,
+// compiled once per set of override constants and cached). Everything that can fail is checked inside an
+// error scope so the error names the step; compile errors are reported as GpuError naming the kernel.
+
+import * as fs from 'fs';
+import * as path from 'path';
+import { DeviceLostError, GpuError, WebGPUNotAvailableError } from '../errors';
+import type { DType } from '../safetensors';
+
+/** How a weight's values are stored in its u32 words. */
+export type WFormat = 'f32' | 'f16' | 'bf16';
+
+/**
+ * A weight tensor on the GPU, stored as u32 words (f32: one value per word; f16/bf16: two per word, element i
+ * in the low half of word i>>1 when i is even). Tensors larger than maxBinding are split by rows (the first
+ * dimension) into parts; each part's buffer starts at its own first row.
+ */
+export interface GpuWeight {
+  format: WFormat;
+  shape: number[];
+  parts: { buffer: GPUBuffer; rowStart: number; rows: number }[];
+  bytes: number;
+}
+
+/** The `override WFMT` value each kernel uses to decode weights. */
+export const WFMT: Record<WFormat, number> = { f32: 0, f16: 1, bf16: 2 };
+
+const DTYPE_FORMAT: Record<DType, WFormat> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
+
+// Module-level on purpose: Dawn aborts if the object returned by create() is garbage-collected while a device
+// made from it is alive.
+let navigatorGpu: GPU | null = null;
+
+function webgpu(): GPU {
+  if (navigatorGpu) return navigatorGpu;
+  let mod: { create: (opts: string[]) => GPU; globals: object };
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    mod = require('webgpu');
+  } catch (e) {
+    throw new WebGPUNotAvailableError(`the 'webgpu' package could not be loaded: ${(e as Error).message}`);
+  }
+  Object.assign(globalThis, mod.globals);
+  navigatorGpu = mod.create([]);
+  return navigatorGpu;
+}
+
+/** Where the .wgsl files are: next to the bundle (dist/kernels), one up (dist/test -> dist/kernels), or the repo. */
+function kernelDir(): string {
+  const candidates = [
+    path.join(__dirname, 'kernels'),
+    path.join(__dirname, '..', 'kernels'),
+    path.join(__dirname, '..', '..', 'kernels'),
+    path.join(__dirname, '..', '..', '..', 'kernels'),
+    path.join(process.cwd(), 'kernels'),
+  ];
+  for (const d of candidates) if (fs.existsSync(path.join(d, 'gemv.wgsl'))) return d;
+  throw new GpuError(`the WGSL kernels were not found (looked in ${candidates.join(', ')}); run the build (node esbuild.js).`);
+}
+
+/**
+ * The only preprocessing: `// #if NAME` ... `// #else` ... `// #endif` blocks (not nested) are kept or dropped by
+ * device-level defines. It exists for the subgroup variants: WGSL cannot even mention subgroup builtins without
+ * `enable subgroups;`, which fails to compile on a device without the feature.
+ */
+export function preprocess(src: string, defines: ReadonlySet<string>): string {
+  const out: string[] = [];
+  let keep = true;
+  let inIf = false;
+  for (const line of src.split('\n')) {
+    const m = /^\s*\/\/\s*#(if|else|endif)\b\s*(\w*)/.exec(line);
+    if (m) {
+      if (m[1] === 'if') {
+        if (inIf) throw new GpuError('nested // #if blocks are not supported in kernels.');
+        inIf = true;
+        keep = defines.has(m[2]);
+      } else if (m[1] === 'else') keep = !keep;
+      else {
+        inIf = false;
+        keep = true;
+      }
+      out.push(''); // keep line numbers
+      continue;
+    }
+    out.push(keep ? line : '');
+  }
+  return out.join('\n');
+}
+
+export interface GpuOptions {
+  powerPreference?: 'high-performance' | 'low-power';
+  /** Testing only: split weights bigger than this many bytes (instead of the device's binding limit). */
+  maxBinding?: number;
+  /** Testing only: behave as if the adapter had no subgroups. */
+  disableSubgroups?: boolean;
+}
+
+export class Gpu {
+  readonly hasSubgroups: boolean;
+  /** The largest storage buffer binding, in bytes (a multiple of 16). */
+  readonly maxBinding: number;
+  /** Resolves with the reason when the device is lost. */
+  readonly lost: Promise<string>;
+  /** Subgroup size the kernels may rely on (0 without subgroups). */
+  readonly subgroupSize: number;
+
+  private lostReason: string | null = null;
+  private destroyed = false;
+  private allocated = 0;
+  private readonly sizes = new WeakMap<GPUBuffer, number>();
+  private readonly dir = kernelDir();
+  private readonly defines: ReadonlySet<string>;
+  private readonly sources = new Map<string, string>();
+  private readonly modules = new Map<string, GPUShaderModule>();
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pending: Promise<string | null>[] = [];
+  private readonly errors: string[] = [];
+  private zeros: GPUBuffer | null = null;
+
+  private constructor(
+    readonly device: GPUDevice,
+    readonly adapterInfo: { vendor: string; architecture: string; description: string; device: string },
+    subgroupSize: number,
+    maxBinding: number,
+  ) {
+    this.hasSubgroups = subgroupSize > 0;
+    this.subgroupSize = subgroupSize;
+    this.maxBinding = maxBinding;
+    this.defines = new Set(this.hasSubgroups ? ['SUBGROUPS'] : []);
+    this.lost = device.lost.then((info) => {
+      this.lostReason = `${info.reason}: ${info.message}`;
+      return this.lostReason;
+    });
+    device.addEventListener('uncapturederror', (e) => {
+      this.errors.push((e as GPUUncapturedErrorEvent).error.message);
+    });
+  }
+
+  static async create(opts: GpuOptions = {}): Promise<Gpu> {
+    const gpu = webgpu();
+    const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+    if (!adapter) throw new WebGPUNotAvailableError('requestAdapter returned null');
+    const want = [
+      'maxStorageBufferBindingSize',
+      'maxBufferSize',
+      'maxComputeWorkgroupStorageSize',
+      'maxComputeInvocationsPerWorkgroup',
+      'maxComputeWorkgroupSizeX',
+      'maxComputeWorkgroupsPerDimension',
+      'maxStorageBuffersPerShaderStage',
+      'maxUniformBuffersPerShaderStage',
+    ] as const;
+    const requiredLimits: Record<string, number> = {};
+    for (const k of want) requiredLimits[k] = adapter.limits[k];
+    const features: GPUFeatureName[] = [];
+    const useSubgroups = adapter.features.has('subgroups') && !opts.disableSubgroups;
+    if (useSubgroups) features.push('subgroups');
+    if (adapter.features.has('timestamp-query')) features.push('timestamp-query');
+    let device: GPUDevice;
+    try {
+      device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits });
+    } catch (e) {
+      throw new WebGPUNotAvailableError(`requestDevice failed: ${(e as Error).message}`);
+    }
+    const info = adapter.info;
+    const adapterInfo = { vendor: info.vendor, architecture: info.architecture, description: info.description, device: info.device };
+    const binding = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    const maxBinding = Math.floor(Math.min(binding, opts.maxBinding ?? Infinity) / 16) * 16;
+    // Subgroup kernels assume a fixed subgroup size laid over consecutive invocations; probe it, else fall back.
+    let sg = 0;
+    if (useSubgroups) {
+      const probe = new Gpu(device, adapterInfo, 0, maxBinding);
+      sg = await probe.probeSubgroups((info as { subgroupMinSize?: number }).subgroupMinSize ?? 0, (info as { subgroupMaxSize?: number }).subgroupMaxSize ?? 0);
+    }
+    return new Gpu(device, adapterInfo, sg, maxBinding);
+  }
+
+  /**
+   * Runs one 256-invocation workgroup that records subgroup_size and subgroup_invocation_id; returns the size if
+   * every invocation i sits at lane i % size of one fixed size (a power of two from 4 to 128), else 0.
+   */
+  private async probeSubgroups(minSize: number, maxSize: number): Promise<number> {
+    if (minSize !== maxSize || minSize < 4 || minSize > 128) return 0;
+    const code = `enable subgroups;
+      @group(0) @binding(0) var<storage, read_write> out: array<u32>;
+      @compute @workgroup_size(256) fn main(@builtin(local_invocation_index) i: u32,
+          @builtin(subgroup_size) n: u32, @builtin(subgroup_invocation_id) l: u32) {
+        out[2u * i] = n;
+        out[2u * i + 1u] = l;
+        // Also check that subgroupAdd sums over exactly those lanes.
+        let s = subgroupAdd(i);
+        let base = i - l;
+        if (s != n * base + n * (n - 1u) / 2u) { out[2u * i] = 0u; }
+      }`;
+    this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ code });
+    const pipeline = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+    const buf = this.buffer(2048, 'subgroup_probe');
+    const bg = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] });
+    const enc = this.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bg);
+    pass.dispatchWorkgroups(1);
+    pass.end();
+    this.device.queue.submit([enc.finish()]);
+    const err = await this.device.popErrorScope();
+    if (err) {
+      this.free(buf);
+      return 0;
+    }
+    const r = new Uint32Array(await this.read(buf, 2048));
+    this.free(buf);
+    const n = r[0];
+    if (n !== minSize) return 0;
+    for (let i = 0; i < 256; i++) if (r[2 * i] !== n || r[2 * i + 1] !== i % n) return 0;
+    return n;
+  }
+
+  /** A buffer of at least `bytes` (rounded up to a multiple of 16), zero-filled. */
+  buffer(bytes: number, label: string, usage: number = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST): GPUBuffer {
+    if (!(bytes >= 0) || !Number.isFinite(bytes)) throw new GpuError(`buffer '${label}': invalid size ${bytes}.`);
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    if (size > this.device.limits.maxBufferSize) {
+      throw new GpuError(`buffer '${label}' needs ${size} bytes, more than the device's maxBufferSize ${this.device.limits.maxBufferSize}.`);
+    }
+    const b = this.device.createBuffer({ size, usage, label });
+    this.allocated += size;
+    this.sizes.set(b, size);
+    return b;
+  }
+
+  /** Destroys a buffer made by buffer() and takes it off the memory gauge. */
+  free(buf: GPUBuffer): void {
+    const size = this.sizes.get(buf);
+    if (size !== undefined) {
+      this.allocated -= size;
+      this.sizes.delete(buf);
+    }
+    buf.destroy();
+  }
+
+  /** Running total of bytes in buffers made by buffer() and not freed. */
+  bytesAllocated(): number {
+    return this.allocated;
+  }
+
+  /**
+   * Uploads a checkpoint tensor as it is stored (no conversion on the CPU). Split by rows of shape[0] into
+   * parts of at most maxBinding bytes (or `maxPartBytes`, for tests).
+   */
+  uploadWeight(label: string, bytes: Uint8Array, dtype: DType, shape: number[], opts: { maxPartBytes?: number } = {}): GpuWeight {
+    const format = DTYPE_FORMAT[dtype];
+    if (!format) throw new GpuError(`weight '${label}': unsupported dtype ${dtype}.`);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const eb = DTYPE_BYTES[dtype];
+    if (bytes.byteLength !== n * eb) {
+      throw new GpuError(`weight '${label}': ${bytes.byteLength} bytes given for shape [${shape}] of ${dtype} (${n * eb} expected).`);
+    }
+    const rowsTotal = shape.length ? shape[0] : 1;
+    const rowBytes = rowsTotal ? (n / rowsTotal) * eb : 0;
+    const limit = Math.min(this.maxBinding, opts.maxPartBytes ?? Infinity);
+    let rowsPerPart = rowBytes ? Math.floor(limit / rowBytes) : rowsTotal;
+    if (rowsPerPart < 1) throw new GpuError(`weight '${label}': one row (${rowBytes} bytes) is larger than the binding limit ${limit}.`);
+    rowsPerPart = Math.min(rowsPerPart, Math.max(1, rowsTotal));
+    const parts: GpuWeight['parts'] = [];
+    for (let r0 = 0; r0 < Math.max(1, rowsTotal); r0 += rowsPerPart) {
+      const rows = Math.min(rowsPerPart, rowsTotal - r0);
+      const slice = bytes.subarray(r0 * rowBytes, (r0 + rows) * rowBytes);
+      const buffer = this.buffer(slice.byteLength, parts.length || rowsTotal > rowsPerPart ? `${label}[${parts.length}]` : label);
+      this.write(buffer, slice);
+      parts.push({ buffer, rowStart: r0, rows: Math.max(rows, 0) });
+    }
+    return { format, shape: [...shape], parts, bytes: n * eb };
+  }
+
+  /** Writes `data` at `byteOffset`; pads to a multiple of 4 bytes, as writeBuffer requires. */
+  write(buf: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes.byteLength % 4 !== 0) {
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+      padded.set(bytes);
+      bytes = padded;
+    }
+    if (bytes.byteLength === 0) return;
+    // Large writes in pieces: Dawn copies each write into a staging area.
+    const PIECE = 64 << 20;
+    for (let o = 0; o < bytes.byteLength; o += PIECE) {
+      const len = Math.min(PIECE, bytes.byteLength - o);
+      this.device.queue.writeBuffer(buf, byteOffset + o, bytes.buffer, bytes.byteOffset + o, len);
+    }
+  }
+
+  /** Reads `bytes` from `buf` at `byteOffset` through a staging buffer (after all submitted work). */
+  async read(buf: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
+    this.checkAlive();
+    const size = Math.ceil(bytes / 4) * 4;
+    if (size === 0) return new ArrayBuffer(0);
+    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'staging' });
+    try {
+      const enc = this.device.createCommandEncoder();
+      enc.copyBufferToBuffer(buf, byteOffset, staging, 0, size);
+      this.device.queue.submit([enc.finish()]);
+      await staging.mapAsync(GPUMapMode.READ);
+      const out = staging.getMappedRange().slice(0, bytes);
+      staging.unmap();
+      await this.check();
+      return out;
+    } catch (e) {
+      this.checkAlive();
+      if (e instanceof GpuError) throw e;
+      throw new GpuError(`reading buffer '${buf.label}' failed: ${(e as Error).message}`);
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  /** A buffer of zeros, bound where a kernel's optional input (e.g. a bias) is absent. */
+  zeroBuffer(): GPUBuffer {
+    if (!this.zeros) this.zeros = this.buffer(256, 'zeros');
+    return this.zeros;
+  }
+
+  private source(kernel: string): string {
+    let src = this.sources.get(kernel);
+    if (src === undefined) {
+      const file = path.join(this.dir, `${kernel}.wgsl`);
+      if (!fs.existsSync(file)) throw new GpuError(`kernel '${kernel}' not found: ${file} does not exist.`);
+      src = preprocess(fs.readFileSync(file, 'utf8'), this.defines);
+      this.sources.set(kernel, src);
+    }
+    return src;
+  }
+
+  /**
+   * The compute pipeline for `kernel` (kernels/<kernel>.wgsl, entry point `entry`) with these override
+   * constants, cached. Compile and validation errors surface as GpuError from check() (which run() and
+   * read() call), naming the kernel and the line.
+   */
+  pipeline(kernel: string, constants: Record<string, number> = {}, entry = 'main'): GPUComputePipeline {
+    const ckeys = Object.keys(constants).sort();
+    const key = `${kernel}:${entry}:${ckeys.map((k) => `${k}=${constants[k]}`).join(',')}`;
+    let p = this.pipelines.get(key);
+    if (p) return p;
+    let module = this.modules.get(kernel);
+    if (!module) {
+      this.device.pushErrorScope('validation');
+      module = this.device.createShaderModule({ code: this.source(kernel), label: kernel });
+      const compiled = module.getCompilationInfo().then((info) => {
+        const errs = info.messages.filter((m) => m.type === 'error');
+        return errs.length ? `kernel ${kernel}.wgsl does not compile: ${errs.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}` : null;
+      });
+      const scope = this.device.popErrorScope().then((e) => (e ? `kernel ${kernel}.wgsl: ${e.message}` : null));
+      this.pending.push(compiled, scope);
+      this.modules.set(kernel, module);
+    }
+    this.device.pushErrorScope('validation');
+    p = this.device.createComputePipeline({ layout: 'auto', label: key, compute: { module, entryPoint: entry, constants } });
+    this.pending.push(this.device.popErrorScope().then((e) => (e ? `pipeline ${key}: ${e.message}` : null)));
+    this.pipelines.set(key, p);
+    return p;
+  }
+
+  /** Throws the first error reported so far (kernel compile, pipeline, validation), or DeviceLostError. */
+  async check(): Promise<void> {
+    if (this.pending.length) {
+      const results = await Promise.all(this.pending.splice(0));
+      for (const r of results) if (r) this.errors.push(r);
+    }
+    this.checkAlive();
+    if (this.errors.length) {
+      const first = this.errors[0];
+      const more = this.errors.length > 1 ? ` (and ${this.errors.length - 1} more)` : '';
+      this.errors.length = 0;
+      throw new GpuError(`${first}${more}`);
+    }
+  }
+
+  private checkAlive(): void {
+    if (this.lostReason !== null && !this.destroyed) throw new DeviceLostError(this.lostReason);
+    if (this.destroyed) throw new GpuError('the GPU device was destroyed (Gpu.destroy() was called).');
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.device.destroy();
+    this.allocated = 0;
+  }
+}

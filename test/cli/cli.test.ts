@@ -1,0 +1,86 @@
+// The command-line contracts that scripts depend on: `logits` and `generate` output shapes and values.
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'child_process';
+import * as path from 'path';
+import { promisify } from 'util';
+import { FIXTURES, REPO, fixtureNames, loadExpected, relError } from '../engine/helpers';
+
+const run = promisify(execFile);
+const CLI = path.join(REPO, 'dist', 'cli.js');
+
+async function cli(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const r = await run(process.execPath, [CLI, ...args], { maxBuffer: 64 << 20 });
+    return { ...r, code: 0 };
+  } catch (e) {
+    const err = e as { stdout: string; stderr: string; code: number };
+    return { stdout: err.stdout, stderr: err.stderr, code: err.code };
+  }
+}
+
+const name = fixtureNames().includes('granite-moe-rope') ? 'granite-moe-rope' : fixtureNames()[0];
+
+describe('cli', () => {
+  test('logits: one row per position, equal to transformers', async () => {
+    const exp = loadExpected(name);
+    for (const backend of ['webgpu', 'cpu']) {
+      const r = await cli('logits', '--model', path.join(FIXTURES, name), '--ids', exp.ids.join(','), '--backend', backend);
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as { logits: number[][] };
+      assert.deepEqual(Object.keys(out), ['logits']);
+      assert.equal(out.logits.length, exp.ids.length);
+      assert.ok(relError(out.logits.flat(), exp.prefill_logits) < 1e-3, backend);
+    }
+  });
+
+  test('logits --decode-from H: rows for positions H-1 .. end', async () => {
+    const exp = loadExpected(name);
+    const r = await cli('logits', '--model', path.join(FIXTURES, name), '--ids', exp.ids.join(','), '--decode-from', String(exp.decode_from));
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { logits: number[][] };
+    assert.equal(out.logits.length, exp.ids.length - exp.decode_from + 1);
+    assert.ok(relError(out.logits.flat(), exp.decode_logits) < 1e-3);
+  });
+
+  test('generate --json: greedy ids equal transformers, text decodes them', async () => {
+    const exp = loadExpected(name);
+    const r = await cli(
+      'generate', '--model', path.join(FIXTURES, name), '--ids', exp.greedy.prompt_ids.join(','),
+      '--max-new-tokens', String(exp.greedy.max_new_tokens), '--greedy', '--json',
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { ids: number[]; text: string };
+    assert.deepEqual(Object.keys(out).sort(), ['ids', 'text']);
+    // Generation stops early at an end-of-text id; otherwise it must match transformers token for token.
+    assert.deepEqual(out.ids, exp.greedy.new_ids.slice(0, out.ids.length));
+    assert.equal(typeof out.text, 'string');
+  });
+
+  test('generate --prompt: text in, text out', async () => {
+    const r = await cli('generate', '--model', path.join(FIXTURES, name), '--prompt', 'def main(', '--max-new-tokens', '5', '--json', '--seed', '3');
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { ids: number[]; text: string };
+    assert.ok(out.ids.length >= 1 && out.ids.length <= 5);
+  });
+
+  test('bad usage gets a clear message and exit code 2', async () => {
+    const cases: [string[], RegExp][] = [
+      [['logits', '--ids', '1,2'], /--model DIR is required/],
+      [['logits', '--model', path.join(FIXTURES, name), '--ids', 'a,b'], /comma-separated list/],
+      [['logits', '--model', path.join(FIXTURES, name), '--ids', '999999'], /outside the model's vocabulary/],
+      [['logits', '--model', path.join(FIXTURES, name), '--ids', '1,2', '--decode-from', '5'], /--decode-from must be between/],
+      [['generate', '--model', path.join(FIXTURES, name), '--max-new-tokens', '3'], /exactly one of --ids or --prompt/],
+      [['frobnicate'], /unknown command/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await cli(...args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.match(r.stderr, re);
+    }
+    const missing = await cli('logits', '--model', path.join(FIXTURES, 'does-not-exist'), '--ids', '1');
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /does not exist/);
+  });
+});
