@@ -5,6 +5,14 @@
 //          prefilled, then the rest are fed one at a time, and rows for positions H-1 .. end are printed.
 //   sidewinder generate --model DIR (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--greedy] --json
 //       -> {"ids": [...], "text": "..."}
+//   sidewinder files    --workspace DIR --json
+//       -> {"files":[{"path","bytes","mtimeMs"}...],"skipped":[{"path","reason"}...]}  in ingest order
+//   sidewinder ingest   --workspace DIR --model DIR [--kv-budget-mb N] [--cache-dir DIR] [--json]
+//       -> progress on stderr; with --json {"files","skipped":{reason:count},"tokens","seconds","tokensPerSecond",
+//          "resumedFromSnapshot","reingestedTokens","snapshot","memory":{...}}
+//   sidewinder ask      --workspace DIR --model DIR [--kv-budget-mb N] [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"
+//       -> the answer streamed to stdout; with --json {"answer","ids","tokens","resumedFromSnapshot","reingestedTokens",
+//          "seconds","memory":{...}}
 
 import { SidewinderError, UsageError } from '../engine/errors';
 import { generateTokens } from '../engine/generate';
@@ -12,11 +20,16 @@ import { openModelFolder, type LanguageModel, type ModelFolder } from '../engine
 import { CpuModel } from '../engine/cpu/model';
 import { GpuModel } from '../engine/gpu/model';
 import { idList, intValue, parseArgs } from './args';
+import { cmdFiles } from './files';
+import { cmdAsk, cmdIngest } from './workspace';
 
 const USAGE = `usage:
   sidewinder logits   --model DIR --ids 1,2,3 [--decode-from H] [--backend webgpu|cpu]
   sidewinder generate --model DIR (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--greedy]
-                      [--temperature T] [--top-p P] [--seed S] [--backend webgpu|cpu] [--json]`;
+                      [--temperature T] [--top-p P] [--seed S] [--backend webgpu|cpu] [--json]
+  sidewinder files    --workspace DIR [--json]
+  sidewinder ingest   --workspace DIR --model DIR [--kv-budget-mb N] [--cache-dir DIR] [--json]
+  sidewinder ask      --workspace DIR --model DIR [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"`;
 
 async function loadModel(folder: ModelFolder, backend: string): Promise<LanguageModel> {
   if (backend === 'cpu') return CpuModel.load(folder);
@@ -119,6 +132,15 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'generate':
       await cmdGenerate(rest);
+      return 0;
+    case 'files':
+      await cmdFiles(rest);
+      return 0;
+    case 'ingest':
+      await cmdIngest(rest);
+      return 0;
+    case 'ask':
+      await cmdAsk(rest);
       return 0;
     case undefined:
     case 'help':

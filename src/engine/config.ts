@@ -63,7 +63,9 @@ export interface ModelConfig {
 type Json = Record<string, unknown>;
 
 function num(raw: Json, key: string, fallback?: number): number {
-  const v = raw[key];
+  let v = raw[key];
+  // transformers 5.x writes non-finite floats as {"__float__": "Infinity"}.
+  if (v && typeof v === 'object' && '__float__' in v) v = (v as { __float__: unknown }).__float__;
   if (v === undefined || v === null) {
     if (fallback !== undefined) return fallback;
     throw new UnsupportedModelError(`config.json: "${key}" is missing; it is required for this architecture.`);
@@ -71,7 +73,7 @@ function num(raw: Json, key: string, fallback?: number): number {
   // JSON written by Python may hold Infinity (json.dumps allows it); it arrives as a string after our
   // tolerant parse, or as a number.
   if (v === 'Infinity' || v === 'inf') return Infinity;
-  if (v === '-Infinity') return -Infinity;
+  if (v === '-Infinity' || v === '-inf') return -Infinity;
   if (typeof v !== 'number' || Number.isNaN(v)) {
     throw new UnsupportedModelError(`config.json: "${key}" must be a number, got ${JSON.stringify(v)}.`);
   }
@@ -287,8 +289,9 @@ function mamba2(raw: Json): ModelConfig {
     projBias: bool(raw, 'use_bias', false),
     timeStepMin: tMin,
     timeStepMax: tMax,
-    // transformers' Mamba2 MambaRMSNormGated normalises each group of intermediate / n_groups channels.
-    normGroupSize: intermediate / nGroups,
+    // transformers 5.17's MambaRMSNormGated normalises over the whole intermediate dimension (the mamba_ssm
+    // kernels use groups of intermediate / n_groups; the two agree for n_groups = 1).
+    normGroupSize: intermediate,
   };
   checkMamba(mamba);
   return {

@@ -39,6 +39,17 @@ export interface ModelState {
   kv: { k: Float32Array; v: Float32Array }[];
 }
 
+/** Where the bytes are, for the status-bar gauge and the memory panel. */
+export interface MemoryReport {
+  weightsBytes: number;
+  stateBytes: number; // Mamba conv + SSM state (constant in the context length)
+  kvGpuBytes: number; // attention K/V resident on the GPU
+  kvHostBytes: number; // K/V paged out to host memory
+  kvDiskBytes: number; // K/V spilled to disk
+  scratchBytes: number; // activations and other working buffers
+  kvBudgetBytes: number; // the GPU KV budget (0: unbounded)
+}
+
 /** A saved point to return to: the Mamba state copied, the KV cache only marked (rows past it are dropped). */
 export interface StateMark {
   readonly position: number;
@@ -57,8 +68,10 @@ export interface LanguageModel {
   forward(ids: readonly number[], opts?: { allLogits?: boolean }): Promise<Float32Array>;
   /** Forgets all state (back to position 0). */
   reset(): void;
-  /** Copies the state out (for snapshots). */
-  exportState(): Promise<ModelState>;
+  /** Bytes used now, by component. */
+  memory(): MemoryReport;
+  /** Copies the state out (for snapshots); with kv: false only the Mamba part (for checkpoints). */
+  exportState(opts?: { kv?: boolean }): Promise<ModelState>;
   /** Replaces the state with a saved one. */
   importState(state: ModelState): Promise<void>;
   /** Remembers the current state cheaply so a question or completion can run and then be undone. */

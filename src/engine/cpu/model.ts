@@ -2,7 +2,7 @@
 // It is what the WebGPU engine is tested against, and a fallback backend (--backend cpu).
 
 import type { ModelConfig } from '../config';
-import type { LanguageModel, ModelFolder, ModelState, StateMark } from '../model';
+import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
 import { loadWeights, type LayerWeights, type ModelWeights } from '../models/weights';
 import * as ops from './ops';
 
@@ -51,7 +51,23 @@ export class CpuModel implements LanguageModel {
 
   dispose(): void {}
 
-  async exportState(): Promise<ModelState> {
+  memory(): MemoryReport {
+    const seen = new Set<Float32Array>();
+    let weightsBytes = 0;
+    const visit = (t: unknown): void => {
+      if (t instanceof Float32Array) {
+        if (!seen.has(t)) weightsBytes += (seen.add(t), t.byteLength);
+      } else if (t && typeof t === 'object') for (const v of Object.values(t)) visit(v);
+    };
+    visit(this.w);
+    let stateBytes = 0;
+    for (const s of this.mambaState) if (s) stateBytes += s.conv.byteLength + s.ssm.byteLength;
+    let kvHostBytes = 0;
+    for (const s of this.kv) if (s) for (const r of [...s.k, ...s.v]) kvHostBytes += r.byteLength;
+    return { weightsBytes, stateBytes, kvGpuBytes: 0, kvHostBytes, kvDiskBytes: 0, scratchBytes: 0, kvBudgetBytes: 0 };
+  }
+
+  async exportState(opts: { kv?: boolean } = {}): Promise<ModelState> {
     const kd = this.config.attention ? this.config.attention.numKvHeads * this.config.attention.headDim : 0;
     const flat = (rows: Float32Array[]) => {
       const out = new Float32Array(rows.length * kd);
@@ -61,7 +77,7 @@ export class CpuModel implements LanguageModel {
     return {
       position: this.pos,
       mamba: this.mambaState.filter((s): s is MambaState => s !== null).map((s) => ({ conv: s.conv.slice(), ssm: s.ssm.slice() })),
-      kv: this.kv.filter((s): s is KvState => s !== null).map((s) => ({ k: flat(s.k), v: flat(s.v) })),
+      kv: opts.kv === false ? [] : this.kv.filter((s): s is KvState => s !== null).map((s) => ({ k: flat(s.k), v: flat(s.v) })),
     };
   }
 

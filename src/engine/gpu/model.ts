@@ -8,7 +8,7 @@
 //   x = rmsnorm(h);  h += r * (mlp(x) + moe(x))   Granite only
 
 import type { ModelConfig } from '../config';
-import type { LanguageModel, ModelFolder, ModelState, StateMark } from '../model';
+import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
 import { loadWeights, type ModelWeights } from '../models/weights';
 import { Gpu, type GpuWeight } from './device';
 import { CommandList, type Act } from './ops';
@@ -124,7 +124,24 @@ export class GpuModel implements LanguageModel {
     this.gpu.device.queue.submit([enc.finish()]);
   }
 
-  async exportState(): Promise<ModelState> {
+  memory(): MemoryReport {
+    const seen = new Set<GpuWeight>();
+    let weightsBytes = 0;
+    const visit = (t: unknown): void => {
+      if (!t || typeof t !== 'object') return;
+      if ('parts' in t && 'format' in t) {
+        const g = t as GpuWeight;
+        if (!seen.has(g)) weightsBytes += (seen.add(g), g.bytes);
+      } else for (const v of Object.values(t)) visit(v);
+    };
+    visit(this.w);
+    const st = this.stateBytes();
+    let scratchBytes = this.step.size + this.ids.size;
+    for (const p of this.passes.values()) scratchBytes += p.logits.size + p.scratch.reduce((n, b) => n + b.size, 0);
+    return { weightsBytes, stateBytes: st.mamba, kvGpuBytes: st.kv, kvHostBytes: 0, kvDiskBytes: 0, scratchBytes, kvBudgetBytes: 0 };
+  }
+
+  async exportState(opts: { kv?: boolean } = {}): Promise<ModelState> {
     await this.gpu.device.queue.onSubmittedWorkDone();
     const a = this.config.attention;
     const kvBytes = a ? 4 * this.pos * a.numKvHeads * a.headDim : 0;
@@ -134,7 +151,7 @@ export class GpuModel implements LanguageModel {
       if (s.conv && s.ssm) {
         mamba.push({ conv: new Float32Array(await this.gpu.read(s.conv, s.conv.size)), ssm: new Float32Array(await this.gpu.read(s.ssm, s.ssm.size)) });
       }
-      if (s.k && s.v) {
+      if (s.k && s.v && opts.kv !== false) {
         const k = kvBytes ? new Float32Array(await this.gpu.read(s.k, kvBytes)) : new Float32Array(0);
         const v = kvBytes ? new Float32Array(await this.gpu.read(s.v, kvBytes)) : new Float32Array(0);
         kv.push({ k, v });

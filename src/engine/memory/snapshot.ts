@@ -32,10 +32,17 @@ interface TensorEntry {
   length: number; // bytes
 }
 
+/** The Mamba state at a token position (a file boundary): where a re-ingest can restart from. */
+export interface Checkpoint {
+  position: number;
+  mamba: { conv: Float32Array; ssm: Float32Array }[];
+}
+
 interface Header<M> {
   formatVersion: number;
   modelId: string;
   position: number;
+  checkpoints: number[]; // positions
   createdAt: string;
   manifest: M;
   tensors: TensorEntry[];
@@ -46,6 +53,7 @@ interface Header<M> {
 export interface Snapshot<M> {
   modelId: string;
   state: ModelState;
+  checkpoints: Checkpoint[];
   manifest: M;
   createdAt: string;
 }
@@ -103,7 +111,7 @@ function bytesOf(a: Float32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-export function saveSnapshot<M>(file: string, modelId: string, state: ModelState, manifest: M): number {
+export function saveSnapshot<M>(file: string, modelId: string, state: ModelState, manifest: M, checkpoints: readonly Checkpoint[] = []): number {
   const tensors: TensorEntry[] = [];
   const data: Uint8Array[] = [];
   let offset = 0;
@@ -120,12 +128,19 @@ export function saveSnapshot<M>(file: string, modelId: string, state: ModelState
     add(`kv.${i}.k`, kv.k);
     add(`kv.${i}.v`, kv.v);
   });
+  checkpoints.forEach((c, j) =>
+    c.mamba.forEach((m, i) => {
+      add(`ckpt.${j}.mamba.${i}.conv`, m.conv);
+      add(`ckpt.${j}.mamba.${i}.ssm`, m.ssm);
+    }),
+  );
   const sha = createHash('sha256');
   for (const d of data) sha.update(d);
   const header: Header<M> = {
     formatVersion: SNAPSHOT_FORMAT_VERSION,
     modelId,
     position: state.position,
+    checkpoints: checkpoints.map((c) => c.position),
     createdAt: new Date().toISOString(),
     manifest,
     tensors,
@@ -188,7 +203,11 @@ export function loadSnapshot<M>(file: string, modelId: string): Snapshot<M> {
     mamba: Array.from({ length: nMamba }, (_, i) => ({ conv: get(`mamba.${i}.conv`), ssm: get(`mamba.${i}.ssm`) })),
     kv: Array.from({ length: nKv }, (_, i) => ({ k: get(`kv.${i}.k`), v: get(`kv.${i}.v`) })),
   };
-  return { modelId, state, manifest: header.manifest, createdAt: header.createdAt };
+  const checkpoints: Checkpoint[] = (header.checkpoints ?? []).map((position, j) => ({
+    position,
+    mamba: Array.from({ length: nMamba }, (_, i) => ({ conv: get(`ckpt.${j}.mamba.${i}.conv`), ssm: get(`ckpt.${j}.mamba.${i}.ssm`) })),
+  }));
+  return { modelId, state, checkpoints, manifest: header.manifest, createdAt: header.createdAt };
 }
 
 /**

@@ -1,0 +1,233 @@
+// Streaming a whole workspace into the model: read -> tokenize -> chunked prefill that carries the Mamba state
+// and appends KV, with progress, cancellation, snapshots and a checkpoint ladder.
+//
+// The snapshot holds the state after the last file plus the Mamba state at file boundaries every few thousand
+// tokens (the ladder). When files change, they move to the end of the ingest order (it is by mtime), so the
+// files before the first change are untouched: the state is restored at the last checkpoint before that
+// change (KV truncated there) and only the tail is read again.
+
+import { createHash } from 'crypto';
+import * as path from 'path';
+import { saveSnapshot, loadSnapshot, SnapshotError, type Checkpoint } from './memory/snapshot';
+import type { LanguageModel, MemoryReport, ModelState } from './model';
+import type { TextTokenizer } from './tokenizer';
+import { frameFile, readWorkspaceFile, walkWorkspace, type WorkspaceOptions } from '../workspace';
+
+export interface ManifestFile {
+  path: string;
+  sha256: string;
+  start: number; // first token position
+  end: number; // one past the last token position
+}
+
+export interface WorkspaceManifest {
+  root: string;
+  files: ManifestFile[];
+  /** A file cut short by cancellation: its first `done` tokens are in the state. */
+  partial: { path: string; sha256: string; start: number; done: number } | null;
+}
+
+export interface IngestProgress {
+  phase: 'scanning' | 'restoring' | 'ingesting' | 'saving' | 'done';
+  files: number; // files ingested so far in this pass (including restored ones)
+  filesTotal: number;
+  tokens: number; // tokens in the state
+  tokensPerSecond: number;
+  etaSeconds: number | null;
+  path?: string;
+}
+
+export interface IngestReport {
+  files: number;
+  skipped: Record<string, number>;
+  tokens: number;
+  seconds: number;
+  tokensPerSecond: number;
+  resumedFromSnapshot: boolean;
+  reingestedTokens: number;
+  snapshot: string | null;
+  snapshotProblem: string | null; // why an existing snapshot could not be used
+  cancelled: boolean;
+  memory: MemoryReport;
+}
+
+export interface IngestOptions {
+  workspace: string;
+  cacheDir: string | null; // null: no snapshot
+  modelId: string;
+  /** Keep a Mamba checkpoint at the first file boundary after every this many tokens. */
+  checkpointEvery?: number;
+  /** Tokens per prefill call. */
+  chunkTokens?: number;
+  walk?: WorkspaceOptions;
+}
+
+interface FileText {
+  path: string;
+  sha256: string;
+  tokens: number[];
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+export class WorkspaceIngest {
+  private checkpoints: Checkpoint[] = [];
+  manifest: WorkspaceManifest | null = null;
+
+  constructor(
+    readonly model: LanguageModel,
+    readonly tokenizer: TextTokenizer,
+    readonly opts: IngestOptions,
+  ) {}
+
+  snapshotPath(): string | null {
+    if (!this.opts.cacheDir) return null;
+    const ws = createHash('sha256').update(path.resolve(this.opts.workspace)).digest('hex').slice(0, 16);
+    return path.join(this.opts.cacheDir, `${path.basename(path.resolve(this.opts.workspace))}-${ws}`, `${this.opts.modelId}.swsnap`);
+  }
+
+  /** Brings the model's state up to date with the workspace, reading only what changed since the snapshot. */
+  async sync(opts: { signal?: AbortSignal; onProgress?: (p: IngestProgress) => void } = {}): Promise<IngestReport> {
+    const t0 = performance.now();
+    const progress = opts.onProgress ?? (() => undefined);
+    const every = this.opts.checkpointEvery ?? 4096;
+    const chunk = this.opts.chunkTokens ?? 2048;
+    progress({ phase: 'scanning', files: 0, filesTotal: 0, tokens: 0, tokensPerSecond: 0, etaSeconds: null });
+    const listing = await walkWorkspace(this.opts.workspace, { ...this.opts.walk, signal: opts.signal });
+    const skipped: Record<string, number> = {};
+    for (const s of listing.skipped) skipped[s.reason] = (skipped[s.reason] ?? 0) + 1;
+
+    // Read and frame every file (the prefix is only hashed; its tokens are needed only if re-ingested).
+    const texts: FileText[] = [];
+    for (const f of listing.files) {
+      if (opts.signal?.aborted) break;
+      const r = await readWorkspaceFile(f, this.opts.walk);
+      if ('skipped' in r) {
+        skipped[r.skipped] = (skipped[r.skipped] ?? 0) + 1;
+        continue;
+      }
+      texts.push({ path: f.path, sha256: sha256(r.text), tokens: frameFile(f.path, r.text, this.tokenizer.special, (s) => this.tokenizer.encode(s)) });
+    }
+
+    // Restore what the snapshot still covers.
+    const snapFile = this.snapshotPath();
+    let snapshotProblem: string | null = null;
+    let resumed = false;
+    let startFile = 0; // index into texts of the first file to (re)ingest
+    let skipTokens = 0; // tokens of texts[startFile] already in the state (resumed partial file)
+    this.model.reset();
+    this.checkpoints = [];
+    const manifest: WorkspaceManifest = { root: path.resolve(this.opts.workspace), files: [], partial: null };
+    if (snapFile) {
+      try {
+        progress({ phase: 'restoring', files: 0, filesTotal: texts.length, tokens: 0, tokensPerSecond: 0, etaSeconds: null });
+        const snap = loadSnapshot<WorkspaceManifest>(snapFile, this.opts.modelId);
+        const old = snap.manifest;
+        let k = 0; // common prefix
+        while (k < old.files.length && k < texts.length && old.files[k].path === texts[k].path && old.files[k].sha256 === texts[k].sha256) k++;
+        let position: number;
+        let mamba: ModelState['mamba'];
+        const partialOk = k === old.files.length && old.partial && texts[k] && old.partial.path === texts[k].path && old.partial.sha256 === texts[k].sha256;
+        if (k === old.files.length) {
+          // Nothing before the end changed: keep the whole state (and continue a partial file if it is unchanged).
+          position = partialOk ? snap.state.position : old.partial ? old.partial.start : snap.state.position;
+          if (position === snap.state.position) mamba = snap.state.mamba;
+          else {
+            const c = [...snap.checkpoints].reverse().find((x) => x.position <= position);
+            position = c ? c.position : 0;
+            mamba = c ? c.mamba : [];
+          }
+        } else {
+          const limit = old.files[k].start;
+          const c = [...snap.checkpoints].reverse().find((x) => x.position <= limit);
+          position = c ? c.position : 0;
+          mamba = c ? c.mamba : [];
+        }
+        if (position > 0) {
+          await this.model.importState({
+            position,
+            mamba,
+            kv: snap.state.kv.map((kv) => {
+              const row = kv.k.length / Math.max(1, snap.state.position);
+              return { k: kv.k.subarray(0, position * row), v: kv.v.subarray(0, position * row) };
+            }),
+          });
+          manifest.files = old.files.filter((f) => f.end <= position);
+          this.checkpoints = snap.checkpoints.filter((c) => c.position <= position);
+          startFile = manifest.files.length;
+          if (partialOk && position === snap.state.position) skipTokens = old.partial!.done;
+          resumed = true;
+        }
+      } catch (e) {
+        if (!(e instanceof SnapshotError)) throw e;
+        if (e.kind !== 'missing') snapshotProblem = e.message;
+      }
+    }
+
+    // Ingest the tail, chunk by chunk, checkpointing at file boundaries.
+    const startPos = this.model.position;
+    const tIngest = performance.now();
+    let sinceCheckpoint = startPos - (this.checkpoints.at(-1)?.position ?? 0);
+    let cancelled = false;
+    const totalTail = texts.slice(startFile).reduce((n, t) => n + t.tokens.length, 0) - skipTokens;
+    for (let i = startFile; i < texts.length && !cancelled; i++) {
+      const t = texts[i];
+      const start = this.model.position - (i === startFile ? skipTokens : 0);
+      for (let off = i === startFile ? skipTokens : 0; off < t.tokens.length; off += chunk) {
+        if (opts.signal?.aborted) {
+          cancelled = true;
+          manifest.partial = { path: t.path, sha256: t.sha256, start, done: off };
+          break;
+        }
+        await this.model.forward(t.tokens.slice(off, off + chunk));
+        const done = this.model.position - startPos;
+        const secs = (performance.now() - tIngest) / 1000;
+        const tps = done / Math.max(secs, 1e-6);
+        progress({
+          phase: 'ingesting',
+          files: i,
+          filesTotal: texts.length,
+          tokens: this.model.position,
+          tokensPerSecond: tps,
+          etaSeconds: tps > 0 ? (totalTail - done) / tps : null,
+          path: t.path,
+        });
+      }
+      if (cancelled) break;
+      manifest.files.push({ path: t.path, sha256: t.sha256, start, end: this.model.position });
+      sinceCheckpoint += t.tokens.length;
+      if (sinceCheckpoint >= every && i < texts.length - 1) {
+        const s = await this.model.exportState({ kv: false });
+        this.checkpoints.push({ position: s.position, mamba: s.mamba });
+        sinceCheckpoint = 0;
+      }
+    }
+    this.manifest = manifest;
+    const reingested = this.model.position - startPos;
+
+    let saved: string | null = null;
+    if (snapFile && (reingested > 0 || !resumed || snapshotProblem)) {
+      progress({ phase: 'saving', files: manifest.files.length, filesTotal: texts.length, tokens: this.model.position, tokensPerSecond: 0, etaSeconds: 0 });
+      saveSnapshot(snapFile, this.opts.modelId, await this.model.exportState(), manifest, this.checkpoints);
+      saved = snapFile;
+    } else if (snapFile) saved = snapFile;
+    const seconds = (performance.now() - t0) / 1000;
+    const ingestSecs = (performance.now() - tIngest) / 1000;
+    progress({ phase: 'done', files: manifest.files.length, filesTotal: texts.length, tokens: this.model.position, tokensPerSecond: reingested / Math.max(ingestSecs, 1e-6), etaSeconds: 0 });
+    return {
+      files: manifest.files.length,
+      skipped,
+      tokens: this.model.position,
+      seconds,
+      tokensPerSecond: reingested / Math.max(ingestSecs, 1e-6),
+      resumedFromSnapshot: resumed,
+      reingestedTokens: reingested,
+      snapshot: saved,
+      snapshotProblem,
+      cancelled,
+      memory: this.model.memory(),
+    };
+  }
+}
