@@ -13,7 +13,7 @@ export interface Expected {
   decode_from: number;
   decode_logits: number[][];
   greedy: { prompt_ids: number[]; max_new_tokens: number; new_ids: number[] };
-  tokenizer?: { text: string; ids: number[] };
+  tokenizer?: { text: string; ids: number[]; more?: { text: string; ids: number[] }[] };
 }
 
 export function fixtureNames(): string[] {

@@ -218,10 +218,10 @@ export class Gpu {
     return n;
   }
 
-  /** A buffer of at least `bytes` (rounded up to a multiple of 16), zero-filled. */
+  /** A zero-filled buffer of at least `bytes` (rounded up to a multiple of 4, at least 4). */
   buffer(bytes: number, label: string, usage: number = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST): GPUBuffer {
     if (!(bytes >= 0) || !Number.isFinite(bytes)) throw new GpuError(`buffer '${label}': invalid size ${bytes}.`);
-    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     if (size > this.device.limits.maxBufferSize) {
       throw new GpuError(`buffer '${label}' needs ${size} bytes, more than the device's maxBufferSize ${this.device.limits.maxBufferSize}.`);
     }
@@ -268,7 +268,8 @@ export class Gpu {
     for (let r0 = 0; r0 < Math.max(1, rowsTotal); r0 += rowsPerPart) {
       const rows = Math.min(rowsPerPart, rowsTotal - r0);
       const slice = bytes.subarray(r0 * rowBytes, (r0 + rows) * rowBytes);
-      const buffer = this.buffer(slice.byteLength, parts.length || rowsTotal > rowsPerPart ? `${label}[${parts.length}]` : label);
+      // Rounded up to 16 bytes so kernels may read whole vec4<u32> words.
+      const buffer = this.buffer(Math.ceil(slice.byteLength / 16) * 16, parts.length || rowsTotal > rowsPerPart ? `${label}[${parts.length}]` : label);
       this.write(buffer, slice);
       parts.push({ buffer, rowStart: r0, rows: Math.max(rows, 0) });
     }
@@ -322,12 +323,17 @@ export class Gpu {
     return this.zeros;
   }
 
+  /** The kernel's text after preprocessing; `// #include NAME` lines (kept at the end of a file, so that line
+   * numbers in compile errors stay right) are replaced by kernels/NAME.wgsl. */
   private source(kernel: string): string {
     let src = this.sources.get(kernel);
     if (src === undefined) {
-      const file = path.join(this.dir, `${kernel}.wgsl`);
-      if (!fs.existsSync(file)) throw new GpuError(`kernel '${kernel}' not found: ${file} does not exist.`);
-      src = preprocess(fs.readFileSync(file, 'utf8'), this.defines);
+      const read = (name: string): string => {
+        const file = path.join(this.dir, `${name}.wgsl`);
+        if (!fs.existsSync(file)) throw new GpuError(`kernel '${name}' not found: ${file} does not exist.`);
+        return preprocess(fs.readFileSync(file, 'utf8'), this.defines);
+      };
+      src = read(kernel).replace(/^\s*\/\/\s*#include\s+(\w+)\s*$/gm, (_, name: string) => read(name));
       this.sources.set(kernel, src);
     }
     return src;
@@ -362,11 +368,20 @@ export class Gpu {
     return p;
   }
 
+  /** Runs `fn` inside a validation error scope; an error is reported by check() under `label`. */
+  scoped<T>(label: string, fn: () => T): T {
+    this.device.pushErrorScope('validation');
+    const r = fn();
+    this.pending.push(this.device.popErrorScope().then((e) => (e ? `${label}: ${e.message}` : null)));
+    return r;
+  }
+
   /** Throws the first error reported so far (kernel compile, pipeline, validation), or DeviceLostError. */
   async check(): Promise<void> {
     if (this.pending.length) {
+      // Compile and creation errors first: validation errors on submit are usually their consequence.
       const results = await Promise.all(this.pending.splice(0));
-      for (const r of results) if (r) this.errors.push(r);
+      this.errors.unshift(...results.filter((r): r is string => r !== null));
     }
     this.checkAlive();
     if (this.errors.length) {

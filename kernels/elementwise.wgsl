@@ -1,0 +1,60 @@
+// Elementwise ops over [T, D] rows with offsets and strides (a = input, b = output):
+//   swiglu:  b[t, i] = silu(a[t, i]) * a[t, D + i]      a: [T, 2D] (gate | up), b: [T, D]
+//   axpy:    b[t, i] += alpha * a[t, i]                 (residual adds)
+//   scale:   b[t, i] *= alpha
+//   copyRows: b[t, i] = a[t, i]
+
+struct Params {
+  T: u32,
+  D: u32,
+  aOff: u32,
+  aStride: u32,
+  bOff: u32,
+  bStride: u32,
+  alpha: f32,
+}
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read_write> b: array<f32>;
+
+struct Idx {
+  ok: bool,
+  a: u32, // index of a[t, i]
+  b: u32, // index of b[t, i]
+}
+
+fn element(wid: vec3u, nwg: vec3u, lid: u32) -> Idx {
+  let e = (wid.x + wid.y * nwg.x) * WG + lid;
+  let t = e / P.D;
+  let i = e % P.D;
+  return Idx(e < P.T * P.D, P.aOff + t * P.aStride + i, P.bOff + t * P.bStride + i);
+}
+
+@compute @workgroup_size(WG)
+fn swiglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let e = element(wid, nwg, lid);
+  if (!e.ok) { return; }
+  let g = a[e.a];
+  b[e.b] = g / (1.0 + exp(-g)) * a[e.a + P.D];
+}
+
+@compute @workgroup_size(WG)
+fn axpy(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let e = element(wid, nwg, lid);
+  if (e.ok) { b[e.b] += P.alpha * a[e.a]; }
+}
+
+@compute @workgroup_size(WG)
+fn scale(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let e = element(wid, nwg, lid);
+  if (e.ok) { b[e.b] *= P.alpha; }
+}
+
+@compute @workgroup_size(WG)
+fn copyRows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let e = element(wid, nwg, lid);
+  if (e.ok) { b[e.b] = a[e.a]; }
+}

@@ -1,0 +1,584 @@
+// A recorder of GPU dispatches. Each op checks its preconditions, picks a kernel variant, and creates the bind
+// group and Params uniform for its dispatch(es) once, when the list is recorded; submit() then only encodes
+// (setPipeline / setBindGroup / dispatch) the recorded list into one compute pass, so a decode step can be
+// replayed every token with only the `step` uniform rewritten.
+//
+// Conventions: activations are f32, row-major, passed as Act (buffer, first element, row stride in elements).
+// `step` is a 16-byte uniform buffer { pos0, nTokens, seed, pad: u32 } written by the caller before each
+// submit: pos0 = tokens already in the caches; kernels that depend on position read it.
+
+import { GpuError } from '../errors';
+import { WFMT, type Gpu, type GpuWeight } from './device';
+
+/** An f32 activation: rows of a buffer, the first at `offset` elements (default 0), `stride` elements apart
+ * (default: the row length the op reads). */
+export interface Act {
+  buffer: GPUBuffer;
+  offset?: number;
+  stride?: number;
+}
+
+export interface SsmScanParams {
+  T: number;
+  nh: number; // heads
+  hd: number; // head dim
+  N: number; // state size
+  ng: number; // groups of B/C
+  chunk: number; // SSD chunk length for prefill (capped to what fits in workgroup memory)
+  dtMin: number;
+  dtMax: number; // may be Infinity
+  /** Testing: force the token-by-token kernel ('step') or the chunked scan ('chunked'). */
+  method?: 'step' | 'chunked';
+}
+
+export interface SampleOptions {
+  temperature: number; // <= 0: argmax
+  topP: number; // 1: no nucleus cut
+}
+
+/** Also write each chosen id to ring[(pos0 + nTokens) % capacity], u32 (the id's position in the sequence). */
+export interface RingOption {
+  ring?: { buffer: GPUBuffer; capacity: number };
+}
+
+type Field = [kind: 'u' | 'f', value: number];
+const u = (v: number): Field => ['u', v];
+const f = (v: number): Field => ['f', v];
+
+interface Dispatch {
+  label: string;
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  grid: [number, number, number];
+}
+
+const GEMV_MAX_T = 4; // linear: GEMV up to this many rows, tiled GEMM above
+const CONV_FUSED_MAX_T = 8; // causalConv1d: one thread per channel walks up to this many tokens
+const SSM_STEP_MAX_T = 8; // ssmScan: token-by-token kernel up to this many tokens, chunked SSD above
+const MAX_SSD_CHUNK = 64;
+const SLAB_BYTES = 64 * 1024; // Params uniforms are packed into slabs of this size
+const PARAMS_BYTES = 128; // the largest Params struct, rounded
+
+function pow2ceil(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+function isCount(n: number): boolean {
+  return Number.isInteger(n) && n > 0;
+}
+
+export class CommandList {
+  private readonly dispatches: Dispatch[] = [];
+  private readonly owned: GPUBuffer[] = []; // uniform slabs, scratch, small constant tables
+  private slab: GPUBuffer | null = null;
+  private slabUsed = 0;
+  private readonly align: number;
+  private dummyStep: GPUBuffer | null = null;
+  private dummyRing: GPUBuffer | null = null;
+  private destroyed = false;
+
+  constructor(readonly gpu: Gpu) {
+    this.align = Math.max(PARAMS_BYTES, gpu.device.limits.minUniformBufferOffsetAlignment);
+  }
+
+  /** Dispatches recorded (what bounds decode speed: each costs ~10 us of GPU time). */
+  get dispatchCount(): number {
+    return this.dispatches.length;
+  }
+
+  /** Labels of the recorded dispatches, in order (for profiling and debugging). */
+  get labels(): string[] {
+    return this.dispatches.map((d) => d.label);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Submission
+
+  /** Encodes the recorded dispatches into an open compute pass (to combine lists in one submit). */
+  encode(pass: GPUComputePassEncoder, from = 0, to = this.dispatches.length): void {
+    this.checkAlive();
+    let last: GPUComputePipeline | null = null;
+    for (let i = from; i < to; i++) {
+      const d = this.dispatches[i];
+      if (d.pipeline !== last) {
+        pass.setPipeline(d.pipeline);
+        last = d.pipeline;
+      }
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(d.grid[0], d.grid[1], d.grid[2]);
+    }
+  }
+
+  /** Encodes all recorded dispatches into one compute pass and submits it. May be called any number of times. */
+  submit(): void {
+    const enc = this.gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    this.encode(pass);
+    pass.end();
+    this.gpu.device.queue.submit([enc.finish()]);
+  }
+
+  /** submit(), then waits for the GPU and reports any error (kernel compile, validation, device lost). */
+  async run(): Promise<void> {
+    this.submit();
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    await this.gpu.check();
+  }
+
+  /** Frees the uniforms and scratch buffers this list made. The list cannot be submitted afterwards. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const b of this.owned) this.gpu.free(b);
+    this.owned.length = 0;
+    this.dispatches.length = 0;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Ops
+
+  /** out[t] = table[ids[t]] * multiplier. ids: u32 [T], table: [V, D], out: [T, D]. */
+  embedding(ids: GPUBuffer, table: GpuWeight, out: Act, T: number, D: number, multiplier: number): void {
+    const op = 'embedding';
+    this.counts(op, { T, D });
+    this.shape(op, 'table', table, [undefined, D]);
+    if (ids.size < 4 * T) throw new GpuError(`${op}: the ids buffer holds ${ids.size / 4} ids, fewer than T = ${T}.`);
+    const o = this.span(op, 'out', out, T, D);
+    this.noAlias(op, [out.buffer], [ids, ...table.parts.map((p) => p.buffer)]);
+    for (const part of table.parts) {
+      this.add(op, this.gpu.pipeline('embedding', { WFMT: WFMT[table.format] }), [u(T), u(D), u(part.rowStart), u(part.rows), u(o.off), u(o.stride), f(multiplier)], { 1: ids, 2: part.buffer, 3: out.buffer }, this.flat(Math.ceil((T * D) / 256)));
+    }
+  }
+
+  /** out[t] = x[t] / rms(x[t]) * w. x, out: [T, D], w: [D]. */
+  rmsNorm(x: Act, w: GpuWeight, out: Act, T: number, D: number, eps: number): void {
+    const op = 'rmsNorm';
+    this.counts(op, { T, D });
+    const wb = this.whole(op, 'w', w, D);
+    const xs = this.span(op, 'x', x, T, D);
+    const o = this.span(op, 'out', out, T, D);
+    this.noAlias(op, [out.buffer], [x.buffer, wb]);
+    this.add(op, this.gpu.pipeline('rmsNorm', { WG: 256, SG: this.sg(), WFMT: WFMT[w.format] }), [u(T), u(D), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(eps)], { 1: x.buffer, 2: wb, 3: out.buffer }, this.flat(T));
+  }
+
+  /** Mamba-2 gated norm: out = rmsnorm over groups of `groupSize` of (y * silu(z)), times w. y, z, out: [T, D]. */
+  gatedRmsNorm(y: Act, z: Act, w: GpuWeight, out: Act, T: number, D: number, groupSize: number, eps: number): void {
+    const op = 'gatedRmsNorm';
+    this.counts(op, { T, D, groupSize });
+    if (D % groupSize !== 0) throw new GpuError(`${op}: groupSize ${groupSize} does not divide D = ${D}.`);
+    const wb = this.whole(op, 'w', w, D);
+    const ys = this.span(op, 'y', y, T, D);
+    const zs = this.span(op, 'z', z, T, D);
+    const o = this.span(op, 'out', out, T, D);
+    this.noAlias(op, [out.buffer], [y.buffer, z.buffer, wb]);
+    const rows = this.flat(T);
+    this.add(op, this.gpu.pipeline('gatedRmsNorm', { WG: 256, SG: this.sg(), WFMT: WFMT[w.format] }), [u(T), u(D), u(groupSize), u(ys.off), u(ys.stride), u(zs.off), u(zs.stride), u(o.off), u(o.stride), f(eps)], { 1: y.buffer, 2: z.buffer, 3: wb, 4: out.buffer }, [D / groupSize, rows[0], rows[1]]);
+  }
+
+  /**
+   * out = (accumulate ? out : 0) + alpha * (x W^T + bias). x: [T, K], w: [N, K] (any number of parts, each
+   * writing its own columns), bias: [N], out: [T, N]. T <= 4 runs a bandwidth-bound GEMV, larger T a tiled GEMM.
+   */
+  linear(x: Act, w: GpuWeight, out: Act, T: number, K: number, N: number, opts: { bias?: GpuWeight; alpha?: number; accumulate?: boolean } = {}): void {
+    const op = 'linear';
+    this.counts(op, { T, K, N });
+    this.shape(op, 'w', w, [N, K]);
+    const bias = opts.bias ? this.whole(op, 'bias', opts.bias, N) : this.gpu.zeroBuffer();
+    const bfmt = opts.bias ? WFMT[opts.bias.format] : 0;
+    const xs = this.span(op, 'x', x, T, K);
+    const o = this.span(op, 'out', out, T, N);
+    this.noAlias(op, [out.buffer], [x.buffer, bias, ...w.parts.map((p) => p.buffer)]);
+    const alpha = opts.alpha ?? 1;
+    const acc = opts.accumulate ? 1 : 0;
+    const hasBias = opts.bias ? 1 : 0;
+    for (const part of w.parts) {
+      if (T <= GEMV_MAX_T) {
+        const g = this.gemvVariant(w.format, bfmt, K, xs.off, T > 1 ? xs.stride : 4, T);
+        const rpw = 256 / g.constants.TPR;
+        this.add(`${op}.gemv`, g.pipeline(this.gpu), [u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(0), u(1), u(0), u(0)], { 1: x.buffer, 2: part.buffer, 3: bias, 4: this.gpu.zeroBuffer(), 5: out.buffer }, this.flat(Math.ceil(part.rows / rpw)));
+      } else {
+        this.add(`${op}.gemm`, this.gpu.pipeline('gemm', { WFMT: WFMT[w.format], BFMT: bfmt }), [u(T), u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias)], { 1: x.buffer, 2: part.buffer, 3: bias, 4: out.buffer }, [Math.ceil(part.rows / 64), Math.ceil(T / 64), 1]);
+      }
+    }
+  }
+
+  /**
+   * Depthwise causal conv1d + SiLU over time, continuing from `state` (f32 [C, K-1], the last K-1 inputs,
+   * oldest first), which is then updated. x, out: [T, C], w: [C, K] (checkpoint [C, 1, K]), bias: [C].
+   */
+  causalConv1d(x: Act, w: GpuWeight, bias: GpuWeight | null, state: GPUBuffer, out: Act, T: number, C: number, K: number): void {
+    const op = 'causalConv1d';
+    this.counts(op, { T, C, K });
+    if (K < 2 || K > 8) throw new GpuError(`${op}: kernel size K = ${K} is outside the supported 2..8.`);
+    const wb = this.whole(op, 'w', w, C * K);
+    const bb = bias ? this.whole(op, 'bias', bias, C) : this.gpu.zeroBuffer();
+    if (state.size < 4 * C * (K - 1)) throw new GpuError(`${op}: state holds ${state.size} bytes; [C, K-1] f32 needs ${4 * C * (K - 1)}.`);
+    const xs = this.span(op, 'x', x, T, C);
+    const o = this.span(op, 'out', out, T, C);
+    this.noAlias(op, [out.buffer, state], [x.buffer, wb, bb]);
+    const params = [u(T), u(C), u(xs.off), u(xs.stride), u(o.off), u(o.stride), u(bias ? 1 : 0)];
+    const constants = { KC: K, WFMT: WFMT[w.format], BFMT: bias ? WFMT[bias.format] : 0 };
+    const all = { 1: x.buffer, 2: wb, 3: bb, 4: state, 5: out.buffer };
+    const channels = this.flat(Math.ceil(C / 256));
+    if (T <= CONV_FUSED_MAX_T) {
+      this.add(op, this.gpu.pipeline('causalConv1d', constants, 'fused'), params, all, channels);
+    } else {
+      this.add(op, this.gpu.pipeline('causalConv1d', constants, 'main'), params, all, this.flat(Math.ceil((T * C) / 256)));
+      this.add(`${op}.state`, this.gpu.pipeline('causalConv1d', constants, 'updateState'), params, { 1: x.buffer, 4: state }, channels);
+    }
+  }
+
+  /**
+   * The Mamba-2 selective scan (see cpu/ops.ts ssmScan): x: [T, nh*hd], dt: [T, nh] (raw), B, C: [T, ng*N],
+   * aLog, dtBias, D: [nh], state: f32 [nh, hd, N] (read and updated), out: [T, nh*hd]. Short batches run token
+   * by token (ssmStep.wgsl); longer ones as the chunked SSD (ssdChunkScan.wgsl) with scratch sized by T.
+   */
+  ssmScan(x: Act, dt: Act, B: Act, C: Act, aLog: GpuWeight, dtBias: GpuWeight, D: GpuWeight, state: GPUBuffer, out: Act, p: SsmScanParams): void {
+    const op = 'ssmScan';
+    const { T, nh, hd, N, ng } = p;
+    this.counts(op, { T, nh, hd, N, ng, chunk: p.chunk });
+    if (nh % ng !== 0) throw new GpuError(`${op}: ng = ${ng} groups do not divide nh = ${nh} heads.`);
+    if (N > 256) throw new GpuError(`${op}: state size N = ${N} is above the supported 256.`);
+    const xs = this.span(op, 'x', x, T, nh * hd);
+    const ds = this.span(op, 'dt', dt, T, nh);
+    const bs = this.span(op, 'B', B, T, ng * N);
+    const cs = this.span(op, 'C', C, T, ng * N);
+    const o = this.span(op, 'out', out, T, nh * hd);
+    if (state.size < 4 * nh * hd * N) throw new GpuError(`${op}: state holds ${state.size} bytes; [nh, hd, N] f32 needs ${4 * nh * hd * N}.`);
+    this.noAlias(op, [out.buffer, state], [x.buffer, dt.buffer, B.buffer, C.buffer]);
+    const hp = this.headParams(aLog, dtBias, D, nh);
+    const dtMax = Number.isFinite(p.dtMax) ? p.dtMax : 3.0e38;
+    const geometry = [u(T), u(nh), u(hd), u(N), u(ng)];
+    const strides = [u(xs.off), u(xs.stride), u(ds.off), u(ds.stride), u(bs.off), u(bs.stride), u(cs.off), u(cs.stride), u(o.off), u(o.stride), f(p.dtMin), f(dtMax)];
+    const method = p.method ?? (T <= SSM_STEP_MAX_T ? 'step' : 'chunked');
+    if (method === 'step') {
+      const TPR = Math.max(32, this.sg());
+      const pipeline = this.gpu.pipeline('ssmStep', { WG: 256, TPR, SG: this.sg(), NPL: Math.ceil(N / TPR) });
+      this.add(op, pipeline, [...geometry, ...strides], { 1: x.buffer, 2: dt.buffer, 3: B.buffer, 4: C.buffer, 5: hp, 6: state, 7: out.buffer }, [Math.ceil(hd / (256 / TPR)), nh, 1]);
+      return;
+    }
+    // Chunk length: a power of two <= 64 whose output tile fits in workgroup memory.
+    let L = 4;
+    while (L * 2 <= Math.min(p.chunk, MAX_SSD_CHUNK)) L *= 2;
+    const smem = (l: number) => 4 * (l * l + 256 + (256 / l) * (N + 1) + 2 * l);
+    while (L > 4 && smem(L) > this.gpu.device.limits.maxComputeWorkgroupStorageSize) L /= 2;
+    const nC = Math.ceil(T / L);
+    const scratch = (bytes: number, label: string): GPUBuffer => {
+      if (bytes > this.gpu.maxBinding) {
+        throw new GpuError(`${op}: the scan's ${label} needs ${bytes} bytes for T = ${T}, above the binding limit ${this.gpu.maxBinding}; run the prompt in smaller batches.`);
+      }
+      return this.own(this.gpu.buffer(bytes, `ssd.${label}`));
+    };
+    const dtA = scratch(8 * nh * T, 'dtA');
+    const cb = scratch(4 * nC * ng * L * L, 'cb');
+    const states = scratch(4 * nC * nh * hd * N, 'states');
+    const params = [...geometry, u(nC), ...strides];
+    const k = (entry: string) => this.gpu.pipeline('ssdChunkScan', { L, NS: N }, entry);
+    this.add(`${op}.prep`, k('prep'), params, { 2: dt.buffer, 5: hp, 8: dtA }, this.flat(Math.ceil((nC * nh) / 64)));
+    this.add(`${op}.cb`, k('cbMain'), params, { 3: B.buffer, 4: C.buffer, 9: cb }, [ng, nC, 1]);
+    this.add(`${op}.chunkState`, k('chunkState'), params, { 1: x.buffer, 3: B.buffer, 8: dtA, 10: states }, [Math.ceil(hd / 32) * Math.ceil(N / 128), nh, nC]);
+    this.add(`${op}.statePass`, k('statePass'), params, { 6: state, 8: dtA, 10: states }, this.flat(Math.ceil((nh * hd * N) / 256)));
+    this.add(`${op}.output`, k('outputMain'), params, { 1: x.buffer, 4: C.buffer, 5: hp, 7: out.buffer, 8: dtA, 9: cb, 10: states }, [Math.ceil(hd / (256 / L)), nh, nC]);
+  }
+
+  /** Rotary embedding (rotate-half), in place on x: [T, heads, dim], position pos0 + t. */
+  rope(x: Act, T: number, heads: number, dim: number, theta: number, step: GPUBuffer): void {
+    const op = 'rope';
+    this.counts(op, { T, heads, dim });
+    if (dim % 2 !== 0) throw new GpuError(`${op}: dim = ${dim} must be even.`);
+    const xs = this.span(op, 'x', x, T, heads * dim);
+    // inv_freq as transformers computes it, in f32: 1 / theta^(2i / dim).
+    const half = dim / 2;
+    const inv = new Float32Array(half);
+    for (let i = 0; i < half; i++) inv[i] = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / dim))));
+    const table = this.own(this.gpu.buffer(4 * half, 'rope.invFreq'));
+    this.gpu.write(table, inv);
+    this.add(op, this.gpu.pipeline('rope', { WG: 256 }), [u(T), u(heads), u(dim), u(xs.off), u(xs.stride)], { 1: x.buffer, 2: table, 3: step }, this.flat(Math.ceil((T * heads * half) / 256)));
+  }
+
+  /** Copies src rows [T, rowLen] into cache rows pos0..pos0+T-1 (cache: [capacity, rowLen]). */
+  kvWrite(src: Act, cache: GPUBuffer, T: number, rowLen: number, step: GPUBuffer): void {
+    const op = 'kvWrite';
+    this.counts(op, { T, rowLen });
+    const s = this.span(op, 'src', src, T, rowLen);
+    this.noAlias(op, [cache], [src.buffer]);
+    const capacity = Math.floor(cache.size / (4 * rowLen));
+    this.add(op, this.gpu.pipeline('kvWrite', { WG: 256 }), [u(T), u(rowLen), u(s.off), u(s.stride), u(capacity)], { 1: src.buffer, 2: cache, 3: step }, this.flat(Math.ceil((T * rowLen) / 256)));
+  }
+
+  /**
+   * Causal GQA over the caches: query t (at position pos0 + t) sees cache rows 0..pos0 + t.
+   * q: [T, nH, d], kCache, vCache: [capacity, nKv, d], out: [T, nH * d].
+   */
+  attention(q: Act, kCache: GPUBuffer, vCache: GPUBuffer, out: Act, T: number, nH: number, nKv: number, d: number, scaling: number, step: GPUBuffer): void {
+    const op = 'attention';
+    this.counts(op, { T, nH, nKv, d });
+    if (nH % nKv !== 0) throw new GpuError(`${op}: nKv = ${nKv} KV heads do not divide nH = ${nH} query heads.`);
+    const qs = this.span(op, 'q', q, T, nH * d);
+    const o = this.span(op, 'out', out, T, nH * d);
+    this.noAlias(op, [out.buffer], [q.buffer, kCache, vCache]);
+    const capacity = Math.floor(kCache.size / (4 * nKv * d));
+    if (T === 1) {
+      if (d % 4 !== 0 || d > 256) throw new GpuError(`${op}: head dim ${d} must be a multiple of 4 and at most 256 for decode.`);
+      const rep = nH / nKv;
+      let HPW = Math.min(8, rep);
+      while (rep % HPW !== 0) HPW--;
+      // Splits: enough workgroups to fill the GPU at long context, none shorter than one 256-key tile.
+      const nSplit = Math.max(1, Math.min(Math.ceil(256 / (nH / HPW)), Math.ceil(capacity / 256)));
+      const part = this.own(this.gpu.buffer(4 * nH * nSplit * (d + 2), 'attention.part'));
+      const constants = { WG: 256, SG: this.sg(), DH: d, HPW };
+      const params = [u(nH), u(nKv), u(nSplit), u(qs.off), u(o.off), f(scaling)];
+      this.add(`${op}.partial`, this.gpu.pipeline('attnDecode', constants, 'partial'), params, { 1: q.buffer, 2: kCache, 3: vCache, 4: part, 6: step }, [nH / HPW, nSplit, 1]);
+      this.add(`${op}.combine`, this.gpu.pipeline('attnDecode', constants, 'combine'), params, { 4: part, 5: out.buffer }, [nH, 1, 1]);
+      return;
+    }
+    if (d > 128) throw new GpuError(`${op}: head dim ${d} is above the supported 128 for prefill.`);
+    this.add(op, this.gpu.pipeline('attention', { DH: d }), [u(T), u(nH), u(nKv), u(qs.off), u(qs.stride), u(o.off), u(o.stride), f(scaling)], { 1: q.buffer, 2: kCache, 3: vCache, 4: out.buffer, 5: step }, [Math.ceil(T / 16), nH, 1]);
+  }
+
+  /** SwiGLU on a fused projection: out[t, i] = silu(x[t, i]) * x[t, m + i]. x: [T, 2m], out: [T, m]. */
+  swiglu(x: Act, out: Act, T: number, m: number): void {
+    this.elementwise('swiglu', x, 2 * m, out, T, m, 1);
+  }
+
+  /** y += alpha * x, both [T, D] (residual adds). */
+  axpy(x: Act, y: Act, T: number, D: number, alpha: number): void {
+    this.elementwise('axpy', x, D, y, T, D, alpha);
+  }
+
+  /** x *= alpha, [T, D]. */
+  scale(x: Act, T: number, D: number, alpha: number): void {
+    this.elementwise('scale', null, D, x, T, D, alpha);
+  }
+
+  /** dst = src, both [T, D]. */
+  copy(src: Act, dst: Act, T: number, D: number): void {
+    this.elementwise('copyRows', src, D, dst, T, D, 1);
+  }
+
+  /** Top-k of router logits per token (ties to the lower index), softmax over the k: experts u32 [T, k], weights f32 [T, k]. */
+  routerTopK(logits: Act, experts: GPUBuffer, weights: GPUBuffer, T: number, E: number, k: number): void {
+    const op = 'routerTopK';
+    this.counts(op, { T, E, k });
+    if (k > 16 || k > E) throw new GpuError(`${op}: k = ${k} must be at most 16 and at most E = ${E}.`);
+    const l = this.span(op, 'logits', logits, T, E);
+    if (experts.size < 4 * T * k || weights.size < 4 * T * k) throw new GpuError(`${op}: experts and weights need ${4 * T * k} bytes each.`);
+    this.noAlias(op, [experts, weights], [logits.buffer]);
+    this.add(op, this.gpu.pipeline('moe', { WG: 256 }, 'routerTopK'), [u(T), u(E), u(k), u(l.off), u(l.stride), u(0), u(0), f(1), u(0)], { 1: logits.buffer, 2: experts, 3: weights }, [Math.ceil(T / 64), 1, 1]);
+  }
+
+  /**
+   * Expert products: out row (t, j) = W[experts[t, j]] x_row, with x_row = x[t] ([T, K] input) or x[t*k + j]
+   * (perSlotInput: [T*k, K], the down projection). w: [E, N, K], out: [T*k, N].
+   */
+  moeLinear(x: Act, w: GpuWeight, experts: GPUBuffer, out: Act, T: number, k: number, K: number, N: number, opts: { perSlotInput?: boolean } = {}): void {
+    const op = 'moeLinear';
+    this.counts(op, { T, k, K, N });
+    this.shape(op, 'w', w, [undefined, N, K]);
+    if (T * k > 65535) throw new GpuError(`${op}: T*k = ${T * k} slots exceed one dispatch (65535); use smaller batches.`);
+    if (experts.size < 4 * T * k) throw new GpuError(`${op}: experts holds ${experts.size / 4} ids, fewer than T*k = ${T * k}.`);
+    const xs = this.span(op, 'x', x, opts.perSlotInput ? T * k : T, K);
+    const o = this.span(op, 'out', out, T * k, N);
+    this.noAlias(op, [out.buffer], [x.buffer, experts, ...w.parts.map((p) => p.buffer)]);
+    const g = this.gemvVariant(w.format, 0, K, xs.off, xs.stride, 1);
+    const rpw = 256 / g.constants.TPR;
+    for (const part of w.parts) {
+      this.add(op, g.pipeline(this.gpu), [u(K), u(N), u(0), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(1), u(0), u(0), u(opts.perSlotInput ? 2 : 1), u(k), u(part.rowStart), u(part.rows)], { 1: x.buffer, 2: part.buffer, 3: this.gpu.zeroBuffer(), 4: experts, 5: out.buffer }, [Math.ceil(N / rpw), T * k, 1]);
+    }
+  }
+
+  /** out[t] = (accumulate ? out[t] : 0) + alpha * sum_j weights[t, j] y[t*k + j]. y: [T*k, D], out: [T, D]. */
+  moeCombine(y: Act, weights: GPUBuffer, out: Act, T: number, k: number, D: number, alpha: number, accumulate: boolean): void {
+    const op = 'moeCombine';
+    this.counts(op, { T, k, D });
+    const ys = this.span(op, 'y', y, T * k, D);
+    const o = this.span(op, 'out', out, T, D);
+    if (weights.size < 4 * T * k) throw new GpuError(`${op}: weights holds ${weights.size / 4} values, fewer than T*k = ${T * k}.`);
+    this.noAlias(op, [out.buffer], [y.buffer, weights]);
+    this.add(op, this.gpu.pipeline('moe', { WG: 256 }, 'combine'), [u(T), u(D), u(k), u(ys.off), u(ys.stride), u(o.off), u(o.stride), f(alpha), u(accumulate ? 1 : 0)], { 1: y.buffer, 4: weights, 5: out.buffer }, this.flat(Math.ceil((T * D) / 256)));
+  }
+
+  /** outId[0] = argmax of logits [V] (ties to the lower index). `step` is needed only with a ring. */
+  argmax(logits: Act, outId: GPUBuffer, V: number, opts: RingOption & { step?: GPUBuffer } = {}): void {
+    this.chooseToken('argmax', logits, outId, V, 1, 1, opts.step ?? null, opts.ring);
+  }
+
+  /**
+   * outId[0] = a token drawn from softmax(logits / temperature) cut to the top-p nucleus, with randomness from
+   * (step.seed, step.pos0); temperature <= 0 is argmax. logits: [V].
+   */
+  sample(logits: Act, outId: GPUBuffer, V: number, opts: SampleOptions & RingOption, step: GPUBuffer): void {
+    if (!(opts.topP > 0)) throw new GpuError(`sample: topP = ${opts.topP} must be in (0, 1].`);
+    if (opts.temperature <= 0) this.chooseToken('argmax', logits, outId, V, 1, 1, step, opts.ring);
+    else this.chooseToken('sample', logits, outId, V, 1 / opts.temperature, opts.topP, step, opts.ring);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Helpers
+
+  private chooseToken(entry: 'argmax' | 'sample', logits: Act, outId: GPUBuffer, V: number, invTemp: number, topP: number, step: GPUBuffer | null, ring?: { buffer: GPUBuffer; capacity: number }): void {
+    const op = entry;
+    this.counts(op, { V });
+    const l = this.span(op, 'logits', logits, 1, V);
+    if (outId.size < 4) throw new GpuError(`${op}: outId must hold one u32.`);
+    if (ring && (!isCount(ring.capacity) || ring.buffer.size < 4 * ring.capacity)) throw new GpuError(`${op}: the ring buffer must hold ring.capacity u32.`);
+    if (ring && !step) throw new GpuError(`${op}: writing to a ring needs the step buffer (its slot is pos0 + nTokens).`);
+    this.noAlias(op, [outId, ...(ring ? [ring.buffer] : [])], [logits.buffer]);
+    // One workgroup; up to 1024 threads for a real vocabulary, fewer for small V.
+    const lim = this.gpu.device.limits;
+    const fits = lim.maxComputeInvocationsPerWorkgroup >= 1024 && lim.maxComputeWorkgroupSizeX >= 1024 && lim.maxComputeWorkgroupStorageSize >= 1024 * 24;
+    const WG = Math.min(fits ? 1024 : 256, Math.max(64, pow2ceil(Math.ceil(V / 64))));
+    this.add(op, this.gpu.pipeline('sample', { WG, SG: this.sg() }, entry), [u(V), u(l.off), f(invTemp), f(topP), u(ring?.capacity ?? 1), u(ring ? 1 : 0)], { 1: logits.buffer, 2: outId, 3: ring?.buffer ?? this.ringDummy(), 4: step ?? this.stepDummy() }, [1, 1, 1]);
+  }
+
+  private elementwise(entry: string, a: Act | null, aRow: number, b: Act, T: number, D: number, alpha: number): void {
+    const op = entry === 'copyRows' ? 'copy' : entry;
+    this.counts(op, { T, D });
+    const as = a ? this.span(op, 'input', a, T, aRow) : { off: 0, stride: 0 };
+    const bs = this.span(op, 'output', b, T, D);
+    if (a) this.noAlias(op, [b.buffer], [a.buffer]);
+    const bind: Record<number, GPUBuffer> = { 2: b.buffer };
+    if (a) bind[1] = a.buffer;
+    this.add(op, this.gpu.pipeline('elementwise', { WG: 256 }, entry), [u(T), u(D), u(as.off), u(as.stride), u(bs.off), u(bs.stride), f(alpha)], bind, this.flat(Math.ceil((T * D) / 256)));
+  }
+
+  /** The GEMV entry point and threads per row for a weight format and shape. */
+  private gemvVariant(format: GpuWeight['format'], bfmt: number, K: number, xOff: number, xStride: number, T: number): { constants: { WG: number; TPR: number; SG: number; TT: number; WFMT: number; BFMT: number }; pipeline: (gpu: Gpu) => GPUComputePipeline } {
+    const per = format === 'f32' ? 4 : 8;
+    const vec = K % per === 0 && xOff % 4 === 0 && xStride % 4 === 0;
+    const perRow = vec ? K / per : K; // loads per weight row
+    const TPR = Math.min(256, Math.max(this.sg(), 8, pow2ceil(Math.ceil(perRow / 4))));
+    const constants = { WG: 256, TPR, SG: this.sg(), TT: T, WFMT: WFMT[format], BFMT: bfmt };
+    return { constants, pipeline: (gpu: Gpu) => gpu.pipeline('gemv', constants, vec ? 'main' : 'scalar') };
+  }
+
+  /** (A, dt_bias, D) per head as f32 vec4s, computed now by a one-off dispatch. */
+  private headParams(aLog: GpuWeight, dtBias: GpuWeight, D: GpuWeight, nh: number): GPUBuffer {
+    const op = 'ssmScan';
+    const a = this.whole(op, 'aLog', aLog, nh);
+    const t = this.whole(op, 'dtBias', dtBias, nh);
+    const d = this.whole(op, 'D', D, nh);
+    const hp = this.own(this.gpu.buffer(16 * nh, 'ssm.heads'));
+    const pipeline = this.gpu.pipeline('ssmHeads', { AFMT: WFMT[aLog.format], TFMT: WFMT[dtBias.format], DFMT: WFMT[D.format] });
+    const params = this.own(this.gpu.buffer(16, 'ssm.heads.params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST));
+    this.gpu.write(params, new Uint32Array([nh, 0, 0, 0]));
+    const bindGroup = this.gpu.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [params, a, t, d, hp].map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+    const enc = this.gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(Math.ceil(nh / 64));
+    pass.end();
+    this.gpu.device.queue.submit([enc.finish()]);
+    return hp;
+  }
+
+  /** Records one dispatch: packs its Params into a uniform slab and makes its bind group. */
+  private add(label: string, pipeline: GPUComputePipeline, params: Field[], bindings: Record<number, GPUBuffer>, grid: number[]): void {
+    this.checkAlive();
+    const maxDim = this.gpu.device.limits.maxComputeWorkgroupsPerDimension;
+    const g: [number, number, number] = [grid[0], grid[1] ?? 1, grid[2] ?? 1];
+    if (g.some((n) => !Number.isInteger(n) || n < 1 || n > maxDim)) throw new GpuError(`${label}: dispatch grid [${g}] is outside 1..${maxDim} per dimension.`);
+    if (4 * params.length > PARAMS_BYTES) throw new GpuError(`${label}: Params has ${params.length} fields, more than ${PARAMS_BYTES / 4}.`);
+    const data = new ArrayBuffer(Math.max(16, Math.ceil(params.length / 4) * 16));
+    const dv = new DataView(data);
+    params.forEach(([kind, v], i) => {
+      if (kind === 'u') {
+        if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new GpuError(`${label}: Params field ${i} = ${v} is not a u32.`);
+        dv.setUint32(4 * i, v, true);
+      } else dv.setFloat32(4 * i, v, true);
+    });
+    if (!this.slab || this.slabUsed + this.align > SLAB_BYTES) {
+      this.slab = this.own(this.gpu.buffer(SLAB_BYTES, 'params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST));
+      this.slabUsed = 0;
+    }
+    const offset = this.slabUsed;
+    this.slabUsed += this.align;
+    this.gpu.write(this.slab, new Uint8Array(data), offset);
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.slab, offset, size: data.byteLength } }];
+    for (const [b, buffer] of Object.entries(bindings)) entries.push({ binding: Number(b), resource: { buffer } });
+    const bindGroup = this.gpu.scoped(label, () => this.gpu.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries }));
+    this.dispatches.push({ label, pipeline, bindGroup, grid: g });
+  }
+
+  /** A 1-D count of workgroups as a grid within the per-dimension limit (kernels flatten x + y * nx). */
+  private flat(n: number): [number, number, number] {
+    const max = this.gpu.device.limits.maxComputeWorkgroupsPerDimension;
+    const m = Math.max(1, n);
+    return m <= max ? [m, 1, 1] : [max, Math.ceil(m / max), 1];
+  }
+
+  private sg(): number {
+    return this.gpu.hasSubgroups ? this.gpu.subgroupSize : 1;
+  }
+
+  private own(b: GPUBuffer): GPUBuffer {
+    this.owned.push(b);
+    return b;
+  }
+
+  private stepDummy(): GPUBuffer {
+    if (!this.dummyStep) this.dummyStep = this.own(this.gpu.buffer(16, 'step.unused', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST));
+    return this.dummyStep;
+  }
+
+  private ringDummy(): GPUBuffer {
+    if (!this.dummyRing) this.dummyRing = this.own(this.gpu.buffer(16, 'ring.unused'));
+    return this.dummyRing;
+  }
+
+  private checkAlive(): void {
+    if (this.destroyed) throw new GpuError('this CommandList was destroyed.');
+  }
+
+  private counts(op: string, sizes: Record<string, number>): void {
+    for (const [k, v] of Object.entries(sizes)) if (!isCount(v)) throw new GpuError(`${op}: ${k} = ${v} must be a positive integer.`);
+  }
+
+  /** Offset and stride of an Act holding `rows` rows of `cols` elements, checked against its buffer. */
+  private span(op: string, name: string, a: Act, rows: number, cols: number): { off: number; stride: number } {
+    const off = a.offset ?? 0;
+    const stride = a.stride ?? cols;
+    if (!Number.isInteger(off) || off < 0 || !Number.isInteger(stride) || stride < cols) {
+      throw new GpuError(`${op}: ${name} has offset ${off} and stride ${stride}; both must be integers, stride >= ${cols}.`);
+    }
+    const end = 4 * (off + (rows - 1) * stride + cols);
+    if (end > a.buffer.size) throw new GpuError(`${op}: ${name} [${rows}, ${cols}] (offset ${off}, stride ${stride}) ends at byte ${end}, past its ${a.buffer.size}-byte buffer '${a.buffer.label}'.`);
+    return { off, stride };
+  }
+
+  /** A weight that must be in one part, with `numel` elements. */
+  private whole(op: string, name: string, w: GpuWeight, numel: number): GPUBuffer {
+    const n = w.shape.reduce((a, b) => a * b, 1);
+    if (n !== numel) throw new GpuError(`${op}: ${name} has shape [${w.shape}] (${n} values), ${numel} expected.`);
+    if (w.parts.length !== 1) throw new GpuError(`${op}: ${name} is split in ${w.parts.length} parts; it must fit one binding.`);
+    return w.parts[0].buffer;
+  }
+
+  /** Checks a weight's shape (undefined: any) and its parts. */
+  private shape(op: string, name: string, w: GpuWeight, dims: (number | undefined)[]): void {
+    const ok = w.shape.length === dims.length && dims.every((d, i) => d === undefined || w.shape[i] === d);
+    if (!ok) throw new GpuError(`${op}: ${name} has shape [${w.shape}], [${dims.map((d) => d ?? '*')}] expected.`);
+    let next = 0;
+    for (const p of w.parts) {
+      if (p.rowStart !== next || p.rows < 1) throw new GpuError(`${op}: ${name}'s parts do not tile its rows.`);
+      next += p.rows;
+    }
+    if (next !== w.shape[0]) throw new GpuError(`${op}: ${name}'s parts cover ${next} of ${w.shape[0]} rows.`);
+  }
+
+  /** A buffer written by a dispatch must not be bound a second time in it (WebGPU forbids the aliasing). */
+  private noAlias(op: string, writes: GPUBuffer[], reads: GPUBuffer[]): void {
+    for (let i = 0; i < writes.length; i++) {
+      const w = writes[i];
+      if (reads.includes(w) || writes.indexOf(w) !== i) {
+        throw new GpuError(`${op}: buffer '${w.label}' is both written and read (or written twice); use a separate output buffer.`);
+      }
+    }
+  }
+}
