@@ -13,6 +13,8 @@
 //   sidewinder ask      --workspace DIR --model DIR [--kv-budget-mb N] [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"
 //       -> the answer streamed to stdout; with --json {"answer","ids","tokens","resumedFromSnapshot","reingestedTokens",
 //          "seconds","memory":{...}}
+//   sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]
+//       -> fetches config, tokenizer and safetensors from the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN honoured)
 
 import { SidewinderError, UsageError } from '../engine/errors';
 import { generateTokens } from '../engine/generate';
@@ -20,6 +22,7 @@ import { openModelFolder, type LanguageModel, type ModelFolder } from '../engine
 import { CpuModel } from '../engine/cpu/model';
 import { GpuModel } from '../engine/gpu/model';
 import { idList, intValue, parseArgs } from './args';
+import { cmdDownload } from './download';
 import { cmdFiles } from './files';
 import { cmdAsk, cmdIngest } from './workspace';
 
@@ -29,7 +32,8 @@ const USAGE = `usage:
                       [--temperature T] [--top-p P] [--seed S] [--backend webgpu|cpu] [--json]
   sidewinder files    --workspace DIR [--json]
   sidewinder ingest   --workspace DIR --model DIR [--kv-budget-mb N] [--cache-dir DIR] [--json]
-  sidewinder ask      --workspace DIR --model DIR [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"`;
+  sidewinder ask      --workspace DIR --model DIR [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"
+  sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]`;
 
 async function loadModel(folder: ModelFolder, backend: string): Promise<LanguageModel> {
   if (backend === 'cpu') return CpuModel.load(folder);
@@ -141,6 +145,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'ask':
       await cmdAsk(rest);
+      return 0;
+    case 'download':
+      await cmdDownload(rest);
       return 0;
     case undefined:
     case 'help':
