@@ -160,11 +160,13 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    if (e instanceof SidewinderError) process.stderr.write(`sidewinder: ${e.message}\n`);
-    else process.stderr.write(`sidewinder: ${(e as Error)?.stack ?? String(e)}\n`);
-    process.exit(e instanceof UsageError ? 2 : 1);
-  },
-);
+/** Exits once everything written so far has reached the OS (a pipe is written asynchronously). */
+function exitAfterFlush(code: number): void {
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+}
+
+main(process.argv.slice(2)).then(exitAfterFlush, (e: unknown) => {
+  if (e instanceof SidewinderError) process.stderr.write(`sidewinder: ${e.message}\n`);
+  else process.stderr.write(`sidewinder: ${(e as Error)?.stack ?? String(e)}\n`);
+  exitAfterFlush(e instanceof UsageError ? 2 : 1);
+});
