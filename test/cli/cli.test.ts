@@ -3,6 +3,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { promisify } from 'util';
 import { FIXTURES, REPO, fixtureNames, loadExpected, relError } from '../engine/helpers';
@@ -82,5 +84,41 @@ describe('cli', () => {
     const missing = await cli('logits', '--model', path.join(FIXTURES, 'does-not-exist'), '--ids', '1');
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /does not exist/);
+  });
+
+  test('files / ingest / ask --json: the workspace contracts', async () => {
+    const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cli-ws-'));
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cli-cache-'));
+    fs.writeFileSync(path.join(ws, 'a.py'), 'def alpha():\n    return 1\n');
+    fs.mkdirSync(path.join(ws, 'pkg'));
+    fs.writeFileSync(path.join(ws, 'pkg', 'b.js'), 'export const beta = 2;\n');
+    fs.writeFileSync(path.join(ws, '.env'), 'TOKEN=x\n');
+    const files = await cli('files', '--workspace', ws, '--json');
+    assert.equal(files.code, 0, files.stderr);
+    const f = JSON.parse(files.stdout);
+    assert.deepEqual(Object.keys(f), ['files', 'skipped']);
+    assert.deepEqual(f.files.map((x: { path: string }) => x.path).sort(), ['a.py', 'pkg/b.js']);
+    assert.deepEqual(Object.keys(f.files[0]), ['path', 'bytes', 'mtimeMs']);
+    assert.deepEqual(f.skipped, [{ path: '.env', reason: 'secret' }]);
+
+    const model = path.join(FIXTURES, 'granite-dense-nope');
+    const ingest = await cli('ingest', '--workspace', ws, '--model', model, '--cache-dir', cache, '--json');
+    assert.equal(ingest.code, 0, ingest.stderr);
+    const r = JSON.parse(ingest.stdout);
+    assert.deepEqual(Object.keys(r), ['files', 'skipped', 'tokens', 'seconds', 'tokensPerSecond', 'resumedFromSnapshot', 'reingestedTokens', 'snapshot', 'memory']);
+    assert.deepEqual(Object.keys(r.memory), ['weightsBytes', 'stateBytes', 'kvGpuBytes', 'kvHostBytes', 'kvDiskBytes', 'scratchBytes', 'kvBudgetBytes']);
+    assert.equal(r.files, 2);
+    assert.equal(r.skipped.secret, 1);
+    assert.equal(r.resumedFromSnapshot, false);
+    assert.equal(r.reingestedTokens, r.tokens);
+
+    const ask = await cli('ask', '--workspace', ws, '--model', model, '--cache-dir', cache, '--max-new-tokens', '4', '--json', 'Where is beta defined?');
+    assert.equal(ask.code, 0, ask.stderr);
+    const a = JSON.parse(ask.stdout);
+    assert.deepEqual(Object.keys(a), ['answer', 'ids', 'tokens', 'resumedFromSnapshot', 'reingestedTokens', 'seconds', 'memory']);
+    assert.equal(a.resumedFromSnapshot, true);
+    assert.equal(a.reingestedTokens, 0);
+    assert.equal(a.tokens, r.tokens);
+    assert.ok(a.ids.length <= 4);
   });
 });

@@ -1,0 +1,153 @@
+// Streaming a workspace into the model: chunked ingest equals one-shot prefill; snapshots resume exactly;
+// edits re-read only from the last checkpoint before the first changed file; cancellation leaves a state
+// that a later sync completes; a corrupt snapshot is reported and rebuilt; questions leave no trace.
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { CpuModel } from '../../src/engine/cpu/model';
+import { WorkspaceIngest, type IngestOptions } from '../../src/engine/ingest';
+import { onFork } from '../../src/engine/ask';
+import { openModelFolder, type ModelFolder } from '../../src/engine/model';
+import { frameFile, walkWorkspace } from '../../src/workspace';
+import { FIXTURES, relError } from './helpers';
+
+const folder: ModelFolder = openModelFolder(path.join(FIXTURES, 'granite-dense-nope'));
+const tok = folder.tokenizer!;
+const PROBE = [5, 17, 42];
+
+function makeWorkspace(): string {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-ingest-'));
+  const t0 = Date.now() / 1000 - 1000;
+  for (let i = 0; i < 8; i++) {
+    const p = path.join(root, i % 2 ? `src/mod${i}.py` : `lib${i}.js`);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    fs.writeFileSync(p, `def f${i}(x):\n    return x * ${i} + ${i * i}  # file ${i}\n`.repeat(3 + i));
+    fs.utimesSync(p, t0 + i * 10, t0 + i * 10);
+  }
+  fs.writeFileSync(path.join(root, '.env'), 'SECRET=1\n');
+  return root;
+}
+
+/** Logits after the whole workspace (in its current ingest order) plus PROBE, computed in one forward pass. */
+async function oneShot(root: string): Promise<Float32Array> {
+  const listing = await walkWorkspace(root);
+  const ids: number[] = [];
+  for (const f of listing.files) ids.push(...frameFile(f.path, fs.readFileSync(f.abs, 'utf8'), tok.special, (s) => tok.encode(s)));
+  const m = CpuModel.load(folder);
+  return m.forward([...ids, ...PROBE]);
+}
+
+async function probe(ingest: WorkspaceIngest): Promise<Float32Array> {
+  const mark = await ingest.model.fork();
+  const out = await ingest.model.forward(PROBE);
+  await ingest.model.rollback(mark);
+  return out;
+}
+
+function session(root: string, cacheDir: string, extra: Partial<IngestOptions> = {}): WorkspaceIngest {
+  return new WorkspaceIngest(CpuModel.load(folder), tok, { workspace: root, cacheDir, modelId: 'fixture', checkpointEvery: 64, chunkTokens: 37, ...extra });
+}
+
+describe('workspace ingest', () => {
+  test('chunked ingest equals one-shot prefill; a fresh process resumes from the snapshot exactly', async () => {
+    const root = makeWorkspace();
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-'));
+    const a = session(root, cache);
+    const events: string[] = [];
+    const r1 = await a.sync({ onProgress: (p) => events.push(p.phase) });
+    assert.equal(r1.files, 8);
+    assert.equal(r1.resumedFromSnapshot, false);
+    assert.equal(r1.reingestedTokens, r1.tokens);
+    assert.ok(r1.skipped.secret >= 1, 'the .env file is skipped as a secret');
+    assert.ok(events.includes('ingesting') && events.at(-1) === 'done');
+    assert.ok(r1.snapshot && fs.existsSync(r1.snapshot));
+    const want = await oneShot(root);
+    assert.ok(relError(await probe(a), want) < 1e-3);
+
+    const b = session(root, cache);
+    const r2 = await b.sync();
+    assert.equal(r2.resumedFromSnapshot, true);
+    assert.equal(r2.reingestedTokens, 0);
+    assert.equal(r2.tokens, r1.tokens);
+    assert.ok(relError(await probe(b), want) < 1e-6);
+  });
+
+  test('editing the last file re-reads only the tail; editing an early file restarts at a checkpoint', async () => {
+    const root = makeWorkspace();
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-'));
+    const r0 = await session(root, cache).sync();
+    // The most recently modified file is last in the order.
+    fs.appendFileSync(path.join(root, 'src/mod7.py'), 'def g():\n    pass\n');
+    const s1 = session(root, cache);
+    const r1 = await s1.sync();
+    assert.equal(r1.resumedFromSnapshot, true);
+    assert.ok(r1.reingestedTokens > 0 && r1.reingestedTokens < r0.tokens / 2, `re-read ${r1.reingestedTokens} of ${r1.tokens}`);
+    assert.ok(relError(await probe(s1), await oneShot(root)) < 1e-3);
+    // An early file changes: it moves to the end, and the state restarts at the checkpoint before it.
+    fs.appendFileSync(path.join(root, 'lib2.js'), '// edited\n');
+    const s2 = session(root, cache);
+    const r2 = await s2.sync();
+    assert.equal(r2.resumedFromSnapshot, true);
+    assert.ok(r2.reingestedTokens < r2.tokens, `re-read ${r2.reingestedTokens} of ${r2.tokens}`);
+    assert.ok(relError(await probe(s2), await oneShot(root)) < 1e-3);
+    // A deleted file.
+    fs.rmSync(path.join(root, 'src/mod5.py'));
+    const s3 = session(root, cache);
+    const r3 = await s3.sync();
+    assert.equal(r3.files, 7);
+    assert.ok(relError(await probe(s3), await oneShot(root)) < 1e-3);
+  });
+
+  test('cancellation stops at a chunk; the next sync resumes and completes exactly', async () => {
+    const root = makeWorkspace();
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-'));
+    const ac = new AbortController();
+    let chunks = 0;
+    const r1 = await session(root, cache).sync({
+      signal: ac.signal,
+      onProgress: (p) => {
+        if (p.phase === 'ingesting' && ++chunks === 5) ac.abort();
+      },
+    });
+    assert.equal(r1.cancelled, true);
+    assert.ok(r1.tokens > 0);
+    const s2 = session(root, cache);
+    const r2 = await s2.sync();
+    assert.equal(r2.cancelled, false);
+    assert.equal(r2.resumedFromSnapshot, true);
+    assert.ok(r2.reingestedTokens < r2.tokens);
+    assert.ok(relError(await probe(s2), await oneShot(root)) < 1e-3);
+  });
+
+  test('a corrupt snapshot is reported and rebuilt; a snapshot of another model is not used', async () => {
+    const root = makeWorkspace();
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-'));
+    const r0 = await session(root, cache).sync();
+    const bytes = fs.readFileSync(r0.snapshot!);
+    bytes[bytes.length - 1] ^= 0xff;
+    fs.writeFileSync(r0.snapshot!, bytes);
+    const r1 = await session(root, cache).sync();
+    assert.equal(r1.resumedFromSnapshot, false);
+    assert.match(r1.snapshotProblem ?? '', /checksum/);
+    const r2 = await session(root, cache).sync();
+    assert.equal(r2.resumedFromSnapshot, true);
+    const r3 = await session(root, cache, { modelId: 'another-model' }).sync();
+    assert.equal(r3.resumedFromSnapshot, false);
+  });
+
+  test('a question on a fork leaves the workspace state untouched', async () => {
+    const root = makeWorkspace();
+    const s = session(root, null as unknown as string, { cacheDir: null });
+    await s.sync();
+    const before = await probe(s);
+    const pos = s.model.position;
+    const out: number[] = [];
+    for await (const id of onFork(s.model, tok.encode('Question: where is f3?\nAnswer:'), { maxNewTokens: 6, greedy: true })) out.push(id);
+    assert.equal(out.length, 6);
+    assert.equal(s.model.position, pos);
+    assert.ok(relError(await probe(s), before) < 1e-6);
+  });
+});
