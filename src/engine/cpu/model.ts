@@ -4,6 +4,7 @@
 import type { ModelConfig } from '../config';
 import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
 import { loadWeights, type LayerWeights, type ModelWeights } from '../models/weights';
+import { BLOCK_ROWS, HostBudget, KvBlockStore, selectBlocks, type SelectionPolicy } from '../memory/kvBlocks';
 import * as ops from './ops';
 
 interface MambaState {
@@ -11,9 +12,21 @@ interface MambaState {
   ssm: Float32Array; // [nh, hd, N]
 }
 
-interface KvState {
-  k: Float32Array[]; // per position [nKv*d]
-  v: Float32Array[];
+type KvState = KvBlockStore;
+
+export interface CpuModelOptions {
+  /** Sparse attention: at most this many KV blocks per query (sinks + recent + top by Quest bound). */
+  kvPolicy?: SelectionPolicy;
+  /** Host-memory budget for KV blocks; past it blocks spill to files in spillDir. */
+  hostBudgetBytes?: number;
+  spillDir?: string;
+}
+
+/** What the last sparse attention call selected, per attention layer (for tests and reports). */
+export interface KvSelection {
+  layer: number;
+  numBlocks: number;
+  selected: number[];
 }
 
 class CpuMark implements StateMark {
@@ -26,14 +39,17 @@ export class CpuModel implements LanguageModel {
   private mambaState: (MambaState | null)[] = [];
   private kv: (KvState | null)[] = [];
   private pos = 0;
+  private readonly hostBudget: HostBudget;
+  lastSelection: KvSelection[] = [];
 
-  constructor(readonly config: ModelConfig, w: ModelWeights<Float32Array>) {
+  constructor(readonly config: ModelConfig, w: ModelWeights<Float32Array>, readonly opts: CpuModelOptions = {}) {
     this.w = w;
+    this.hostBudget = new HostBudget(opts.hostBudgetBytes ?? Infinity);
     this.reset();
   }
 
-  static load(folder: ModelFolder): CpuModel {
-    return new CpuModel(folder.config, loadWeights(folder.config, folder.store, (name, shape) => folder.store.f32(name, shape)));
+  static load(folder: ModelFolder, opts: CpuModelOptions = {}): CpuModel {
+    return new CpuModel(folder.config, loadWeights(folder.config, folder.store, (name, shape) => folder.store.f32(name, shape)), opts);
   }
 
   get position(): number {
@@ -46,10 +62,15 @@ export class CpuModel implements LanguageModel {
     this.mambaState = this.config.layerKinds.map((k) =>
       k === 'mamba' ? { conv: new Float32Array(m.convDim * (m.dConv - 1)), ssm: new Float32Array(m.numHeads * m.headDim * m.dState) } : null,
     );
-    this.kv = this.config.layerKinds.map((k) => (k === 'attention' ? { k: [], v: [] } : null));
+    for (const s of this.kv) s?.close();
+    const a = this.config.attention;
+    const spill = (i: number) => (this.opts.spillDir ? `${this.opts.spillDir}/kv-layer${i}-${process.pid}.bin` : null);
+    this.kv = this.config.layerKinds.map((k, i) => (k === 'attention' ? new KvBlockStore(a!.numKvHeads * a!.headDim, this.hostBudget, spill(i)) : null));
   }
 
-  dispose(): void {}
+  dispose(): void {
+    for (const s of this.kv) s?.close();
+  }
 
   memory(): MemoryReport {
     const seen = new Set<Float32Array>();
@@ -63,21 +84,21 @@ export class CpuModel implements LanguageModel {
     let stateBytes = 0;
     for (const s of this.mambaState) if (s) stateBytes += s.conv.byteLength + s.ssm.byteLength;
     let kvHostBytes = 0;
-    for (const s of this.kv) if (s) for (const r of [...s.k, ...s.v]) kvHostBytes += r.byteLength;
-    return { weightsBytes, stateBytes, kvGpuBytes: 0, kvHostBytes, kvDiskBytes: 0, scratchBytes: 0, kvBudgetBytes: 0 };
+    let kvDiskBytes = 0;
+    for (const s of this.kv) {
+      if (!s) continue;
+      const b = s.bytes();
+      kvHostBytes += b.host;
+      kvDiskBytes += b.disk;
+    }
+    return { weightsBytes, stateBytes, kvGpuBytes: 0, kvHostBytes, kvDiskBytes, scratchBytes: 0, kvBudgetBytes: 0 };
   }
 
   async exportState(opts: { kv?: boolean } = {}): Promise<ModelState> {
-    const kd = this.config.attention ? this.config.attention.numKvHeads * this.config.attention.headDim : 0;
-    const flat = (rows: Float32Array[]) => {
-      const out = new Float32Array(rows.length * kd);
-      rows.forEach((r, i) => out.set(r, i * kd));
-      return out;
-    };
     return {
       position: this.pos,
       mamba: this.mambaState.filter((s): s is MambaState => s !== null).map((s) => ({ conv: s.conv.slice(), ssm: s.ssm.slice() })),
-      kv: opts.kv === false ? [] : this.kv.filter((s): s is KvState => s !== null).map((s) => ({ k: flat(s.k), v: flat(s.v) })),
+      kv: opts.kv === false ? [] : this.kv.filter((s): s is KvState => s !== null).map((s) => s.dense()),
     };
   }
 
@@ -91,12 +112,7 @@ export class CpuModel implements LanguageModel {
       s.conv.set(state.mamba[i].conv);
       s.ssm.set(state.mamba[i].ssm);
     });
-    kvs.forEach((s, i) => {
-      for (let r = 0; r < state.position; r++) {
-        s.k.push(state.kv[i].k.slice(r * kd, (r + 1) * kd));
-        s.v.push(state.kv[i].v.slice(r * kd, (r + 1) * kd));
-      }
-    });
+    kvs.forEach((s, i) => s.append(state.kv[i].k.subarray(0, state.position * kd), state.kv[i].v.subarray(0, state.position * kd)));
     this.pos = state.position;
   }
 
@@ -113,10 +129,7 @@ export class CpuModel implements LanguageModel {
         s.ssm.set(saved[i]!.ssm);
       }
     });
-    for (const s of this.kv) if (s) {
-      s.k.length = mark.position;
-      s.v.length = mark.position;
-    }
+    for (const s of this.kv) s?.truncate(mark.position);
     this.pos = mark.position;
   }
 
@@ -206,17 +219,74 @@ export class CpuModel implements LanguageModel {
       ops.rope(k, a.numKvHeads, a.headDim, this.pos, a.ropeTheta);
     }
     const cache = this.kv[i]!;
-    for (let t = 0; t < T; t++) {
-      cache.k.push(k.slice(t * kd, (t + 1) * kd));
-      cache.v.push(v.slice(t * kd, (t + 1) * kd));
-    }
-    const S = cache.k.length;
-    const K = new Float32Array(S * kd);
-    const V = new Float32Array(S * kd);
-    cache.k.forEach((r, s) => K.set(r, s * kd));
-    cache.v.forEach((r, s) => V.set(r, s * kd));
-    const o = ops.attention(q, K, V, a.numHeads, a.numKvHeads, a.headDim, a.scaling); // [T, nH*d]
+    cache.append(k, v);
+    const o = this.opts.kvPolicy ? this.sparseAttention(q, cache, i, T) : this.denseAttention(q, cache); // [T, nH*d]
     return ops.linear(o, w.o, qd, H, w.oBias);
+  }
+
+  private denseAttention(q: Float32Array, cache: KvBlockStore): Float32Array {
+    const a = this.config.attention!;
+    const { k, v } = cache.dense();
+    return ops.attention(q, k, v, a.numHeads, a.numKvHeads, a.headDim, a.scaling);
+  }
+
+  /**
+   * Attention over a selection of KV blocks, one selection for the whole chunk of T queries: the Quest bound
+   * is taken for the chunk's per-dimension query min/max in each KV head group (an upper bound for every
+   * query of the chunk), maximised over KV heads; the chunk's own blocks count as recent.
+   */
+  private sparseAttention(q: Float32Array, cache: KvBlockStore, layer: number, T: number): Float32Array {
+    const a = this.config.attention!;
+    const d = a.headDim;
+    const rep = a.numHeads / a.numKvHeads;
+    const nb = cache.numBlocks;
+    const qmin = new Float32Array(a.numKvHeads * d).fill(Infinity);
+    const qmax = new Float32Array(a.numKvHeads * d).fill(-Infinity);
+    for (let t = 0; t < T; t++) {
+      for (let h = 0; h < a.numHeads; h++) {
+        const g = Math.floor(h / rep);
+        for (let j = 0; j < d; j++) {
+          const x = q[(t * a.numHeads + h) * d + j];
+          if (x < qmin[g * d + j]) qmin[g * d + j] = x;
+          if (x > qmax[g * d + j]) qmax[g * d + j] = x;
+        }
+      }
+    }
+    const scores = new Float32Array(nb);
+    for (let b = 0; b < nb; b++) {
+      const s = cache.summary(b);
+      let best = -Infinity;
+      for (let g = 0; g < a.numKvHeads; g++) {
+        let sum = 0;
+        for (let j = 0; j < d; j++) {
+          const lo = s.min[g * d + j];
+          const hi = s.max[g * d + j];
+          const q0 = qmin[g * d + j];
+          const q1 = qmax[g * d + j];
+          sum += Math.max(q0 * lo, q0 * hi, q1 * lo, q1 * hi);
+        }
+        best = Math.max(best, sum);
+      }
+      scores[b] = best;
+    }
+    const p = this.opts.kvPolicy!;
+    const chunkBlocks = nb - Math.floor((cache.length - T) / BLOCK_ROWS);
+    const selected = selectBlocks(scores, nb, { ...p, recentBlocks: Math.max(p.recentBlocks, chunkBlocks), maxBlocks: Math.max(p.maxBlocks, chunkBlocks + p.sinkBlocks) });
+    this.lastSelection = [...this.lastSelection.filter((x) => x.layer !== layer), { layer, numBlocks: nb, selected }];
+    // Gather the selected rows, remembering each row's position for the causal mask.
+    const kd = a.numKvHeads * d;
+    const V: Float32Array[] = [];
+    const pos: number[] = [];
+    const Kr: Float32Array[] = [];
+    for (const b of selected) {
+      const blk = cache.block(b);
+      for (let r = 0; r < BLOCK_ROWS && b * BLOCK_ROWS + r < cache.length; r++) {
+        Kr.push(blk.k.subarray(r * kd, (r + 1) * kd));
+        V.push(blk.v.subarray(r * kd, (r + 1) * kd));
+        pos.push(b * BLOCK_ROWS + r);
+      }
+    }
+    return ops.maskedAttention(q, Kr, V, pos, cache.length - T, a.numHeads, a.numKvHeads, d, a.scaling);
   }
 
   private feedForward(layer: LayerWeights<Float32Array>, x: Float32Array, T: number): Float32Array {

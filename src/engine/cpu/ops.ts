@@ -198,6 +198,52 @@ export function attention(q: Float32Array, k: Float32Array, v: Float32Array, nH:
   return out;
 }
 
+/**
+ * Causal GQA attention over an arbitrary set of cached rows (a sparse selection): krows/vrows [nKv*d] each
+ * with their positions; query t sits at position pos0 + t and sees rows at positions <= its own.
+ */
+export function maskedAttention(
+  q: Float32Array,
+  krows: readonly Float32Array[],
+  vrows: readonly Float32Array[],
+  positions: readonly number[],
+  pos0: number,
+  nH: number,
+  nKv: number,
+  d: number,
+  scaling: number,
+): Float32Array {
+  const T = q.length / (nH * d);
+  const out = new Float32Array(q.length);
+  const rep = nH / nKv;
+  const scores = new Float64Array(krows.length);
+  for (let t = 0; t < T; t++) {
+    for (let h = 0; h < nH; h++) {
+      const kh = Math.floor(h / rep);
+      const qo = (t * nH + h) * d;
+      let max = -Infinity;
+      for (let s = 0; s < krows.length; s++) {
+        if (positions[s] > pos0 + t) {
+          scores[s] = -Infinity;
+          continue;
+        }
+        let dot = 0;
+        for (let i = 0; i < d; i++) dot += q[qo + i] * krows[s][kh * d + i];
+        scores[s] = dot * scaling;
+        if (scores[s] > max) max = scores[s];
+      }
+      let sum = 0;
+      for (let s = 0; s < krows.length; s++) sum += scores[s] = scores[s] === -Infinity ? 0 : Math.exp(scores[s] - max);
+      for (let s = 0; s < krows.length; s++) {
+        if (!scores[s]) continue;
+        const p = scores[s] / sum;
+        for (let i = 0; i < d; i++) out[qo + i] += p * vrows[s][kh * d + i];
+      }
+    }
+  }
+  return out;
+}
+
 /** SwiGLU on a fused projection [T, 2m]: silu(first half) * second half -> [T, m]. */
 export function swiglu(gu: Float32Array, m: number): Float32Array {
   const T = gu.length / (2 * m);

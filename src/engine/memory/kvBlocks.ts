@@ -1,0 +1,228 @@
+// The attention KV cache in blocks, kept sparse on the GPU (Quest-style selection).
+//
+// Every attention layer's K/V rows are grouped in blocks of BLOCK_ROWS tokens. All blocks live off the GPU
+// in a KvBlockStore (host memory up to a budget, then a spill file); a bounded set of them is resident in GPU
+// slots. For each query (a decode step, or a whole prefill chunk) the resident set is chosen by:
+//   - sink blocks (the first few) and a recent window: always;
+//   - the rest by an upper bound on q.k from per-block key summaries: with kmin/kmax the elementwise min/max
+//     of the block's keys, q.k <= sum_i max(q_i kmin_i, q_i kmax_i) for every key k in the block; the top
+//     blocks by that bound are selected.
+// With a budget that holds every block, every block is selected and attention is exactly dense.
+
+import * as fs from 'fs';
+import * as path from 'path';
+
+export const BLOCK_ROWS = 64;
+
+/** Per-block elementwise min/max of the keys: [rowLen] each. */
+export interface BlockSummary {
+  min: Float32Array;
+  max: Float32Array;
+}
+
+/** A shared host-memory budget across layers; blocks past it are spilled to disk. */
+export class HostBudget {
+  used = 0;
+  constructor(readonly bytes: number) {}
+}
+
+/** All K/V blocks of one attention layer, off the GPU. Append-only, with truncation for rollbacks. */
+export class KvBlockStore {
+  private readonly hostK: (Float32Array | null)[] = [];
+  private readonly hostV: (Float32Array | null)[] = [];
+  private readonly summaries: BlockSummary[] = [];
+  private readonly onDisk: boolean[] = [];
+  private rows = 0;
+  private fd: number | null = null;
+  private diskBlocks = 0;
+
+  constructor(
+    readonly rowLen: number, // nKv * headDim
+    private readonly budget: HostBudget,
+    private readonly spillFile: string | null,
+  ) {}
+
+  get length(): number {
+    return this.rows;
+  }
+
+  get numBlocks(): number {
+    return Math.ceil(this.rows / BLOCK_ROWS);
+  }
+
+  private get blockFloats(): number {
+    return BLOCK_ROWS * this.rowLen;
+  }
+
+  /** Bytes held in host memory and on disk. */
+  bytes(): { host: number; disk: number } {
+    let host = 0;
+    for (let b = 0; b < this.hostK.length; b++) if (this.hostK[b]) host += 2 * this.blockFloats * 4;
+    return { host, disk: this.diskBlocks * 2 * this.blockFloats * 4 };
+  }
+
+  /** Appends rows (row-major [n, rowLen]) of keys and values. */
+  append(k: Float32Array, v: Float32Array): void {
+    const n = k.length / this.rowLen;
+    for (let r = 0; r < n; r++) {
+      const b = Math.floor(this.rows / BLOCK_ROWS);
+      const o = (this.rows % BLOCK_ROWS) * this.rowLen;
+      if (b === this.hostK.length) this.newBlock();
+      const bk = this.ensureHost(b);
+      bk.k.set(k.subarray(r * this.rowLen, (r + 1) * this.rowLen), o);
+      bk.v.set(v.subarray(r * this.rowLen, (r + 1) * this.rowLen), o);
+      const s = this.summaries[b];
+      for (let i = 0; i < this.rowLen; i++) {
+        const x = k[r * this.rowLen + i];
+        if (x < s.min[i]) s.min[i] = x;
+        if (x > s.max[i]) s.max[i] = x;
+      }
+      this.rows++;
+      if (this.rows % BLOCK_ROWS === 0) this.maybeSpill();
+    }
+  }
+
+  /** Keys and values of block b ([BLOCK_ROWS, rowLen], rows past the end are zero). */
+  block(b: number): { k: Float32Array; v: Float32Array } {
+    if (b < 0 || b >= this.numBlocks) throw new RangeError(`KV block ${b} does not exist (have ${this.numBlocks}).`);
+    if (this.hostK[b]) return { k: this.hostK[b]!, v: this.hostV[b]! };
+    const k = new Float32Array(this.blockFloats);
+    const v = new Float32Array(this.blockFloats);
+    const bytes = this.blockFloats * 4;
+    fs.readSync(this.fd!, new Uint8Array(k.buffer), 0, bytes, 2 * b * bytes);
+    fs.readSync(this.fd!, new Uint8Array(v.buffer), 0, bytes, (2 * b + 1) * bytes);
+    return { k, v };
+  }
+
+  summary(b: number): BlockSummary {
+    return this.summaries[b];
+  }
+
+  /** Rows [0, rows) as one dense array (for snapshots / tests). */
+  dense(rows = this.rows): { k: Float32Array; v: Float32Array } {
+    const k = new Float32Array(rows * this.rowLen);
+    const v = new Float32Array(rows * this.rowLen);
+    for (let b = 0; b * BLOCK_ROWS < rows; b++) {
+      const blk = this.block(b);
+      const n = Math.min(BLOCK_ROWS, rows - b * BLOCK_ROWS) * this.rowLen;
+      k.set(blk.k.subarray(0, n), b * this.blockFloats);
+      v.set(blk.v.subarray(0, n), b * this.blockFloats);
+    }
+    return { k, v };
+  }
+
+  /** Drops rows from `rows` on (a rollback or a re-ingest restart); summaries of the cut block are rebuilt. */
+  truncate(rows: number): void {
+    if (rows >= this.rows) return;
+    const keep = Math.ceil(rows / BLOCK_ROWS);
+    for (let b = keep; b < this.hostK.length; b++) if (this.hostK[b]) this.budget.used -= 2 * this.blockFloats * 4;
+    this.hostK.length = keep;
+    this.hostV.length = keep;
+    this.summaries.length = keep;
+    this.onDisk.length = keep;
+    this.diskBlocks = this.onDisk.filter(Boolean).length;
+    this.rows = rows;
+    const partial = rows % BLOCK_ROWS;
+    if (partial) {
+      const b = keep - 1;
+      const blk = this.ensureHost(b);
+      blk.k.fill(0, partial * this.rowLen);
+      blk.v.fill(0, partial * this.rowLen);
+      const s = this.summaries[b];
+      s.min.fill(Infinity);
+      s.max.fill(-Infinity);
+      for (let r = 0; r < partial; r++) {
+        for (let i = 0; i < this.rowLen; i++) {
+          const x = blk.k[r * this.rowLen + i];
+          if (x < s.min[i]) s.min[i] = x;
+          if (x > s.max[i]) s.max[i] = x;
+        }
+      }
+    }
+  }
+
+  close(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
+    if (this.spillFile) fs.rmSync(this.spillFile, { force: true });
+    for (const k of this.hostK) if (k) this.budget.used -= 2 * this.blockFloats * 4;
+    this.hostK.length = 0;
+    this.hostV.length = 0;
+  }
+
+  private newBlock(): void {
+    this.hostK.push(null);
+    this.hostV.push(null);
+    this.onDisk.push(false);
+    this.summaries.push({ min: new Float32Array(this.rowLen).fill(Infinity), max: new Float32Array(this.rowLen).fill(-Infinity) });
+    this.ensureHost(this.hostK.length - 1);
+  }
+
+  private ensureHost(b: number): { k: Float32Array; v: Float32Array } {
+    if (!this.hostK[b]) {
+      const blk = this.onDisk[b] ? this.block(b) : { k: new Float32Array(this.blockFloats), v: new Float32Array(this.blockFloats) };
+      this.hostK[b] = blk.k;
+      this.hostV[b] = blk.v;
+      this.budget.used += 2 * this.blockFloats * 4;
+    }
+    return { k: this.hostK[b]!, v: this.hostV[b]! };
+  }
+
+  /** Past the host budget, full blocks move to the spill file, oldest first (sink blocks stay). */
+  private maybeSpill(): void {
+    if (!this.spillFile || this.budget.used <= this.budget.bytes) return;
+    if (this.fd === null) {
+      fs.mkdirSync(path.dirname(this.spillFile), { recursive: true });
+      this.fd = fs.openSync(this.spillFile, 'w+', 0o600);
+    }
+    const full = Math.floor(this.rows / BLOCK_ROWS);
+    const bytes = this.blockFloats * 4;
+    for (let b = 1; b < full && this.budget.used > this.budget.bytes; b++) {
+      if (!this.hostK[b]) continue;
+      if (!this.onDisk[b]) {
+        fs.writeSync(this.fd, new Uint8Array(this.hostK[b]!.buffer), 0, bytes, 2 * b * bytes);
+        fs.writeSync(this.fd, new Uint8Array(this.hostV[b]!.buffer), 0, bytes, (2 * b + 1) * bytes);
+        this.onDisk[b] = true;
+        this.diskBlocks++;
+      }
+      this.hostK[b] = null;
+      this.hostV[b] = null;
+      this.budget.used -= 2 * bytes;
+    }
+  }
+}
+
+/** The Quest upper bound of q.k over a block: sum_i max(q_i kmin_i, q_i kmax_i). */
+export function blockBound(q: Float32Array, s: BlockSummary, offset = 0): number {
+  let sum = 0;
+  for (let i = 0; i < s.min.length; i++) {
+    const qi = q[offset + i];
+    sum += Math.max(qi * s.min[i], qi * s.max[i]);
+  }
+  return sum;
+}
+
+export interface SelectionPolicy {
+  sinkBlocks: number; // always keep the first blocks (attention sinks)
+  recentBlocks: number; // always keep the last blocks (local context)
+  maxBlocks: number; // GPU slots available for this query
+}
+
+/**
+ * The blocks a query attends to: sinks, the recent window, then the highest-scoring others, up to maxBlocks.
+ * `scores[b]` is the bound for block b (already reduced over heads and queries). Returns sorted block ids.
+ */
+export function selectBlocks(scores: ArrayLike<number>, numBlocks: number, p: SelectionPolicy): number[] {
+  if (numBlocks <= p.maxBlocks) return Array.from({ length: numBlocks }, (_, b) => b);
+  const chosen = new Set<number>();
+  for (let b = 0; b < Math.min(p.sinkBlocks, numBlocks); b++) chosen.add(b);
+  for (let b = Math.max(0, numBlocks - p.recentBlocks); b < numBlocks; b++) chosen.add(b);
+  const rest = Array.from({ length: numBlocks }, (_, b) => b)
+    .filter((b) => !chosen.has(b))
+    .sort((a, b) => scores[b] - scores[a] || a - b);
+  for (const b of rest) {
+    if (chosen.size >= p.maxBlocks) break;
+    chosen.add(b);
+  }
+  return [...chosen].sort((a, b) => a - b);
+}
