@@ -10,7 +10,7 @@ import type { TextTokenizer } from './tokenizer';
  * as one more "file" after the workspace (the convention the bundled model is trained with); otherwise as
  * plain text.
  */
-export function questionTokens(tok: TextTokenizer, question: string): number[] {
+export function questionTokens(tok: Pick<TextTokenizer, 'encode' | 'special'>, question: string): number[] {
   const body = tok.encode(`Question: ${question.trim()}\nAnswer:`);
   return tok.special.fileSep !== null ? [tok.special.fileSep, ...body] : [...tok.encode('\n\n'), ...body];
 }

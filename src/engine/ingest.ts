@@ -182,6 +182,8 @@ export class WorkspaceIngest {
           break;
         }
         await this.model.forward(t.tokens.slice(off, off + chunk));
+        // Let the event loop run (a cancel message, progress output) between chunks, also on the CPU backend.
+        await new Promise((r) => setImmediate(r));
         const done = this.model.position - startPos;
         const secs = (performance.now() - tIngest) / 1000;
         const tps = done / Math.max(secs, 1e-6);

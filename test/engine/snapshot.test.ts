@@ -39,10 +39,12 @@ describe('snapshots', () => {
   test('round trip keeps state and manifest exactly', () => {
     const file = tmpFile();
     const s = state(37, 1);
-    saveSnapshot(file, 'model-a', s, { files: [{ path: 'a.ts', sha: 'x' }] });
+    const ckpt = { position: 20, mamba: state(20, 5).mamba };
+    saveSnapshot(file, 'model-a', s, { files: [{ path: 'a.ts', sha: 'x' }] }, [ckpt]);
     const back = loadSnapshot<{ files: { path: string }[] }>(file, 'model-a');
     assert.equal(back.state.position, 37);
     assert.deepEqual(back.state, s);
+    assert.deepEqual(back.checkpoints, [ckpt]);
     assert.equal(back.manifest.files[0].path, 'a.ts');
     assert.equal(fs.readdirSync(path.dirname(file)).length, 1, 'no temp files left behind');
   });

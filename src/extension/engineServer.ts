@@ -1,0 +1,374 @@
+// The engine side of the protocol: runs in the engine process (engineWorker.ts), owns the model and one
+// WorkspaceIngest per workspace folder, and answers the host's requests. No vscode import, and no value import
+// of the GPU or ingest code: those come in through `EngineBackend`, so this file is tested with a fake model.
+//
+// The model has one state, so model work is serialised: one sync, question or completion at a time. The state
+// holds one workspace folder at a time (multi-root windows switch folders by syncing, which restores that
+// folder's snapshot). Questions and completions run on a fork of the state and roll it back afterwards.
+
+import { onFork, questionTokens } from '../engine/ask';
+import type { IngestProgress, IngestReport } from '../engine/ingest';
+import type { LanguageModel, MemoryReport } from '../engine/model';
+import type { SpecialTokens, TextTokenizer } from '../engine/tokenizer';
+import { buildFimPrompt, hasFim } from './completion/fim';
+import { applyStopRules, completionMode, finishCompletion, type StopContext } from './completion/stopRules';
+import {
+  PROTOCOL_VERSION,
+  isHostToEngine,
+  toWireError,
+  type AskDelta,
+  type AskParams,
+  type AskResult,
+  type CompleteParams,
+  type CompleteResult,
+  type DownloadParams,
+  type DownloadProgress,
+  type DownloadResult,
+  type EngineEvent,
+  type EngineToHost,
+  type HostToEngine,
+  type LoadParams,
+  type LoadResult,
+  type MemoryResult,
+  type RequestKind,
+  type SyncParams,
+  type SyncResult,
+} from './protocol';
+
+/** The part of TextTokenizer the engine process uses. */
+export interface EngineTokenizer {
+  readonly special: SpecialTokens;
+  encode(text: string): number[];
+  decode(ids: readonly number[]): string;
+}
+
+/** The part of WorkspaceIngest the engine process uses. */
+export interface FolderIngest {
+  sync(opts: { signal?: AbortSignal; onProgress?: (p: IngestProgress) => void }): Promise<IngestReport>;
+}
+
+/** A loaded model with everything around it. */
+export interface LoadedModel {
+  readonly model: LanguageModel;
+  readonly tokenizer: EngineTokenizer;
+  readonly modelId: string;
+  readonly adapter: string | null;
+  /** Resolves with the reason when the GPU device is lost (never, for the CPU backend). */
+  readonly lost: Promise<string> | null;
+  createIngest(params: SyncParams): FolderIngest;
+  dispose(): void;
+}
+
+/** What the server needs from the engine: loading a model and downloading one. */
+export interface EngineBackend {
+  load(params: LoadParams): Promise<LoadedModel>;
+  download(params: DownloadParams, onProgress: (p: DownloadProgress) => void, signal: AbortSignal): Promise<DownloadResult>;
+}
+
+export interface EngineServerOptions {
+  /** Period of unsolicited memory reports while a model is loaded (ms; 0: none). */
+  memoryIntervalMs?: number;
+  /** Called after the device is lost or shutdown is answered; the engine process exits. */
+  exit?: (code: number) => void;
+}
+
+/** A request refused because the model's state is not what it needs. */
+export class NotLoadedError extends Error {
+  override name = 'NotLoadedError';
+}
+
+/** Serialises work on the model, and says what it is busy with. */
+class ModelQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+  busyWith: 'sync' | 'ask' | 'complete' | 'load' | null = null;
+
+  run<T>(what: NonNullable<ModelQueue['busyWith']>, fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(async () => {
+      this.busyWith = what;
+      try {
+        return await fn();
+      } finally {
+        this.busyWith = null;
+      }
+    });
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+}
+
+/**
+ * Lets the event loop run, so a cancel message can arrive between tokens (the CPU backend computes a whole
+ * token without giving it a turn).
+ */
+const letMessagesIn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+const sameWalk = (a: SyncParams, b: SyncParams) => a.maxFileBytes === b.maxFileBytes && a.extraIgnore.join('\0') === b.extraIgnore.join('\0');
+
+export class EngineServer {
+  private loaded: LoadedModel | null = null;
+  private loadedFolder: string | null = null;
+  private readonly ingests = new Map<string, { params: SyncParams; ingest: FolderIngest }>();
+  private readonly running = new Map<number, AbortController>();
+  private readonly queue = new ModelQueue();
+  private readonly timer: ReturnType<typeof setInterval> | null;
+  private lastMemoryEvent = 0;
+  private disposed = false;
+
+  constructor(
+    private readonly send: (m: EngineToHost) => void,
+    private readonly backend: EngineBackend,
+    private readonly opts: EngineServerOptions = {},
+  ) {
+    const every = opts.memoryIntervalMs ?? 3000;
+    this.timer = every > 0 ? setInterval(() => this.emitMemory(), every) : null;
+    this.timer?.unref?.();
+  }
+
+  private event(event: EngineEvent): void {
+    if (!this.disposed) this.send({ type: 'event', event });
+  }
+
+  log(level: 'debug' | 'info' | 'warn' | 'error', message: string): void {
+    this.event({ kind: 'log', level, message });
+  }
+
+  private emitMemory(force = true): void {
+    if (!this.loaded) return;
+    const now = Date.now();
+    if (!force && now - this.lastMemoryEvent < 250) return;
+    this.lastMemoryEvent = now;
+    this.event({ kind: 'memory', memory: this.loaded.model.memory(), tokens: this.loaded.model.position, folder: this.loadedFolder });
+  }
+
+  /** Entry point for every message from the host. */
+  handle(m: unknown): void {
+    if (this.disposed) return;
+    if (!isHostToEngine(m)) {
+      this.log('warn', `engine: ignored a malformed message: ${JSON.stringify(m)?.slice(0, 200)}`);
+      return;
+    }
+    if (m.type === 'cancel') {
+      this.running.get(m.id)?.abort();
+      return;
+    }
+    void this.dispatch(m);
+  }
+
+  private async dispatch(m: Extract<HostToEngine, { type: 'request' }>): Promise<void> {
+    const ac = new AbortController();
+    this.running.set(m.id, ac);
+    const stream = (data: unknown) => {
+      if (!this.disposed) this.send({ type: 'stream', id: m.id, data });
+    };
+    try {
+      const result = await this.run(m, ac.signal, stream);
+      if (!this.disposed) this.send({ type: 'response', id: m.id, ok: true, result });
+    } catch (e) {
+      if (!this.disposed) this.send({ type: 'response', id: m.id, ok: false, error: toWireError(e) });
+    } finally {
+      this.running.delete(m.id);
+    }
+    if (m.kind === 'shutdown') this.shutdown(0);
+  }
+
+  private run(m: Extract<HostToEngine, { type: 'request' }>, signal: AbortSignal, stream: (d: unknown) => void): Promise<unknown> {
+    switch (m.kind) {
+      case 'hello':
+        return Promise.resolve({ protocolVersion: PROTOCOL_VERSION, pid: process.pid, node: process.versions.node });
+      case 'load':
+        return this.queue.run('load', () => this.load(m.params));
+      case 'sync':
+        return this.queue.run('sync', () => this.sync(m.params, signal, stream));
+      case 'ask':
+        return this.queue.run('ask', () => this.ask(m.params, signal, stream));
+      case 'complete':
+        // A completion never waits behind an ingest or a question: it would be stale by the time it ran.
+        if (this.queue.busyWith !== null && this.queue.busyWith !== 'complete') return Promise.resolve(this.noCompletion('busy'));
+        return this.queue.run('complete', () => this.complete(m.params, signal));
+      case 'memory':
+        return Promise.resolve(this.memory());
+      case 'download':
+        return this.backend.download(m.params, stream, signal);
+      case 'shutdown':
+        for (const ac of this.running.values()) ac.abort();
+        return Promise.resolve({});
+      default:
+        return Promise.reject(new Error(`unknown request kind ${(m as { kind: RequestKind }).kind}`));
+    }
+  }
+
+  private requireModel(): LoadedModel {
+    if (!this.loaded) throw new NotLoadedError('no model is loaded; the host must send "load" first.');
+    return this.loaded;
+  }
+
+  private async load(p: LoadParams): Promise<LoadResult> {
+    this.unload();
+    const loaded = await this.backend.load(p);
+    this.loaded = loaded;
+    loaded.lost?.then((reason) => {
+      if (this.loaded !== loaded || this.disposed) return; // replaced or shut down on purpose
+      this.event({ kind: 'deviceLost', reason });
+      this.shutdown(3);
+    });
+    const kinds = loaded.model.config.layerKinds;
+    const result: LoadResult = {
+      modelId: loaded.modelId,
+      architecture: loaded.model.config.architecture,
+      backend: p.backend,
+      adapter: loaded.adapter,
+      layers: { mamba: kinds.filter((k) => k === 'mamba').length, attention: kinds.filter((k) => k === 'attention').length },
+      fim: hasFim(loaded.tokenizer.special),
+      memory: loaded.model.memory(),
+    };
+    this.emitMemory();
+    return result;
+  }
+
+  private unload(): void {
+    const old = this.loaded;
+    this.loaded = null;
+    this.loadedFolder = null;
+    this.ingests.clear();
+    old?.dispose();
+  }
+
+  private async sync(p: SyncParams, signal: AbortSignal, stream: (d: unknown) => void): Promise<SyncResult> {
+    const loaded = this.requireModel();
+    let entry = this.ingests.get(p.folder);
+    if (!entry || !sameWalk(entry.params, p)) {
+      entry = { params: p, ingest: loaded.createIngest(p) };
+      this.ingests.set(p.folder, entry);
+    }
+    // sync() starts by resetting the state: until it returns, the model holds no complete folder.
+    this.loadedFolder = null;
+    const r = await entry.ingest.sync({
+      signal,
+      onProgress: (progress) => {
+        stream(progress);
+        if (progress.phase === 'ingesting') this.emitMemory(false);
+      },
+    });
+    this.loadedFolder = p.folder;
+    this.emitMemory();
+    return {
+      folder: p.folder,
+      files: r.files,
+      skipped: r.skipped,
+      tokens: r.tokens,
+      seconds: r.seconds,
+      tokensPerSecond: r.tokensPerSecond,
+      resumedFromSnapshot: r.resumedFromSnapshot,
+      reingestedTokens: r.reingestedTokens,
+      snapshotProblem: r.snapshotProblem,
+      cancelled: r.cancelled,
+      memory: r.memory,
+    };
+  }
+
+  /** Token ids that end an answer or a completion. */
+  private stopIds(loaded: LoadedModel, forCompletion: boolean): number[] {
+    const s = loaded.tokenizer.special;
+    const ids = [...loaded.model.config.eosTokenIds, s.eos, s.fileSep];
+    if (forCompletion) ids.push(s.fimPrefix, s.fimSuffix, s.fimMiddle, s.fimPad);
+    return [...new Set(ids.filter((x): x is number => x !== null))];
+  }
+
+  private async ask(p: AskParams, signal: AbortSignal, stream: (d: AskDelta) => void): Promise<AskResult> {
+    const loaded = this.requireModel();
+    if (this.loadedFolder !== p.folder) throw new NotLoadedError(`the workspace folder ${p.folder} is not loaded; sync it first.`);
+    const tok = loaded.tokenizer;
+    const stop = this.stopIds(loaded, false);
+    const ids: number[] = [];
+    let sent = '';
+    let stoppedBy: AskResult['stoppedBy'] = 'length';
+    for await (const id of onFork(loaded.model, questionTokens(tok as unknown as TextTokenizer, p.question), {
+      maxNewTokens: p.maxNewTokens,
+      greedy: true,
+      stopIds: stop,
+      signal,
+    })) {
+      if (stop.includes(id)) {
+        stoppedBy = 'eos';
+        break;
+      }
+      ids.push(id);
+      const text = tok.decode(ids);
+      if (text.endsWith('\uFFFD') || !text.startsWith(sent)) continue; // half a UTF-8 character
+      if (text.length > sent.length) stream({ text: text.slice(sent.length) });
+      sent = text;
+      await letMessagesIn();
+      if (signal.aborted) break;
+    }
+    if (signal.aborted) stoppedBy = 'cancelled';
+    // What was held back (an incomplete character at the end) goes out now, so the deltas add up to the answer.
+    const text = ids.length ? tok.decode(ids) : '';
+    if (text.startsWith(sent) && text.length > sent.length) stream({ text: text.slice(sent.length) });
+    this.emitMemory();
+    return { answer: text.trim(), tokens: ids.length, stoppedBy };
+  }
+
+  private noCompletion(reason: CompleteResult['reason'], t0 = performance.now()): CompleteResult {
+    return { text: '', reason, mode: null, ms: performance.now() - t0 };
+  }
+
+  private async complete(p: CompleteParams, signal: AbortSignal): Promise<CompleteResult> {
+    const t0 = performance.now();
+    if (signal.aborted) return this.noCompletion('cancelled', t0);
+    const loaded = this.loaded;
+    if (!loaded || this.loadedFolder !== p.folder) return this.noCompletion('not-loaded', t0);
+    const tok = loaded.tokenizer;
+    const prompt = buildFimPrompt(tok.special, (s) => tok.encode(s), p, { maxPromptTokens: 2048 });
+    if (prompt.ids.length === 0) return this.noCompletion('empty', t0);
+    const lineStart = p.prefix.lastIndexOf('\n') + 1;
+    const linePrefix = p.prefix.slice(lineStart);
+    const ctx: StopContext = {
+      mode: completionMode(linePrefix, p.suffix.split('\n', 1)[0]),
+      maxLines: p.maxLines,
+      linePrefix,
+      suffix: p.suffix,
+    };
+    const stop = this.stopIds(loaded, true);
+    const ids: number[] = [];
+    let text = '';
+    let reason: CompleteResult['reason'] = 'length';
+    for await (const id of onFork(loaded.model, prompt.ids, { maxNewTokens: p.maxTokens, greedy: true, stopIds: stop, signal })) {
+      if (stop.includes(id)) {
+        reason = 'done';
+        break;
+      }
+      ids.push(id);
+      await letMessagesIn();
+      if (signal.aborted) break;
+      const decoded = tok.decode(ids);
+      if (decoded.endsWith('\uFFFD')) continue;
+      const r = applyStopRules(decoded, ctx);
+      text = r.text;
+      if (r.done) {
+        reason = 'done';
+        break;
+      }
+    }
+    if (signal.aborted) return { ...this.noCompletion('cancelled', t0), mode: prompt.mode };
+    return { text: finishCompletion(text, ctx), reason, mode: prompt.mode, ms: performance.now() - t0 };
+  }
+
+  private memory(): MemoryResult {
+    const m: MemoryReport | null = this.loaded?.model.memory() ?? null;
+    return { memory: m, tokens: this.loaded?.model.position ?? 0, folder: this.loadedFolder };
+  }
+
+  private shutdown(code: number): void {
+    this.dispose();
+    this.opts.exit?.(code);
+  }
+
+  /** Aborts everything, frees the model, stops the timer. */
+  dispose(): void {
+    if (this.disposed) return;
+    for (const ac of this.running.values()) ac.abort();
+    if (this.timer) clearInterval(this.timer);
+    this.unload();
+    this.disposed = true;
+  }
+}

@@ -1,0 +1,353 @@
+// The host <-> engine protocol end to end in one process: EngineClient talking to EngineServer through an
+// in-memory transport that serialises like the IPC channel, with a scripted fake model. Covers streaming,
+// cancellation, serialisation of model work, completions with stop rules, errors and device loss.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ModelConfig } from '../../src/engine/config';
+import type { IngestProgress, IngestReport } from '../../src/engine/ingest';
+import type { LanguageModel, MemoryReport, ModelState, StateMark } from '../../src/engine/model';
+import { EngineClient, EngineExitedError, type EngineTransport } from '../../src/extension/engineClient';
+import { EngineServer, type EngineBackend, type EngineTokenizer, type LoadedModel } from '../../src/extension/engineServer';
+import { EngineRequestError, PROTOCOL_VERSION, type EngineEvent, type LoadParams } from '../../src/extension/protocol';
+
+// ---- a scripted model: after each prompt it "generates" `script`, one character per step, then EOS ---------
+
+const EOS = 0;
+const SPECIAL = { eos: EOS, fimPrefix: 1, fimSuffix: 2, fimMiddle: 3, fimPad: null, fileSep: 4, fileName: null };
+const OFFSET = 10; // character c is token c.charCodeAt(0) + OFFSET
+const VOCAB = OFFSET + 128;
+
+const tokenizer: EngineTokenizer = {
+  special: SPECIAL,
+  encode: (s) => Array.from(s, (c) => (c.charCodeAt(0) % 128) + OFFSET),
+  decode: (ids) => ids.filter((i) => i >= OFFSET).map((i) => String.fromCharCode(i - OFFSET)).join(''),
+};
+
+class ScriptedModel implements LanguageModel {
+  readonly config = { architecture: 'granitemoehybrid', layerKinds: ['mamba', 'mamba', 'attention'], eosTokenIds: [EOS] } as unknown as ModelConfig;
+  position = 0;
+  script = '';
+  stepDelayMs = 0;
+  prompts: number[][] = [];
+  private cursor = 0;
+
+  async forward(ids: readonly number[]): Promise<Float32Array> {
+    if (this.stepDelayMs) await new Promise((r) => setTimeout(r, this.stepDelayMs));
+    if (ids.length > 1) {
+      this.prompts.push([...ids]);
+      this.cursor = 0;
+    } else this.cursor++;
+    this.position += ids.length;
+    const logits = new Float32Array(VOCAB);
+    const c = this.script[this.cursor];
+    logits[c === undefined ? EOS : c.charCodeAt(0) + OFFSET] = 1;
+    return logits;
+  }
+  reset(): void {
+    this.position = 0;
+  }
+  memory(): MemoryReport {
+    return { weightsBytes: 1000, stateBytes: 100, kvGpuBytes: this.position * 8, kvHostBytes: 0, kvDiskBytes: 0, scratchBytes: 10, kvBudgetBytes: 0 };
+  }
+  async exportState(): Promise<ModelState> {
+    return { position: this.position, mamba: [], kv: [] };
+  }
+  async importState(s: ModelState): Promise<void> {
+    this.position = s.position;
+  }
+  async fork(): Promise<StateMark> {
+    return { position: this.position, release: () => undefined };
+  }
+  async rollback(mark: StateMark): Promise<void> {
+    this.position = mark.position;
+  }
+  disposed = false;
+  dispose(): void {
+    this.disposed = true;
+  }
+}
+
+/** An ingest that "reads" `tokens` tokens in `chunks` steps, `delayMs` apart. */
+function fakeIngest(model: ScriptedModel, tokens: number, chunks: number, delayMs: number) {
+  return {
+    async sync(opts: { signal?: AbortSignal; onProgress?: (p: IngestProgress) => void }): Promise<IngestReport> {
+      model.reset();
+      let cancelled = false;
+      for (let i = 1; i <= chunks; i++) {
+        if (opts.signal?.aborted) {
+          cancelled = true;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, delayMs));
+        model.position = Math.round((tokens * i) / chunks);
+        opts.onProgress?.({ phase: 'ingesting', files: i, filesTotal: chunks, tokens: model.position, tokensPerSecond: 1000, etaSeconds: 0 });
+      }
+      opts.onProgress?.({ phase: 'done', files: chunks, filesTotal: chunks, tokens: model.position, tokensPerSecond: 1000, etaSeconds: 0 });
+      return {
+        files: chunks,
+        skipped: {},
+        tokens: model.position,
+        seconds: 0.01,
+        tokensPerSecond: 1000,
+        resumedFromSnapshot: false,
+        reingestedTokens: model.position,
+        snapshot: null,
+        snapshotProblem: null,
+        cancelled,
+        memory: model.memory(),
+      };
+    },
+  };
+}
+
+interface Rig {
+  client: EngineClient;
+  server: EngineServer;
+  model: ScriptedModel;
+  events: EngineEvent[];
+  exits: number[];
+  lose(reason: string): void;
+  ingestDelayMs: number;
+}
+
+function rig(opts: { loadError?: Error } = {}): Rig {
+  const model = new ScriptedModel();
+  let lose: (r: string) => void = () => undefined;
+  const r: Partial<Rig> = { model, events: [], exits: [], ingestDelayMs: 1 };
+  const backend: EngineBackend = {
+    async load(): Promise<LoadedModel> {
+      if (opts.loadError) throw opts.loadError;
+      return {
+        model,
+        tokenizer,
+        modelId: 'fake',
+        adapter: 'fake adapter',
+        lost: new Promise<string>((res) => (lose = res)),
+        createIngest: () => fakeIngest(model, 400, 4, r.ingestDelayMs!),
+        dispose: () => model.dispose(),
+      };
+    },
+    async download() {
+      throw new Error('no downloads in this test');
+    },
+  };
+  // Messages cross as JSON, asynchronously, as over the child process's IPC channel.
+  const wire = <T>(m: T): T => JSON.parse(JSON.stringify(m));
+  let toHost: ((m: unknown) => void) | null = null;
+  let onExit: ((code: number | null, signal: string | null) => void) | null = null;
+  const server = new EngineServer((m) => setImmediate(() => toHost?.(wire(m))), backend, {
+    memoryIntervalMs: 0,
+    exit: (code) => {
+      r.exits!.push(code);
+      setImmediate(() => onExit?.(code, null));
+    },
+  });
+  const transport: EngineTransport = {
+    send: (m) => setImmediate(() => server.handle(wire(m))),
+    onMessage: (cb) => (toHost = cb),
+    onExit: (cb) => (onExit = cb),
+    kill: () => setImmediate(() => onExit?.(null, 'SIGKILL')),
+  };
+  const client = new EngineClient(transport);
+  client.onEvent((e) => r.events!.push(e));
+  return Object.assign(r, { client, server, lose: (reason: string) => lose(reason) }) as Rig;
+}
+
+const LOAD: LoadParams = { modelDir: '/m', backend: 'webgpu', cacheDir: '/c', kvGpuBudgetBytes: 0, kvHostBudgetBytes: 0 };
+const SYNC = { folder: '/ws', maxFileBytes: 1 << 20, extraIgnore: [] };
+
+async function loaded(): Promise<Rig> {
+  const r = rig();
+  await r.client.request('load', LOAD);
+  await r.client.request('sync', SYNC);
+  return r;
+}
+
+test('hello and load report the engine and the model', async () => {
+  const r = rig();
+  const hello = await r.client.request('hello', { protocolVersion: PROTOCOL_VERSION });
+  assert.equal(hello.protocolVersion, PROTOCOL_VERSION);
+  const info = await r.client.request('load', LOAD);
+  assert.deepEqual(info.layers, { mamba: 2, attention: 1 });
+  assert.equal(info.fim, true);
+  assert.equal(info.adapter, 'fake adapter');
+  assert.equal(info.memory.weightsBytes, 1000);
+  r.server.dispose();
+});
+
+test('sync streams progress as an async iterable, then its result; memory reports follow', async () => {
+  const r = rig();
+  await r.client.request('load', LOAD);
+  const stream = r.client.stream('sync', SYNC);
+  const seen: IngestProgress[] = [];
+  let result;
+  for (;;) {
+    const step = await stream.next();
+    if (step.done) {
+      result = step.value;
+      break;
+    }
+    seen.push(step.value);
+  }
+  assert.deepEqual(
+    seen.map((p) => p.tokens),
+    [100, 200, 300, 400, 400],
+  );
+  assert.equal(result.tokens, 400);
+  assert.equal(result.folder, '/ws');
+  assert.ok(r.events.some((e) => e.kind === 'memory' && e.tokens === 400 && e.folder === '/ws'));
+  const mem = await r.client.request('memory', {});
+  assert.equal(mem.folder, '/ws');
+  assert.equal(mem.memory?.kvGpuBytes, 3200);
+  r.server.dispose();
+});
+
+test('a question before the folder is loaded is refused with a named error', async () => {
+  const r = rig();
+  await r.client.request('load', LOAD);
+  await assert.rejects(r.client.request('ask', { folder: '/ws', question: 'q', maxNewTokens: 4 }), (e: unknown) => {
+    assert.ok(e instanceof EngineRequestError);
+    assert.equal(e.name, 'NotLoadedError');
+    return true;
+  });
+  r.server.dispose();
+});
+
+test('ask streams the answer on a fork of the state and rolls it back', async () => {
+  const r = await loaded();
+  r.model.script = 'The ingest is in src/engine/ingest.ts.';
+  const deltas: string[] = [];
+  const stream = r.client.stream('ask', { folder: '/ws', question: 'Where is ingest?', maxNewTokens: 100 });
+  let result;
+  for (;;) {
+    const step = await stream.next();
+    if (step.done) {
+      result = step.value;
+      break;
+    }
+    deltas.push(step.value.text);
+  }
+  assert.equal(deltas.join(''), r.model.script);
+  assert.ok(deltas.length > 1);
+  assert.deepEqual(result, { answer: r.model.script, tokens: r.model.script.length, stoppedBy: 'eos' });
+  assert.equal(r.model.position, 400, 'the workspace state is restored after the question');
+  // The prompt is the question framed as one more file after the workspace.
+  assert.equal(r.model.prompts.at(-1)![0], SPECIAL.fileSep);
+  const limited = await r.client.request('ask', { folder: '/ws', question: 'q', maxNewTokens: 5 });
+  assert.deepEqual(limited, { answer: 'The i', tokens: 5, stoppedBy: 'length' });
+  r.server.dispose();
+});
+
+test('cancelling a question stops generation; the engine still answers and is free again', async () => {
+  const r = await loaded();
+  r.model.script = 'x'.repeat(500);
+  r.model.stepDelayMs = 2;
+  const ac = new AbortController();
+  let deltas = 0;
+  const result = await r.client.request('ask', { folder: '/ws', question: 'q', maxNewTokens: 500 }, {
+    signal: ac.signal,
+    onStream: () => {
+      if (++deltas === 3) ac.abort();
+    },
+  });
+  assert.equal(result.stoppedBy, 'cancelled');
+  assert.ok(result.tokens < 100, `stopped early (${result.tokens} tokens)`);
+  assert.equal(r.model.position, 400);
+  r.model.stepDelayMs = 0;
+  r.model.script = 'ok';
+  assert.equal((await r.client.request('ask', { folder: '/ws', question: 'q', maxNewTokens: 10 })).answer, 'ok');
+  r.server.dispose();
+});
+
+test('complete: FIM prompt, stop rules, and the state restored', async () => {
+  const r = await loaded();
+  r.model.script = 'return 1;\n}\n\nfunction g() {\n';
+  const base = { folder: '/ws', path: 'src/a.ts', prefix: 'function f() {\n  ', maxTokens: 64, maxLines: 8 };
+  const open = await r.client.request('complete', { ...base, suffix: '' });
+  assert.equal(open.text, 'return 1;\n}'); // the block's closing brace, then stop
+  assert.equal(open.reason, 'done');
+  assert.equal(open.mode, 'fim');
+  const prompt = r.model.prompts.at(-1)!;
+  assert.equal(prompt[0], SPECIAL.fileSep);
+  assert.deepEqual(prompt.slice(-1), [SPECIAL.fimMiddle]);
+  assert.ok(prompt.includes(SPECIAL.fimPrefix) && prompt.includes(SPECIAL.fimSuffix));
+  const closed = await r.client.request('complete', { ...base, suffix: '\n}\n' });
+  assert.equal(closed.text, 'return 1;'); // the suffix already closes the block
+  assert.equal(r.model.position, 400);
+  // Not the loaded folder: nothing, at once.
+  assert.equal((await r.client.request('complete', { ...base, folder: '/other', suffix: '' })).reason, 'not-loaded');
+  r.server.dispose();
+});
+
+test('a completion never waits behind an ingest: it is answered "busy" at once', async () => {
+  const r = rig();
+  await r.client.request('load', LOAD);
+  r.ingestDelayMs = 30;
+  const sync = r.client.request('sync', SYNC);
+  await new Promise((res) => setTimeout(res, 10));
+  const t0 = performance.now();
+  const c = await r.client.request('complete', { folder: '/ws', path: 'a.ts', prefix: 'x', suffix: '', maxTokens: 4, maxLines: 1 });
+  assert.equal(c.reason, 'busy');
+  assert.ok(performance.now() - t0 < 60, 'answered without waiting for the ingest');
+  await sync;
+  r.server.dispose();
+});
+
+test('cancelling a sync leaves the engine usable', async () => {
+  const r = rig();
+  await r.client.request('load', LOAD);
+  r.ingestDelayMs = 20;
+  const ac = new AbortController();
+  const pending = r.client.request('sync', SYNC, { signal: ac.signal, onStream: () => ac.abort() });
+  const res = await pending;
+  assert.equal(res.cancelled, true);
+  assert.ok(res.tokens < 400);
+  r.model.script = 'a';
+  assert.equal((await r.client.request('ask', { folder: '/ws', question: 'q', maxNewTokens: 3 })).answer, 'a');
+  r.server.dispose();
+});
+
+test('load errors keep their name (the host offers the fix for each)', async () => {
+  const e = new Error('No WebGPU adapter is available (requestAdapter returned null).');
+  e.name = 'WebGPUNotAvailableError';
+  const r = rig({ loadError: e });
+  await assert.rejects(r.client.request('load', LOAD), (err: unknown) => err instanceof EngineRequestError && err.name === 'WebGPUNotAvailableError' && /adapter/.test(err.message));
+  r.server.dispose();
+});
+
+test('device lost: the engine reports it, frees the model and exits; open requests reject', async () => {
+  const r = await loaded();
+  r.model.script = 'y'.repeat(1000);
+  r.model.stepDelayMs = 2;
+  const exited = new Promise<EngineExitedError>((res) => r.client.onExit(res));
+  const asking = r.client.request('ask', { folder: '/ws', question: 'q', maxNewTokens: 1000 });
+  await new Promise((res) => setTimeout(res, 10));
+  r.lose('DXGI_ERROR_DEVICE_REMOVED');
+  const exit = await exited;
+  assert.ok(exit instanceof EngineExitedError);
+  assert.deepEqual(r.exits, [3]);
+  assert.ok(r.events.some((e) => e.kind === 'deviceLost' && e.reason === 'DXGI_ERROR_DEVICE_REMOVED'));
+  assert.ok(r.model.disposed);
+  await assert.rejects(asking);
+  assert.equal(r.client.alive, false);
+  await assert.rejects(r.client.request('memory', {}), EngineExitedError);
+});
+
+test('shutdown answers, then ends the engine', async () => {
+  const r = await loaded();
+  const exited = new Promise((res) => r.client.onExit(res));
+  assert.deepEqual(await r.client.request('shutdown', {}), {});
+  await exited;
+  assert.deepEqual(r.exits, [0]);
+  assert.ok(r.model.disposed);
+});
+
+test('malformed messages to the engine are ignored with a log line', async () => {
+  const r = await loaded();
+  r.server.handle({ type: 'request', id: 99, kind: 'format-disk', params: {} });
+  r.server.handle('garbage');
+  await new Promise((res) => setTimeout(res, 5));
+  assert.equal(r.events.filter((e) => e.kind === 'log' && e.level === 'warn').length, 2);
+  assert.equal((await r.client.request('memory', {})).folder, '/ws');
+  r.server.dispose();
+});

@@ -1,0 +1,261 @@
+// A small stand-in for the `vscode` module: just the API surface the extension uses, recording what it is asked
+// to do, so activate() and the host glue run under node:test. Real VS Code is exercised by the e2e tests.
+
+import * as path from 'path';
+
+type Listener<T> = (e: T) => unknown;
+
+export class EventEmitter<T> {
+  private listeners = new Set<Listener<T>>();
+  event = (l: Listener<T>) => {
+    this.listeners.add(l);
+    return { dispose: () => this.listeners.delete(l) };
+  };
+  fire(e: T): void {
+    for (const l of [...this.listeners]) l(e);
+  }
+  dispose(): void {
+    this.listeners.clear();
+  }
+}
+
+export class Uri {
+  private constructor(
+    readonly scheme: string,
+    readonly fsPath: string,
+  ) {}
+  static file(p: string): Uri {
+    return new Uri('file', path.resolve(p));
+  }
+  static joinPath(u: Uri, ...parts: string[]): Uri {
+    return new Uri(u.scheme, path.join(u.fsPath, ...parts));
+  }
+  get path(): string {
+    return this.fsPath;
+  }
+  toString(): string {
+    return `${this.scheme}://${this.fsPath}`;
+  }
+}
+
+export class Position {
+  constructor(
+    readonly line: number,
+    readonly character: number,
+  ) {}
+}
+
+export class Range {
+  readonly start: Position;
+  readonly end: Position;
+  constructor(a: Position | number, b: Position | number, c?: number, d?: number) {
+    if (typeof a === 'number') {
+      this.start = new Position(a, b as number);
+      this.end = new Position(c!, d!);
+    } else {
+      this.start = a;
+      this.end = b as Position;
+    }
+  }
+}
+
+export class RelativePattern {
+  constructor(
+    readonly base: Uri,
+    readonly pattern: string,
+  ) {}
+}
+
+export class MarkdownString {
+  value = '';
+  isTrusted = false;
+  supportHtml = false;
+  constructor(value?: string, readonly supportThemeIcons = false) {
+    this.value = value ?? '';
+  }
+  appendMarkdown(s: string): this {
+    this.value += s;
+    return this;
+  }
+  appendText(s: string): this {
+    this.value += s.replace(/[\\`*_{}[\]()#+\-.!|]/g, '\\$&');
+    return this;
+  }
+}
+
+export class InlineCompletionItem {
+  constructor(
+    readonly insertText: string,
+    readonly range: Range,
+  ) {}
+}
+
+export const StatusBarAlignment = { Left: 1, Right: 2 };
+export const ProgressLocation = { SourceControl: 1, Window: 10, Notification: 15 };
+export const ConfigurationTarget = { Global: 1, Workspace: 2, WorkspaceFolder: 3 };
+export const ViewColumn = { Active: -1, Beside: -2, One: 1 };
+export const InlineCompletionTriggerKind = { Invoke: 0, Automatic: 1 };
+
+/** One fake window + workspace; tests read what was recorded and drive events. */
+export function createFakeVscode(opts: { trusted: boolean; folders: string[]; settings: Record<string, unknown> }) {
+  const log: string[] = [];
+  const messages: { level: 'info' | 'warning' | 'error'; text: string; items: string[] }[] = [];
+  const commands = new Map<string, (...a: unknown[]) => unknown>();
+  const executed: string[] = [];
+  const statusItems: { text: string; tooltip: unknown; command?: string; shown: boolean; disposed: boolean }[] = [];
+  const viewProviders = new Map<string, { resolveWebviewView(v: unknown): void }>();
+  const inlineProviders: unknown[] = [];
+  const progress: { title: string; location: number; cancellable: boolean; reports: { message?: string; increment?: number }[] }[] = [];
+  const settings = { ...opts.settings };
+  let inputBoxAnswer: string | undefined;
+  const grantTrust = new EventEmitter<void>();
+  const configChange = new EventEmitter<{ affectsConfiguration(s: string): boolean }>();
+  const workspace = {
+    isTrusted: opts.trusted,
+    workspaceFolders: opts.folders.map((f, index) => ({ uri: Uri.file(f), name: path.basename(f), index })),
+    getConfiguration: (section: string) => ({
+      get: (key: string) => settings[`${section}.${key}`],
+      update: async (key: string, value: unknown) => {
+        settings[`${section}.${key}`] = value;
+        configChange.fire({ affectsConfiguration: (s: string) => `${section}.${key}`.startsWith(s) });
+      },
+    }),
+    onDidGrantWorkspaceTrust: grantTrust.event,
+    onDidChangeWorkspaceFolders: new EventEmitter<unknown>().event,
+    onDidRenameFiles: new EventEmitter<unknown>().event,
+    onDidChangeConfiguration: configChange.event,
+    createFileSystemWatcher: () => {
+      const e = new EventEmitter<Uri>();
+      return { onDidCreate: e.event, onDidChange: e.event, onDidDelete: e.event, dispose: () => e.dispose() };
+    },
+    openTextDocument: async (o: unknown) => ({ uri: Uri.file('/untitled'), options: o }),
+  };
+  const message =
+    (level: 'info' | 'warning' | 'error') =>
+    async (text: string, ...items: unknown[]) => {
+      messages.push({ level, text, items: items.filter((i): i is string => typeof i === 'string') });
+      return undefined;
+    };
+  const logChannel = (name: string) => {
+    const w = (level: string) => (m: string) => log.push(`${level} ${m}`);
+    return { name, trace: w('trace'), debug: w('debug'), info: w('info'), warn: w('warn'), error: w('error'), show: () => undefined, dispose: () => undefined };
+  };
+  const window = {
+    activeTextEditor: undefined as unknown,
+    visibleTextEditors: [] as unknown[],
+    createOutputChannel: logChannel,
+    createStatusBarItem: () => {
+      const item = { text: '', tooltip: undefined as unknown, name: '', command: undefined as string | undefined, shown: false, disposed: false, show() { item.shown = true; }, dispose() { item.disposed = true; } };
+      statusItems.push(item);
+      return item;
+    },
+    registerWebviewViewProvider: (id: string, p: { resolveWebviewView(v: unknown): void }) => {
+      viewProviders.set(id, p);
+      return { dispose: () => viewProviders.delete(id) };
+    },
+    showInformationMessage: message('info'),
+    showWarningMessage: message('warning'),
+    showErrorMessage: message('error'),
+    setStatusBarMessage: () => ({ dispose: () => undefined }),
+    showInputBox: async () => inputBoxAnswer,
+    showOpenDialog: async () => undefined,
+    showTextDocument: async () => undefined,
+    onDidChangeActiveTextEditor: new EventEmitter<unknown>().event,
+    withProgress: async <R>(o: { title: string; location: number; cancellable?: boolean }, task: (p: unknown, t: unknown) => Promise<R>) => {
+      const rec = { title: o.title, location: o.location, cancellable: !!o.cancellable, reports: [] as { message?: string }[] };
+      progress.push(rec);
+      const cancel = new EventEmitter<void>();
+      return task({ report: (r: { message?: string }) => rec.reports.push(r) }, { isCancellationRequested: false, onCancellationRequested: cancel.event });
+    },
+    createWebviewPanel: () => {
+      throw new Error('not used in this test');
+    },
+  };
+  const vscode = {
+    EventEmitter,
+    Uri,
+    Position,
+    Range,
+    RelativePattern,
+    MarkdownString,
+    InlineCompletionItem,
+    StatusBarAlignment,
+    ProgressLocation,
+    ConfigurationTarget,
+    ViewColumn,
+    InlineCompletionTriggerKind,
+    workspace,
+    window,
+    env: { clipboard: { writeText: async () => undefined } },
+    languages: {
+      registerInlineCompletionItemProvider: (_sel: unknown, p: unknown) => {
+        inlineProviders.push(p);
+        return { dispose: () => undefined };
+      },
+    },
+    commands: {
+      registerCommand: (id: string, fn: (...a: unknown[]) => unknown) => {
+        commands.set(id, fn);
+        return { dispose: () => commands.delete(id) };
+      },
+      executeCommand: async (id: string, ...args: unknown[]) => {
+        executed.push(id);
+        if (id === 'sidewinder.chat.focus') resolveChatView();
+        return commands.get(id)?.(...args);
+      },
+    },
+  };
+
+  /** The chat webview: what the host posted to it, and a way to send it messages as the page would. */
+  const chat = {
+    posted: [] as { type: string; [k: string]: unknown }[],
+    html: '',
+    send: (_m: unknown) => undefined as unknown,
+    resolved: false,
+  };
+  function resolveChatView(): void {
+    if (chat.resolved) return;
+    chat.resolved = true;
+    const receive = new EventEmitter<unknown>();
+    chat.send = (m: unknown) => receive.fire(m);
+    const webview = {
+      options: {},
+      cspSource: 'https://fake.vscode-cdn.net',
+      asWebviewUri: (u: Uri) => `https://fake.vscode-cdn.net${u.fsPath}`,
+      postMessage: async (m: { type: string }) => {
+        chat.posted.push(m);
+        return true;
+      },
+      onDidReceiveMessage: receive.event,
+      set html(h: string) {
+        chat.html = h;
+      },
+      get html() {
+        return chat.html;
+      },
+    };
+    viewProviders.get('sidewinder.chat')!.resolveWebviewView({ webview, show: () => undefined, onDidDispose: new EventEmitter<void>().event });
+  }
+
+  return {
+    vscode,
+    log,
+    messages,
+    commands,
+    executed,
+    statusItems,
+    viewProviders,
+    inlineProviders,
+    progress,
+    settings,
+    chat,
+    resolveChatView,
+    setInputBox: (v: string | undefined) => (inputBoxAnswer = v),
+    grantTrust: () => {
+      workspace.isTrusted = true;
+      grantTrust.fire();
+    },
+  };
+}
+
+export type FakeVscode = ReturnType<typeof createFakeVscode>;
