@@ -15,8 +15,12 @@ interface MambaState {
 type KvState = KvBlockStore;
 
 export interface CpuModelOptions {
-  /** Sparse attention: at most this many KV blocks per query (sinks + recent + top by Quest bound). */
-  kvPolicy?: SelectionPolicy;
+  /**
+   * Sparse attention: at most maxBlocks past blocks per query (sinks + recent + top by the Quest bound), plus
+   * the current block and the chunk's own. With denseRows, attention stays dense while the context fits in
+   * that many rows (as the GPU's working buffers do).
+   */
+  kvPolicy?: SelectionPolicy & { denseRows?: number };
   /** Host-memory budget for KV blocks; past it blocks spill to files in spillDir. */
   hostBudgetBytes?: number;
   spillDir?: string;
@@ -269,10 +273,14 @@ export class CpuModel implements LanguageModel {
       }
       scores[b] = best;
     }
+    // Past complete blocks compete for maxBlocks places; the current block and the chunk's are always in.
     const p = this.opts.kvPolicy!;
-    const chunkBlocks = nb - Math.floor((cache.length - T) / BLOCK_ROWS);
-    const selected = selectBlocks(scores, nb, { ...p, recentBlocks: Math.max(p.recentBlocks, chunkBlocks), maxBlocks: Math.max(p.maxBlocks, chunkBlocks + p.sinkBlocks) });
-    this.lastSelection = [...this.lastSelection.filter((x) => x.layer !== layer), { layer, numBlocks: nb, selected }];
+    const pos0 = cache.length - T;
+    const nComplete = Math.floor(pos0 / BLOCK_ROWS);
+    const dense = p.denseRows !== undefined ? cache.length <= p.denseRows : nComplete <= p.maxBlocks;
+    const past = dense ? Array.from({ length: nComplete }, (_, b) => b) : selectBlocks(scores, nComplete, p);
+    const selected = [...past, ...Array.from({ length: nb - nComplete }, (_, j) => nComplete + j)];
+    this.lastSelection = [...this.lastSelection.filter((x) => x.layer !== layer), { layer, numBlocks: nb, selected: past }];
     // Gather the selected rows, remembering each row's position for the causal mask.
     const kd = a.numKvHeads * d;
     const V: Float32Array[] = [];

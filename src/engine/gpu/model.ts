@@ -11,6 +11,7 @@ import type { ModelConfig } from '../config';
 import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
 import { loadWeights, type ModelWeights } from '../models/weights';
 import { Gpu, type GpuWeight } from './device';
+import { SparseKv, type SparseKvOptions } from './kvPager';
 import { CommandList, type Act } from './ops';
 
 const STEP_BYTES = 16;
@@ -31,14 +32,19 @@ interface Pass {
   list: CommandList;
   logits: GPUBuffer;
   scratch: GPUBuffer[];
+  q: Act | null; // attention queries [T, nH, d] (scratch shared by the attention layers)
+  /** Dispatch index just before each attention layer's KV write, in layer order (sparse KV pages in there). */
+  attentionMarks: number[];
 }
 
 export interface GpuModelOptions {
   gpu?: Gpu;
   /** Prefill is split into chunks of at most this many tokens (bounded scratch memory). */
   prefillChunk?: number;
-  /** Initial KV capacity in tokens per attention layer (grows by doubling). */
+  /** Initial KV capacity in tokens per attention layer (grows by doubling). Ignored with `kv`. */
   kvCapacity?: number;
+  /** Sparse attention KV under a GPU budget (Quest selection, host/disk paging). Without it KV is dense. */
+  kv?: SparseKvOptions;
 }
 
 /** A fork point: copies of every Mamba layer's state on the GPU, and the KV length at that time. */
@@ -59,8 +65,11 @@ class GpuMark implements StateMark {
 
 export class GpuModel implements LanguageModel {
   private readonly states: LayerState[];
-  private readonly step: GPUBuffer;
+  private readonly step: GPUBuffer; // true positions (RoPE)
+  private readonly kvStep: GPUBuffer; // positions in the KV working buffers (differ once KV is sparse)
   private readonly ids: GPUBuffer;
+  private readonly sparseKv: SparseKv | null;
+  private sparse = false; // the context no longer fits the KV working buffers: attention runs on a selection
   private readonly passes = new Map<string, Pass>();
   private kvCapacity: number;
   private pos = 0;
@@ -76,6 +85,10 @@ export class GpuModel implements LanguageModel {
     this.prefillChunk = opts.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
     this.kvCapacity = opts.kvCapacity ?? DEFAULT_KV_CAPACITY;
     this.step = gpu.buffer(STEP_BYTES, 'step', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    this.kvStep = gpu.buffer(STEP_BYTES, 'kv_step', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    const nAttn = config.layerKinds.filter((k) => k === 'attention').length;
+    this.sparseKv = opts.kv && nAttn > 0 ? new SparseKv(gpu, config, opts.kv, this.prefillChunk, nAttn) : null;
+    if (this.sparseKv) this.kvCapacity = this.sparseKv.workingRows;
     this.ids = gpu.buffer(4 * Math.max(this.prefillChunk, 1), 'ids');
     const m = config.mamba;
     const a = config.attention;
@@ -119,6 +132,8 @@ export class GpuModel implements LanguageModel {
 
   reset(): void {
     this.pos = 0;
+    this.sparse = false;
+    this.sparseKv?.truncate(0);
     const enc = this.gpu.device.createCommandEncoder();
     for (const s of this.states) for (const b of [s.conv, s.ssm]) if (b) enc.clearBuffer(b);
     this.gpu.device.queue.submit([enc.finish()]);
@@ -138,7 +153,16 @@ export class GpuModel implements LanguageModel {
     const st = this.stateBytes();
     let scratchBytes = this.step.size + this.ids.size;
     for (const p of this.passes.values()) scratchBytes += p.logits.size + p.scratch.reduce((n, b) => n + b.size, 0);
-    return { weightsBytes, stateBytes: st.mamba, kvGpuBytes: st.kv, kvHostBytes: 0, kvDiskBytes: 0, scratchBytes, kvBudgetBytes: 0 };
+    const paged = this.sparseKv?.bytes() ?? { gpu: 0, host: 0, disk: 0 };
+    return {
+      weightsBytes,
+      stateBytes: st.mamba,
+      kvGpuBytes: st.kv + paged.gpu,
+      kvHostBytes: paged.host,
+      kvDiskBytes: paged.disk,
+      scratchBytes,
+      kvBudgetBytes: this.sparseKv?.opts.gpuBudgetBytes ?? 0,
+    };
   }
 
   async exportState(opts: { kv?: boolean } = {}): Promise<ModelState> {
@@ -151,7 +175,9 @@ export class GpuModel implements LanguageModel {
       if (s.conv && s.ssm) {
         mamba.push({ conv: new Float32Array(await this.gpu.read(s.conv, s.conv.size)), ssm: new Float32Array(await this.gpu.read(s.ssm, s.ssm.size)) });
       }
-      if (s.k && s.v && opts.kv !== false) {
+      if (s.k && s.v && opts.kv !== false && this.sparseKv) {
+        kv.push(this.sparseKv.dense(kv.length, this.pos));
+      } else if (s.k && s.v && opts.kv !== false) {
         const k = kvBytes ? new Float32Array(await this.gpu.read(s.k, kvBytes)) : new Float32Array(0);
         const v = kvBytes ? new Float32Array(await this.gpu.read(s.v, kvBytes)) : new Float32Array(0);
         kv.push({ k, v });
@@ -174,10 +200,15 @@ export class GpuModel implements LanguageModel {
       this.gpu.write(s.conv!, state.mamba[i].conv);
       this.gpu.write(s.ssm!, state.mamba[i].ssm);
     });
-    kvLayers.forEach((s, i) => {
-      if (state.kv[i].k.length) this.gpu.write(s.k!, state.kv[i].k);
-      if (state.kv[i].v.length) this.gpu.write(s.v!, state.kv[i].v);
-    });
+    const kv = this.sparseKv;
+    if (kv) kvLayers.forEach((s, i) => kv.adoptHost(i, state.kv[i].k, state.kv[i].v));
+    this.sparse = !!kv && state.position > kv.workingRows;
+    if (!this.sparse) {
+      kvLayers.forEach((s, i) => {
+        if (state.kv[i].k.length) this.gpu.write(s.k!, state.kv[i].k);
+        if (state.kv[i].v.length) this.gpu.write(s.v!, state.kv[i].v);
+      });
+    }
     this.pos = state.position;
     await this.gpu.device.queue.onSubmittedWorkDone();
   }
@@ -207,11 +238,25 @@ export class GpuModel implements LanguageModel {
       enc.copyBufferToBuffer(c.ssm, 0, s.ssm, 0, s.ssm.size);
     }
     this.gpu.device.queue.submit([enc.finish()]);
-    // KV rows past the mark are simply overwritten later: attention only reads rows below the position.
+    // Dense KV rows past the mark are simply overwritten later: attention only reads rows below the position.
     this.pos = mark.position;
+    const kv = this.sparseKv;
+    if (kv) {
+      kv.truncate(mark.position);
+      if (this.sparse && mark.position <= kv.workingRows) {
+        // Back under the budget: the working buffers hold the rows in order again.
+        this.sparse = false;
+        this.attentionStates().forEach((s, j) => {
+          const d = kv.dense(j, mark.position);
+          this.gpu.write(s.k!, d.k);
+          this.gpu.write(s.v!, d.v);
+        });
+      }
+    }
   }
 
   dispose(): void {
+    this.sparseKv?.destroy();
     for (const p of this.passes.values()) this.freePass(p);
     this.passes.clear();
     if (this.ownsGpu) this.gpu.destroy();
@@ -244,11 +289,31 @@ export class GpuModel implements LanguageModel {
 
   private async runChunk(ids: readonly number[], want: 'all' | 'last' | 'none'): Promise<Float32Array | null> {
     const T = ids.length;
-    this.ensureKvCapacity(this.pos + T);
+    const pos0 = this.pos;
+    this.ensureKvCapacity(pos0 + T);
     const pass = this.pass(T, want === 'all' ? T : want === 'last' ? 1 : 0);
+    const kv = this.sparseKv;
+    // The context outgrows the KV working buffers: from now on attention runs on a selection of blocks.
+    if (kv && !this.sparse && pos0 + T > kv.workingRows) this.sparse = true;
     this.gpu.write(this.ids, new Uint32Array(ids));
-    this.gpu.write(this.step, new Uint32Array([this.pos, T, 0, 0]));
-    pass.list.submit();
+    this.gpu.write(this.step, new Uint32Array([pos0, T, 0, 0]));
+    this.gpu.write(this.kvStep, new Uint32Array([this.sparse ? kv!.workingPosition(pos0) : pos0, T, 0, 0]));
+    if (!this.sparse) pass.list.submit();
+    else {
+      // Submit up to each attention layer's KV write, page that layer's selection in, go on.
+      let from = 0;
+      for (let j = 0; j < pass.attentionMarks.length; j++) {
+        this.submitRange(pass.list, from, pass.attentionMarks[j]);
+        from = pass.attentionMarks[j];
+        await kv!.prepare(j, pass.q!, T, pos0, this.attentionStates()[j].k!, this.attentionStates()[j].v!);
+      }
+      this.submitRange(pass.list, from, pass.list.dispatchCount);
+    }
+    // Every K/V row also goes to the host store, from which blocks are paged in once the context is sparse.
+    if (kv) {
+      const att = this.attentionStates();
+      for (let j = 0; j < att.length; j++) await kv.commit(j, T, pos0, att[j].k!, att[j].v!, this.sparse);
+    }
     this.pos += T;
     if (want === 'none') {
       await this.gpu.device.queue.onSubmittedWorkDone();
@@ -257,9 +322,22 @@ export class GpuModel implements LanguageModel {
     return new Float32Array(await this.gpu.read(pass.logits, 4 * pass.rows * this.config.vocabSize));
   }
 
+  private attentionStates(): LayerState[] {
+    return this.states.filter((s) => s.k !== null);
+  }
+
+  private submitRange(list: CommandList, from: number, to: number): void {
+    if (to <= from) return;
+    const enc = this.gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    list.encode(pass, from, to);
+    pass.end();
+    this.gpu.device.queue.submit([enc.finish()]);
+  }
+
   /** Grows every KV cache to hold `needed` tokens, keeping its contents; recorded passes are rebuilt. */
   private ensureKvCapacity(needed: number): void {
-    if (needed <= this.kvCapacity || !this.config.attention) return;
+    if (needed <= this.kvCapacity || !this.config.attention || this.sparseKv) return;
     let cap = this.kvCapacity;
     while (cap < needed) cap *= 2;
     const a = this.config.attention;
@@ -296,12 +374,25 @@ export class GpuModel implements LanguageModel {
    */
   async decodeGreedy(n: number, firstId = 0): Promise<number[]> {
     if (n <= 0) return [];
+    if (this.sparseKv) {
+      // With paged KV every step needs the CPU (selection, paging): decode token by token.
+      const out: number[] = [];
+      let id = firstId;
+      for (let i = 0; i < n; i++) {
+        const logits = await this.forward([id]);
+        id = 0;
+        for (let v = 1; v < logits.length; v++) if (logits[v] > logits[id]) id = v;
+        out.push(id);
+      }
+      return out;
+    }
     this.ensureKvCapacity(this.pos + n);
     const pass = this.pass(1, 1, true);
     const ring = this.gpu.buffer(4 * n, 'decoded_ids');
     this.gpu.write(this.ids, new Uint32Array([firstId]));
     for (let i = 0; i < n; i++) {
       this.gpu.write(this.step, new Uint32Array([this.pos, 1, i, 0]));
+      this.gpu.write(this.kvStep, new Uint32Array([this.pos, 1, i, 0]));
       pass.list.submit();
       const enc = this.gpu.device.createCommandEncoder();
       enc.copyBufferToBuffer(this.ids, 0, ring, 4 * i, 4);
@@ -357,6 +448,7 @@ export class GpuModel implements LanguageModel {
     const col = (x: Act, offset: number, stride: number): Act => ({ buffer: x.buffer, offset, stride });
     const list = new CommandList(gpu);
 
+    const attentionMarks: number[] = [];
     const h = buf(T * H, 'h'); // residual stream [T, H]
     const x = buf(T * H, 'x'); // normalised input of the current block [T, H]
     list.embedding(this.ids, this.w.embed, h, T, H, cfg.embeddingMultiplier);
@@ -421,9 +513,10 @@ export class GpuModel implements LanguageModel {
           list.rope(q!, T, a!.numHeads, a!.headDim, a!.ropeTheta, this.step);
           list.rope(k!, T, a!.numKvHeads, a!.headDim, a!.ropeTheta, this.step);
         }
-        list.kvWrite(k!, st.k!, T, kd, this.step);
-        list.kvWrite(v!, st.v!, T, kd, this.step);
-        list.attention(q!, st.k!, st.v!, o!, T, a!.numHeads, a!.numKvHeads, a!.headDim, a!.scaling, this.step);
+        attentionMarks.push(list.dispatchCount);
+        list.kvWrite(k!, st.k!, T, kd, this.kvStep);
+        list.kvWrite(v!, st.v!, T, kd, this.kvStep);
+        list.attention(q!, st.k!, st.v!, o!, T, a!.numHeads, a!.numKvHeads, a!.headDim, a!.scaling, this.kvStep);
         list.linear(o!, w.o, h, T, qd, H, { bias: w.oBias ?? undefined, alpha: r, accumulate: true });
       }
       const f = layer.feedForward;
@@ -453,6 +546,6 @@ export class GpuModel implements LanguageModel {
       list.rmsNorm(from, this.w.finalNorm, xf, rows, H, eps);
       list.linear(xf, this.w.lmHead, { buffer: logits }, rows, H, V, { alpha: 1 / cfg.logitsScaling });
     }
-    return { T, rows, list, logits, scratch };
+    return { T, rows, list, logits, scratch, q, attentionMarks };
   }
 }

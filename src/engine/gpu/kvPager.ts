@@ -1,0 +1,284 @@
+// Sparse attention KV on the GPU under a memory budget (Quest selection, see src/engine/memory/kvBlocks.ts).
+//
+// Once the context no longer fits the GPU KV budget, each attention layer's working K/V buffer is laid out as
+//   [ slot 0 .. slot S-1: S selected past blocks, BLOCK_ROWS rows each, in any order ]
+//   [ the current block's earlier rows ][ the chunk's new rows ]
+// All selected blocks precede the chunk, so the dense causal kernel run over rows 0 .. S*BLOCK_ROWS + t is
+// exactly attention over the selection (Granite 4.0-H has no positional encoding; with RoPE the keys were
+// rotated at their true positions before they were written). Every K/V row also lives off the GPU in a
+// KvBlockStore (host memory, spilling to disk past the host budget), from which blocks are paged in.
+// Per chunk and attention layer: score every past block on the GPU from the chunk's queries and the block
+// key summaries, read the scores back, select sinks + recent + top blocks, upload the blocks that are not
+// already in a slot (least recently used slots are reused), then run the layer's attention.
+
+import type { ModelConfig } from '../config';
+import { BLOCK_ROWS, HostBudget, KvBlockStore, selectBlocks } from '../memory/kvBlocks';
+import type { Gpu } from './device';
+import type { Act } from './ops';
+
+export interface SparseKvOptions {
+  /** GPU bytes for K/V across all attention layers (working buffers included). */
+  gpuBudgetBytes: number;
+  /** Host bytes for K/V blocks before they spill to disk (default: unbounded). */
+  hostBudgetBytes?: number;
+  /** Folder for spill files (default: none, never spill). */
+  spillDir?: string | null;
+  sinkBlocks?: number;
+  recentBlocks?: number;
+}
+
+interface LayerKv {
+  store: KvBlockStore;
+  slotBlock: Int32Array; // block held by each slot, -1 when empty
+  slotUse: Float64Array; // last use, for LRU replacement
+  summaries: GPUBuffer; // [capacity, 2, kd]: min then max of each block's keys
+  summaryCapacity: number;
+  summariesUploaded: number;
+  scores: GPUBuffer;
+  qr: GPUBuffer;
+  selected: number[];
+}
+
+export class SparseKv {
+  readonly maxSlots: number; // selected past blocks per layer
+  readonly tailRows: number; // room after the slots for the current block's rows and a chunk
+  private readonly layers: LayerKv[];
+  private readonly params: GPUBuffer;
+  private readonly staging: GPUBuffer;
+  private readonly kd: number;
+  private clock = 0;
+  private readonly hostBudget: HostBudget;
+
+  constructor(
+    private readonly gpu: Gpu,
+    private readonly cfg: ModelConfig,
+    readonly opts: SparseKvOptions,
+    maxChunk: number,
+    numLayers: number,
+  ) {
+    const a = cfg.attention!;
+    this.kd = a.numKvHeads * a.headDim;
+    const blockBytes = 2 * BLOCK_ROWS * this.kd * 4;
+    this.tailRows = BLOCK_ROWS * Math.ceil((BLOCK_ROWS - 1 + maxChunk) / BLOCK_ROWS);
+    const perLayer = Math.floor(opts.gpuBudgetBytes / Math.max(1, numLayers));
+    this.maxSlots = Math.floor((perLayer - (this.tailRows / BLOCK_ROWS) * blockBytes) / blockBytes);
+    const sinks = opts.sinkBlocks ?? 1;
+    const recent = opts.recentBlocks ?? 2;
+    if (this.maxSlots < sinks + recent + 1) {
+      throw new RangeError(
+        `the KV budget of ${(opts.gpuBudgetBytes / 2 ** 20).toFixed(1)} MiB is too small: it must hold at least ` +
+          `${sinks + recent + 1 + this.tailRows / BLOCK_ROWS} blocks of ${BLOCK_ROWS} tokens per attention layer.`,
+      );
+    }
+    this.hostBudget = new HostBudget(opts.hostBudgetBytes ?? Infinity);
+    this.params = gpu.buffer(32, 'kv.params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    this.staging = gpu.device.createBuffer({ size: 4 * 65536, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'kv.staging' });
+    this.layers = Array.from({ length: numLayers }, (_, i) => ({
+      store: new KvBlockStore(this.kd, this.hostBudget, opts.spillDir ? `${opts.spillDir}/kv-${process.pid}-${i}.bin` : null),
+      slotBlock: new Int32Array(this.maxSlots).fill(-1),
+      slotUse: new Float64Array(this.maxSlots),
+      summaries: gpu.buffer(4 * 2 * this.kd * 256, `kv.summaries.${i}`),
+      summaryCapacity: 256,
+      summariesUploaded: 0,
+      scores: gpu.buffer(4 * 256, `kv.scores.${i}`),
+      qr: gpu.buffer(4 * 2 * this.kd, `kv.qrange.${i}`),
+      selected: [],
+    }));
+  }
+
+  /** Rows of the working buffer that must exist: the slots plus the tail. */
+  get workingRows(): number {
+    return this.maxSlots * BLOCK_ROWS + this.tailRows;
+  }
+
+  /** Past this many tokens the context no longer fits the slots and selection starts. */
+  get denseLimit(): number {
+    return this.maxSlots * BLOCK_ROWS;
+  }
+
+  /** Where the chunk's rows go in the working buffer when sparse (the kernels' position). */
+  workingPosition(pos0: number): number {
+    return this.maxSlots * BLOCK_ROWS + (pos0 % BLOCK_ROWS);
+  }
+
+  length(layer: number): number {
+    return this.layers[layer].store.length;
+  }
+
+  lastSelection(layer: number): number[] {
+    return this.layers[layer].selected;
+  }
+
+  bytes(): { gpu: number; host: number; disk: number } {
+    let host = 0;
+    let disk = 0;
+    let gpu = 0; // block summaries and scores (the working K/V buffers are counted by the model)
+    for (const l of this.layers) {
+      const b = l.store.bytes();
+      host += b.host;
+      disk += b.disk;
+      gpu += l.summaries.size + l.scores.size + l.qr.size;
+    }
+    return { gpu, host, disk };
+  }
+
+  /** Takes rows [0, rows) of a dense K/V buffer pair into the host store (when switching to sparse). */
+  async adoptDense(layer: number, k: GPUBuffer, v: GPUBuffer, rows: number): Promise<void> {
+    const l = this.layers[layer];
+    l.store.truncate(0);
+    for (let r = 0; r < rows; r += 4096) {
+      const n = Math.min(4096, rows - r);
+      const kk = new Float32Array(await this.gpu.read(k, 4 * n * this.kd, 4 * r * this.kd));
+      const vv = new Float32Array(await this.gpu.read(v, 4 * n * this.kd, 4 * r * this.kd));
+      l.store.append(kk, vv);
+    }
+    l.slotBlock.fill(-1);
+    l.summariesUploaded = 0;
+  }
+
+  /** Replaces a layer's rows with these (import of a saved state). */
+  adoptHost(layer: number, k: Float32Array, v: Float32Array): void {
+    const l = this.layers[layer];
+    l.store.truncate(0);
+    l.store.append(k, v);
+    l.slotBlock.fill(-1);
+    l.summariesUploaded = 0;
+  }
+
+  dense(layer: number, rows: number): { k: Float32Array; v: Float32Array } {
+    return this.layers[layer].store.dense(rows);
+  }
+
+  /** Forgets rows from `rows` on (rollback); slots holding cut blocks are freed. */
+  truncate(rows: number): void {
+    const keep = Math.floor(rows / BLOCK_ROWS);
+    for (const l of this.layers) {
+      l.store.truncate(rows);
+      for (let s = 0; s < this.maxSlots; s++) if (l.slotBlock[s] >= keep) l.slotBlock[s] = -1;
+      l.summariesUploaded = Math.min(l.summariesUploaded, keep);
+    }
+  }
+
+  /**
+   * Before layer `layer`'s attention for a chunk of T queries at pos0: scores the complete past blocks from the
+   * chunk's queries q [T, nH, d], selects, and pages the selection and the current block's rows into the
+   * working buffers. The queries must already be computed (the caller has submitted the work up to here).
+   */
+  async prepare(layer: number, q: Act, T: number, pos0: number, workK: GPUBuffer, workV: GPUBuffer): Promise<void> {
+    const l = this.layers[layer];
+    const nComplete = Math.floor(pos0 / BLOCK_ROWS);
+    this.uploadSummaries(l, nComplete);
+    // 1. scores of every complete past block, on the GPU
+    const scores = await this.scoreBlocks(l, q, T, nComplete);
+    // 2. selection: sinks + recent + top by bound, exactly maxSlots blocks
+    const selected = selectBlocks(scores, nComplete, { sinkBlocks: this.opts.sinkBlocks ?? 1, recentBlocks: this.opts.recentBlocks ?? 2, maxBlocks: this.maxSlots });
+    l.selected = selected;
+    // 3. page in: keep blocks already in a slot, put the others in the least recently used free slots
+    const want = new Set(selected);
+    const now = ++this.clock;
+    const free: number[] = [];
+    for (let s = 0; s < this.maxSlots; s++) {
+      if (want.has(l.slotBlock[s])) {
+        want.delete(l.slotBlock[s]);
+        l.slotUse[s] = now;
+      } else free.push(s);
+    }
+    free.sort((x, y) => l.slotUse[x] - l.slotUse[y]);
+    const blockBytes = BLOCK_ROWS * this.kd * 4;
+    for (const b of want) {
+      const s = free.shift()!;
+      const blk = l.store.block(b);
+      this.gpu.write(workK, blk.k, s * blockBytes);
+      this.gpu.write(workV, blk.v, s * blockBytes);
+      l.slotBlock[s] = b;
+      l.slotUse[s] = now;
+    }
+    // 4. the current block's earlier rows go right after the slots
+    const partial = pos0 % BLOCK_ROWS;
+    if (partial > 0) {
+      const blk = l.store.block(nComplete);
+      this.gpu.write(workK, blk.k.subarray(0, partial * this.kd), this.maxSlots * blockBytes);
+      this.gpu.write(workV, blk.v.subarray(0, partial * this.kd), this.maxSlots * blockBytes);
+    }
+  }
+
+  /** After a chunk: the T new rows (at the working position) are appended to the host store. */
+  async commit(layer: number, T: number, pos0: number, workK: GPUBuffer, workV: GPUBuffer, sparse: boolean): Promise<void> {
+    const l = this.layers[layer];
+    const row = sparse ? this.workingPosition(pos0) : pos0;
+    const k = new Float32Array(await this.gpu.read(workK, 4 * T * this.kd, 4 * row * this.kd));
+    const v = new Float32Array(await this.gpu.read(workV, 4 * T * this.kd, 4 * row * this.kd));
+    l.store.append(k, v);
+  }
+
+  destroy(): void {
+    for (const l of this.layers) {
+      l.store.close();
+      l.summaries.destroy();
+      l.scores.destroy();
+      l.qr.destroy();
+    }
+    this.params.destroy();
+    this.staging.destroy();
+  }
+
+  private uploadSummaries(l: LayerKv, nComplete: number): void {
+    if (nComplete > l.summaryCapacity) {
+      let cap = l.summaryCapacity;
+      while (cap < nComplete) cap *= 2;
+      l.summaries.destroy();
+      l.scores.destroy();
+      l.summaries = this.gpu.buffer(4 * 2 * this.kd * cap, 'kv.summaries');
+      l.scores = this.gpu.buffer(4 * cap, 'kv.scores');
+      l.summaryCapacity = cap;
+      l.summariesUploaded = 0;
+    }
+    if (l.summariesUploaded >= nComplete) return;
+    const n = nComplete - l.summariesUploaded;
+    const data = new Float32Array(n * 2 * this.kd);
+    for (let j = 0; j < n; j++) {
+      const s = l.store.summary(l.summariesUploaded + j);
+      data.set(s.min, j * 2 * this.kd);
+      data.set(s.max, j * 2 * this.kd + this.kd);
+    }
+    this.gpu.write(l.summaries, data, 4 * 2 * this.kd * l.summariesUploaded);
+    l.summariesUploaded = nComplete;
+  }
+
+  private async scoreBlocks(l: LayerKv, q: Act, T: number, nb: number): Promise<Float32Array> {
+    const a = this.cfg.attention!;
+    const qStride = q.stride ?? a.numHeads * a.headDim;
+    this.gpu.write(this.params, new Uint32Array([T, a.numHeads, a.numKvHeads, a.headDim, q.offset ?? 0, qStride, nb, 0]));
+    const enc = this.gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    for (const entry of ['qrange', 'score'] as const) {
+      const pipeline = this.gpu.pipeline('kvScore', {}, entry);
+      const bind = entry === 'qrange' ? { 0: this.params, 1: q.buffer, 2: l.qr } : { 0: this.params, 2: l.qr, 3: l.summaries, 4: l.scores };
+      const bindGroup = this.gpu.device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: Object.entries(bind).map(([b, buffer]) => ({ binding: Number(b), resource: { buffer } })),
+      });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(entry === 'qrange' ? a.numKvHeads : Math.ceil(nb / 64));
+    }
+    pass.end();
+    this.gpu.device.queue.submit([enc.finish()]);
+    return this.readScores(l, nb);
+  }
+
+  /** Reads the scores back through the staging buffer, 65,536 blocks (4M tokens) at a time. */
+  private async readScores(l: LayerKv, nb: number): Promise<Float32Array> {
+    const out = new Float32Array(nb);
+    for (let o = 0; o < nb; o += 65536) {
+      const n = Math.min(65536, nb - o);
+      const enc = this.gpu.device.createCommandEncoder();
+      enc.copyBufferToBuffer(l.scores, 4 * o, this.staging, 0, 4 * n);
+      this.gpu.device.queue.submit([enc.finish()]);
+      await this.staging.mapAsync(GPUMapMode.READ, 0, 4 * n);
+      out.set(new Float32Array(this.staging.getMappedRange(0, 4 * n)), o);
+      this.staging.unmap();
+    }
+    return out;
+  }
+}

@@ -1,0 +1,94 @@
+// Sparse KV on the GPU: the same selection and logits as the CPU reference's sparse attention, dense results
+// when the budget holds the context, exact continuation across export/import, and the working buffers within
+// the GPU budget.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as path from 'path';
+import { CpuModel } from '../../src/engine/cpu/model';
+import { Gpu } from '../../src/engine/gpu/device';
+import { GpuModel } from '../../src/engine/gpu/model';
+import { BLOCK_ROWS } from '../../src/engine/memory/kvBlocks';
+import { openModelFolder } from '../../src/engine/model';
+import { rng } from '../../src/engine/sampling';
+import { FIXTURES, relError } from './helpers';
+
+const CHUNK = 64;
+
+/** A GPU budget that gives `slots` selectable blocks per attention layer with CHUNK-token chunks. */
+function budgetFor(slots: number, kd: number, layers: number): number {
+  const block = 2 * BLOCK_ROWS * kd * 4;
+  const tailBlocks = Math.ceil((BLOCK_ROWS - 1 + CHUNK) / BLOCK_ROWS);
+  return layers * (slots + tailBlocks) * block;
+}
+
+describe('sparse KV on WebGPU', () => {
+  let gpu: Gpu;
+  before(async () => {
+    gpu = await Gpu.create();
+  });
+  after(() => gpu?.destroy());
+
+  for (const name of ['granite-moe-rope', 'granite-dense-nope']) {
+    test(`${name}: GPU selection and logits follow the CPU reference; export/import continues exactly`, async () => {
+      const folder = openModelFolder(path.join(FIXTURES, name));
+      const cfg = folder.config;
+      const kd = cfg.attention!.numKvHeads * cfg.attention!.headDim;
+      const layers = cfg.layerKinds.filter((k) => k === 'attention').length;
+      const slots = 4;
+      const budget = budgetFor(slots, kd, layers);
+      const g = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2 } });
+      const workingRows = (slots + Math.ceil((BLOCK_ROWS - 1 + CHUNK) / BLOCK_ROWS)) * BLOCK_ROWS;
+      const c = CpuModel.load(folder, { kvPolicy: { sinkBlocks: 1, recentBlocks: 2, maxBlocks: slots, denseRows: workingRows } });
+      const dense = CpuModel.load(folder);
+      const random = rng(5);
+      const ids = Array.from({ length: 12 * BLOCK_ROWS + 21 }, () => Math.floor(random() * cfg.vocabSize));
+      let worst = 0;
+      let deviation = 0;
+      for (let o = 0; o < ids.length; o += CHUNK) {
+        const chunk = ids.slice(o, o + CHUNK);
+        const a = await g.forward(chunk);
+        const b = await c.forward(chunk);
+        const d = await dense.forward(chunk);
+        worst = Math.max(worst, relError(a, b));
+        deviation = Math.max(deviation, relError(a, d));
+      }
+      for (let i = 0; i < 6; i++) {
+        const id = Math.floor(random() * cfg.vocabSize);
+        const a = await g.forward([id]);
+        worst = Math.max(worst, relError(a, await c.forward([id])));
+        deviation = Math.max(deviation, relError(a, await dense.forward([id])));
+      }
+      console.log(`${name}: ${slots} slots, GPU vs CPU sparse ${worst.toExponential(2)}, sparse vs dense ${deviation.toExponential(2)}`);
+      assert.ok(worst < 1e-3, `GPU vs CPU sparse attention: ${worst}`);
+      const mem = g.memory();
+      assert.ok(mem.kvHostBytes > 0, 'all blocks are kept on the host');
+      assert.equal(mem.kvBudgetBytes, budget);
+
+      // Export / import into a fresh model continues exactly.
+      const state = await g.exportState();
+      const g2 = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2 } });
+      await g2.importState(state);
+      const probe = [3, 4, 5];
+      const want = await g.forward(probe);
+      const got = await g2.forward(probe);
+      assert.ok(relError(got, want) < 1e-5, `after import ${relError(got, want)}`);
+      g.dispose();
+      g2.dispose();
+    });
+  }
+
+  test('a budget that holds the whole context: identical to the dense engine', async () => {
+    const folder = openModelFolder(path.join(FIXTURES, 'granite-moe-rope'));
+    const cfg = folder.config;
+    const random = rng(9);
+    const ids = Array.from({ length: 5 * BLOCK_ROWS + 3 }, () => Math.floor(random() * cfg.vocabSize));
+    const a = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: 64 << 20 } });
+    const b = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK });
+    const x = await a.forward(ids, { allLogits: true });
+    const y = await b.forward(ids, { allLogits: true });
+    assert.ok(relError(x, y) < 1e-6);
+    a.dispose();
+    b.dispose();
+  });
+});
