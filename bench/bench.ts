@@ -11,6 +11,10 @@ import { Gpu, type GpuWeight } from '../src/engine/gpu/device';
 import { GpuModel } from '../src/engine/gpu/model';
 import { loadWeights, type ModelWeights } from '../src/engine/models/weights';
 import { parseArgs, intValue } from '../src/cli/args';
+import { WorkspaceIngest } from '../src/engine/ingest';
+import { TextTokenizer } from '../src/engine/tokenizer';
+import * as os from 'os';
+import * as path from 'path';
 import { SHAPES } from './shapes';
 
 type Dtype = 'F32' | 'F16' | 'BF16';
@@ -105,7 +109,7 @@ function hostCopyGBps(): number {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
-    values: ['shape', 'dtype', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk'],
+    values: ['shape', 'dtype', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk', 'ingest', 'max-tokens', 'kv-budget-mb', 'tokenizer'],
     flags: [],
   });
   const shapeName = args.values.get('shape') ?? 'granite-4.0-h-350m';
@@ -119,6 +123,18 @@ async function main(): Promise<void> {
 
   const gpu = await Gpu.create();
   const info = gpu.adapterInfo;
+  if (args.values.has('ingest')) {
+    await benchIngest(gpu, cfg, dtype, args.values.get('ingest')!, {
+      maxTokens: intValue(args, 'max-tokens', 1_050_000),
+      kvBudgetMB: intValue(args, 'kv-budget-mb', 1024),
+      tokenizer: args.values.get('tokenizer') ?? path.join(__dirname, '..', 'test', 'fixtures', 'granite-dense-nope'),
+      decode: decodeLen,
+      json: args.values.get('json'),
+      shape: shapeName,
+    });
+    gpu.destroy();
+    return;
+  }
   console.error(`adapter: ${info.vendor} ${info.architecture} ${info.description} ${info.device}`);
   let seed = 1;
   const tLoad = performance.now();
@@ -191,6 +207,72 @@ async function main(): Promise<void> {
   if (args.values.has('json')) fs.writeFileSync(args.values.get('json')!, JSON.stringify(result, null, 2) + '\n');
   model.dispose();
   gpu.destroy();
+}
+
+/**
+ * --ingest DIR: stream a real source tree into the model at the benchmark shape (random weights) with the KV
+ * under a GPU budget, then decode at that context.
+ */
+async function benchIngest(
+  gpu: Gpu,
+  cfg: ModelConfig,
+  dtype: Dtype,
+  dir: string,
+  o: { maxTokens: number; kvBudgetMB: number; tokenizer: string; decode: number; json?: string; shape: string },
+): Promise<void> {
+  let seed = 1;
+  const weights = loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
+  const budget = o.kvBudgetMB * 2 ** 20;
+  const spill = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-bench-kv-'));
+  const model = GpuModel.fromWeights(gpu, cfg, weights, { prefillChunk: 2048, kv: { gpuBudgetBytes: budget, hostBudgetBytes: 48 * 2 ** 30, spillDir: spill } });
+  const tok = TextTokenizer.load(o.tokenizer);
+  const ingest = new WorkspaceIngest(model, tok, { workspace: dir, cacheDir: null, modelId: 'bench', maxTokens: o.maxTokens, chunkTokens: 2048 });
+  let peakKvGpu = 0;
+  let peakAllocated = 0;
+  let last = 0;
+  const t0 = performance.now();
+  const r = await ingest.sync({
+    onProgress: (p) => {
+      const m = model.memory();
+      peakKvGpu = Math.max(peakKvGpu, m.kvGpuBytes);
+      peakAllocated = Math.max(peakAllocated, gpu.bytesAllocated());
+      if (p.phase !== 'ingesting' || performance.now() - last > 5000) {
+        last = performance.now();
+        console.error(`${p.phase} ${p.files}/${p.filesTotal} files ${p.tokens} tokens ${p.tokensPerSecond.toFixed(0)} tok/s`);
+      }
+    },
+  });
+  const wall = (performance.now() - t0) / 1000;
+  const td = performance.now();
+  await model.decodeGreedy(o.decode, 1);
+  const decodeS = (performance.now() - td) / 1000;
+  const m = model.memory();
+  const result = {
+    mode: 'ingest',
+    shape: o.shape,
+    dtype,
+    adapter: `${gpu.adapterInfo.vendor} ${gpu.adapterInfo.description}`.trim(),
+    date: new Date().toISOString(),
+    workspace: dir,
+    files: r.files,
+    skipped: r.skipped,
+    tokens: r.tokens,
+    ingestSeconds: +(r.tokens / r.tokensPerSecond).toFixed(2),
+    ingestTokensPerSecond: +r.tokensPerSecond.toFixed(1),
+    wallSecondsIncludingReadAndTokenize: +wall.toFixed(2),
+    kvBudgetBytes: budget,
+    peakKvGpuBytes: peakKvGpu,
+    peakGpuAllocatedBytes: peakAllocated,
+    kvWithinBudget: peakKvGpu <= budget,
+    kvHostBytes: m.kvHostBytes,
+    kvDiskBytes: m.kvDiskBytes,
+    decodeTokensAtContext: o.decode,
+    decodeTokensPerSecondAtContext: +(o.decode / decodeS).toFixed(1),
+  };
+  console.log(JSON.stringify(result, null, 2));
+  if (o.json) fs.writeFileSync(o.json, JSON.stringify(result, null, 2) + '\n');
+  model.dispose();
+  fs.rmSync(spill, { recursive: true, force: true });
 }
 
 main().then(

@@ -26,6 +26,7 @@ const BQ = 16u;
 const BK = 16u;
 const NEG = -3.0e38;
 override CPT: u32 = (DH + 15u) / 16u; // output columns per thread
+override TILE_LOADS: u32 = (BK * DH + 255u) / 256u; // values of a 16-row tile each thread loads (<= 8)
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -51,11 +52,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let qi = lid / BK;
   let ki = lid % BK;
   let tq = tq0 + qi;
-  for (var e = lid; e < BQ * DH; e += 256u) {
+  // Staging loops have constant trip counts so that each thread's loads are issued together.
+  for (var r = 0u; r < TILE_LOADS; r++) {
+    let e = lid + r * 256u;
     let t = tq0 + e / DH;
-    var val = 0.0;
-    if (t < P.T) { val = q[P.qOff + t * P.qStride + h * DH + e % DH] * P.scale; }
-    Qs[e] = val;
+    if (e < BQ * DH) { Qs[e] = select(0.0, q[P.qOff + t * P.qStride + h * DH + e % DH] * P.scale, t < P.T); }
   }
   if (lid < BQ) {
     rowM[lid] = NEG;
@@ -65,19 +66,25 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var u = 0u; u < CPT; u++) { acc[u] = 0.0; }
   let nKeys = pos0 + min(P.T, tq0 + BQ); // keys seen by the block's last query
   for (var k0 = 0u; k0 < nKeys; k0 += BK) {
-    for (var e = lid; e < BK * DH; e += 256u) {
-      let kk = e / DH;
-      let c = e % DH;
-      let key = k0 + kk;
-      var kv = 0.0;
-      var vv = 0.0;
-      if (key < nKeys) {
-        let o = (key * P.nKv + kh) * DH + c;
-        kv = k[o];
-        vv = v[o];
+    var kr: array<f32, 8>;
+    var vr: array<f32, 8>;
+    for (var r = 0u; r < TILE_LOADS; r++) {
+      let e = lid + r * 256u;
+      let key = k0 + e / DH;
+      kr[r] = 0.0;
+      vr[r] = 0.0;
+      if (e < BK * DH && key < nKeys) {
+        let o = (key * P.nKv + kh) * DH + e % DH;
+        kr[r] = k[o];
+        vr[r] = v[o];
       }
-      Ks[kk * (DH + 1u) + c] = kv;
-      Vs[kk * DH + c] = vv;
+    }
+    for (var r = 0u; r < TILE_LOADS; r++) {
+      let e = lid + r * 256u;
+      if (e < BK * DH) {
+        Ks[(e / DH) * (DH + 1u) + e % DH] = kr[r];
+        Vs[e] = vr[r];
+      }
     }
     workgroupBarrier();
     let key = k0 + ki;

@@ -1,8 +1,12 @@
-// Tiled matrix product for prefill (many rows of x):
+// Tiled matrix products for prefill (many rows of x):
 //   out[t, nOff + n] = (accumulate ? out : 0) + alpha * (sum_k x[t, k] W[n, k] + bias[nOff + n])
 // x: [T, K] f32 (offset/stride), W: [N, K] one part of a weight (any format), out: [T, *].
-// A workgroup computes a BM x BN tile of out (BM = BN = 16 * 4); each of its 256 threads a 4x4 block, from
-// BK-deep slices of x and W staged in workgroup memory (stored k-major so a thread's 4 rows are one vec4).
+// Entry points:
+//   main     vec4 loads, prefetching the next k-slice; needs K % 8 == 0 (K % 4 for f32 weights) and x
+//            offset/stride % 4 == 0
+//   generic  element loads: any shape
+// Both: 64 x 64 tiles of out per workgroup, 4 x 4 per thread.
+// Slices of x and W, BK deep, are staged in workgroup memory k-major, so a thread's rows are whole vec4s.
 
 struct Params {
   T: u32,
@@ -28,7 +32,9 @@ const BN = 64u;
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4f>;
 @group(0) @binding(2) var<storage, read> W: array<u32>;
+@group(0) @binding(2) var<storage, read> W4: array<vec4u>;
 @group(0) @binding(3) var<storage, read> bias: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
@@ -36,7 +42,7 @@ var<workgroup> As: array<vec4f, BK * TM>; // [k][t / 4]
 var<workgroup> Bs: array<vec4f, BK * TN>; // [k][n / 4]
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn generic(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let t0 = wid.y * BM;
   let n0 = wid.x * BN;
   let tx = lid % TN;
@@ -74,6 +80,86 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     workgroupBarrier();
   }
 
+  epilogue(acc, t0, n0, tx, ty);
+}
+
+// main: a 64 x 64 tile per workgroup, 4 x 4 outputs per thread (rows ty*4 + i, columns tx*4 + j). The next
+// k-slice is loaded into registers while the current one is multiplied out of workgroup memory. (A 128 x 128
+// tile with 8 x 8 per thread measured 10x slower on the H100: register spills.)
+
+/** Raw global data of one k-slice: 4 values of x and 4 (f32) or 8 (16-bit) values of W. */
+struct Slice {
+  x: vec4f,
+  w: vec4u,
+}
+
+fn loadSlice(t0: u32, n0: u32, k0: u32, lid: u32) -> Slice {
+  var s = Slice(vec4f(0.0), vec4u(0u));
+  // x: 64 rows x 16 k, 4 threads per row.
+  let t = t0 + lid / 4u;
+  let kx = k0 + (lid % 4u) * 4u;
+  if (t < P.T && kx < P.K) { s.x = x4[P.xOff / 4u + t * (P.xStride / 4u) + kx / 4u]; }
+  if (WFMT == 0u) {
+    // f32 W: 64 rows x 16 k, 4 threads per row.
+    let n = n0 + lid / 4u;
+    if (n < P.N && kx < P.K) { s.w = W4[(n * P.K + kx) / 4u]; }
+  } else if (lid < 128u) {
+    // 16-bit W: 64 rows x 16 k = 128 vec4<u32>s, 2 threads per row.
+    let n = n0 + lid / 2u;
+    let k = k0 + (lid % 2u) * 8u;
+    if (n < P.N && k < P.K) { s.w = W4[(n * P.K + k) / 8u]; }
+  }
+  return s;
+}
+
+fn storeB(k: u32, n: u32, v: vec4f, step: u32) {
+  // v holds W[n, k], W[n, k + step], ...
+  for (var c = 0u; c < 4u; c++) { Bs[(k + c * step) * 16u + n / 4u][n % 4u] = v[c]; }
+}
+
+fn storeSlice(s: Slice, lid: u32) {
+  let r = lid / 4u;
+  let kk = (lid % 4u) * 4u;
+  for (var c = 0u; c < 4u; c++) { As[(kk + c) * 16u + r / 4u][r % 4u] = s.x[c]; }
+  if (WFMT == 0u) {
+    storeB(kk, r, bitcast<vec4f>(s.w), 1u);
+  } else if (lid < 128u) {
+    var ev = vec4f(0.0);
+    var od = vec4f(0.0);
+    decode8(s.w, WFMT, &ev, &od);
+    let k = (lid % 2u) * 8u;
+    storeB(k, lid / 2u, ev, 2u);
+    storeB(k + 1u, lid / 2u, od, 2u);
+  }
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t0 = wid.y * BM;
+  let n0 = wid.x * BN;
+  let tx = lid % TN;
+  let ty = lid / TN;
+  var acc: array<vec4f, 4>;
+  for (var i = 0u; i < 4u; i++) { acc[i] = vec4f(0.0); }
+  var next = loadSlice(t0, n0, 0u, lid);
+  for (var k0 = 0u; k0 < P.K; k0 += BK) {
+    storeSlice(next, lid);
+    workgroupBarrier();
+    if (k0 + BK < P.K) { next = loadSlice(t0, n0, k0 + BK, lid); }
+    for (var k = 0u; k < BK; k++) {
+      let a = As[k * 16u + ty];
+      let b = Bs[k * 16u + tx];
+      acc[0] = fma(vec4f(a.x), b, acc[0]);
+      acc[1] = fma(vec4f(a.y), b, acc[1]);
+      acc[2] = fma(vec4f(a.z), b, acc[2]);
+      acc[3] = fma(vec4f(a.w), b, acc[3]);
+    }
+    workgroupBarrier();
+  }
+  epilogue(acc, t0, n0, tx, ty);
+}
+
+fn epilogue(acc: array<vec4f, 4>, t0: u32, n0: u32, tx: u32, ty: u32) {
   for (var i = 0u; i < 4u; i++) {
     let t = t0 + ty * 4u + i;
     if (t >= P.T) { break; }

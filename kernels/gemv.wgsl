@@ -5,6 +5,10 @@
 // weight stream is coalesced. Also the MoE form (moe > 0): workgroup row wid.y is a slot s = t*k + j that
 // multiplies the rows of expert experts[s] (the weight is [E, N, K], this part holding experts
 // eStart..eStart+eRows); x row is t (moe = 1) or s (moe = 2); out row is s.
+// The input may be transformed on the fly (override IN), saving the dispatch that would do it first:
+//   IN = 1  x[t] is RMS-normalised with weight nw [K] (eps in Params): x * nw, times 1/rms(x[t]) at the end
+//   IN = 2  x is [T, 2K] (gate | up) and the input is silu(gate) * up (SwiGLU)
+//   IN = 3  Mamba-2's gated norm: h = x * silu(z), RMS-normalised over groups of G channels, times nw [K]
 // Entry points: main (vec4 loads; K % 8 == 0 for 16-bit, K % 4 == 0 for f32, x offset/stride % 4 == 0) and
 // scalar (any shape).
 // #if SUBGROUPS
@@ -26,6 +30,19 @@ struct Params {
   topK: u32,
   eStart: u32,
   eRows: u32,
+  eps: f32,
+  zOff: u32, // IN = 3: the gate z [T, K]
+  zStride: u32,
+  G: u32, // IN = 3: group size, a multiple of 8 (K / G <= 16 groups)
+  stepRows: u32, // 1: out rows start at row pos0 (from `step`): appending to a KV cache
+  oRows: u32, // rows of out; rows at or past it are dropped
+}
+
+struct Step {
+  pos0: u32,
+  nTokens: u32,
+  seed: u32,
+  pad: u32,
 }
 
 override WG: u32 = 256u;
@@ -34,6 +51,8 @@ override SG: u32 = 32u;
 override TT: u32 = 1u; // rows of x, 1..4
 override WFMT: u32 = 0u;
 override BFMT: u32 = 0u;
+override IN: u32 = 0u; // input transform: 0 none, 1 RMSNorm, 2 SwiGLU, 3 gated RMSNorm
+override NFMT: u32 = 0u; // format of the norm weight
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x4: array<vec4f>;
@@ -43,6 +62,10 @@ override BFMT: u32 = 0u;
 @group(0) @binding(3) var<storage, read> bias: array<u32>;
 @group(0) @binding(4) var<storage, read> experts: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read> NW: array<vec4u>; // norm weight [K] (IN = 1, 3)
+@group(0) @binding(7) var<storage, read> z4: array<vec4f>; // gate (IN = 3)
+@group(0) @binding(7) var<storage, read> z1: array<f32>;
+@group(0) @binding(8) var<uniform> step: Step;
 
 override RPW: u32 = WG / TPR;
 
@@ -78,60 +101,178 @@ fn finish(acc: vec4f, r: Row, lid: u32) {
   let col = P.nOff + r.n;
   var b = 0.0;
   if (P.hasBias != 0u) { b = decode(bias[wordIndex(col, BFMT)], col, BFMT); }
+  let row0 = r.oRow + select(0u, step.pos0, P.stepRows != 0u);
   for (var t = 0u; t < TT; t++) {
-    let o = P.oOff + (r.oRow + t) * P.oStride + col;
+    if (row0 + t >= P.oRows) { break; }
+    let o = P.oOff + (row0 + t) * P.oStride + col;
     var y = P.alpha * (sum[t] + b);
     if (P.accumulate != 0u) { y += out[o]; }
     out[o] = y;
   }
 }
 
+fn silu4(g: vec4f) -> vec4f {
+  return g / (1.0 + exp(-g));
+}
+
+/** Element k of the norm weight. */
+fn nwAt(k: u32) -> f32 {
+  let i = wordIndex(k, NFMT);
+  return decode(NW[i / 4u][i % 4u], k, NFMT);
+}
+
+/** 1 / rms of each x row t < TT (IN = 1), else 1; x row t has K values from x4 index xBase + t * xs. */
+fn inputScale(xBase: u32, xs: u32, lid: u32) -> vec4f {
+  if (IN != 1u) { return vec4f(1.0); }
+  var ss = vec4f(0.0);
+  for (var v = lid; v < P.K / 4u; v += WG) {
+    for (var t = 0u; t < TT; t++) {
+      let a = x4[xBase + t * xs + v];
+      ss[t] += dot(a, a);
+    }
+  }
+  return inverseSqrt(wgSum4(ss, lid) / f32(P.K) + P.eps);
+}
+
+var<workgroup> groupScale: array<vec4f, 16>; // IN = 3: 1 / rms of each group (component t: row t)
+
+/** IN = 3: fills groupScale from h = x * silu(z) (x from x4 at xBase, z from z4 at zBase, rows xs / zs apart). */
+fn gatedScales(xBase: u32, xs: u32, zBase: u32, zs: u32, lid: u32) {
+  for (var g = 0u; g < P.K / P.G; g++) {
+    var ss = vec4f(0.0);
+    for (var v = lid; v < P.G / 4u; v += WG) {
+      let k4 = g * P.G / 4u + v;
+      for (var t = 0u; t < TT; t++) {
+        let h = x4[xBase + t * xs + k4] * silu4(z4[zBase + t * zs + k4]);
+        ss[t] += dot(h, h);
+      }
+    }
+    let s = inverseSqrt(wgSum4(ss, lid) / f32(P.G) + P.eps);
+    if (lid == 0u) { groupScale[g] = s; }
+  }
+  workgroupBarrier();
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let r = rowOf(wid, nwg, lid);
+  let xs = P.xStride / 4u;
+  let xBase = P.xOff / 4u + r.xRow * xs;
+  let scale = inputScale(xBase, xs, lid);
+  let zs = P.zStride / 4u;
+  let zBase = P.zOff / 4u;
+  if (IN == 3u) { gatedScales(xBase, xs, zBase, zs, lid); }
   var acc = vec4f(0.0);
   if (r.n < P.N) {
     let per = select(8u, 4u, WFMT == 0u); // values per vec4<u32>
     let rowV = P.K / per;
     let wBase = r.wRow * rowV;
-    let xs = P.xStride / 4u;
-    let xBase = P.xOff / 4u + r.xRow * xs;
+    let up = P.K / 4u; // SwiGLU: the up half, in vec4s after the gate
     for (var v = lid % TPR; v < rowV; v += TPR) {
-      var lo = vec4f(0.0);
-      var hi = vec4f(0.0);
-      decode8(W4[wBase + v], WFMT, &lo, &hi);
+      var ev = vec4f(0.0);
+      var od = vec4f(0.0);
+      decode8(W4[wBase + v], WFMT, &ev, &od);
       let xi = xBase + v * (per / 4u);
       if (WFMT == 0u) {
-        acc.x += dot(lo, x4[xi]);
-        if (TT > 1u) { acc.y += dot(lo, x4[xi + xs]); }
-        if (TT > 2u) { acc.z += dot(lo, x4[xi + 2u * xs]); }
-        if (TT > 3u) { acc.w += dot(lo, x4[xi + 3u * xs]); }
+        var nw = vec4f(1.0);
+        if (IN == 1u || IN == 3u) {
+          let k = 4u * v;
+          nw = select(vec4f(nwAt(k), nwAt(k + 1u), nwAt(k + 2u), nwAt(k + 3u)), bitcast<vec4f>(NW[v]), NFMT == 0u);
+        }
+        for (var t = 0u; t < TT; t++) {
+          var a = x4[xi + t * xs];
+          if (IN == 1u) { a *= nw; }
+          if (IN == 2u) { a = silu4(a) * x4[xi + t * xs + up]; }
+          if (IN == 3u) { a *= silu4(z4[zBase + t * zs + v]) * nw * groupScale[4u * v / P.G][t]; }
+          acc[t] += dot(ev, a);
+        }
       } else {
-        acc.x += dot(lo, x4[xi]) + dot(hi, x4[xi + 1u]);
-        if (TT > 1u) { acc.y += dot(lo, x4[xi + xs]) + dot(hi, x4[xi + xs + 1u]); }
-        if (TT > 2u) { acc.z += dot(lo, x4[xi + 2u * xs]) + dot(hi, x4[xi + 2u * xs + 1u]); }
-        if (TT > 3u) { acc.w += dot(lo, x4[xi + 3u * xs]) + dot(hi, x4[xi + 3u * xs + 1u]); }
+        // Norm weight of these 8 values, split even / odd like the weights.
+        var ne = vec4f(1.0);
+        var no = vec4f(1.0);
+        if (IN == 1u || IN == 3u) {
+          if (NFMT == 0u) {
+            let na = bitcast<vec4f>(NW[2u * v]);
+            let nb = bitcast<vec4f>(NW[2u * v + 1u]);
+            ne = x8even(na, nb);
+            no = x8odd(na, nb);
+          } else {
+            decode8(NW[v], NFMT, &ne, &no);
+          }
+        }
+        for (var t = 0u; t < TT; t++) {
+          var a = x4[xi + t * xs];
+          var b = x4[xi + t * xs + 1u];
+          if (IN == 2u) {
+            a = silu4(a) * x4[xi + t * xs + up];
+            b = silu4(b) * x4[xi + t * xs + up + 1u];
+          }
+          if (IN == 3u) {
+            let gs = groupScale[8u * v / P.G][t];
+            a *= silu4(z4[zBase + t * zs + 2u * v]) * gs;
+            b *= silu4(z4[zBase + t * zs + 2u * v + 1u]) * gs;
+          }
+          acc[t] += dot(ev, x8even(a, b) * ne) + dot(od, x8odd(a, b) * no);
+        }
       }
     }
   }
-  finish(acc, r, lid);
+  finish(acc * scale, r, lid);
 }
 
 @compute @workgroup_size(WG)
 fn scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let r = rowOf(wid, nwg, lid);
+  let xBase = P.xOff + r.xRow * P.xStride;
+  var scale = vec4f(1.0);
+  if (IN == 1u) {
+    var ss = vec4f(0.0);
+    for (var k = lid; k < P.K; k += WG) {
+      for (var t = 0u; t < TT; t++) {
+        let a = x1[xBase + t * P.xStride + k];
+        ss[t] += a * a;
+      }
+    }
+    scale = inverseSqrt(wgSum4(ss, lid) / f32(P.K) + P.eps);
+  }
+  if (IN == 3u) {
+    for (var g = 0u; g < P.K / P.G; g++) {
+      var ss = vec4f(0.0);
+      for (var k = g * P.G + lid; k < (g + 1u) * P.G; k += WG) {
+        for (var t = 0u; t < TT; t++) {
+          let zv = z1[P.zOff + t * P.zStride + k];
+          let h = x1[xBase + t * P.xStride + k] * zv / (1.0 + exp(-zv));
+          ss[t] += h * h;
+        }
+      }
+      let gsc = inverseSqrt(wgSum4(ss, lid) / f32(P.G) + P.eps);
+      if (lid == 0u) { groupScale[g] = gsc; }
+    }
+    workgroupBarrier();
+  }
   var acc = vec4f(0.0);
   if (r.n < P.N) {
     let wBase = r.wRow * P.K;
-    let xBase = P.xOff + r.xRow * P.xStride;
     for (var k = lid % TPR; k < P.K; k += TPR) {
       let i = wBase + k;
       let wv = decode(W1[wordIndex(i, WFMT)], i, WFMT);
-      for (var t = 0u; t < TT; t++) { acc[t] += wv * x1[xBase + t * P.xStride + k]; }
+      var nw = 1.0;
+      if (IN == 1u || IN == 3u) { nw = nwAt(k); }
+      for (var t = 0u; t < TT; t++) {
+        var a = x1[xBase + t * P.xStride + k];
+        if (IN == 1u) { a *= nw; }
+        if (IN == 2u) { a = a / (1.0 + exp(-a)) * x1[xBase + t * P.xStride + P.K + k]; }
+        if (IN == 3u) {
+          let zv = z1[P.zOff + t * P.zStride + k];
+          a *= zv / (1.0 + exp(-zv)) * nw * groupScale[k / P.G][t];
+        }
+        acc[t] += wv * a;
+      }
     }
   }
-  finish(acc, r, lid);
+  finish(acc * scale, r, lid);
 }
 
 // #include rowSum
+// #include reduce
 // #include weights

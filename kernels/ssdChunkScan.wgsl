@@ -4,12 +4,12 @@
 //   y_t = sum_{s<=t} (C_t.B_s) exp(Acum_t - Acum_s) dt_s x_s  +  exp(Acum_t) C_t.state_in  +  D x_t
 //   state_in(next) = exp(Acum_end) state_in + sum_s exp(Acum_end - Acum_s) dt_s x_s B_s^T
 // Every exponent is <= 0, so nothing overflows. Five dispatches, in order:
-//   prep        per (chunk, head):       dt_t and Acum_t -> dtA [nh, T]
-//   cb          per (chunk, group):      C_t.B_s -> cb [nC, ng, L, L]
-//   chunkState  per (chunk, head, tile): the chunk's own end-state contribution -> states [nC, nh, hd, N]
-//   statePass   per (head, p, n):        walks the chunks in order; states[c] becomes the state entering chunk c;
-//                                        the final state goes back to `state`
-//   output      per (chunk, head, p-block): y
+//   prep        per (head, chunk):        dt_t and Acum_t (a prefix sum over the chunk) -> dtA [nh, T]
+//   cbMain      per (group, chunk):       C_t.B_s -> cb [nC, ng, L, L]
+//   chunkState  per (tile, head, chunk):  the chunk's own end-state contribution -> states [nC, nh, hd, N]
+//   statePass   per (head, p, n):         walks the chunks in order; states[c] becomes the state entering
+//                                         chunk c; the final state goes back to `state`
+//   outputMain  per (p-block, head, chunk): y
 // x: [T, nh*hd], dt: [T, nh], B, C: [T, ng*N] (offset/stride), hp: (A, dt_bias, D) per head,
 // state: f32 [nh, hd, N], out: [T, nh*hd] (offset/stride).
 
@@ -34,10 +34,9 @@ struct Params {
   dtMax: f32,
 }
 
-override L: u32 = 64u; // chunk length, a power of two <= 64
+override L: u32 = 64u; // chunk length: 16, 32 or 64
 override NS: u32 = 128u; // state size N
 const WG = 256u;
-override PB: u32 = WG / L; // rows p per output workgroup
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -60,54 +59,76 @@ fn chunkLen(c: u32) -> u32 {
   return min(L, P.T - c * L);
 }
 
-@compute @workgroup_size(64)
-fn prep(@builtin(global_invocation_id) gid: vec3u) {
-  let e = gid.x;
-  if (e >= P.nC * P.nh) { return; }
-  let c = e / P.nh;
-  let h = e % P.nh;
+var<workgroup> scan: array<f32, L>;
+
+@compute @workgroup_size(L)
+fn prep(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) i: u32) {
+  let h = wid.x;
+  let c = wid.y;
   let k = hp[h];
-  var acum = 0.0;
-  for (var i = 0u; i < chunkLen(c); i++) {
-    let t = c * L + i;
-    let dt = dtOf(dtRaw[P.dtOff + t * P.dtStride + h], k.y, P.dtMin, P.dtMax);
-    acum += dt * k.x;
-    dtA[h * P.T + t] = vec2f(dt, acum);
+  let t = c * L + i;
+  var dt = 0.0;
+  if (i < chunkLen(c)) { dt = dtOf(dtRaw[P.dtOff + t * P.dtStride + h], k.y, P.dtMin, P.dtMax); }
+  // Inclusive prefix sum of dt * A over the chunk (Hillis-Steele).
+  scan[i] = dt * k.x;
+  workgroupBarrier();
+  for (var o = 1u; o < L; o <<= 1u) {
+    var v = scan[i];
+    if (i >= o) { v += scan[i - o]; }
+    workgroupBarrier();
+    scan[i] = v;
+    workgroupBarrier();
   }
+  if (i < chunkLen(c)) { dtA[h * P.T + t] = vec2f(dt, scan[i]); }
 }
+
+// cbMain and chunkState stage 16-deep slices in these, k-major, as vec4s along the 4-wide thread blocks.
+const SB = 16u;
+var<workgroup> sa: array<vec4f, SB * 32u>;
+var<workgroup> sb: array<vec4f, SB * 32u>;
 
 @compute @workgroup_size(WG)
 fn cbMain(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let g = wid.x;
   let c = wid.y;
   let Lc = chunkLen(c);
-  // Each thread a 4x4 block of the L x L matrix (L <= 64).
-  let ti = (lid / 16u) * 4u;
-  let si = (lid % 16u) * 4u;
-  if (ti >= L || si >= L || si > ti + 3u) { return; } // out of range, or above the diagonal (never read)
+  let t0 = c * L;
+  // Each thread a 4x4 block of the L x L matrix (L <= 64): rows ti..ti+3 (t), columns si..si+3 (s).
+  let ti = lid / 16u;
+  let si = lid % 16u;
   var acc: array<vec4f, 4>;
   for (var i = 0u; i < 4u; i++) { acc[i] = vec4f(0.0); }
-  let t0 = c * L;
-  for (var n = 0u; n < NS; n++) {
-    var cv = vec4f(0.0);
-    var bv = vec4f(0.0);
-    for (var i = 0u; i < 4u; i++) {
-      if (ti + i < Lc) { cv[i] = C[P.cOff + (t0 + ti + i) * P.cStride + g * NS + n]; }
-      if (si + i < Lc) { bv[i] = B[P.bOff + (t0 + si + i) * P.bStride + g * NS + n]; }
+  for (var n0 = 0u; n0 < NS; n0 += SB) {
+    // C and B slices: 64 rows x 16 n each, 4 values per thread.
+    for (var r = 0u; r < 4u; r++) {
+      let e = lid + r * WG;
+      let row = e / SB;
+      let n = n0 + e % SB;
+      var cv = 0.0;
+      var bv = 0.0;
+      if (row < Lc && n < NS) {
+        cv = C[P.cOff + (t0 + row) * P.cStride + g * NS + n];
+        bv = B[P.bOff + (t0 + row) * P.bStride + g * NS + n];
+      }
+      sa[(e % SB) * 16u + row / 4u][row % 4u] = cv;
+      sb[(e % SB) * 16u + row / 4u][row % 4u] = bv;
     }
-    for (var i = 0u; i < 4u; i++) { acc[i] = fma(vec4f(cv[i]), bv, acc[i]); }
+    workgroupBarrier();
+    for (var k = 0u; k < SB; k++) {
+      let a = sa[k * 16u + ti];
+      let b = sb[k * 16u + si];
+      for (var i = 0u; i < 4u; i++) { acc[i] = fma(vec4f(a[i]), b, acc[i]); }
+    }
+    workgroupBarrier();
   }
+  if (ti * 4u >= L || si * 4u >= L) { return; }
   let base = (c * P.ng + g) * L * L;
   for (var i = 0u; i < 4u; i++) {
-    for (var j = 0u; j < 4u; j++) { cb[base + (ti + i) * L + si + j] = acc[i][j]; }
+    for (var j = 0u; j < 4u; j++) { cb[base + (ti * 4u + i) * L + si * 4u + j] = acc[i][j]; }
   }
 }
 
 // chunkState tiles: 8 x 32 threads, each 4 p x 4 n: a 32 x 128 tile of the [hd, N] contribution.
-const SB = 16u; // tokens staged per step
-var<workgroup> xs: array<vec4f, SB * 8u>; // [s][p / 4], x weighted by exp(Acum_end - Acum_s) dt_s
-var<workgroup> bs: array<vec4f, SB * 32u>; // [s][n / 4]
-
 @compute @workgroup_size(WG)
 fn chunkState(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tilesN = (NS + 127u) / 128u;
@@ -124,7 +145,8 @@ fn chunkState(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   var acc: array<vec4f, 4>;
   for (var i = 0u; i < 4u; i++) { acc[i] = vec4f(0.0); }
   for (var s0 = 0u; s0 < Lc; s0 += SB) {
-    // Stage x (weighted): 16 x 32 values, 2 per thread; and B: 16 x 128 values, 8 per thread.
+    // Stage x weighted by exp(Acum_end - Acum_s) dt_s: 16 x 32 values, 2 per thread (in sa as [s][p / 4]);
+    // and B: 16 x 128 values, 8 per thread (in sb as [s][n / 4]).
     for (var r = 0u; r < 2u; r++) {
       let e = lid + r * WG;
       let s = e / 32u;
@@ -135,7 +157,7 @@ fn chunkState(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
         let da = dtA[h * P.T + t];
         v = x[P.xOff + t * P.xStride + h * P.hd + p] * exp(acumEnd - da.y) * da.x;
       }
-      xs[s * 8u + (e % 32u) / 4u][e % 4u] = v;
+      sa[s * 8u + (e % 32u) / 4u][e % 4u] = v;
     }
     for (var r = 0u; r < 8u; r++) {
       let e = lid + r * WG;
@@ -143,16 +165,13 @@ fn chunkState(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
       let n = n0 + e % 128u;
       var v = 0.0;
       if (s0 + s < Lc && n < NS) { v = B[P.bOff + (t0 + s0 + s) * P.bStride + g * NS + n]; }
-      bs[s * 32u + (e % 128u) / 4u][e % 4u] = v;
+      sb[s * 32u + (e % 128u) / 4u][e % 4u] = v;
     }
     workgroupBarrier();
     for (var s = 0u; s < SB; s++) {
-      let a = xs[s * 8u + tp];
-      let b = bs[s * 32u + tn];
-      acc[0] = fma(vec4f(a.x), b, acc[0]);
-      acc[1] = fma(vec4f(a.y), b, acc[1]);
-      acc[2] = fma(vec4f(a.z), b, acc[2]);
-      acc[3] = fma(vec4f(a.w), b, acc[3]);
+      let a = sa[s * 8u + tp];
+      let b = sb[s * 32u + tn];
+      for (var i = 0u; i < 4u; i++) { acc[i] = fma(vec4f(a[i]), b, acc[i]); }
     }
     workgroupBarrier();
   }
@@ -185,10 +204,24 @@ fn statePass(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
   state[e] = s;
 }
 
-var<workgroup> G: array<f32, L * L>; // [t][s]: (C_t.B_s) exp(Acum_t - Acum_s) dt_s, s <= t
-var<workgroup> xo: array<f32, WG>; // [s][p]
-var<workgroup> st: array<f32, PB * (NS + 1u)>; // state entering the chunk, [p][n], padded rows
+// outputMain: thread (t = lid / PG, pg = lid % PG) computes y for token t and the 8 rows p = pg * 8 + i of the
+// workgroup's block of PB = 8 PG rows. Workgroup memory is one array used in two phases:
+//   intra  G [L][L] = (C_t.B_s) exp(Acum_t - Acum_s) dt_s (s <= t), then x [L][PB]
+//   inter  C [L][NCH + 1] (rows padded: no bank clash), then state_in [NCH][PB], NCH state entries at a time
+// Rows of PB are read as vec4s.
+override PG: u32 = WG / L;
+override PB: u32 = 8u * PG;
+const NCH = 32u;
+var<workgroup> sm: array<vec4f, 1536>; // 6144 >= max(L*L + L*PB, (NCH + 1) * L + NCH * PB) for L in 16, 32, 64
 var<workgroup> ac: array<vec2f, L>; // (dt, Acum)
+
+fn smGet(i: u32) -> f32 {
+  return sm[i / 4u][i % 4u];
+}
+
+fn smSet(i: u32, v: f32) {
+  sm[i / 4u][i % 4u] = v;
+}
 
 @compute @workgroup_size(WG)
 fn outputMain(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -197,40 +230,95 @@ fn outputMain(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   let g = group(h);
   let Lc = chunkLen(c);
   let t0 = c * L;
-  let t = lid / PB;
-  let pp = lid % PB;
-  let p = wid.x * PB + pp;
-  let valid = t < Lc && p < P.hd;
+  let t = lid / PG;
+  let pg = lid % PG;
+  let pBase = wid.x * PB;
+  // Staging loops have constant trip counts, so each thread's global loads are issued together (with only a
+  // few workgroups per SM, loads waited for one at a time left the kernel latency-bound).
   if (lid < Lc) { ac[lid] = dtA[h * P.T + t0 + lid]; }
-  var xv = 0.0;
-  if (valid) { xv = x[P.xOff + (t0 + t) * P.xStride + h * P.hd + p]; }
-  xo[lid] = xv;
-  let sBase = ((c * P.nh + h) * P.hd + wid.x * PB) * NS;
-  for (var e = lid; e < PB * NS; e += WG) {
-    let r = e / NS;
-    let n = e % NS;
-    var v = 0.0;
-    if (wid.x * PB + r < P.hd) { v = states[sBase + e]; }
-    st[r * (NS + 1u) + n] = v;
+  // x chunk [L][PB] after G: L * PB = 8 WG values.
+  let xo = L * L;
+  var xr: array<f32, 8>;
+  for (var k = 0u; k < 8u; k++) {
+    let e = lid + k * WG;
+    let p = pBase + e % PB;
+    xr[k] = 0.0;
+    if (e / PB < Lc && p < P.hd) { xr[k] = x[P.xOff + (t0 + e / PB) * P.xStride + h * P.hd + p]; }
   }
-  workgroupBarrier();
+  // cb for G: L * L values, L * L / WG (16, 4 or 1) per thread.
   let cbBase = (c * P.ng + g) * L * L;
-  for (var e = lid; e < L * L; e += WG) {
+  var cr: array<f32, 16>;
+  for (var k = 0u; k < L * L / WG; k++) { cr[k] = cb[cbBase + lid + k * WG]; }
+  for (var k = 0u; k < 8u; k++) { smSet(xo + lid + k * WG, xr[k]); }
+  workgroupBarrier();
+  for (var k = 0u; k < L * L / WG; k++) {
+    let e = lid + k * WG;
     let ti = e / L;
     let si = e % L;
     var v = 0.0;
-    if (si <= ti && ti < Lc) { v = cb[cbBase + e] * exp(ac[ti].y - ac[si].y) * ac[si].x; }
-    G[e] = v;
+    if (si <= ti && ti < Lc) { v = cr[k] * exp(ac[ti].y - ac[si].y) * ac[si].x; }
+    smSet(e, v);
   }
   workgroupBarrier();
-  if (!valid) { return; }
-  var y = 0.0;
-  for (var s = 0u; s <= t; s++) { y += G[t * L + s] * xo[s * PB + pp]; }
-  var inter = 0.0;
-  let co = P.cOff + (t0 + t) * P.cStride + g * NS;
-  for (var n = 0u; n < NS; n++) { inter += C[co + n] * st[pp * (NS + 1u) + n]; }
-  y += exp(ac[t].y) * inter + hp[h].z * xv;
-  out[P.oOff + (t0 + t) * P.oStride + h * P.hd + p] = y;
+  // Intra-chunk: y[t, p] = sum_{s <= t} G[t, s] x[s, p].
+  let xq = (xo + pg * 8u) / 4u; // this thread's 8 rows of x, as two vec4s
+  let xt = array<vec4f, 2>(sm[xq + t * PB / 4u], sm[xq + t * PB / 4u + 1u]);
+  var y = array<vec4f, 2>(vec4f(0.0), vec4f(0.0));
+  if (t < Lc) {
+    for (var s = 0u; s <= t; s++) {
+      let gts = vec4f(smGet(t * L + s));
+      y[0] = fma(gts, sm[xq + s * PB / 4u], y[0]);
+      y[1] = fma(gts, sm[xq + s * PB / 4u + 1u], y[1]);
+    }
+  }
+  workgroupBarrier();
+  // Inter-chunk: z[t, p] = sum_n C[t, n] state_in[p, n].
+  var z = array<vec4f, 2>(vec4f(0.0), vec4f(0.0));
+  let so = L * (NCH + 1u);
+  let sBase = ((c * P.nh + h) * P.hd + pBase) * NS;
+  for (var n0 = 0u; n0 < NS; n0 += NCH) {
+    // C [L][NCH]: L * NCH / WG (8, 4 or 2) values per thread; state_in [PB][NCH]: PB * NCH / WG (4, 8 or 16).
+    var cl: array<f32, 8>;
+    for (var k = 0u; k < L * NCH / WG; k++) {
+      let e = lid + k * WG;
+      let n = n0 + e % NCH;
+      cl[k] = 0.0;
+      if (e / NCH < Lc && n < NS) { cl[k] = C[P.cOff + (t0 + e / NCH) * P.cStride + g * NS + n]; }
+    }
+    var sl: array<f32, 16>;
+    for (var k = 0u; k < PB * NCH / WG; k++) {
+      let e = lid + k * WG;
+      let n = n0 + e % NCH;
+      sl[k] = 0.0;
+      if (pBase + e / NCH < P.hd && n < NS) { sl[k] = states[sBase + (e / NCH) * NS + n]; }
+    }
+    for (var k = 0u; k < L * NCH / WG; k++) {
+      let e = lid + k * WG;
+      smSet((e / NCH) * (NCH + 1u) + e % NCH, cl[k]);
+    }
+    for (var k = 0u; k < PB * NCH / WG; k++) {
+      let e = lid + k * WG;
+      smSet(so + (e % NCH) * PB + e / NCH, sl[k]);
+    }
+    workgroupBarrier();
+    let sq = (so + pg * 8u) / 4u;
+    for (var n = 0u; n < NCH; n++) {
+      let cv = vec4f(smGet(t * (NCH + 1u) + n));
+      z[0] = fma(cv, sm[sq + n * PB / 4u], z[0]);
+      z[1] = fma(cv, sm[sq + n * PB / 4u + 1u], z[1]);
+    }
+    workgroupBarrier();
+  }
+  if (t >= Lc) { return; }
+  let decay = exp(ac[t].y);
+  let D = hp[h].z;
+  for (var q = 0u; q < 2u; q++) {
+    let r = y[q] + decay * z[q] + D * xt[q];
+    for (var i = 0u; i < 4u; i++) {
+      let p = pBase + pg * 8u + 4u * q + i;
+      if (p < P.hd) { out[P.oOff + (t0 + t) * P.oStride + h * P.hd + p] = r[i]; }
+    }
+  }
 }
 
 // #include softplus

@@ -46,10 +46,17 @@ async function openWorkspace(args: ParsedArgs): Promise<{ ingest: WorkspaceInges
   if (!dir) throw new UsageError('--model DIR is required.');
   const folder = openModelFolder(dir, { requireTokenizer: true });
   const backend = args.values.get('backend') ?? 'webgpu';
-  const model: LanguageModel = backend === 'cpu' ? CpuModel.load(folder) : await GpuModel.load(folder);
+  const cacheDir = path.resolve(args.values.get('cache-dir') ?? defaultCacheDir());
+  // Attention KV is paged under a GPU budget (default 1 GiB); past the host budget blocks spill to the cache dir.
+  const kvBudget = intValue(args, 'kv-budget-mb', 1024) * 2 ** 20;
+  const hostBudget = intValue(args, 'kv-host-budget-mb', 8192) * 2 ** 20;
+  const model: LanguageModel =
+    backend === 'cpu'
+      ? CpuModel.load(folder)
+      : await GpuModel.load(folder, { kv: { gpuBudgetBytes: kvBudget, hostBudgetBytes: hostBudget, spillDir: path.join(cacheDir, 'kv-spill') } });
   const ingest = new WorkspaceIngest(model, folder.tokenizer!, {
     workspace: path.resolve(ws),
-    cacheDir: args.flags.has('no-cache') ? null : path.resolve(args.values.get('cache-dir') ?? defaultCacheDir()),
+    cacheDir: args.flags.has('no-cache') ? null : cacheDir,
     modelId: modelIdentity(dir),
     walk: { maxFileBytes: intValue(args, 'max-file-kb', 512) * 1024 },
   });
@@ -70,7 +77,7 @@ function reportJson(r: IngestReport) {
   };
 }
 
-const COMMON = ['workspace', 'model', 'kv-budget-mb', 'cache-dir', 'backend', 'max-file-kb'];
+const COMMON = ['workspace', 'model', 'kv-budget-mb', 'kv-host-budget-mb', 'cache-dir', 'backend', 'max-file-kb'];
 
 export async function cmdIngest(argv: string[]): Promise<void> {
   const args = parseArgs(argv, { values: COMMON, flags: ['json', 'no-cache'] });

@@ -59,6 +59,8 @@ export interface IngestOptions {
   checkpointEvery?: number;
   /** Tokens per prefill call. */
   chunkTokens?: number;
+  /** Stop adding files once the workspace holds this many tokens (the rest are skipped as 'token-limit'). */
+  maxTokens?: number;
   walk?: WorkspaceOptions;
 }
 
@@ -101,14 +103,21 @@ export class WorkspaceIngest {
 
     // Read and frame every file (the prefix is only hashed; its tokens are needed only if re-ingested).
     const texts: FileText[] = [];
+    let total = 0;
     for (const f of listing.files) {
       if (opts.signal?.aborted) break;
+      if (this.opts.maxTokens !== undefined && total >= this.opts.maxTokens) {
+        skipped['token-limit'] = (skipped['token-limit'] ?? 0) + 1;
+        continue;
+      }
       const r = await readWorkspaceFile(f, this.opts.walk);
       if ('skipped' in r) {
         skipped[r.skipped] = (skipped[r.skipped] ?? 0) + 1;
         continue;
       }
-      texts.push({ path: f.path, sha256: sha256(r.text), tokens: frameFile(f.path, r.text, this.tokenizer.special, (s) => this.tokenizer.encode(s)) });
+      const tokens = frameFile(f.path, r.text, this.tokenizer.special, (s) => this.tokenizer.encode(s));
+      total += tokens.length;
+      texts.push({ path: f.path, sha256: sha256(r.text), tokens });
     }
 
     // Restore what the snapshot still covers.

@@ -4,6 +4,8 @@
 // and answers the protocol in protocol.ts through EngineServer. When the GPU device is lost it reports it
 // and exits; the extension starts a new process, which gets a new device and restores the snapshot.
 
+import * as os from 'os';
+import * as path from 'path';
 import { createRequire } from 'module';
 import { pathToFileURL } from 'url';
 import { CpuModel } from '../engine/cpu/model';
@@ -78,10 +80,16 @@ const backend: EngineBackend = {
       if (p.backend === 'cpu') model = CpuModel.load(folder);
       else {
         await preloadWebgpu();
-        // The budgets are passed for the engine's KV paging; options it does not know are ignored.
-        const options: GpuModelOptions & { kvGpuBudgetBytes: number; kvHostBudgetBytes: number } = {
-          kvGpuBudgetBytes: p.kvGpuBudgetBytes,
-          kvHostBudgetBytes: p.kvHostBudgetBytes,
+        // Attention KV is paged under the GPU budget (0: dense, unbounded); past the host budget it spills to disk.
+        const options: GpuModelOptions = {
+          kv:
+            p.kvGpuBudgetBytes > 0
+              ? {
+                  gpuBudgetBytes: p.kvGpuBudgetBytes,
+                  hostBudgetBytes: p.kvHostBudgetBytes > 0 ? p.kvHostBudgetBytes : undefined,
+                  spillDir: path.join(os.tmpdir(), 'sidewinder-kv'),
+                }
+              : undefined,
         };
         const gpuModel = await GpuModel.load(folder, options);
         const info = gpuModel.gpu.adapterInfo;

@@ -14,12 +14,15 @@ import { rng } from '../../src/engine/sampling';
 import { FIXTURES, relError } from './helpers';
 
 const CHUNK = 64;
+const MAX_CONTEXT = 1024;
 
 /** A GPU budget that gives `slots` selectable blocks per attention layer with CHUNK-token chunks. */
 function budgetFor(slots: number, kd: number, layers: number): number {
   const block = 2 * BLOCK_ROWS * kd * 4;
   const tailBlocks = Math.ceil((BLOCK_ROWS - 1 + CHUNK) / BLOCK_ROWS);
-  return layers * (slots + tailBlocks) * block;
+  const summaries = layers * Math.ceil(MAX_CONTEXT / BLOCK_ROWS) * (2 * kd + 1) * 4;
+  const queryRanges = layers * 2 * kd * 4;
+  return layers * (slots + tailBlocks) * block + summaries + queryRanges;
 }
 
 describe('sparse KV on WebGPU', () => {
@@ -37,7 +40,7 @@ describe('sparse KV on WebGPU', () => {
       const layers = cfg.layerKinds.filter((k) => k === 'attention').length;
       const slots = 4;
       const budget = budgetFor(slots, kd, layers);
-      const g = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2 } });
+      const g = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2, attentionBlocks: 1000, maxContextTokens: MAX_CONTEXT } });
       const workingRows = (slots + Math.ceil((BLOCK_ROWS - 1 + CHUNK) / BLOCK_ROWS)) * BLOCK_ROWS;
       const c = CpuModel.load(folder, { kvPolicy: { sinkBlocks: 1, recentBlocks: 2, maxBlocks: slots, denseRows: workingRows } });
       const dense = CpuModel.load(folder);
@@ -64,10 +67,11 @@ describe('sparse KV on WebGPU', () => {
       const mem = g.memory();
       assert.ok(mem.kvHostBytes > 0, 'all blocks are kept on the host');
       assert.equal(mem.kvBudgetBytes, budget);
+      assert.ok(mem.kvGpuBytes <= budget, `GPU KV ${mem.kvGpuBytes} within the budget ${budget}`);
 
       // Export / import into a fresh model continues exactly.
       const state = await g.exportState();
-      const g2 = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2 } });
+      const g2 = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2, attentionBlocks: 1000, maxContextTokens: MAX_CONTEXT } });
       await g2.importState(state);
       const probe = [3, 4, 5];
       const want = await g.forward(probe);

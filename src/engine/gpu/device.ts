@@ -228,16 +228,21 @@ export class Gpu {
     const b = this.device.createBuffer({ size, usage, label });
     this.allocated += size;
     this.sizes.set(b, size);
+    // Whoever destroys the buffer (free() or destroy()), it leaves the gauge.
+    const destroy = b.destroy.bind(b);
+    b.destroy = () => {
+      const n = this.sizes.get(b);
+      if (n !== undefined) {
+        this.allocated -= n;
+        this.sizes.delete(b);
+      }
+      destroy();
+    };
     return b;
   }
 
-  /** Destroys a buffer made by buffer() and takes it off the memory gauge. */
+  /** Destroys a buffer made by buffer() (the same as buf.destroy()). */
   free(buf: GPUBuffer): void {
-    const size = this.sizes.get(buf);
-    if (size !== undefined) {
-      this.allocated -= size;
-      this.sizes.delete(buf);
-    }
     buf.destroy();
   }
 

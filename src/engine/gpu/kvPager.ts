@@ -25,6 +25,16 @@ export interface SparseKvOptions {
   spillDir?: string | null;
   sinkBlocks?: number;
   recentBlocks?: number;
+  /**
+   * Past blocks each query attends to once the context is sparse (default 64 blocks = 4,096 tokens, as in
+   * Quest's token budgets); fewer if the GPU budget cannot hold that many.
+   */
+  attentionBlocks?: number;
+  /**
+   * Context the block summaries (2 x kd floats per block, on the GPU) are budgeted for, default 2^20 tokens;
+   * their reserve is taken from the budget (at most a quarter of it) before the slots.
+   */
+  maxContextTokens?: number;
 }
 
 interface LayerKv {
@@ -42,6 +52,7 @@ interface LayerKv {
 export class SparseKv {
   readonly maxSlots: number; // selected past blocks per layer
   readonly tailRows: number; // room after the slots for the current block's rows and a chunk
+  readonly summaryReserveBytes: number; // share of the budget kept for block summaries and scores
   private readonly layers: LayerKv[];
   private readonly params: GPUBuffer;
   private readonly staging: GPUBuffer;
@@ -60,8 +71,16 @@ export class SparseKv {
     this.kd = a.numKvHeads * a.headDim;
     const blockBytes = 2 * BLOCK_ROWS * this.kd * 4;
     this.tailRows = BLOCK_ROWS * Math.ceil((BLOCK_ROWS - 1 + maxChunk) / BLOCK_ROWS);
-    const perLayer = Math.floor(opts.gpuBudgetBytes / Math.max(1, numLayers));
-    this.maxSlots = Math.floor((perLayer - (this.tailRows / BLOCK_ROWS) * blockBytes) / blockBytes);
+    const summaryBytesPerBlock = (2 * this.kd + 1) * 4;
+    const reserve = Math.min(
+      opts.gpuBudgetBytes / 4,
+      numLayers * Math.ceil((opts.maxContextTokens ?? 2 ** 20) / BLOCK_ROWS) * summaryBytesPerBlock,
+    );
+    this.summaryReserveBytes = reserve;
+    const qrangeBytes = 2 * this.kd * 4;
+    const perLayer = Math.floor((opts.gpuBudgetBytes - reserve) / Math.max(1, numLayers)) - qrangeBytes;
+    const fit = Math.floor((perLayer - (this.tailRows / BLOCK_ROWS) * blockBytes) / blockBytes);
+    this.maxSlots = Math.min(fit, opts.attentionBlocks ?? 64);
     const sinks = opts.sinkBlocks ?? 1;
     const recent = opts.recentBlocks ?? 2;
     if (this.maxSlots < sinks + recent + 1) {
@@ -73,14 +92,16 @@ export class SparseKv {
     this.hostBudget = new HostBudget(opts.hostBudgetBytes ?? Infinity);
     this.params = gpu.buffer(32, 'kv.params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     this.staging = gpu.device.createBuffer({ size: 4 * 65536, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'kv.staging' });
+    // Summaries and scores start at the reserved capacity (they grow past it only beyond maxContextTokens).
+    const reservedBlocks = Math.max(1, Math.floor(reserve / (numLayers * summaryBytesPerBlock)));
     this.layers = Array.from({ length: numLayers }, (_, i) => ({
       store: new KvBlockStore(this.kd, this.hostBudget, opts.spillDir ? `${opts.spillDir}/kv-${process.pid}-${i}.bin` : null),
       slotBlock: new Int32Array(this.maxSlots).fill(-1),
       slotUse: new Float64Array(this.maxSlots),
-      summaries: gpu.buffer(4 * 2 * this.kd * 256, `kv.summaries.${i}`),
-      summaryCapacity: 256,
+      summaries: gpu.buffer(4 * 2 * this.kd * reservedBlocks, `kv.summaries.${i}`),
+      summaryCapacity: reservedBlocks,
       summariesUploaded: 0,
-      scores: gpu.buffer(4 * 256, `kv.scores.${i}`),
+      scores: gpu.buffer(4 * reservedBlocks, `kv.scores.${i}`),
       qr: gpu.buffer(4 * 2 * this.kd, `kv.qrange.${i}`),
       selected: [],
     }));

@@ -18,6 +18,23 @@ export interface Act {
   stride?: number;
 }
 
+export interface LinearOptions {
+  bias?: GpuWeight; // [N]
+  alpha?: number; // default 1
+  accumulate?: boolean; // add to out instead of overwriting it
+  /** The input is x RMS-normalised per row with this weight ([K]): saves the rmsNorm dispatch (GEMV). */
+  inputNorm?: { w: GpuWeight; eps: number };
+  /** The input is silu(gate) * up of x = [T, 2K] (gate | up): saves the swiglu dispatch (GEMV). */
+  inputSwiglu?: boolean;
+  /** The input is gatedRmsNorm(x, z, w, groupSize, eps) (Mamba-2's norm before out_proj): saves a dispatch (GEMV). */
+  inputGatedNorm?: { z: Act; w: GpuWeight; groupSize: number; eps: number };
+  /**
+   * Append to a KV cache: the T output rows go to rows pos0..pos0+T-1 of `out` (a [capacity, N] buffer, offset
+   * 0, stride N), pos0 read from this step buffer; rows past the capacity are dropped. Saves kvWrite (GEMV).
+   */
+  outAtStep?: GPUBuffer;
+}
+
 export interface SsmScanParams {
   T: number;
   nh: number; // heads
@@ -83,7 +100,10 @@ export class CommandList {
     this.align = Math.max(PARAMS_BYTES, gpu.device.limits.minUniformBufferOffsetAlignment);
   }
 
-  /** Dispatches recorded (what bounds decode speed: each costs ~10 us of GPU time). */
+  /**
+   * Dispatches recorded: what bounds decode speed. Measured on the H100: ~2-4 us of GPU time each at full
+   * clocks, and ~5-6 us of CPU time to encode (setBindGroup + dispatch through the Node binding).
+   */
   get dispatchCount(): number {
     return this.dispatches.length;
   }
@@ -181,25 +201,60 @@ export class CommandList {
    * out = (accumulate ? out : 0) + alpha * (x W^T + bias). x: [T, K], w: [N, K] (any number of parts, each
    * writing its own columns), bias: [N], out: [T, N]. T <= 4 runs a bandwidth-bound GEMV, larger T a tiled GEMM.
    */
-  linear(x: Act, w: GpuWeight, out: Act, T: number, K: number, N: number, opts: { bias?: GpuWeight; alpha?: number; accumulate?: boolean } = {}): void {
+  linear(x: Act, w: GpuWeight, out: Act, T: number, K: number, N: number, opts: LinearOptions = {}): void {
     const op = 'linear';
     this.counts(op, { T, K, N });
     this.shape(op, 'w', w, [N, K]);
+    const transforms = [opts.inputNorm, opts.inputSwiglu, opts.inputGatedNorm].filter(Boolean).length;
+    if (transforms > 1) throw new GpuError(`${op}: at most one of inputNorm, inputSwiglu and inputGatedNorm.`);
     const bias = opts.bias ? this.whole(op, 'bias', opts.bias, N) : this.gpu.zeroBuffer();
     const bfmt = opts.bias ? WFMT[opts.bias.format] : 0;
-    const xs = this.span(op, 'x', x, T, K);
+    const xs = this.span(op, 'x', x, T, opts.inputSwiglu ? 2 * K : K);
     const o = this.span(op, 'out', out, T, N);
-    this.noAlias(op, [out.buffer], [x.buffer, bias, ...w.parts.map((p) => p.buffer)]);
+    const norm = opts.inputNorm ?? opts.inputGatedNorm;
+    const nw = norm ? this.whole(op, 'norm weight', norm.w, K) : this.gpu.zeroBuffer();
+    const gated = opts.inputGatedNorm;
+    const zs = gated ? this.span(op, 'z', gated.z, T, K) : { off: 0, stride: 0 };
+    if (gated && (!isCount(gated.groupSize) || K % gated.groupSize !== 0 || K / gated.groupSize > 16)) {
+      throw new GpuError(`${op}: inputGatedNorm.groupSize = ${gated.groupSize} must divide K = ${K} into at most 16 groups.`);
+    }
+    this.noAlias(op, [out.buffer], [x.buffer, bias, nw, ...(gated ? [gated.z.buffer] : []), ...w.parts.map((p) => p.buffer)]);
     const alpha = opts.alpha ?? 1;
     const acc = opts.accumulate ? 1 : 0;
     const hasBias = opts.bias ? 1 : 0;
+    const oRows = opts.outAtStep ? Math.floor(out.buffer.size / (4 * N)) : 0xffffffff;
+    if (opts.outAtStep && (o.off !== 0 || o.stride !== N)) throw new GpuError(`${op}: outAtStep needs out to be a whole [capacity, N] buffer (offset 0, stride N).`);
+    if (T > GEMV_MAX_T && opts.outAtStep) {
+      // The GEMM writes plain rows: into scratch, then appended to the cache.
+      const tmp = this.own(this.gpu.buffer(4 * T * N, `${op}.rows`));
+      this.linear(x, w, { buffer: tmp }, T, K, N, { ...opts, outAtStep: undefined });
+      this.kvWrite({ buffer: tmp }, out.buffer, T, N, opts.outAtStep);
+      return;
+    }
+    if (T > GEMV_MAX_T && transforms > 0) {
+      // The GEMM takes plain rows: transform the input first, into scratch this list owns.
+      const tmp: Act = { buffer: this.own(this.gpu.buffer(4 * T * K, `${op}.input`)) };
+      if (opts.inputNorm) this.rmsNorm(x, opts.inputNorm.w, tmp, T, K, opts.inputNorm.eps);
+      else if (gated) this.gatedRmsNorm(x, gated.z, gated.w, tmp, T, K, gated.groupSize, gated.eps);
+      else this.swiglu(x, tmp, T, K);
+      this.linear(tmp, w, out, T, K, N, { bias: opts.bias, alpha: opts.alpha, accumulate: opts.accumulate });
+      return;
+    }
     for (const part of w.parts) {
       if (T <= GEMV_MAX_T) {
-        const g = this.gemvVariant(w.format, bfmt, K, xs.off, T > 1 ? xs.stride : 4, T);
+        const IN = opts.inputNorm ? 1 : opts.inputSwiglu ? 2 : gated ? 3 : 0;
+        // The vec4 GEMV also needs whole vec4s of z and groups of whole vec4<u32> words.
+        const zAligned = !gated || (zs.off % 4 === 0 && (T === 1 || zs.stride % 4 === 0) && gated.groupSize % 8 === 0);
+        const g = this.gemvVariant(w.format, bfmt, K, xs.off, T > 1 ? xs.stride : 4, T, IN, norm ? WFMT[norm.w.format] : 0, zAligned);
         const rpw = 256 / g.constants.TPR;
-        this.add(`${op}.gemv`, g.pipeline(this.gpu), [u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(0), u(1), u(0), u(0)], { 1: x.buffer, 2: part.buffer, 3: bias, 4: this.gpu.zeroBuffer(), 5: out.buffer }, this.flat(Math.ceil(part.rows / rpw)));
+        const params = [u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(0), u(1), u(0), u(0), f(norm?.eps ?? 0), u(zs.off), u(zs.stride), u(gated?.groupSize ?? 0), u(opts.outAtStep ? 1 : 0), u(oRows)];
+        const bind = { 1: x.buffer, 2: part.buffer, 3: bias, 4: this.gpu.zeroBuffer(), 5: out.buffer, 6: nw, 7: gated ? gated.z.buffer : this.gpu.zeroBuffer(), 8: opts.outAtStep ?? this.stepDummy() };
+        this.add(`${op}.gemv`, g.pipeline(this.gpu), params, bind, this.flat(Math.ceil(part.rows / rpw)));
       } else {
-        this.add(`${op}.gemm`, this.gpu.pipeline('gemm', { WFMT: WFMT[w.format], BFMT: bfmt }), [u(T), u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias)], { 1: x.buffer, 2: part.buffer, 3: bias, 4: out.buffer }, [Math.ceil(part.rows / 64), Math.ceil(T / 64), 1]);
+        // The tiled kernel needs whole vec4 loads of x and W; anything else runs the generic one.
+        const tiled = K % (w.format === 'f32' ? 4 : 8) === 0 && xs.off % 4 === 0 && xs.stride % 4 === 0;
+        const constants = { WFMT: WFMT[w.format], BFMT: bfmt };
+        this.add(`${op}.gemm`, this.gpu.pipeline('gemm', constants, tiled ? 'main' : 'generic'), [u(T), u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias)], { 1: x.buffer, 2: part.buffer, 3: bias, 4: out.buffer }, [Math.ceil(part.rows / 64), Math.ceil(T / 64), 1]);
       }
     }
   }
@@ -252,18 +307,18 @@ export class CommandList {
     const dtMax = Number.isFinite(p.dtMax) ? p.dtMax : 3.0e38;
     const geometry = [u(T), u(nh), u(hd), u(N), u(ng)];
     const strides = [u(xs.off), u(xs.stride), u(ds.off), u(ds.stride), u(bs.off), u(bs.stride), u(cs.off), u(cs.stride), u(o.off), u(o.stride), f(p.dtMin), f(dtMax)];
-    const method = p.method ?? (T <= SSM_STEP_MAX_T ? 'step' : 'chunked');
+    // The chunked scan's output kernel needs ~25 KB of workgroup memory.
+    const fits = this.gpu.device.limits.maxComputeWorkgroupStorageSize >= 4 * 6144 + 8 * 64;
+    const method = p.method ?? (T <= SSM_STEP_MAX_T || !fits ? 'step' : 'chunked');
     if (method === 'step') {
       const TPR = Math.max(32, this.sg());
       const pipeline = this.gpu.pipeline('ssmStep', { WG: 256, TPR, SG: this.sg(), NPL: Math.ceil(N / TPR) });
       this.add(op, pipeline, [...geometry, ...strides], { 1: x.buffer, 2: dt.buffer, 3: B.buffer, 4: C.buffer, 5: hp, 6: state, 7: out.buffer }, [Math.ceil(hd / (256 / TPR)), nh, 1]);
       return;
     }
-    // Chunk length: a power of two <= 64 whose output tile fits in workgroup memory.
-    let L = 4;
+    // Chunk length 16, 32 or 64 (the chunk changes how the scan is computed, not its result).
+    let L = 16;
     while (L * 2 <= Math.min(p.chunk, MAX_SSD_CHUNK)) L *= 2;
-    const smem = (l: number) => 4 * (l * l + 256 + (256 / l) * (N + 1) + 2 * l);
-    while (L > 4 && smem(L) > this.gpu.device.limits.maxComputeWorkgroupStorageSize) L /= 2;
     const nC = Math.ceil(T / L);
     const scratch = (bytes: number, label: string): GPUBuffer => {
       if (bytes > this.gpu.maxBinding) {
@@ -276,11 +331,11 @@ export class CommandList {
     const states = scratch(4 * nC * nh * hd * N, 'states');
     const params = [...geometry, u(nC), ...strides];
     const k = (entry: string) => this.gpu.pipeline('ssdChunkScan', { L, NS: N }, entry);
-    this.add(`${op}.prep`, k('prep'), params, { 2: dt.buffer, 5: hp, 8: dtA }, this.flat(Math.ceil((nC * nh) / 64)));
+    this.add(`${op}.prep`, k('prep'), params, { 2: dt.buffer, 5: hp, 8: dtA }, [nh, nC, 1]);
     this.add(`${op}.cb`, k('cbMain'), params, { 3: B.buffer, 4: C.buffer, 9: cb }, [ng, nC, 1]);
     this.add(`${op}.chunkState`, k('chunkState'), params, { 1: x.buffer, 3: B.buffer, 8: dtA, 10: states }, [Math.ceil(hd / 32) * Math.ceil(N / 128), nh, nC]);
     this.add(`${op}.statePass`, k('statePass'), params, { 6: state, 8: dtA, 10: states }, this.flat(Math.ceil((nh * hd * N) / 256)));
-    this.add(`${op}.output`, k('outputMain'), params, { 1: x.buffer, 4: C.buffer, 5: hp, 7: out.buffer, 8: dtA, 9: cb, 10: states }, [Math.ceil(hd / (256 / L)), nh, nC]);
+    this.add(`${op}.output`, k('outputMain'), params, { 1: x.buffer, 4: C.buffer, 5: hp, 7: out.buffer, 8: dtA, 9: cb, 10: states }, [Math.ceil(hd / ((8 * 256) / L)), nh, nC]);
   }
 
   /** Rotary embedding (rotate-half), in place on x: [T, heads, dim], position pos0 + t. */
@@ -325,10 +380,17 @@ export class CommandList {
       const rep = nH / nKv;
       let HPW = Math.min(8, rep);
       while (rep % HPW !== 0) HPW--;
-      // Splits: enough workgroups to fill the GPU at long context, none shorter than one 256-key tile.
-      const nSplit = Math.max(1, Math.min(Math.ceil(256 / (nH / HPW)), Math.ceil(capacity / 256)));
+      // A split's scores sit in 4096 floats of workgroup memory (MAXK keys per head); splits: at least enough
+      // for the capacity, and ~256 workgroups in all when the context is long, none shorter than one tile.
+      const d4 = d / 4;
+      const TPK = d4 % 4 === 0 ? 4 : d4 % 2 === 0 ? 2 : 1;
+      const tile = 256 / TPK;
+      const MAXK = Math.floor(4096 / HPW / tile) * tile;
+      const groups = nH / HPW;
+      const nSplit = Math.max(Math.ceil(capacity / MAXK), Math.min(Math.ceil(256 / groups), Math.ceil(capacity / tile)));
+      if (nSplit > 256) throw new GpuError(`${op}: a KV cache of ${capacity} rows is longer than decode attention supports (${256 * MAXK} with ${HPW} heads per KV head).`);
       const part = this.own(this.gpu.buffer(4 * nH * nSplit * (d + 2), 'attention.part'));
-      const constants = { WG: 256, SG: this.sg(), DH: d, HPW };
+      const constants = { WG: 256, SG: this.sg(), DH: d, HPW, TPK, MAXK };
       const params = [u(nH), u(nKv), u(nSplit), u(qs.off), u(o.off), f(scaling)];
       this.add(`${op}.partial`, this.gpu.pipeline('attnDecode', constants, 'partial'), params, { 1: q.buffer, 2: kCache, 3: vCache, 4: part, 6: step }, [nH / HPW, nSplit, 1]);
       this.add(`${op}.combine`, this.gpu.pipeline('attnDecode', constants, 'combine'), params, { 4: part, 5: out.buffer }, [nH, 1, 1]);
@@ -382,10 +444,10 @@ export class CommandList {
     const xs = this.span(op, 'x', x, opts.perSlotInput ? T * k : T, K);
     const o = this.span(op, 'out', out, T * k, N);
     this.noAlias(op, [out.buffer], [x.buffer, experts, ...w.parts.map((p) => p.buffer)]);
-    const g = this.gemvVariant(w.format, 0, K, xs.off, xs.stride, 1);
+    const g = this.gemvVariant(w.format, 0, K, xs.off, xs.stride, 1, 0, 0, true);
     const rpw = 256 / g.constants.TPR;
     for (const part of w.parts) {
-      this.add(op, g.pipeline(this.gpu), [u(K), u(N), u(0), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(1), u(0), u(0), u(opts.perSlotInput ? 2 : 1), u(k), u(part.rowStart), u(part.rows)], { 1: x.buffer, 2: part.buffer, 3: this.gpu.zeroBuffer(), 4: experts, 5: out.buffer }, [Math.ceil(N / rpw), T * k, 1]);
+      this.add(op, g.pipeline(this.gpu), [u(K), u(N), u(0), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(1), u(0), u(0), u(opts.perSlotInput ? 2 : 1), u(k), u(part.rowStart), u(part.rows), f(0), u(0), u(0), u(0), u(0), u(0xffffffff)], { 1: x.buffer, 2: part.buffer, 3: this.gpu.zeroBuffer(), 4: experts, 5: out.buffer, 6: this.gpu.zeroBuffer(), 7: this.gpu.zeroBuffer(), 8: this.stepDummy() }, [Math.ceil(N / rpw), T * k, 1]);
     }
   }
 
@@ -418,19 +480,38 @@ export class CommandList {
   // ---------------------------------------------------------------------------------------------------------
   // Helpers
 
-  private chooseToken(entry: 'argmax' | 'sample', logits: Act, outId: GPUBuffer, V: number, invTemp: number, topP: number, step: GPUBuffer | null, ring?: { buffer: GPUBuffer; capacity: number }): void {
-    const op = entry;
+  /**
+   * Records the token choice (sample.wgsl): the logits are cut into slices of >= 1024, one workgroup each;
+   * argmax is 2 dispatches, sampling 3 (top_p = 1) or 9 (top_p < 1).
+   */
+  private chooseToken(kind: 'argmax' | 'sample', logits: Act, outId: GPUBuffer, V: number, invTemp: number, topP: number, step: GPUBuffer | null, ring?: { buffer: GPUBuffer; capacity: number }): void {
+    const op = kind;
     this.counts(op, { V });
     const l = this.span(op, 'logits', logits, 1, V);
     if (outId.size < 4) throw new GpuError(`${op}: outId must hold one u32.`);
     if (ring && (!isCount(ring.capacity) || ring.buffer.size < 4 * ring.capacity)) throw new GpuError(`${op}: the ring buffer must hold ring.capacity u32.`);
     if (ring && !step) throw new GpuError(`${op}: writing to a ring needs the step buffer (its slot is pos0 + nTokens).`);
     this.noAlias(op, [outId, ...(ring ? [ring.buffer] : [])], [logits.buffer]);
-    // One workgroup; up to 1024 threads for a real vocabulary, fewer for small V.
-    const lim = this.gpu.device.limits;
-    const fits = lim.maxComputeInvocationsPerWorkgroup >= 1024 && lim.maxComputeWorkgroupSizeX >= 1024 && lim.maxComputeWorkgroupStorageSize >= 1024 * 24;
-    const WG = Math.min(fits ? 1024 : 256, Math.max(64, pow2ceil(Math.ceil(V / 64))));
-    this.add(op, this.gpu.pipeline('sample', { WG, SG: this.sg() }, entry), [u(V), u(l.off), f(invTemp), f(topP), u(ring?.capacity ?? 1), u(ring ? 1 : 0)], { 1: logits.buffer, 2: outId, 3: ring?.buffer ?? this.ringDummy(), 4: step ?? this.stepDummy() }, [1, 1, 1]);
+    const WG = 256;
+    const nwg = Math.min(WG, Math.ceil(V / 1024));
+    const slice = Math.ceil(V / nwg);
+    const parts = this.own(this.gpu.buffer(4 * 2 * nwg * 16, `${op}.parts`));
+    const state = this.own(this.gpu.buffer(32, `${op}.state`));
+    const stepBuf = step ?? this.stepDummy();
+    // The bindings each entry point uses (its 'auto' layout has no others).
+    const bindings: Record<string, Record<number, GPUBuffer>> = {
+      argmaxPart: { 1: logits.buffer, 5: parts },
+      maxPart: { 1: logits.buffer, 5: parts },
+      massPart: { 1: logits.buffer, 5: parts, 6: state },
+      gumbelPart: { 1: logits.buffer, 4: stepBuf, 5: parts, 6: state },
+      pick: { 2: outId, 3: ring?.buffer ?? this.ringDummy(), 4: stepBuf, 5: parts },
+    };
+    const constants = { WG, SG: this.sg() };
+    const entries = kind === 'argmax' ? ['argmaxPart'] : ['maxPart', ...(topP < 1 ? Array(6).fill('massPart') : []), 'gumbelPart'];
+    [...entries, 'pick'].forEach((entry, seq) => {
+      const params = [u(V), u(l.off), f(invTemp), f(topP), u(ring?.capacity ?? 1), u(ring ? 1 : 0), u(nwg), u(slice), u(seq)];
+      this.add(`${op}.${entry}`, this.gpu.pipeline('sample', constants, entry), params, bindings[entry], [entry === 'pick' ? 1 : nwg, 1, 1]);
+    });
   }
 
   private elementwise(entry: string, a: Act | null, aRow: number, b: Act, T: number, D: number, alpha: number): void {
@@ -444,13 +525,14 @@ export class CommandList {
     this.add(op, this.gpu.pipeline('elementwise', { WG: 256 }, entry), [u(T), u(D), u(as.off), u(as.stride), u(bs.off), u(bs.stride), f(alpha)], bind, this.flat(Math.ceil((T * D) / 256)));
   }
 
-  /** The GEMV entry point and threads per row for a weight format and shape. */
-  private gemvVariant(format: GpuWeight['format'], bfmt: number, K: number, xOff: number, xStride: number, T: number): { constants: { WG: number; TPR: number; SG: number; TT: number; WFMT: number; BFMT: number }; pipeline: (gpu: Gpu) => GPUComputePipeline } {
+  /** The GEMV entry point and threads per row for a weight format and shape (IN: input transform, gemv.wgsl). */
+  private gemvVariant(format: GpuWeight['format'], bfmt: number, K: number, xOff: number, xStride: number, T: number, IN: number, nfmt: number, aligned: boolean): { constants: Record<string, number> & { TPR: number }; pipeline: (gpu: Gpu) => GPUComputePipeline } {
     const per = format === 'f32' ? 4 : 8;
-    const vec = K % per === 0 && xOff % 4 === 0 && xStride % 4 === 0;
+    const vec = aligned && K % per === 0 && xOff % 4 === 0 && xStride % 4 === 0;
     const perRow = vec ? K / per : K; // loads per weight row
+    // About four loads per lane (measured best on the H100: 32 lanes for K = 768, 64 for K = 1536..2048).
     const TPR = Math.min(256, Math.max(this.sg(), 8, pow2ceil(Math.ceil(perRow / 4))));
-    const constants = { WG: 256, TPR, SG: this.sg(), TT: T, WFMT: WFMT[format], BFMT: bfmt };
+    const constants = { WG: 256, TPR, SG: this.sg(), TT: T, WFMT: WFMT[format], BFMT: bfmt, IN, NFMT: nfmt };
     return { constants, pipeline: (gpu: Gpu) => gpu.pipeline('gemv', constants, vec ? 'main' : 'scalar') };
   }
 

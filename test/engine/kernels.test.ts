@@ -1,0 +1,631 @@
+// Parity of every WGSL kernel with the float32 CPU reference (src/engine/cpu/ops.ts), on random inputs.
+// Metric: max |gpu - cpu| / max |cpu| (relErr). Weights in f16/bf16 are rounded first, and the reference uses the
+// rounded values, so every format is held to the same tolerance.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Gpu, type GpuWeight } from '../../src/engine/gpu/device';
+import { CommandList, type Act } from '../../src/engine/gpu/ops';
+import * as cpu from '../../src/engine/cpu/ops';
+import type { DType } from '../../src/engine/safetensors';
+
+const TOL = 1e-4;
+let gpu: Gpu;
+
+before(async () => {
+  gpu = await Gpu.create();
+});
+after(() => gpu?.destroy());
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers
+
+let seed = 12345;
+function rand(): number {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 4294967296;
+}
+function randn(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (2 * rand() - 1) * scale;
+  return a;
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+function toF16(v: number): number {
+  f32[0] = v;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = ((x >>> 23) & 0xff) - 112;
+  let mant = x & 0x7fffff;
+  if (exp >= 31) return sign | 0x7c00;
+  if (exp <= 0) {
+    if (exp < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - exp;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (exp << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+  return sign | h;
+}
+function fromF16(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+function toBF16(v: number): number {
+  f32[0] = v;
+  const x = u32[0];
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+function fromBF16(h: number): number {
+  u32[0] = h << 16;
+  return f32[0];
+}
+
+/** Uploads values in a format; returns the weight and the values it really holds (after rounding). */
+function weight(values: Float32Array, shape: number[], dtype: DType, maxPartBytes?: number): { w: GpuWeight; ref: Float32Array } {
+  if (dtype === 'F32') return { w: gpu.uploadWeight('w', new Uint8Array(values.buffer.slice(0)), dtype, shape, { maxPartBytes }), ref: values };
+  const enc = dtype === 'F16' ? toF16 : toBF16;
+  const dec = dtype === 'F16' ? fromF16 : fromBF16;
+  const h = new Uint16Array(values.length);
+  const ref = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    h[i] = enc(values[i]);
+    ref[i] = dec(h[i]);
+  }
+  return { w: gpu.uploadWeight('w', new Uint8Array(h.buffer), dtype, shape, { maxPartBytes }), ref };
+}
+
+function buf(data: Float32Array | Uint32Array | number, label = 'act'): GPUBuffer {
+  const bytes = typeof data === 'number' ? 4 * data : data.byteLength;
+  const b = gpu.buffer(bytes, label);
+  if (typeof data !== 'number') gpu.write(b, data);
+  return b;
+}
+
+async function readF32(b: GPUBuffer, n: number, offset = 0): Promise<Float32Array> {
+  return new Float32Array(await gpu.read(b, 4 * n, 4 * offset));
+}
+
+function stepBuffer(pos0: number, nTokens: number, seedValue = 0): GPUBuffer {
+  const b = gpu.buffer(16, 'step', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+  gpu.write(b, new Uint32Array([pos0, nTokens, seedValue, 0]));
+  return b;
+}
+
+/** max |got - want| / max |want|. */
+function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  assert.equal(got.length, want.length, 'length');
+  let ref = 0;
+  let diff = 0;
+  for (let i = 0; i < want.length; i++) {
+    ref = Math.max(ref, Math.abs(want[i]));
+    const d = Math.abs(got[i] - want[i]);
+    diff = Number.isNaN(d) ? Infinity : Math.max(diff, d);
+  }
+  return diff / (ref || 1);
+}
+
+function close(got: ArrayLike<number>, want: ArrayLike<number>, what: string, tol = TOL): void {
+  const e = relErr(got, want);
+  assert.ok(e <= tol, `${what}: relative error ${e.toExponential(2)} > ${tol}`);
+}
+
+/** Rows [T, cols] laid out at `offset` with `stride`, the rest filled with noise. */
+function strided(rows: Float32Array, T: number, cols: number, offset: number, stride: number): Float32Array {
+  const a = randn(offset + (T - 1) * stride + cols + 3, 9);
+  for (let t = 0; t < T; t++) a.set(rows.subarray(t * cols, (t + 1) * cols), offset + t * stride);
+  return a;
+}
+function unstride(a: Float32Array, T: number, cols: number, offset: number, stride: number): Float32Array {
+  const out = new Float32Array(T * cols);
+  for (let t = 0; t < T; t++) out.set(a.subarray(offset + t * stride, offset + t * stride + cols), t * cols);
+  return out;
+}
+
+const DTYPES: DType[] = ['F32', 'F16', 'BF16'];
+
+// ---------------------------------------------------------------------------------------------------------
+// Tests
+
+test('device: weight upload keeps raw bytes, splits by rows, pads odd 16-bit tensors', async () => {
+  const v = randn(7 * 5);
+  const { w } = weight(v, [7, 5], 'F16', 4 * 5 * 2); // 4 rows per part
+  assert.deepEqual(
+    w.parts.map((p) => [p.rowStart, p.rows]),
+    [
+      [0, 4],
+      [4, 3],
+    ],
+  );
+  const raw = new Uint16Array(await gpu.read(w.parts[1].buffer, 3 * 5 * 2));
+  for (let i = 0; i < 15; i++) assert.equal(raw[i], toF16(v[20 + i]));
+  const before = gpu.bytesAllocated();
+  const b = gpu.buffer(1000, 'gauge');
+  assert.equal(gpu.bytesAllocated(), before + 1000);
+  b.destroy();
+  b.destroy();
+  assert.equal(gpu.bytesAllocated(), before);
+});
+
+test('embedding (all formats, table split in parts, strided out)', async () => {
+  const V = 50;
+  const D = 24;
+  const ids = [3, 0, 49, 17, 17, 25, 12];
+  const T = ids.length;
+  for (const dt of DTYPES) {
+    const { w, ref } = weight(randn(V * D), [V, D], dt, 11 * D * 4); // parts of <= 11 rows
+    assert.ok(w.parts.length >= 3);
+    const out = buf(5 + (T - 1) * 30 + D);
+    const list = new CommandList(gpu);
+    list.embedding(buf(new Uint32Array(ids)), w, { buffer: out, offset: 5, stride: 30 }, T, D, 1.5);
+    await list.run();
+    const got = unstride(await readF32(out, 5 + (T - 1) * 30 + D), T, D, 5, 30);
+    close(got, cpu.embed(ref, ids, D, 1.5), `embedding ${dt}`, 1e-6);
+    list.destroy();
+  }
+});
+
+test('rmsNorm (odd D, f16 weight, strided input)', async () => {
+  const T = 5;
+  const D = 73;
+  const x = randn(T * D, 3);
+  const { w, ref } = weight(randn(D), [D], 'F16');
+  const out = buf(T * D);
+  const list = new CommandList(gpu);
+  list.rmsNorm({ buffer: buf(strided(x, T, D, 3, 80)), offset: 3, stride: 80 }, w, { buffer: out }, T, D, 1e-5);
+  await list.run();
+  close(await readF32(out, T * D), cpu.rmsNorm(x, ref, D, 1e-5), 'rmsNorm', 1e-5);
+});
+
+test('gatedRmsNorm (groups, z a column slice)', async () => {
+  const T = 3;
+  const D = 64;
+  const G = 16;
+  const y = randn(T * D, 2);
+  const z = randn(T * D, 3);
+  const { w, ref } = weight(randn(D), [D], 'BF16');
+  const out = buf(T * D);
+  const list = new CommandList(gpu);
+  list.gatedRmsNorm({ buffer: buf(y) }, { buffer: buf(strided(z, T, D, 10, 100)), offset: 10, stride: 100 }, w, { buffer: out }, T, D, G, 1e-6);
+  await list.run();
+  close(await readF32(out, T * D), cpu.gatedRmsNorm(y, z, ref, D, G, 1e-6), 'gatedRmsNorm', 1e-5);
+});
+
+test('linear: GEMV and GEMM, every format, bias, alpha, accumulate, odd sizes', async () => {
+  const cases = [
+    { T: 1, K: 72, N: 130 },
+    { T: 3, K: 72, N: 130 },
+    { T: 4, K: 37, N: 19 }, // scalar GEMV (K not a multiple of 8)
+    { T: 37, K: 72, N: 130 },
+    { T: 70, K: 37, N: 65 }, // generic GEMM
+    { T: 150, K: 48, N: 140 }, // several tiles
+  ];
+  for (const { T, K, N } of cases) {
+    for (const dt of DTYPES) {
+      const x = randn(T * K);
+      const { w, ref } = weight(randn(N * K, 0.5), [N, K], dt);
+      const { w: b, ref: bRef } = weight(randn(N), [N], dt);
+      const init = randn(T * N);
+      const out = buf(init);
+      const list = new CommandList(gpu);
+      list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { bias: b, alpha: 0.7, accumulate: true });
+      await list.run();
+      const y = cpu.linear(x, ref, K, N, bRef);
+      const want = init.map((v, i) => v + 0.7 * y[i]);
+      close(await readF32(out, T * N), want, `linear T=${T} K=${K} N=${N} ${dt}`);
+      // Plain form, x a column slice of a wider buffer.
+      const out2 = buf(T * N);
+      const list2 = new CommandList(gpu);
+      list2.linear({ buffer: buf(strided(x, T, K, 8, K + 12)), offset: 8, stride: K + 12 }, w, { buffer: out2 }, T, K, N);
+      await list2.run();
+      close(await readF32(out2, T * N), cpu.linear(x, ref, K, N), `linear (slice) T=${T} K=${K} N=${N} ${dt}`);
+      list.destroy();
+      list2.destroy();
+    }
+  }
+});
+
+test('linear with the weight split in parts (GEMV and GEMM)', async () => {
+  const K = 64;
+  const N = 100;
+  for (const dt of ['F16', 'F32'] as DType[]) {
+    const { w, ref } = weight(randn(N * K), [N, K], dt, 30 * K * (dt === 'F32' ? 4 : 2)); // <= 30 rows per part
+    assert.ok(w.parts.length >= 4, `${w.parts.length} parts`);
+    for (const T of [1, 20]) {
+      const x = randn(T * K);
+      const out = buf(T * N);
+      const list = new CommandList(gpu);
+      list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { alpha: 0.5 });
+      await list.run();
+      close(await readF32(out, T * N), cpu.linear(x, ref, K, N).map((v) => 0.5 * v), `parts T=${T} ${dt}`);
+    }
+  }
+});
+
+test('linear with the input RMS-normalised, SwiGLU-gated or gated-RMS-normalised on the fly', async () => {
+  const N = 70;
+  const cases: { T: number; K: number; wt: DType; nt: DType }[] = [
+    { T: 1, K: 64, wt: 'BF16', nt: 'F32' },
+    { T: 3, K: 64, wt: 'F16', nt: 'BF16' },
+    { T: 2, K: 64, wt: 'F32', nt: 'F16' },
+    { T: 1, K: 37, wt: 'BF16', nt: 'BF16' }, // scalar GEMV
+    { T: 9, K: 64, wt: 'BF16', nt: 'F32' }, // GEMM after a separate transform
+  ];
+  for (const { T, K, wt, nt } of cases) {
+    const { w, ref } = weight(randn(N * K, 0.5), [N, K], wt);
+    const { w: b, ref: bRef } = weight(randn(N), [N], 'F32');
+    // RMSNorm input.
+    const x = randn(T * K, 3);
+    const { w: nw, ref: nwRef } = weight(randn(K), [K], nt);
+    const out = buf(T * N);
+    const list = new CommandList(gpu);
+    list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { bias: b, inputNorm: { w: nw, eps: 1e-5 } });
+    await list.run();
+    close(await readF32(out, T * N), cpu.linear(cpu.rmsNorm(x, nwRef, K, 1e-5), ref, K, N, bRef), `norm + linear T=${T} K=${K} ${wt}/${nt}`);
+    // SwiGLU input: x2 = [T, 2K].
+    const x2 = randn(T * 2 * K, 2);
+    const out2 = buf(T * N);
+    const list2 = new CommandList(gpu);
+    list2.linear({ buffer: buf(x2) }, w, { buffer: out2 }, T, K, N, { inputSwiglu: true, alpha: 0.5 });
+    await list2.run();
+    close(await readF32(out2, T * N), cpu.linear(cpu.swiglu(x2, K), ref, K, N).map((v) => 0.5 * v), `swiglu + linear T=${T} K=${K} ${wt}`);
+    // Gated norm input (groups of 16, or 37: one group), z a column slice.
+    const G = K % 16 === 0 ? 16 : K;
+    const z = randn(T * K, 2);
+    const init = randn(T * N);
+    const out3 = buf(init);
+    const list3 = new CommandList(gpu);
+    list3.linear({ buffer: buf(x) }, w, { buffer: out3 }, T, K, N, { inputGatedNorm: { z: { buffer: buf(strided(z, T, K, 4, K + 8)), offset: 4, stride: K + 8 }, w: nw, groupSize: G, eps: 1e-6 }, alpha: 0.3, accumulate: true });
+    await list3.run();
+    const y3 = cpu.linear(cpu.gatedRmsNorm(x, z, nwRef, K, G, 1e-6), ref, K, N);
+    close(await readF32(out3, T * N), init.map((v, i) => v + 0.3 * y3[i]), `gated norm + linear T=${T} K=${K} ${wt}/${nt}`);
+  }
+});
+
+test('causalConv1d continues from a state, T = 1, 5 and 19', async () => {
+  const C = 20;
+  const K = 4;
+  for (const T of [1, 5, 19]) {
+    const { w, ref } = weight(randn(C * K), [C, 1, K], 'F16');
+    const { w: b, ref: bRef } = weight(randn(C), [C], 'F32');
+    const state0 = randn(C * (K - 1));
+    const x = randn(T * C, 2);
+    const state = buf(state0);
+    const out = buf(T * C);
+    const list = new CommandList(gpu);
+    list.causalConv1d({ buffer: buf(strided(x, T, C, 4, 50)), offset: 4, stride: 50 }, w, b, state, { buffer: out }, T, C, K);
+    await list.run();
+    const cpuState = state0.slice();
+    const want = cpu.causalConv1d(x, ref, bRef, cpuState, C, K);
+    close(await readF32(out, T * C), want, `conv T=${T}`, 1e-5);
+    close(await readF32(state, C * (K - 1)), cpuState, `conv state T=${T}`, 1e-6);
+  }
+});
+
+// Mamba-2 scan inputs at small sizes: nh=4, hd=8, N=16, ng=2.
+function ssmCase(T: number, hd = 8) {
+  const nh = 4;
+  const N = 16;
+  const ng = 2;
+  const p = {
+    nh,
+    hd,
+    N,
+    ng,
+    aLog: randn(nh).map((v) => Math.log(1 + 8 * Math.abs(v))),
+    dtBias: randn(nh).map((v) => v - 1),
+    D: randn(nh),
+    dtMin: 0.001,
+    dtMax: Infinity,
+  };
+  return { p, x: randn(T * nh * hd), dt: randn(T * nh, 2), B: randn(T * ng * N), C: randn(T * ng * N), state: randn(nh * hd * N, 0.5) };
+}
+
+async function gpuScan(c: ReturnType<typeof ssmCase>, T: number, chunk: number, method?: 'step' | 'chunked'): Promise<{ y: Float32Array; state: Float32Array }> {
+  const { p } = c;
+  // x, B, C as column slices of one [T, convDim] buffer, as in the model.
+  const I = p.nh * p.hd;
+  const G = p.ng * p.N;
+  const conv = I + 2 * G;
+  const xbc = new Float32Array(T * conv);
+  for (let t = 0; t < T; t++) {
+    xbc.set(c.x.subarray(t * I, (t + 1) * I), t * conv);
+    xbc.set(c.B.subarray(t * G, (t + 1) * G), t * conv + I);
+    xbc.set(c.C.subarray(t * G, (t + 1) * G), t * conv + I + G);
+  }
+  const xb = buf(xbc);
+  const state = buf(c.state);
+  const out = buf(T * I);
+  const list = new CommandList(gpu);
+  list.ssmScan(
+    { buffer: xb, stride: conv },
+    { buffer: buf(c.dt) },
+    { buffer: xb, offset: I, stride: conv },
+    { buffer: xb, offset: I + G, stride: conv },
+    weight(p.aLog, [p.nh], 'F32').w,
+    weight(p.dtBias, [p.nh], 'F32').w,
+    weight(p.D, [p.nh], 'F32').w,
+    state,
+    { buffer: out },
+    { T, nh: p.nh, hd: p.hd, N: p.N, ng: p.ng, chunk, dtMin: p.dtMin, dtMax: p.dtMax, method },
+  );
+  await list.run();
+  list.destroy();
+  return { y: await readF32(out, T * I), state: await readF32(state, p.nh * p.hd * p.N) };
+}
+
+test('ssmScan: chunked SSD (chunks of 16 and 64, partial last chunk) and token by token match the CPU scan', async () => {
+  for (const { T, hd, chunk } of [
+    { T: 40, hd: 8, chunk: 16 },
+    { T: 100, hd: 40, chunk: 256 }, // runs with 64: two p-blocks of 32
+  ]) {
+    const c = ssmCase(T, hd);
+    const cpuState = c.state.slice();
+    const want = cpu.ssmScan(c.x, c.dt, c.B, c.C, cpuState, c.p);
+    for (const method of ['chunked', 'step'] as const) {
+      const got = await gpuScan(c, T, chunk, method);
+      close(got.y, want, `ssm y (T=${T} chunk ${chunk}, ${method})`);
+      close(got.state, cpuState, `ssm state (T=${T} chunk ${chunk}, ${method})`);
+    }
+  }
+});
+
+test('ssmScan: prefill then decode steps (one recorded list resubmitted) equals one shot', async () => {
+  const T = 26;
+  const P = 23;
+  const c = ssmCase(T);
+  const { p } = c;
+  const I = p.nh * p.hd;
+  const G = p.ng * p.N;
+  const cpuState = c.state.slice();
+  const want = cpu.ssmScan(c.x, c.dt, c.B, c.C, cpuState, p);
+  const aLog = weight(p.aLog, [p.nh], 'F32').w;
+  const dtBias = weight(p.dtBias, [p.nh], 'F32').w;
+  const D = weight(p.D, [p.nh], 'F32').w;
+  const state = buf(c.state);
+  const record = (n: number, x: GPUBuffer, dt: GPUBuffer, B: GPUBuffer, C: GPUBuffer, out: GPUBuffer) => {
+    const list = new CommandList(gpu);
+    list.ssmScan({ buffer: x }, { buffer: dt }, { buffer: B }, { buffer: C }, aLog, dtBias, D, state, { buffer: out }, { T: n, nh: p.nh, hd: p.hd, N: p.N, ng: p.ng, chunk: 8, dtMin: p.dtMin, dtMax: p.dtMax });
+    return list;
+  };
+  const out = buf(P * I);
+  const prefill = record(P, buf(c.x.slice(0, P * I)), buf(c.dt.slice(0, P * p.nh)), buf(c.B.slice(0, P * G)), buf(c.C.slice(0, P * G)), out);
+  await prefill.run();
+  const got = new Float32Array(T * I);
+  got.set(await readF32(out, P * I));
+  const x1 = buf(I);
+  const dt1 = buf(p.nh);
+  const B1 = buf(G);
+  const C1 = buf(G);
+  const out1 = buf(I);
+  const step = record(1, x1, dt1, B1, C1, out1);
+  for (let t = P; t < T; t++) {
+    gpu.write(x1, c.x.subarray(t * I, (t + 1) * I));
+    gpu.write(dt1, c.dt.subarray(t * p.nh, (t + 1) * p.nh));
+    gpu.write(B1, c.B.subarray(t * G, (t + 1) * G));
+    gpu.write(C1, c.C.subarray(t * G, (t + 1) * G));
+    await step.run();
+    got.set(await readF32(out1, I), t * I);
+  }
+  close(got, want, 'prefill + steps y');
+  close(await readF32(state, p.nh * p.hd * p.N), cpuState, 'prefill + steps state');
+});
+
+test('rope in place, positions from the step buffer', async () => {
+  const T = 5;
+  const heads = 3;
+  const dim = 16;
+  const pos0 = 7;
+  const x = randn(T * heads * dim);
+  const xb = buf(strided(x, T, heads * dim, 2, heads * dim + 6));
+  const list = new CommandList(gpu);
+  list.rope({ buffer: xb, offset: 2, stride: heads * dim + 6 }, T, heads, dim, 10000, stepBuffer(pos0, T));
+  await list.run();
+  const want = x.slice();
+  cpu.rope(want, heads, dim, pos0, 10000);
+  const got = unstride(await readF32(xb, 2 + (T - 1) * (heads * dim + 6) + heads * dim), T, heads * dim, 2, heads * dim + 6);
+  close(got, want, 'rope', 1e-5);
+  // Far positions: the range reduction keeps cos/sin accurate (angles in f32, as in transformers).
+  const far = randn(heads * dim);
+  const fb = buf(far);
+  const list2 = new CommandList(gpu);
+  list2.rope({ buffer: fb }, 1, heads, dim, 10000, stepBuffer(30000, 1));
+  await list2.run();
+  const wantFar = far.slice();
+  cpu.rope(wantFar, heads, dim, 30000, 10000);
+  close(await readF32(fb, heads * dim), wantFar, 'rope at 30000', 1e-2);
+});
+
+test('kvWrite appends rows at pos0', async () => {
+  const rowLen = 12;
+  const cache = buf(new Float32Array(10 * rowLen).fill(-1));
+  const src = randn(3 * rowLen);
+  const list = new CommandList(gpu);
+  list.kvWrite({ buffer: buf(src) }, cache, 3, rowLen, stepBuffer(4, 3));
+  await list.run();
+  const got = await readF32(cache, 10 * rowLen);
+  const want = new Float32Array(10 * rowLen).fill(-1);
+  want.set(src, 4 * rowLen);
+  assert.deepEqual(Array.from(got), Array.from(want));
+});
+
+test('linear appending its rows to a KV cache at pos0 (GEMV, and GEMM + kvWrite)', async () => {
+  const K = 32;
+  const N = 24;
+  const cap = 12;
+  const { w, ref } = weight(randn(N * K), [N, K], 'BF16');
+  for (const { T, pos0 } of [
+    { T: 1, pos0: 5 },
+    { T: 3, pos0: 10 }, // the last row falls past the capacity: dropped
+    { T: 6, pos0: 2 },
+  ]) {
+    const x = randn(T * K);
+    const cache = buf(new Float32Array(cap * N).fill(-1));
+    const list = new CommandList(gpu);
+    list.linear({ buffer: buf(x) }, w, { buffer: cache }, T, K, N, { outAtStep: stepBuffer(pos0, T) });
+    await list.run();
+    const want = new Float32Array(cap * N).fill(-1);
+    const y = cpu.linear(x, ref, K, N);
+    for (let t = 0; t < T && pos0 + t < cap; t++) want.set(y.subarray(t * N, (t + 1) * N), (pos0 + t) * N);
+    close(await readF32(cache, cap * N), want, `outAtStep T=${T} pos0=${pos0}`);
+  }
+});
+
+async function attentionCase(T: number, pos0: number, nH: number, nKv: number, d: number, capacity: number): Promise<void> {
+  const S = pos0 + T;
+  const k = randn(S * nKv * d);
+  const v = randn(S * nKv * d);
+  const q = randn(T * nH * d);
+  const scaling = 1 / Math.sqrt(d);
+  const kc = buf(capacity * nKv * d);
+  const vc = buf(capacity * nKv * d);
+  gpu.write(kc, k);
+  gpu.write(vc, v);
+  const out = buf(T * nH * d);
+  const list = new CommandList(gpu);
+  list.attention({ buffer: buf(q) }, kc, vc, { buffer: out }, T, nH, nKv, d, scaling, stepBuffer(pos0, T));
+  await list.run();
+  close(await readF32(out, T * nH * d), cpu.attention(q, k, v, nH, nKv, d, scaling), `attention T=${T} pos0=${pos0} nH=${nH} nKv=${nKv} d=${d}`);
+  list.destroy();
+}
+
+test('attention: GQA prefill over cached keys, decode, long decode over many splits', async () => {
+  await attentionCase(9, 13, 4, 2, 32, 40); // prefill, T=9 over 13 cached
+  await attentionCase(40, 30, 4, 2, 64, 80); // several query and key blocks
+  await attentionCase(1, 21, 4, 2, 32, 40); // decode
+  await attentionCase(1, 1000, 4, 2, 32, 1200); // decode, several 256-key tiles and splits
+  await attentionCase(1, 300, 6, 2, 16, 600); // decode, 3 heads per KV head
+  await attentionCase(1, 5000, 32, 4, 16, 5001); // decode, 8 heads per workgroup, splits of two 64-key tiles
+});
+
+test('swiglu, axpy, scale, copy', async () => {
+  const T = 4;
+  const m = 33;
+  const gu = randn(T * 2 * m, 3);
+  const out = buf(T * m);
+  const list = new CommandList(gpu);
+  list.swiglu({ buffer: buf(gu) }, { buffer: out }, T, m);
+  const x = randn(T * m);
+  const y0 = randn(T * m);
+  const y = buf(y0);
+  list.axpy({ buffer: buf(x) }, { buffer: y }, T, m, 0.25);
+  list.scale({ buffer: y }, T, m, 2);
+  const c = buf(T * m);
+  list.copy({ buffer: y }, { buffer: c }, T, m);
+  await list.run();
+  close(await readF32(out, T * m), cpu.swiglu(gu, m), 'swiglu', 1e-6);
+  close(await readF32(c, T * m), y0.map((v, i) => 2 * (v + 0.25 * x[i])), 'axpy + scale + copy', 1e-6);
+});
+
+test('MoE: router top-k, expert products, combine', async () => {
+  const T = 3;
+  const E = 4;
+  const k = 2;
+  const K = 24;
+  const N = 16;
+  const logits = randn(T * E, 2);
+  logits[2 * E + 1] = logits[2 * E + 3] = 5; // a tie: the lower index wins
+  const experts = buf(T * k);
+  const weights = buf(T * k);
+  const list = new CommandList(gpu);
+  list.routerTopK({ buffer: buf(logits) }, experts, weights, T, E, k);
+  const x = randn(T * K);
+  const { w: wUp, ref: up } = weight(randn(E * N * K), [E, N, K], 'BF16', 2 * N * K * 2); // two experts per part
+  const { w: wDown, ref: down } = weight(randn(E * K * N), [E, K, N], 'F16');
+  const h = buf(T * k * N);
+  const y = buf(T * k * K);
+  const out0 = randn(T * K);
+  const out = buf(out0);
+  list.moeLinear({ buffer: buf(x) }, wUp, experts, { buffer: h }, T, k, K, N);
+  list.moeLinear({ buffer: h }, wDown, experts, { buffer: y }, T, k, N, K, { perSlotInput: true });
+  list.moeCombine({ buffer: y }, weights, { buffer: out }, T, k, K, 0.5, true);
+  await list.run();
+  const route = cpu.topKRouting(logits, E, k);
+  assert.deepEqual(Array.from(new Uint32Array(await gpu.read(experts, 4 * T * k))), Array.from(route.experts));
+  assert.equal(route.experts[2 * k], 1);
+  close(await readF32(weights, T * k), route.weights, 'router weights', 1e-6);
+  const want = out0.slice();
+  for (let t = 0; t < T; t++) {
+    for (let j = 0; j < k; j++) {
+      const e = route.experts[t * k + j];
+      const hj = cpu.linear(x.subarray(t * K, (t + 1) * K), up.subarray(e * N * K, (e + 1) * N * K), K, N);
+      const yj = cpu.linear(hj, down.subarray(e * K * N, (e + 1) * K * N), N, K);
+      for (let i = 0; i < K; i++) want[t * K + i] += 0.5 * route.weights[t * k + j] * yj[i];
+    }
+  }
+  close(await readF32(out, T * K), want, 'moe output');
+});
+
+test('argmax (ties to the lower index)', async () => {
+  const V = 5000;
+  const logits = randn(V);
+  logits[1234] = 7;
+  logits[4321] = 7;
+  const id = buf(1);
+  const list = new CommandList(gpu);
+  list.argmax({ buffer: buf(logits) }, id, V);
+  await list.run();
+  assert.equal(new Uint32Array(await gpu.read(id, 4))[0], 1234);
+  assert.equal(cpu.argmax(logits), 1234);
+});
+
+test('sample: temperature -> 0 and tiny top-p pick the argmax; frequencies follow softmax and the nucleus', async () => {
+  const V = 3000;
+  const logits = randn(V, 3);
+  const best = cpu.argmax(logits);
+  logits[best] += 0.05; // a clear winner: at temperature 1e-4 a gap below ~0.002 may legitimately lose
+  const lb = buf(logits);
+  for (const opts of [
+    { temperature: 1e-4, topP: 1 },
+    { temperature: 0, topP: 1 },
+    { temperature: 1, topP: 1e-6 },
+  ]) {
+    const id = buf(1);
+    const list = new CommandList(gpu);
+    list.sample({ buffer: lb }, id, V, opts, stepBuffer(3, 1, 99));
+    await list.run();
+    assert.equal(new Uint32Array(await gpu.read(id, 4))[0], best, JSON.stringify(opts));
+  }
+  // A fixed 4-way distribution, in the last row of a [2, 4] logits buffer.
+  const probs = [0.1, 0.2, 0.3, 0.4];
+  const row = new Float32Array([0, 0, 0, 0, ...probs.map(Math.log)]);
+  const n = 2000;
+  for (const { topP, expect } of [
+    { topP: 1, expect: probs },
+    { topP: 0.65, expect: [0, 0, 3 / 7, 4 / 7] }, // nucleus: 0.4 + 0.3 >= 0.65
+  ]) {
+    const ring = buf(n);
+    const step = gpu.buffer(16, 'step', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    const list = new CommandList(gpu);
+    list.sample({ buffer: buf(row), offset: 4 }, buf(1), 4, { temperature: 1, topP, ring: { buffer: ring, capacity: n } }, step);
+    for (let i = 0; i < n; i++) {
+      gpu.write(step, new Uint32Array([i, 0, 1000 + i, 0]));
+      list.submit();
+    }
+    const ids = new Uint32Array(await gpu.read(ring, 4 * n));
+    const freq = [0, 0, 0, 0];
+    for (const id of ids) freq[id] += 1 / n;
+    expect.forEach((p, i) => assert.ok(Math.abs(freq[i] - p) < 0.035, `top_p ${topP}: token ${i} drawn ${freq[i].toFixed(3)}, p = ${p.toFixed(3)}`));
+  }
+});
+
+test('errors: bad shapes and aliasing are reported by name', () => {
+  const list = new CommandList(gpu);
+  const a = buf(16);
+  const { w } = weight(randn(16), [4, 4], 'F32');
+  assert.throws(() => list.linear({ buffer: a }, w, { buffer: a }, 1, 4, 4), /linear: buffer .* both written and read/);
+  assert.throws(() => list.linear({ buffer: a }, w, { buffer: buf(16) }, 1, 4, 5), /linear: w has shape \[4,4\]/);
+  assert.throws(() => list.rmsNorm({ buffer: a }, w, { buffer: buf(4) }, 1, 16, 1e-5), /rmsNorm: out \[1, 16\]/);
+});
