@@ -125,7 +125,7 @@ export class WorkspaceIngest {
     let snapshotProblem: string | null = null;
     let resumed = false;
     let startFile = 0; // index into texts of the first file to (re)ingest
-    let skipTokens = 0; // tokens of texts[startFile] already in the state (resumed partial file)
+    let skipTokens = 0; // tokens of texts[startFile] already in the state (restart inside a file)
     this.model.reset();
     this.checkpoints = [];
     const manifest: WorkspaceManifest = { root: path.resolve(this.opts.workspace), files: [], partial: null };
@@ -165,8 +165,10 @@ export class WorkspaceIngest {
           });
           manifest.files = old.files.filter((f) => f.end <= position);
           this.checkpoints = snap.checkpoints.filter((c) => c.position <= position);
+          // The position may fall inside a file (checkpoints sit at chunk boundaries): skip what is in the state.
           startFile = manifest.files.length;
-          if (partialOk && position === snap.state.position) skipTokens = old.partial!.done;
+          const fileStart = startFile < old.files.length ? old.files[startFile].start : old.partial ? old.partial.start : position;
+          skipTokens = position - fileStart;
           resumed = true;
         }
       } catch (e) {
@@ -175,45 +177,63 @@ export class WorkspaceIngest {
       }
     }
 
-    // Ingest the tail, chunk by chunk, checkpointing at file boundaries.
+    // Ingest the tail as one token stream cut into equal chunks (one recorded GPU pass serves them all),
+    // keeping a Mamba checkpoint at a chunk boundary every `every` tokens. A checkpoint may fall inside a
+    // file: a restart from it re-reads that file from the right token, which is exact since the files
+    // before the first change are unchanged.
     const startPos = this.model.position;
     const tIngest = performance.now();
-    let sinceCheckpoint = startPos - (this.checkpoints.at(-1)?.position ?? 0);
+    let lastCheckpoint = this.checkpoints.at(-1)?.position ?? 0;
     let cancelled = false;
     const totalTail = texts.slice(startFile).reduce((n, t) => n + t.tokens.length, 0) - skipTokens;
+    const queued: ManifestFile[] = []; // files fed into `pending`, not yet wholly in the state
+    let pending: number[] = [];
+    let fedEnd = this.model.position;
+    let current = '';
+    const feed = async (n: number): Promise<boolean> => {
+      if (opts.signal?.aborted) return false;
+      const ids = pending.slice(0, n);
+      pending = pending.slice(n);
+      await this.model.forward(ids);
+      // Let the event loop run (a cancel message, progress output) between chunks, also on the CPU backend.
+      await new Promise((r) => setImmediate(r));
+      while (queued.length && queued[0].end <= this.model.position) manifest.files.push(queued.shift()!);
+      if (this.model.position - lastCheckpoint >= every && (pending.length > 0 || queued.length > 0)) {
+        const st = await this.model.exportState({ kv: false });
+        this.checkpoints.push({ position: st.position, mamba: st.mamba });
+        lastCheckpoint = st.position;
+      }
+      const done = this.model.position - startPos;
+      const tps = done / Math.max((performance.now() - tIngest) / 1000, 1e-6);
+      progress({
+        phase: 'ingesting',
+        files: manifest.files.length,
+        filesTotal: texts.length,
+        tokens: this.model.position,
+        tokensPerSecond: tps,
+        etaSeconds: tps > 0 ? (totalTail - done) / tps : null,
+        path: current,
+      });
+      return true;
+    };
     for (let i = startFile; i < texts.length && !cancelled; i++) {
       const t = texts[i];
-      const start = this.model.position - (i === startFile ? skipTokens : 0);
-      for (let off = i === startFile ? skipTokens : 0; off < t.tokens.length; off += chunk) {
-        if (opts.signal?.aborted) {
+      const skip = i === startFile ? skipTokens : 0;
+      queued.push({ path: t.path, sha256: t.sha256, start: fedEnd - skip, end: fedEnd - skip + t.tokens.length });
+      fedEnd += t.tokens.length - skip;
+      pending = pending.concat(skip ? t.tokens.slice(skip) : t.tokens);
+      current = t.path;
+      while (pending.length >= chunk) {
+        if (!(await feed(chunk))) {
           cancelled = true;
-          manifest.partial = { path: t.path, sha256: t.sha256, start, done: off };
           break;
         }
-        await this.model.forward(t.tokens.slice(off, off + chunk));
-        // Let the event loop run (a cancel message, progress output) between chunks, also on the CPU backend.
-        await new Promise((r) => setImmediate(r));
-        const done = this.model.position - startPos;
-        const secs = (performance.now() - tIngest) / 1000;
-        const tps = done / Math.max(secs, 1e-6);
-        progress({
-          phase: 'ingesting',
-          files: i,
-          filesTotal: texts.length,
-          tokens: this.model.position,
-          tokensPerSecond: tps,
-          etaSeconds: tps > 0 ? (totalTail - done) / tps : null,
-          path: t.path,
-        });
       }
-      if (cancelled) break;
-      manifest.files.push({ path: t.path, sha256: t.sha256, start, end: this.model.position });
-      sinceCheckpoint += t.tokens.length;
-      if (sinceCheckpoint >= every && i < texts.length - 1) {
-        const s = await this.model.exportState({ kv: false });
-        this.checkpoints.push({ position: s.position, mamba: s.mamba });
-        sinceCheckpoint = 0;
-      }
+    }
+    if (!cancelled && pending.length > 0 && !(await feed(pending.length))) cancelled = true;
+    if (cancelled && queued.length) {
+      const f = queued[0];
+      manifest.partial = { path: f.path, sha256: f.sha256, start: f.start, done: this.model.position - f.start };
     }
     this.manifest = manifest;
     const reingested = this.model.position - startPos;
