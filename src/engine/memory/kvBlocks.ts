@@ -64,20 +64,26 @@ export class KvBlockStore {
   /** Appends rows (row-major [n, rowLen]) of keys and values. */
   append(k: Float32Array, v: Float32Array): void {
     const n = k.length / this.rowLen;
-    for (let r = 0; r < n; r++) {
+    const L = this.rowLen;
+    // Block by block: copy the rows that fall in it, then fold them into its summary.
+    for (let r = 0; r < n; ) {
       const b = Math.floor(this.rows / BLOCK_ROWS);
-      const o = (this.rows % BLOCK_ROWS) * this.rowLen;
+      const inBlock = this.rows % BLOCK_ROWS;
+      const take = Math.min(n - r, BLOCK_ROWS - inBlock);
       if (b === this.hostK.length) this.newBlock();
       const bk = this.ensureHost(b);
-      bk.k.set(k.subarray(r * this.rowLen, (r + 1) * this.rowLen), o);
-      bk.v.set(v.subarray(r * this.rowLen, (r + 1) * this.rowLen), o);
-      const s = this.summaries[b];
-      for (let i = 0; i < this.rowLen; i++) {
-        const x = k[r * this.rowLen + i];
-        if (x < s.min[i]) s.min[i] = x;
-        if (x > s.max[i]) s.max[i] = x;
+      bk.k.set(k.subarray(r * L, (r + take) * L), inBlock * L);
+      bk.v.set(v.subarray(r * L, (r + take) * L), inBlock * L);
+      const { min, max } = this.summaries[b];
+      for (let j = r * L; j < (r + take) * L; j += L) {
+        for (let i = 0; i < L; i++) {
+          const x = k[j + i];
+          if (x < min[i]) min[i] = x;
+          if (x > max[i]) max[i] = x;
+        }
       }
-      this.rows++;
+      this.rows += take;
+      r += take;
       if (this.rows % BLOCK_ROWS === 0) this.maybeSpill();
     }
   }
@@ -217,12 +223,43 @@ export function selectBlocks(scores: ArrayLike<number>, numBlocks: number, p: Se
   const chosen = new Set<number>();
   for (let b = 0; b < Math.min(p.sinkBlocks, numBlocks); b++) chosen.add(b);
   for (let b = Math.max(0, numBlocks - p.recentBlocks); b < numBlocks; b++) chosen.add(b);
-  const rest = Array.from({ length: numBlocks }, (_, b) => b)
-    .filter((b) => !chosen.has(b))
-    .sort((a, b) => scores[b] - scores[a] || a - b);
-  for (const b of rest) {
-    if (chosen.size >= p.maxBlocks) break;
-    chosen.add(b);
+  const want = p.maxBlocks - chosen.size;
+  if (want > 0) {
+    // The `want` best of the rest (higher score first, then lower index), without sorting all of them:
+    // a bounded min-heap, O(n log want).
+    const better = (a: number, b: number) => scores[a] > scores[b] || (scores[a] === scores[b] && a < b);
+    const heap: number[] = [];
+    const down = (i: number) => {
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < heap.length && better(heap[m], heap[l])) m = l;
+        if (r < heap.length && better(heap[m], heap[r])) m = r;
+        if (m === i) return;
+        [heap[i], heap[m]] = [heap[m], heap[i]];
+        i = m;
+      }
+    };
+    const up = (i: number) => {
+      while (i > 0) {
+        const parent = (i - 1) >> 1;
+        if (!better(heap[parent], heap[i])) return;
+        [heap[i], heap[parent]] = [heap[parent], heap[i]];
+        i = parent;
+      }
+    };
+    for (let b = 0; b < numBlocks; b++) {
+      if (chosen.has(b)) continue;
+      if (heap.length < want) {
+        heap.push(b);
+        up(heap.length - 1);
+      } else if (better(b, heap[0])) {
+        heap[0] = b;
+        down(0);
+      }
+    }
+    for (const b of heap) chosen.add(b);
   }
   return [...chosen].sort((a, b) => a - b);
 }
