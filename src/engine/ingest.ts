@@ -59,6 +59,11 @@ export interface IngestOptions {
   checkpointEvery?: number;
   /** Tokens per prefill call. */
   chunkTokens?: number;
+  /**
+   * Checkpoints kept (each is a whole Mamba state, 22 MB at the Granite-4.0-H-350m shape): past this many the
+   * ladder is thinned away from the end, where edits happen (recently modified files are ingested last).
+   */
+  maxCheckpoints?: number;
   /** Stop adding files once the workspace holds this many tokens (the rest are skipped as 'token-limit'). */
   maxTokens?: number;
   walk?: WorkspaceOptions;
@@ -72,6 +77,27 @@ interface FileText {
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
+}
+
+/**
+ * Keeps at most `max` checkpoints: drops the one (never among the newest quarter) whose removal leaves the
+ * smallest gap, so spacing grows towards the start of the workspace and stays fine near its end.
+ */
+export function thinLadder(ladder: Checkpoint[], max: number): void {
+  while (ladder.length > max && ladder.length > 2) {
+    const protect = Math.max(1, Math.floor(ladder.length / 4));
+    let best = -1;
+    let bestGap = Infinity;
+    for (let i = 0; i < ladder.length - protect; i++) {
+      const prev = i > 0 ? ladder[i - 1].position : 0;
+      const gap = ladder[i + 1].position - prev;
+      if (gap < bestGap) {
+        bestGap = gap;
+        best = i;
+      }
+    }
+    ladder.splice(best, 1);
+  }
 }
 
 export class WorkspaceIngest {
@@ -202,6 +228,7 @@ export class WorkspaceIngest {
         const st = await this.model.exportState({ kv: false });
         this.checkpoints.push({ position: st.position, mamba: st.mamba });
         lastCheckpoint = st.position;
+        thinLadder(this.checkpoints, this.opts.maxCheckpoints ?? 24);
       }
       const done = this.model.position - startPos;
       const tps = done / Math.max((performance.now() - tIngest) / 1000, 1e-6);

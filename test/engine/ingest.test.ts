@@ -151,3 +151,16 @@ describe('workspace ingest', () => {
     assert.ok(relError(await probe(s), before) < 1e-6);
   });
 });
+
+describe('checkpoint ladder', () => {
+  test('thinning keeps the count bounded, the newest checkpoints dense and older ones sparser', async () => {
+    const { thinLadder } = await import('../../src/engine/ingest');
+    const ladder = Array.from({ length: 100 }, (_, i) => ({ position: (i + 1) * 1000, mamba: [] }));
+    thinLadder(ladder, 24);
+    assert.equal(ladder.length, 24);
+    const pos = ladder.map((c) => c.position);
+    assert.deepEqual(pos.slice(-6), [95000, 96000, 97000, 98000, 99000, 100000]);
+    const gaps = pos.slice(1).map((p, i) => p - pos[i]);
+    assert.ok(gaps[0] > gaps[gaps.length - 1], `older gaps are wider: ${gaps.join(',')}`);
+  });
+});

@@ -479,13 +479,20 @@ export class GpuModel implements LanguageModel {
     const upAct = E > 0 ? buf(T * topK * EI, 'moe_act') : null;
     const down = E > 0 ? buf(T * topK * H, 'moe_down') : null;
 
+    // Decode (T <= 4) fuses each RMSNorm / gated norm / SwiGLU into the GEMV that reads it: fewer dispatches,
+    // which is what bounds decode speed. Prefill keeps them apart (shared scratch, tiled GEMMs).
+    const fuse = T <= 4;
     this.w.layers.forEach((layer, i) => {
       const st = this.states[i];
-      list.rmsNorm(h, layer.norm, x, T, H, eps);
+      const norm = { w: layer.norm, eps };
+      if (!fuse) list.rmsNorm(h, layer.norm, x, T, H, eps);
+      // the mixer's input: x = rmsnorm(h), or h with the norm fused into each projection
+      const input = fuse ? h : x;
+      const inNorm = fuse ? { inputNorm: norm } : {};
       if (layer.mamba) {
         const w = layer.mamba;
         // in_proj: [T, H] -> [T, inProjDim]
-        list.linear(x, w.inProj, zxbcdt!, T, H, m.inProjDim, { bias: w.inProjBias ?? undefined });
+        list.linear(input, w.inProj, zxbcdt!, T, H, m.inProjDim, { bias: w.inProjBias ?? undefined, ...inNorm });
         // causal conv + SiLU over xBC: [T, convDim]
         list.causalConv1d(col(zxbcdt!, I, m.inProjDim), w.conv, w.convBias, st.conv!, xbc!, T, m.convDim, m.dConv);
         // selective scan: y [T, I], state carried in st.ssm
@@ -502,13 +509,23 @@ export class GpuModel implements LanguageModel {
           { T, nh: m.numHeads, hd: m.headDim, N: m.dState, ng: m.nGroups, chunk: m.chunkSize, dtMin: m.timeStepMin, dtMax: m.timeStepMax },
         );
         // y * silu(z), normalised, then out_proj into the residual stream
-        list.gatedRmsNorm(y!, col(zxbcdt!, 0, m.inProjDim), w.gatedNorm, g!, T, I, m.normGroupSize, eps);
-        list.linear(g!, w.outProj, h, T, I, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
+        const z = col(zxbcdt!, 0, m.inProjDim);
+        if (fuse) {
+          list.linear(y!, w.outProj, h, T, I, H, {
+            bias: w.outProjBias ?? undefined,
+            alpha: r,
+            accumulate: true,
+            inputGatedNorm: { z, w: w.gatedNorm, groupSize: m.normGroupSize, eps },
+          });
+        } else {
+          list.gatedRmsNorm(y!, z, w.gatedNorm, g!, T, I, m.normGroupSize, eps);
+          list.linear(g!, w.outProj, h, T, I, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
+        }
       } else {
         const w = layer.attention!;
-        list.linear(x, w.q, q!, T, H, qd, { bias: w.qBias ?? undefined }); // [T, nH, d]
-        list.linear(x, w.k, k!, T, H, kd, { bias: w.kBias ?? undefined }); // [T, nKv, d]
-        list.linear(x, w.v, v!, T, H, kd, { bias: w.vBias ?? undefined });
+        list.linear(input, w.q, q!, T, H, qd, { bias: w.qBias ?? undefined, ...inNorm }); // [T, nH, d]
+        list.linear(input, w.k, k!, T, H, kd, { bias: w.kBias ?? undefined, ...inNorm }); // [T, nKv, d]
+        list.linear(input, w.v, v!, T, H, kd, { bias: w.vBias ?? undefined, ...inNorm });
         if (a!.ropeTheta !== null) {
           list.rope(q!, T, a!.numHeads, a!.headDim, a!.ropeTheta, this.step);
           list.rope(k!, T, a!.numKvHeads, a!.headDim, a!.ropeTheta, this.step);
@@ -521,18 +538,26 @@ export class GpuModel implements LanguageModel {
       }
       const f = layer.feedForward;
       if (f) {
-        list.rmsNorm(h, f.norm, x, T, H, eps);
+        const moe = !!(f.router && f.expertsIn && f.expertsOut);
+        // The MoE router and experts read x; a dense MLP can take the norm fused.
+        const fuseFf = fuse && !moe;
+        if (!fuseFf) list.rmsNorm(h, f.norm, x, T, H, eps);
         if (f.sharedIn && f.sharedOut) {
-          list.linear(x, f.sharedIn, gu!, T, H, 2 * S);
-          list.swiglu(gu!, act!, T, S);
-          list.linear(act!, f.sharedOut, h, T, S, H, { alpha: r, accumulate: true });
+          if (fuseFf) {
+            list.linear(h, f.sharedIn, gu!, T, H, 2 * S, { inputNorm: { w: f.norm, eps } });
+            list.linear(gu!, f.sharedOut, h, T, S, H, { alpha: r, accumulate: true, inputSwiglu: true });
+          } else {
+            list.linear(x, f.sharedIn, gu!, T, H, 2 * S);
+            list.swiglu(gu!, act!, T, S);
+            list.linear(act!, f.sharedOut, h, T, S, H, { alpha: r, accumulate: true });
+          }
         }
-        if (f.router && f.expertsIn && f.expertsOut) {
-          list.linear(x, f.router, routerLogits!, T, H, E);
+        if (moe) {
+          list.linear(x, f.router!, routerLogits!, T, H, E);
           list.routerTopK(routerLogits!, experts!.buffer, gates!.buffer, T, E, topK);
-          list.moeLinear(x, f.expertsIn, experts!.buffer, up!, T, topK, H, 2 * EI);
+          list.moeLinear(x, f.expertsIn!, experts!.buffer, up!, T, topK, H, 2 * EI);
           list.swiglu(up!, upAct!, T * topK, EI);
-          list.moeLinear(upAct!, f.expertsOut, experts!.buffer, down!, T, topK, EI, H, { perSlotInput: true });
+          list.moeLinear(upAct!, f.expertsOut!, experts!.buffer, down!, T, topK, EI, H, { perSlotInput: true });
           list.moeCombine(down!, gates!.buffer, h, T, topK, H, r, true);
         }
       }
@@ -542,9 +567,13 @@ export class GpuModel implements LanguageModel {
     const logits = gpu.buffer(4 * Math.max(1, rows) * V, 'logits');
     if (rows > 0) {
       const from: Act = rows === T ? h : { buffer: h.buffer, offset: (T - 1) * H };
-      const xf = buf(rows * H, 'final_norm');
-      list.rmsNorm(from, this.w.finalNorm, xf, rows, H, eps);
-      list.linear(xf, this.w.lmHead, { buffer: logits }, rows, H, V, { alpha: 1 / cfg.logitsScaling });
+      if (rows <= 4) {
+        list.linear(from, this.w.lmHead, { buffer: logits }, rows, H, V, { alpha: 1 / cfg.logitsScaling, inputNorm: { w: this.w.finalNorm, eps } });
+      } else {
+        const xf = buf(rows * H, 'final_norm');
+        list.rmsNorm(from, this.w.finalNorm, xf, rows, H, eps);
+        list.linear(xf, this.w.lmHead, { buffer: logits }, rows, H, V, { alpha: 1 / cfg.logitsScaling });
+      }
     }
     return { T, rows, list, logits, scratch, q, attentionMarks };
   }
