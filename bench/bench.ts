@@ -159,7 +159,7 @@ async function main(): Promise<void> {
 
   // Prefill: best of three runs.
   let prefillS = Infinity;
-  let last = new Float32Array(0);
+  let last: Float32Array = new Float32Array(0);
   for (let rep = 0; rep < 3; rep++) {
     model.reset();
     const t0 = performance.now();

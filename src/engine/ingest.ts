@@ -120,7 +120,7 @@ export class WorkspaceIngest {
   async sync(opts: { signal?: AbortSignal; onProgress?: (p: IngestProgress) => void } = {}): Promise<IngestReport> {
     const t0 = performance.now();
     const progress = opts.onProgress ?? (() => undefined);
-    const every = this.opts.checkpointEvery ?? 4096;
+    const everyOpt = this.opts.checkpointEvery;
     const chunk = this.opts.chunkTokens ?? 2048;
     progress({ phase: 'scanning', files: 0, filesTotal: 0, tokens: 0, tokensPerSecond: 0, etaSeconds: null });
     const listing = await walkWorkspace(this.opts.workspace, { ...this.opts.walk, signal: opts.signal });
@@ -212,6 +212,8 @@ export class WorkspaceIngest {
     let lastCheckpoint = this.checkpoints.at(-1)?.position ?? 0;
     let cancelled = false;
     const totalTail = texts.slice(startFile).reduce((n, t) => n + t.tokens.length, 0) - skipTokens;
+    // Checkpoints every 4,096 tokens, or sparser for a large workspace (the ladder keeps a bounded number anyway).
+    const every = everyOpt ?? Math.max(4096, Math.ceil(totalTail / (this.opts.maxCheckpoints ?? 24)));
     const queued: ManifestFile[] = []; // files fed into `pending`, not yet wholly in the state
     let pending: number[] = [];
     let fedEnd = this.model.position;

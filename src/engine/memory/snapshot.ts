@@ -163,51 +163,72 @@ export function saveSnapshot<M>(file: string, modelId: string, state: ModelState
  */
 export function loadSnapshot<M>(file: string, modelId: string): Snapshot<M> {
   if (!fs.existsSync(file)) throw new SnapshotError(`no snapshot at ${file}.`, 'missing');
-  const buf = fs.readFileSync(file);
-  if (buf.length < 16 || !buf.subarray(0, 8).equals(MAGIC)) {
-    throw new SnapshotError(`${path.basename(file)} is not a Sidewinder snapshot (bad magic); it will be rebuilt.`, 'corrupt');
-  }
-  const version = buf.readUInt32LE(8);
-  if (version !== SNAPSHOT_FORMAT_VERSION) {
-    throw new SnapshotError(`snapshot format version ${version} is not ${SNAPSHOT_FORMAT_VERSION}; the workspace will be re-read.`, 'foreign-version');
-  }
-  const hlen = buf.readUInt32LE(12);
-  if (16 + hlen > buf.length) throw new SnapshotError('snapshot header is truncated; the workspace will be re-read.', 'corrupt');
-  let header: Header<M>;
+  // Positioned reads throughout: a snapshot of a large workspace can be bigger than one Buffer can hold.
+  const fd = fs.openSync(file, 'r');
   try {
-    header = JSON.parse(buf.subarray(16, 16 + hlen).toString('utf8'));
-  } catch {
-    throw new SnapshotError('snapshot header is corrupt; the workspace will be re-read.', 'corrupt');
+    const size = fs.fstatSync(fd).size;
+    const read = (pos: number, len: number): Buffer => {
+      const b = Buffer.alloc(len);
+      let done = 0;
+      while (done < len) {
+        const n = fs.readSync(fd, b, done, len - done, pos + done);
+        if (n === 0) throw new SnapshotError('snapshot ended early: truncated; the workspace will be re-read.', 'corrupt');
+        done += n;
+      }
+      return b;
+    };
+    const pre = size >= 16 ? read(0, 16) : Buffer.alloc(0);
+    if (pre.length < 16 || !pre.subarray(0, 8).equals(MAGIC)) {
+      throw new SnapshotError(`${path.basename(file)} is not a Sidewinder snapshot (bad magic); it will be rebuilt.`, 'corrupt');
+    }
+    const version = pre.readUInt32LE(8);
+    if (version !== SNAPSHOT_FORMAT_VERSION) {
+      throw new SnapshotError(`snapshot format version ${version} is not ${SNAPSHOT_FORMAT_VERSION}; the workspace will be re-read.`, 'foreign-version');
+    }
+    const hlen = pre.readUInt32LE(12);
+    if (16 + hlen > size) throw new SnapshotError('snapshot header is truncated; the workspace will be re-read.', 'corrupt');
+    let header: Header<M>;
+    try {
+      header = JSON.parse(read(16, hlen).toString('utf8'));
+    } catch {
+      throw new SnapshotError('snapshot header is corrupt; the workspace will be re-read.', 'corrupt');
+    }
+    if (header.modelId !== modelId) {
+      throw new SnapshotError('snapshot was made with another model; the workspace will be re-read.', 'foreign-model');
+    }
+    const start = 16 + hlen + ((8 - ((16 + hlen) % 8)) % 8);
+    if (size - start !== header.dataBytes) {
+      throw new SnapshotError(`snapshot data is ${size - start} bytes, expected ${header.dataBytes}: truncated; the workspace will be re-read.`, 'corrupt');
+    }
+    const sha = createHash('sha256');
+    const step = 64 << 20;
+    for (let o = 0; o < header.dataBytes; o += step) sha.update(read(start + o, Math.min(step, header.dataBytes - o)));
+    if (sha.digest('hex') !== header.dataSha256) {
+      throw new SnapshotError('snapshot data does not match its checksum; the workspace will be re-read.', 'corrupt');
+    }
+    const get = (name: string): Float32Array => {
+      const t = header.tensors.find((x) => x.name === name);
+      if (!t || t.offset + t.length > header.dataBytes || t.length % 4) throw new SnapshotError(`snapshot lacks tensor ${name}.`, 'corrupt');
+      const out = new Float32Array(t.length / 4);
+      const bytes = new Uint8Array(out.buffer);
+      for (let o = 0; o < t.length; o += step) bytes.set(read(start + t.offset + o, Math.min(step, t.length - o)), o);
+      return out;
+    };
+    const nMamba = header.tensors.filter((t) => t.name.startsWith('mamba.') && t.name.endsWith('.conv')).length;
+    const nKv = header.tensors.filter((t) => t.name.startsWith('kv.') && t.name.endsWith('.k')).length;
+    const state: ModelState = {
+      position: header.position,
+      mamba: Array.from({ length: nMamba }, (_, i) => ({ conv: get(`mamba.${i}.conv`), ssm: get(`mamba.${i}.ssm`) })),
+      kv: Array.from({ length: nKv }, (_, i) => ({ k: get(`kv.${i}.k`), v: get(`kv.${i}.v`) })),
+    };
+    const checkpoints: Checkpoint[] = (header.checkpoints ?? []).map((position, j) => ({
+      position,
+      mamba: Array.from({ length: nMamba }, (_, i) => ({ conv: get(`ckpt.${j}.mamba.${i}.conv`), ssm: get(`ckpt.${j}.mamba.${i}.ssm`) })),
+    }));
+    return { modelId, state, checkpoints, manifest: header.manifest, createdAt: header.createdAt };
+  } finally {
+    fs.closeSync(fd);
   }
-  if (header.modelId !== modelId) {
-    throw new SnapshotError('snapshot was made with another model; the workspace will be re-read.', 'foreign-model');
-  }
-  const start = 16 + hlen + ((8 - ((16 + hlen) % 8)) % 8);
-  const data = buf.subarray(start);
-  if (data.length !== header.dataBytes) {
-    throw new SnapshotError(`snapshot data is ${data.length} bytes, expected ${header.dataBytes}: truncated; the workspace will be re-read.`, 'corrupt');
-  }
-  if (createHash('sha256').update(data).digest('hex') !== header.dataSha256) {
-    throw new SnapshotError('snapshot data does not match its checksum; the workspace will be re-read.', 'corrupt');
-  }
-  const get = (name: string): Float32Array => {
-    const t = header.tensors.find((x) => x.name === name);
-    if (!t || t.offset + t.length > data.length || t.length % 4) throw new SnapshotError(`snapshot lacks tensor ${name}.`, 'corrupt');
-    // Copy into an aligned buffer.
-    return new Float32Array(data.buffer.slice(data.byteOffset + t.offset, data.byteOffset + t.offset + t.length));
-  };
-  const nMamba = header.tensors.filter((t) => t.name.startsWith('mamba.') && t.name.endsWith('.conv')).length;
-  const nKv = header.tensors.filter((t) => t.name.startsWith('kv.') && t.name.endsWith('.k')).length;
-  const state: ModelState = {
-    position: header.position,
-    mamba: Array.from({ length: nMamba }, (_, i) => ({ conv: get(`mamba.${i}.conv`), ssm: get(`mamba.${i}.ssm`) })),
-    kv: Array.from({ length: nKv }, (_, i) => ({ k: get(`kv.${i}.k`), v: get(`kv.${i}.v`) })),
-  };
-  const checkpoints: Checkpoint[] = (header.checkpoints ?? []).map((position, j) => ({
-    position,
-    mamba: Array.from({ length: nMamba }, (_, i) => ({ conv: get(`ckpt.${j}.mamba.${i}.conv`), ssm: get(`ckpt.${j}.mamba.${i}.ssm`) })),
-  }));
-  return { modelId, state, checkpoints, manifest: header.manifest, createdAt: header.createdAt };
 }
 
 /**
