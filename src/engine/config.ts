@@ -181,40 +181,69 @@ function checkMamba(m: MambaConfig): void {
   if (m.intermediate % m.normGroupSize !== 0) throw new UnsupportedModelError('gated norm group size must divide the intermediate size.');
 }
 
-function granite(raw: Json): ModelConfig {
-  const hiddenSize = int(raw, 'hidden_size');
-  const numLayers = int(raw, 'num_hidden_layers');
-  const layerKinds = layerKindsFrom(raw, numLayers);
-  const expand = num(raw, 'mamba_expand', 2);
-  const intermediate = Math.round(expand * hiddenSize);
-  const numHeads = int(raw, 'mamba_n_heads', 128);
-  const headDim = int(raw, 'mamba_d_head', Math.floor(intermediate / numHeads));
+/** The config.json keys of the Mamba-2 settings, which each architecture names its own way. */
+interface MambaKeys {
+  expand: string;
+  heads: string;
+  headDim: string;
+  groups: string;
+  state: string;
+  conv: string;
+  chunk: string;
+  convBias: string;
+  projBias: string;
+}
+
+function mambaFrom(raw: Json, hiddenSize: number, k: MambaKeys): MambaConfig {
+  const intermediate = Math.round(num(raw, k.expand, 2) * hiddenSize);
+  const numHeads = int(raw, k.heads, 128);
+  const headDim = int(raw, k.headDim, Math.floor(intermediate / numHeads));
   if (numHeads * headDim !== intermediate) {
     throw new UnsupportedModelError(
-      `mamba_n_heads (${numHeads}) x mamba_d_head (${headDim}) must equal mamba_expand x hidden_size (${intermediate}).`,
+      `${k.heads} (${numHeads}) x ${k.headDim} (${headDim}) must equal ${k.expand} x hidden_size (${intermediate}).`,
     );
   }
-  const nGroups = int(raw, 'mamba_n_groups', 1);
-  const dState = int(raw, 'mamba_d_state', 256);
+  const nGroups = int(raw, k.groups, 1);
+  const dState = int(raw, k.state, 128);
   const [tMin, tMax] = timeStepLimit(raw);
   const mamba: MambaConfig = {
     numHeads,
     headDim,
     dState,
     nGroups,
-    dConv: int(raw, 'mamba_d_conv', 4),
-    chunkSize: int(raw, 'mamba_chunk_size', 256),
+    dConv: int(raw, k.conv, 4),
+    chunkSize: int(raw, k.chunk, 256),
     intermediate,
     convDim: intermediate + 2 * nGroups * dState,
     inProjDim: 2 * intermediate + 2 * nGroups * dState + numHeads,
-    convBias: bool(raw, 'mamba_conv_bias', true),
-    projBias: bool(raw, 'mamba_proj_bias', false),
+    convBias: bool(raw, k.convBias, true),
+    projBias: bool(raw, k.projBias, false),
     timeStepMin: tMin,
     timeStepMax: tMax,
-    // transformers' GraniteMoeHybridRMSNormGated normalises over the whole intermediate dimension.
+    // transformers 5.17's gated RMSNorm (GraniteMoeHybridRMSNormGated, MambaRMSNormGated) normalises over the
+    // whole intermediate dimension; the mamba_ssm kernels use groups of intermediate / n_groups, and the two
+    // agree for n_groups = 1 (every Granite 4.0-H model).
     normGroupSize: intermediate,
   };
   checkMamba(mamba);
+  return mamba;
+}
+
+function granite(raw: Json): ModelConfig {
+  const hiddenSize = int(raw, 'hidden_size');
+  const numLayers = int(raw, 'num_hidden_layers');
+  const layerKinds = layerKindsFrom(raw, numLayers);
+  const mamba = mambaFrom(raw, hiddenSize, {
+    expand: 'mamba_expand',
+    heads: 'mamba_n_heads',
+    headDim: 'mamba_d_head',
+    groups: 'mamba_n_groups',
+    state: 'mamba_d_state',
+    conv: 'mamba_d_conv',
+    chunk: 'mamba_chunk_size',
+    convBias: 'mamba_conv_bias',
+    projBias: 'mamba_proj_bias',
+  });
   const hasAttention = layerKinds.includes('attention');
   const numAttnHeads = int(raw, 'num_attention_heads', 32);
   const numKvHeads = int(raw, 'num_key_value_heads', numAttnHeads);
@@ -264,36 +293,18 @@ function granite(raw: Json): ModelConfig {
 function mamba2(raw: Json): ModelConfig {
   const hiddenSize = int(raw, 'hidden_size');
   const numLayers = int(raw, 'num_hidden_layers');
-  const expand = num(raw, 'expand', 2);
-  const intermediate = Math.round(expand * hiddenSize);
-  const numHeads = int(raw, 'num_heads', 128);
-  const headDim = int(raw, 'head_dim', 64);
-  if (numHeads * headDim !== intermediate) {
-    throw new UnsupportedModelError(`num_heads (${numHeads}) x head_dim (${headDim}) must equal expand x hidden_size (${intermediate}).`);
-  }
-  const nGroups = int(raw, 'n_groups', 8);
-  const dState = int(raw, 'state_size', 128);
-  const [tMin, tMax] = timeStepLimit(raw);
   if (raw['rms_norm'] === false) throw new UnsupportedModelError('mamba2 with rms_norm=false is not supported.');
-  const mamba: MambaConfig = {
-    numHeads,
-    headDim,
-    dState,
-    nGroups,
-    dConv: int(raw, 'conv_kernel', 4),
-    chunkSize: int(raw, 'chunk_size', 256),
-    intermediate,
-    convDim: intermediate + 2 * nGroups * dState,
-    inProjDim: 2 * intermediate + 2 * nGroups * dState + numHeads,
-    convBias: bool(raw, 'use_conv_bias', true),
-    projBias: bool(raw, 'use_bias', false),
-    timeStepMin: tMin,
-    timeStepMax: tMax,
-    // transformers 5.17's MambaRMSNormGated normalises over the whole intermediate dimension (the mamba_ssm
-    // kernels use groups of intermediate / n_groups; the two agree for n_groups = 1).
-    normGroupSize: intermediate,
-  };
-  checkMamba(mamba);
+  const mamba = mambaFrom(raw, hiddenSize, {
+    expand: 'expand',
+    heads: 'num_heads',
+    headDim: 'head_dim',
+    groups: 'n_groups',
+    state: 'state_size',
+    conv: 'conv_kernel',
+    chunk: 'chunk_size',
+    convBias: 'use_conv_bias',
+    projBias: 'use_bias',
+  });
   return {
     architecture: 'mamba2',
     vocabSize: int(raw, 'vocab_size'),
