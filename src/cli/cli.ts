@@ -13,6 +13,8 @@
 //   sidewinder ask      --workspace DIR --model DIR [--kv-budget-mb N] [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"
 //       -> the answer streamed to stdout; with --json {"answer","ids","tokens","resumedFromSnapshot","reingestedTokens",
 //          "seconds","memory":{...}}
+//   sidewinder complete --file PATH --offset N [--workspace DIR] [--model DIR] [--max-new-tokens N] --json
+//       -> {"completion": "..."}  fill-in-the-middle at the offset, on the workspace state when given
 //   sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]
 //       -> fetches config, tokenizer and safetensors from the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN honoured)
 
@@ -24,7 +26,7 @@ import { GpuModel } from '../engine/gpu/model';
 import { idList, intValue, parseArgs } from './args';
 import { cmdDownload } from './download';
 import { cmdFiles } from './files';
-import { cmdAsk, cmdIngest } from './workspace';
+import { cmdAsk, cmdComplete, cmdIngest } from './workspace';
 
 const USAGE = `usage:
   sidewinder logits   --model DIR --ids 1,2,3 [--decode-from H] [--backend webgpu|cpu]
@@ -33,7 +35,8 @@ const USAGE = `usage:
   sidewinder files    --workspace DIR [--json]
   sidewinder ingest   --workspace DIR --model DIR [--kv-budget-mb N] [--cache-dir DIR] [--json]
   sidewinder ask      --workspace DIR --model DIR [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"
-  sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]`;
+  sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]
+  sidewinder complete --file PATH --offset N [--workspace DIR] --model DIR [--max-new-tokens N] [--json]`;
 
 async function loadModel(folder: ModelFolder, backend: string): Promise<LanguageModel> {
   if (backend === 'cpu') return CpuModel.load(folder);
@@ -148,6 +151,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'download':
       await cmdDownload(rest);
+      return 0;
+    case 'complete':
+      await cmdComplete(rest);
       return 0;
     case undefined:
     case 'help':

@@ -2,7 +2,9 @@
 
 import * as os from 'os';
 import * as path from 'path';
+import * as fs from 'fs';
 import { onFork, questionTokens } from '../engine/ask';
+import { completeAt } from '../engine/completion/complete';
 import { UsageError } from '../engine/errors';
 import { WorkspaceIngest, type IngestProgress, type IngestReport } from '../engine/ingest';
 import { modelIdentity } from '../engine/memory/snapshot';
@@ -39,8 +41,8 @@ function bar(frac: number): string {
   return `[${'#'.repeat(k)}${'.'.repeat(n - k)}]`;
 }
 
-async function openWorkspace(args: ParsedArgs): Promise<{ ingest: WorkspaceIngest; model: LanguageModel }> {
-  const ws = args.values.get('workspace');
+async function openWorkspace(args: ParsedArgs, requireWorkspace = true): Promise<{ ingest: WorkspaceIngest; model: LanguageModel }> {
+  const ws = args.values.get('workspace') ?? (requireWorkspace ? undefined : process.cwd());
   if (!ws) throw new UsageError('--workspace DIR is required.');
   const dir = args.values.get('model');
   if (!dir) throw new UsageError('--model DIR is required.');
@@ -139,6 +141,39 @@ export async function cmdAsk(argv: string[]): Promise<void> {
         }) + '\n',
       );
     } else process.stdout.write('\n');
+  } finally {
+    model.dispose();
+  }
+}
+
+/**
+ * complete --file PATH --offset N [--workspace DIR] [--model DIR] [--max-new-tokens N] --json
+ *   -> {"completion": "..."}: fill-in-the-middle at character offset N (UTF-16 code units, as editors count),
+ *   on top of the workspace state when --workspace is given (brought up to date first), on a fork of it.
+ */
+export async function cmdComplete(argv: string[]): Promise<void> {
+  const args = parseArgs(argv, { values: [...COMMON, 'file', 'offset', 'max-new-tokens', 'max-lines'], flags: ['json', 'no-cache'] });
+  const file = args.values.get('file');
+  if (!file) throw new UsageError('--file PATH is required.');
+  if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new UsageError(`--file ${file} is not a readable file.`);
+  const text = fs.readFileSync(file, 'utf8');
+  const offset = intValue(args, 'offset');
+  if (offset > text.length) throw new UsageError(`--offset ${offset} is past the end of the file (${text.length} characters).`);
+  const withWorkspace = args.values.has('workspace');
+  const { ingest, model } = await openWorkspace(args, false);
+  try {
+    if (withWorkspace) await ingest.sync({ onProgress: args.flags.has('json') ? undefined : progressPrinter() });
+    const root = withWorkspace ? path.resolve(args.values.get('workspace')!) : path.dirname(path.resolve(file));
+    const rel = path.relative(root, path.resolve(file)).split(path.sep).join('/');
+    const r = await completeAt(model, ingest.tokenizer, {
+      path: rel.startsWith('..') ? path.basename(file) : rel,
+      prefix: text.slice(0, offset),
+      suffix: text.slice(offset),
+      maxTokens: intValue(args, 'max-new-tokens', 64),
+      maxLines: intValue(args, 'max-lines', 8),
+    });
+    if (args.flags.has('json')) process.stdout.write(JSON.stringify({ completion: r.text }) + '\n');
+    else process.stdout.write(r.text + '\n');
   } finally {
     model.dispose();
   }

@@ -10,8 +10,8 @@ import { onFork, questionTokens } from '../engine/ask';
 import type { IngestProgress, IngestReport } from '../engine/ingest';
 import type { LanguageModel, MemoryReport } from '../engine/model';
 import type { SpecialTokens, TextTokenizer } from '../engine/tokenizer';
-import { buildFimPrompt, hasFim } from './completion/fim';
-import { applyStopRules, completionMode, finishCompletion, type StopContext } from './completion/stopRules';
+import { completeAt } from '../engine/completion/complete';
+import { hasFim } from '../engine/completion/fim';
 import {
   PROTOCOL_VERSION,
   isHostToEngine,
@@ -317,40 +317,17 @@ export class EngineServer {
     if (signal.aborted) return this.noCompletion('cancelled', t0);
     const loaded = this.loaded;
     if (!loaded || this.loadedFolder !== p.folder) return this.noCompletion('not-loaded', t0);
-    const tok = loaded.tokenizer;
-    const prompt = buildFimPrompt(tok.special, (s) => tok.encode(s), p, { maxPromptTokens: 2048 });
-    if (prompt.ids.length === 0) return this.noCompletion('empty', t0);
-    const lineStart = p.prefix.lastIndexOf('\n') + 1;
-    const linePrefix = p.prefix.slice(lineStart);
-    const ctx: StopContext = {
-      mode: completionMode(linePrefix, p.suffix.split('\n', 1)[0]),
-      maxLines: p.maxLines,
-      linePrefix,
+    const r = await completeAt(loaded.model, loaded.tokenizer, {
+      path: p.path,
+      prefix: p.prefix,
       suffix: p.suffix,
-    };
-    const stop = this.stopIds(loaded, true);
-    const ids: number[] = [];
-    let text = '';
-    let reason: CompleteResult['reason'] = 'length';
-    for await (const id of onFork(loaded.model, prompt.ids, { maxNewTokens: p.maxTokens, greedy: true, stopIds: stop, signal })) {
-      if (stop.includes(id)) {
-        reason = 'done';
-        break;
-      }
-      ids.push(id);
-      await letMessagesIn();
-      if (signal.aborted) break;
-      const decoded = tok.decode(ids);
-      if (decoded.endsWith('\uFFFD')) continue;
-      const r = applyStopRules(decoded, ctx);
-      text = r.text;
-      if (r.done) {
-        reason = 'done';
-        break;
-      }
-    }
-    if (signal.aborted) return { ...this.noCompletion('cancelled', t0), mode: prompt.mode };
-    return { text: finishCompletion(text, ctx), reason, mode: prompt.mode, ms: performance.now() - t0 };
+      maxTokens: p.maxTokens,
+      maxLines: p.maxLines,
+      signal,
+      onToken: letMessagesIn,
+    });
+    if (r.reason === 'cancelled' || r.reason === 'empty') return { ...this.noCompletion(r.reason, t0), mode: r.mode };
+    return { text: r.text, reason: r.reason, mode: r.mode, ms: performance.now() - t0 };
   }
 
   private memory(): MemoryResult {

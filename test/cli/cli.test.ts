@@ -121,4 +121,21 @@ describe('cli', () => {
     assert.equal(a.tokens, r.tokens);
     assert.ok(a.ids.length <= 4);
   });
+
+  test('complete --json: {"completion"} at an offset, with and without a workspace', async () => {
+    const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cli-complete-'));
+    const file = path.join(ws, 'm.py');
+    fs.writeFileSync(file, 'def add(a, b):\n    return \n\nprint(add(1, 2))\n');
+    const model = path.join(FIXTURES, 'granite-moe-rope');
+    for (const extra of [[], ['--workspace', ws, '--cache-dir', fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cc-'))]]) {
+      const r = await cli('complete', '--file', file, '--offset', '26', '--model', model, '--max-new-tokens', '6', '--json', ...extra);
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.deepEqual(Object.keys(out), ['completion']);
+      assert.equal(typeof out.completion, 'string');
+    }
+    const bad = await cli('complete', '--file', file, '--offset', '9999', '--model', model, '--json');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /past the end of the file/);
+  });
 });

@@ -2,9 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { delay, KeyedDebouncer, LatestOnly } from '../../src/extension/completion/debounce';
-import { buildFimPrompt, hasFim, type FimSpecialTokens } from '../../src/extension/completion/fim';
+import { buildFimPrompt, hasFim, type FimSpecialTokens } from '../../src/engine/completion/fim';
 import { CompletionCache, LruCache } from '../../src/extension/completion/lru';
-import { applyStopRules, completionMode, finishCompletion, type StopContext } from '../../src/extension/completion/stopRules';
+import { applyStopRules, completionMode, finishCompletion, type StopContext } from '../../src/engine/completion/stopRules';
 
 // ---- LRU ----------------------------------------------------------------------------------------------------
 
