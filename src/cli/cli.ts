@@ -101,7 +101,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const json = args.flags.has('json');
   const model = await loadModel(folder, args.values.get('backend') ?? 'webgpu');
   const tok = folder.tokenizer;
-  const stopIds = [...folder.config.eosTokenIds, ...(tok?.special.eos != null ? [tok.special.eos] : [])];
+  const stopIds = folder.stopIds;
   const out: number[] = [];
   try {
     let printed = '';

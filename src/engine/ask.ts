@@ -1,16 +1,20 @@
 // Questions and completions on top of the workspace state, without destroying it: fork (copy the Mamba
 // state, mark the KV length), run, roll back.
 
+import { chatFormat, chatQuestionTokens } from './chat';
 import { generateTokens, type GenerateOptions } from './generate';
 import type { LanguageModel } from './model';
 import type { TextTokenizer } from './tokenizer';
 
 /**
- * The tokens that follow the workspace for a question. With a file-separator token the question is framed
- * as one more "file" after the workspace (the convention the bundled model is trained with); otherwise as
- * plain text.
+ * The tokens that follow the workspace for a question. With a chat template, the rest of the user turn and
+ * the assistant header; otherwise, with a file-separator token, the question is framed as one more "file"
+ * after the workspace (the convention the bundled model is trained with), or as plain text.
  */
-export function questionTokens(tok: Pick<TextTokenizer, 'encode' | 'special'>, question: string): number[] {
+export function questionTokens(tok: Pick<TextTokenizer, 'encode' | 'special' | 'config'>, question: string): number[] {
+  // A chat model: the question closes the user turn that the workspace opened (see chat.ts).
+  const format = chatFormat(tok.config);
+  if (format) return chatQuestionTokens(tok, format, question);
   const body = tok.encode(`Question: ${question.trim()}\nAnswer:`);
   return tok.special.fileSep !== null ? [tok.special.fileSep, ...body] : [...tok.encode('\n\n'), ...body];
 }

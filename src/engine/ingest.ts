@@ -10,6 +10,7 @@ import { createHash } from 'crypto';
 import * as path from 'path';
 import { saveSnapshot, loadSnapshot, SnapshotError, type Checkpoint } from './memory/snapshot';
 import type { LanguageModel, MemoryReport, ModelState } from './model';
+import { chatFormat, preambleTokens } from './chat';
 import type { TextTokenizer } from './tokenizer';
 import { frameFile, readWorkspaceFile, walkWorkspace, type WorkspaceOptions } from '../workspace';
 
@@ -215,8 +216,9 @@ export class WorkspaceIngest {
     // Checkpoints every 4,096 tokens, or sparser for a large workspace (the ladder keeps a bounded number anyway).
     const every = everyOpt ?? Math.max(4096, Math.ceil(totalTail / (this.opts.maxCheckpoints ?? 24)));
     const queued: ManifestFile[] = []; // files fed into `pending`, not yet wholly in the state
-    let pending: number[] = [];
-    let fedEnd = this.model.position;
+    // A chat model's workspace sits inside the first user turn: its preamble comes first, at position 0.
+    let pending: number[] = this.model.position === 0 ? preambleTokens(this.tokenizer, chatFormat(this.tokenizer.config)) : [];
+    let fedEnd = this.model.position + pending.length;
     let current = '';
     const feed = async (n: number): Promise<boolean> => {
       if (opts.signal?.aborted) return false;

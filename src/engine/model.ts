@@ -13,6 +13,8 @@ export interface ModelFolder {
   readonly config: ModelConfig;
   readonly store: WeightStore;
   readonly tokenizer: TextTokenizer | null;
+  /** End-of-sequence ids from config.json, generation_config.json and the tokenizer, all of which stop generation. */
+  readonly stopIds: readonly number[];
 }
 
 /** Opens and validates a checkpoint folder. The tokenizer is optional (logits work from ids). */
@@ -26,7 +28,23 @@ export function openModelFolder(dir: string, opts: { requireTokenizer?: boolean 
   const store = WeightStore.open(dir);
   let tokenizer: TextTokenizer | null = null;
   if (fs.existsSync(path.join(dir, 'tokenizer.json')) || opts.requireTokenizer) tokenizer = TextTokenizer.load(dir);
-  return { dir, config, store, tokenizer };
+  const stop = new Set<number>(config.eosTokenIds);
+  const genFile = path.join(dir, 'generation_config.json');
+  if (fs.existsSync(genFile)) {
+    let gen: Record<string, unknown>;
+    try {
+      gen = JSON.parse(fs.readFileSync(genFile, 'utf8'));
+    } catch (e) {
+      throw new ModelFormatError(`generation_config.json is not valid JSON: ${(e as Error).message}`);
+    }
+    const eos = gen['eos_token_id'];
+    for (const id of Array.isArray(eos) ? eos : eos == null ? [] : [eos]) {
+      if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) throw new ModelFormatError(`generation_config.json: eos_token_id ${JSON.stringify(id)} is not a token id.`);
+      stop.add(id as number);
+    }
+  }
+  if (tokenizer?.special.eos != null) stop.add(tokenizer.special.eos);
+  return { dir, config, store, tokenizer, stopIds: [...stop] };
 }
 
 /**

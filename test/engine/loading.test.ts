@@ -152,4 +152,14 @@ describe('config.json', () => {
     assert.throws(() => openModelFolder(dir), /neither model.safetensors/);
     assert.throws(() => openModelFolder(path.join(dir, 'nope')), /does not exist/);
   });
+
+  test('generation_config.json adds stop ids; a bad one is named', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-gen-'));
+    const fx = path.join(__dirname, '..', '..', 'test', 'fixtures', 'granite-dense-nope');
+    for (const f of fs.readdirSync(fx)) fs.copyFileSync(path.join(fx, f), path.join(dir, f));
+    fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [0, 7] }));
+    assert.deepEqual([...openModelFolder(dir).stopIds].sort((a, b) => a - b), [0, 7]);
+    fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: 'x' }));
+    assert.throws(() => openModelFolder(dir), /eos_token_id "x" is not a token id/);
+  });
 });

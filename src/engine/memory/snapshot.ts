@@ -237,7 +237,10 @@ export function loadSnapshot<M>(file: string, modelId: string): Snapshot<M> {
  */
 export function modelIdentity(dir: string): string {
   const h = createHash('sha256');
-  const files = fs.readdirSync(dir).filter((f) => f === 'config.json' || f.endsWith('.safetensors') || f === 'tokenizer.json').sort();
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => f === 'config.json' || f.endsWith('.safetensors') || f === 'tokenizer.json' || f === 'tokenizer_config.json')
+    .sort();
   for (const f of files) {
     const p = path.join(dir, f);
     const st = fs.statSync(p);
