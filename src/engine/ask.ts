@@ -11,7 +11,7 @@ import type { TextTokenizer } from './tokenizer';
  * the assistant header; otherwise, with a file-separator token, the question is framed as one more "file"
  * after the workspace (the convention the bundled model is trained with), or as plain text.
  */
-export function questionTokens(tok: Pick<TextTokenizer, 'encode' | 'special' | 'config'>, question: string): number[] {
+export function questionTokens(tok: Pick<TextTokenizer, 'encode' | 'special'> & { config?: Record<string, unknown> }, question: string): number[] {
   // A chat model: the question closes the user turn that the workspace opened (see chat.ts).
   const format = chatFormat(tok.config);
   if (format) return chatQuestionTokens(tok, format, question);

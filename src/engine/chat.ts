@@ -22,7 +22,8 @@ export interface ChatFormat {
 }
 
 /** The chat format from tokenizer_config.json's chat_template, or null when there is none. */
-export function chatFormat(tokenizerConfig: Record<string, unknown>): ChatFormat | null {
+export function chatFormat(tokenizerConfig: Record<string, unknown> | undefined): ChatFormat | null {
+  if (!tokenizerConfig) return null;
   let template = tokenizerConfig['chat_template'];
   // Some configs hold a list of named templates: take "default".
   if (Array.isArray(template)) {
