@@ -45,10 +45,16 @@ async function main() {
     in: path.relative(root, p),
     out: 'test/' + path.relative(path.join(root, 'test'), p).replace(/[\\/]/g, '_').replace(/\.ts$/, ''),
   }));
+  // Tests that run inside VS Code (@vscode/test-electron, see .vscode-test.mjs): not node:test files.
+  const vscodeTests = walk(path.join(root, 'test', 'vscode'), (p) => p.endsWith('.vscode-test.ts')).map((p) => ({
+    in: path.relative(root, p),
+    out: 'vscode-test/' + path.basename(p).replace(/\.vscode-test\.ts$/, '.test'),
+  }));
   const builds = [
     esbuild.build({ ...common, entryPoints: node, outdir: 'dist', banner: { js: '' } }),
   ];
   if (tests.length) builds.push(esbuild.build({ ...common, entryPoints: tests, outdir: 'dist' }));
+  if (vscodeTests.length) builds.push(esbuild.build({ ...common, entryPoints: vscodeTests, outdir: 'dist' }));
   const web = [{ in: 'src/webview/chat.ts', out: 'webview/chat' }, { in: 'src/webview/memory.ts', out: 'webview/memory' }]
     .filter((e) => fs.existsSync(path.join(root, e.in)));
   if (web.length) builds.push(esbuild.build({ ...common, platform: 'browser', format: 'iife', external: [], entryPoints: web, outdir: 'dist' }));

@@ -1,0 +1,2 @@
+def alpha(x):
+    return x + 1

@@ -1,0 +1,3 @@
+export function beta(s: string): string {
+  return s.trim();
+}
