@@ -42,7 +42,7 @@ function axes(unit: (v: number) => string): uPlot.Axis[] {
   const grid = { stroke: cssVar('--vscode-editorWidget-border', 'rgba(128,128,128,0.25)'), width: 1 };
   return [
     { stroke: fg, grid, ticks: grid },
-    { stroke: fg, grid, ticks: grid, size: 60, values: (_u, vals) => vals.map(unit) },
+    { stroke: fg, grid, ticks: grid, size: 76, values: (_u, vals) => vals.map(unit) },
   ];
 }
 

@@ -215,11 +215,21 @@ try {
       }
     }
     if (!shown) throw new Error('no inline suggestion appeared');
-    const typed = await editor.innerText();
+    // The document text without the ghost text (which the editor renders inside the same lines).
+    const docText = () =>
+      editor.evaluate((el) => {
+        const copy = el.cloneNode(true);
+        for (const g of copy.querySelectorAll('[class*="ghost-text"]')) g.remove();
+        return copy.textContent;
+      });
+    const typed = await docText();
+    const suggestion = (await ghost.textContent())?.trim() ?? '';
     await page.keyboard.press('Tab');
     await page.waitForTimeout(500);
-    const after = await editor.innerText();
+    const after = await docText();
+    console.log(`  suggestion ${JSON.stringify(suggestion)}, line before ${JSON.stringify(typed.slice(-40))}, after ${JSON.stringify(after.slice(-40))}`);
     if (after === typed || after === before) throw new Error('accepting the suggestion did not change the document');
+    if ((await page.locator('[class*="ghost-text"]').count()) > 0 && after === typed) throw new Error('the suggestion is still a ghost');
   });
 
   await step('hostile model output runs nothing and fetches nothing', async () => {
