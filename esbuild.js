@@ -40,6 +40,7 @@ async function main() {
   const node = [
     { in: 'src/cli/cli.ts', out: 'cli' },
     { in: 'bench/bench.ts', out: 'bench' },
+    { in: 'bench/eval.ts', out: 'eval' },
     { in: 'src/extension/extension.ts', out: 'extension' },
     { in: 'src/extension/engineWorker.ts', out: 'engineWorker' },
   ].filter((e) => fs.existsSync(path.join(root, e.in)));

@@ -1,0 +1,144 @@
+// npm run eval -- --model DIR --data DIR [--files N] [--fim N] [--lookup N] [--lengths 4096,16384,65536]
+//                 [--backend webgpu|cpu] [--json FILE]
+//
+// Quality of a model on code it has not seen (DIR should hold held-out sources: packages left out of
+// training, see train/data.py HELD_OUT), measured on the engine itself:
+// - perplexity of held-out files, framed as in a workspace;
+// - FIM next-line exact match: a line cut out of a held-out file, completed with prefix and suffix;
+// - definition lookup: a synthetic workspace of held-out files of about L tokens, then
+//   "Where is `NAME` defined?" (the `ask` framing); correct when the answer names the defining file.
+
+import * as fs from 'fs';
+import { questionTokens } from '../src/engine/ask';
+import { completeAt } from '../src/engine/completion/complete';
+import { CpuModel } from '../src/engine/cpu/model';
+import { generateTokens } from '../src/engine/generate';
+import { GpuModel } from '../src/engine/gpu/model';
+import { openModelFolder, type LanguageModel } from '../src/engine/model';
+import { rng } from '../src/engine/sampling';
+import { frameFile, readWorkspaceFile, walkWorkspace } from '../src/workspace';
+import { intValue, parseArgs } from '../src/cli/args';
+
+interface SourceFile {
+  path: string;
+  text: string;
+}
+
+const DEF_RE = /^(?:def|class)\s+([A-Za-z_]\w{3,})|^(?:export\s+)?(?:function|class)\s+([A-Za-z_$][\w$]{3,})/gm;
+
+function definitions(text: string): string[] {
+  return [...text.matchAll(DEF_RE)].map((m) => m[1] ?? m[2]);
+}
+
+function logSoftmaxAt(row: Float32Array, id: number): number {
+  let max = -Infinity;
+  for (const v of row) if (v > max) max = v;
+  let sum = 0;
+  for (const v of row) sum += Math.exp(v - max);
+  return row[id] - max - Math.log(sum);
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2), {
+    values: ['model', 'data', 'files', 'fim', 'lookup', 'lengths', 'backend', 'json', 'seed'],
+  });
+  const modelDir = args.values.get('model');
+  const dataDir = args.values.get('data');
+  if (!modelDir || !dataDir) throw new Error('usage: npm run eval -- --model DIR --data DIR (held-out sources)');
+  const folder = openModelFolder(modelDir, { requireTokenizer: true });
+  const tok = folder.tokenizer!;
+  const model: LanguageModel = args.values.get('backend') === 'cpu' ? CpuModel.load(folder) : await GpuModel.load(folder, { kv: { gpuBudgetBytes: 1 << 30 } });
+  const random = rng(intValue(args, 'seed', 1));
+  const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)];
+
+  const listing = await walkWorkspace(dataDir);
+  const files: SourceFile[] = [];
+  for (const f of listing.files) {
+    const r = await readWorkspaceFile(f);
+    if ('text' in r && r.text.split('\n').length >= 4) files.push({ path: f.path, text: r.text });
+  }
+  if (files.length < 4) throw new Error(`${dataDir} has too few readable source files (${files.length}).`);
+  const frame = (f: SourceFile) => frameFile(f.path, f.text, tok.special, (s) => tok.encode(s));
+  const result: Record<string, unknown> = { model: modelDir, data: dataDir, files: files.length, date: new Date().toISOString() };
+
+  // 1. Perplexity over held-out files (each file on its own, up to 2,048 tokens).
+  {
+    let nll = 0;
+    let n = 0;
+    for (let i = 0; i < intValue(args, 'files', 20); i++) {
+      const ids = frame(pick(files)).slice(0, 2048);
+      if (ids.length < 2) continue;
+      model.reset();
+      const logits = await model.forward(ids.slice(0, -1), { allLogits: true });
+      const V = model.config.vocabSize;
+      for (let t = 0; t < ids.length - 1; t++) nll -= logSoftmaxAt(logits.subarray(t * V, (t + 1) * V), ids[t + 1]);
+      n += ids.length - 1;
+    }
+    result.perplexity = +Math.exp(nll / Math.max(1, n)).toFixed(3);
+    result.perplexityTokens = n;
+  }
+
+  // 2. FIM next-line exact match.
+  {
+    let hit = 0;
+    const total = intValue(args, 'fim', 20);
+    for (let i = 0; i < total; i++) {
+      const f = pick(files);
+      const lines = f.text.split('\n');
+      let j = 1 + Math.floor(random() * (lines.length - 2));
+      for (let k = 0; k < lines.length && !lines[j].trim(); k++) j = 1 + ((j + 1) % (lines.length - 2));
+      const prefix = lines.slice(0, j).join('\n') + '\n';
+      const suffix = '\n' + lines.slice(j + 1).join('\n');
+      model.reset();
+      const r = await completeAt(model, tok, { path: f.path, prefix, suffix, maxTokens: 48, maxLines: 1 });
+      if (r.text.trim() === lines[j].trim()) hit++;
+    }
+    result.fimExactMatch = +(hit / Math.max(1, total)).toFixed(3);
+    result.fimCases = total;
+  }
+
+  // 3. Definition lookup at growing workspace lengths.
+  const lengths = (args.values.get('lengths') ?? '4096,16384,65536').split(',').map(Number);
+  const lookup: Record<string, number> = {};
+  for (const L of lengths) {
+    let hit = 0;
+    const total = intValue(args, 'lookup', 10);
+    for (let i = 0; i < total; i++) {
+      const withDefs = files.filter((f) => definitions(f.text).length > 0);
+      const target = pick(withDefs);
+      const name = pick(definitions(target.text));
+      const chosen: number[][] = [];
+      let size = 0;
+      for (let guard = 0; size < L && guard < 10 * files.length; guard++) {
+        const f = pick(files);
+        if (f.path === target.path) continue;
+        const ids = frame(f);
+        chosen.push(ids);
+        size += ids.length;
+      }
+      while (chosen.length && size > L) size -= chosen.shift()!.length;
+      chosen.splice(Math.floor(random() * (chosen.length + 1)), 0, frame(target));
+      model.reset();
+      for (const ids of chosen) await model.forward(ids);
+      const out: number[] = [];
+      for await (const id of generateTokens(model, questionTokens(tok, `Where is \`${name}\` defined?`), { maxNewTokens: 24, greedy: true, stopIds: folder.stopIds })) {
+        if (folder.stopIds.includes(id)) break;
+        out.push(id);
+      }
+      if (tok.decode(out).includes(target.path)) hit++;
+    }
+    lookup[String(L)] = +(hit / Math.max(1, total)).toFixed(3);
+  }
+  result.definitionLookupAccuracy = lookup;
+  console.log(JSON.stringify(result, null, 2));
+  if (args.values.has('json')) fs.writeFileSync(args.values.get('json')!, JSON.stringify(result, null, 2) + '\n');
+  model.dispose();
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
