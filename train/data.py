@@ -5,12 +5,13 @@
 - JS/TS: carried from the development machine as train/js_corpus.jsonl.xz (made by train/pack_js.sh), split by
   package the same way.
 
-Three kinds of examples, mixed by the trainer:
-- next-token: files framed as a workspace (<filename>path\\n text <file_sep>), packed into sequences;
-- FIM (about half): <filename>path\\n <fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle <|endoftext|>;
-- definition lookup: a synthetic workspace (many real files plus one that defines NAME), then
-  <file_sep>Question: Where is `NAME` defined?\\nAnswer: path<|endoftext|>, at lengths growing to >= 16K tokens,
-  the same framing the engine uses for `ask` (src/engine/ask.ts questionTokens).
+Three kinds of examples, mixed inside every training row (Examples.row):
+- next-token: files framed as a workspace (<filename>path\\n text <file_sep>);
+- FIM (about half the files): <filename>path\\n <fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle
+  <|endoftext|>, the engine's completion prompt (src/engine/completion/fim.ts);
+- definition lookup: after files, <file_sep>Question: Where is `NAME` defined?\\nAnswer: path<|endoftext|>
+  about a file seen earlier in the row, at distances up to the row length (16K tokens), the same framing
+  the engine uses for `ask` (src/engine/ask.ts questionTokens).
 """
 import json
 import lzma
@@ -72,13 +73,23 @@ def definitions(text):
 
 
 class Examples:
-    """Token sequences of the three kinds, from a corpus split, with a tokenizer (tokenizers.Tokenizer)."""
+    """Training rows built from a corpus split with a tokenizer (tokenizers.Tokenizer).
 
-    def __init__(self, tok, files, seed=0):
+    A row is one workspace stream of a fixed length (one compiled shape for the whole run):
+    files framed as in the engine, about half of them FIM-transformed (PSM, loss on every token), and after
+    files, questions "Where is `NAME` defined?" about any file seen earlier in the row, answered with its path
+    (loss only on the answer). Questions land at every distance from their file, from a few tokens to the
+    whole row, so one row teaches the lookup at every context length up to its own.
+    """
+
+    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.75, answer_weight=3.0):
         self.tok = tok
         self.files = files
         self.rng = random.Random(seed)
         self.sp = {s: tok.token_to_id(s) for s in SPECIAL}
+        self.fim_rate = fim_rate
+        self.question_rate = question_rate
+        self.answer_weight = answer_weight
 
     def enc(self, s):
         return self.tok.encode(s, add_special_tokens=False).ids
@@ -86,66 +97,79 @@ class Examples:
     def frame(self, path, text):
         return [self.sp["<filename>"]] + self.enc(path + "\n") + self.enc(text) + [self.sp["<file_sep>"]]
 
-    def workspace(self, n_tokens):
-        """Random real files framed as a workspace, about n_tokens long."""
-        ids, paths = [], []
-        while len(ids) < n_tokens:
-            _, path, text = self.rng.choice(self.files)
-            ids += self.frame(path, text)
-            paths.append(path)
-        return ids, paths
-
-    def next_token(self, length):
-        ids, _ = self.workspace(length + 1)
-        start = self.rng.randrange(0, max(1, len(ids) - length - 1))
-        x = ids[start:start + length + 1]
-        return x, [1] * len(x)
-
-    def fim(self, length):
-        """A context workspace then one FIM example; loss only on the middle."""
-        for _ in range(20):
-            _, path, text = self.rng.choice(self.files)
-            lines = text.splitlines(keepends=True)
-            if len(lines) >= 4:
-                break
+    def fim_frame(self, path, text):
+        """The file as the engine's completion prompt (src/engine/completion/fim.ts) plus the middle: a span
+        of 1-5 whole lines (or part of a line) cut out."""
+        lines = text.splitlines(keepends=True)
+        if len(lines) < 3:
+            return None
         a = self.rng.randrange(1, len(lines) - 1)
         b = min(len(lines), a + self.rng.choice([1, 1, 1, 2, 3, 5]))
         pre, mid, suf = "".join(lines[:a]), "".join(lines[a:b]), "".join(lines[b:])
-        tail = ([self.sp["<filename>"]] + self.enc(path + "\n") + [self.sp["<fim_prefix>"]] + self.enc(pre)[-1500:] +
-                [self.sp["<fim_suffix>"]] + self.enc(suf)[:500] + [self.sp["<fim_middle>"]])
-        target = self.enc(mid) + [self.sp["<|endoftext|>"]]
-        ctx, _ = self.workspace(max(0, length - len(tail) - len(target)))
-        ctx = ctx[-max(0, length - len(tail) - len(target)):] if length - len(tail) - len(target) > 0 else []
-        x = ctx + tail + target
-        mask = [0] * (len(ctx) + len(tail)) + [1] * len(target)
-        return x[: length + 1], mask[: length + 1]
+        if self.rng.random() < 0.3 and len(mid) > 2:  # cursor inside the line
+            cut = self.rng.randrange(1, len(mid) - 1)
+            pre, mid = pre + mid[:cut], mid[cut:]
+        return ([self.sp["<filename>"]] + self.enc(path + "\n") + [self.sp["<fim_prefix>"]] + self.enc(pre) +
+                [self.sp["<fim_suffix>"]] + self.enc(suf) + [self.sp["<fim_middle>"]] + self.enc(mid) +
+                [self.sp["<|endoftext|>"]])
 
-    def lookup(self, length):
-        """Where is NAME defined? over a workspace of ~length tokens; loss only on the answer."""
-        for _ in range(50):
-            _, path, text = self.rng.choice(self.files)
-            names = definitions(text)
-            if names:
-                break
-        name = self.rng.choice(names)
+    def question(self, name, path):
         q = [self.sp["<file_sep>"]] + self.enc(f"Question: Where is `{name}` defined?\nAnswer:")
-        ans = self.enc(" " + path) + [self.sp["<|endoftext|>"]]
-        target = self.frame(path, text)[: length // 2]
-        room = length - len(q) - len(ans) - len(target)
-        files = []
-        while room > 0 and sum(len(f) for f in files) < room:
-            _, p2, t2 = self.rng.choice(self.files)
-            if p2 != path:
-                files.append(self.frame(p2, t2))
-        while files and sum(len(f) for f in files) > room:
-            files.pop(0)  # whole files only, so every file in the context is complete
-        files.insert(self.rng.randrange(0, len(files) + 1), target)
-        x = [t for f in files for t in f]
-        seq = x + q + ans
-        mask = [0] * (len(x) + len(q)) + [1] * len(ans)
-        return seq, mask
+        return q, self.enc(" " + path) + [self.sp["<|endoftext|>"]]
+
+    def row(self, length):
+        """(ids, weights) of length + 1 tokens."""
+        ids, w = [], []
+        seen = []  # (path, [names]) of files in the row
+        defined = {}  # name -> number of files in the row defining it
+        paths, asked = set(), set()
+        while len(ids) < length + 1:
+            _, path, text = self.rng.choice(self.files)
+            if path in paths:
+                continue
+            paths.add(path)
+            f = self.fim_frame(path, text) if self.rng.random() < self.fim_rate else None
+            f = f or self.frame(path, text)
+            ids += f
+            w += [1.0] * len(f)
+            names = definitions(text)
+            for n in set(names):
+                defined[n] = defined.get(n, 0) + 1
+            if names:
+                seen.append((path, names))
+            while self.rng.random() < self.question_rate:
+                # no repeated question (the answer could be copied) and no name defined in two files
+                open_ = [(p, [n for n in ns if defined[n] == 1 and n not in asked]) for p, ns in seen]
+                open_ = [(p, ns) for p, ns in open_ if ns]
+                if not open_:
+                    break
+                p, ns = self.rng.choice(open_)
+                name = self.rng.choice(ns)
+                asked.add(name)
+                q, a = self.question(name, p)
+                ids += q + a
+                w += [0.0] * len(q) + [self.answer_weight] * len(a)
+        return ids[: length + 1], w[: length + 1]
+
+
+def write_heldout(out, js_path=None):
+    """Writes the held-out split (packages never trained on) as files under `out`, for `npm run eval --data`."""
+    n = 0
+    for _, rel, text in load_corpus(js_path)["eval"]:
+        dest = os.path.join(out, *rel.split("/"))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with open(dest, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        n += 1
+    return n
 
 
 if __name__ == "__main__":
-    c = load_corpus(sys.argv[1] if len(sys.argv) > 1 else None, limit_chars=5_000_000)
+    # python3 train/data.py [JS_CORPUS] [--heldout DIR]
+    js = next((x for x in sys.argv[1:] if not x.startswith("--") and x.endswith(".xz")), None)
+    if "--heldout" in sys.argv:
+        out = sys.argv[sys.argv.index("--heldout") + 1]
+        print(json.dumps({"heldout": out, "files": write_heldout(out, js)}))
+        sys.exit(0)
+    c = load_corpus(js, limit_chars=5_000_000)
     print({k: len(v) for k, v in c.items()}, sum(len(t) for _, _, t in c["train"]), "chars")

@@ -2,17 +2,20 @@
 
 A small granitemoehybrid (Mamba-2 layers + 2 attention layers, no positional encoding, like Granite 4.0-H)
 with a 16K byte-level BPE tokenizer, on real source code (train/data.py): next-token, FIM (~50%) and the
-synthetic "Where is NAME defined?" workspace task at lengths growing to 16K tokens. One command runs for at
-most --minutes and saves a checkpoint (weights + optimizer) under --work; the next command resumes from it.
+synthetic "Where is NAME defined?" workspace task, all inside 16K-token rows (train/data.py Examples.row). One
+command runs for at most --minutes and saves checkpoints (weights + optimizer) under --work; the next command
+resumes from it, and the learning-rate schedule follows --total-minutes of training over all of them.
 
-    python3 train/train.py --work /tmp/sw-train --minutes 8 [--js train/js_corpus.jsonl.xz]
+    python3 train/train.py --work /tmp/sw-train --compile --minutes 9 --total-minutes 18
     python3 train/export.py --work /tmp/sw-train --out models/default
 """
 import argparse
 import json
 import math
 import os
+import queue
 import random
+import threading
 import time
 
 import torch
@@ -47,81 +50,106 @@ def build_tokenizer(files, path):
     return tok
 
 
-def schedule(step):
-    """Sequence length and task mix grow with training: short next-token/FIM first, then long lookups."""
-    length = min(16384, 1024 * 2 ** (step // 400))
-    return length
+class Batches:
+    """Rows made on a background thread (tokenizing is in Rust and releases the GIL) so the GPU never waits."""
 
+    def __init__(self, ex, length, rows, depth=6):
+        self.q = queue.Queue(maxsize=depth)
+        self.ex, self.length, self.rows = ex, length, rows
+        threading.Thread(target=self._run, daemon=True).start()
 
-def batch(ex, step, tokens_per_batch, device):
-    length = schedule(step)
-    bs = max(1, tokens_per_batch // length)
-    xs, ms = [], []
-    for _ in range(bs):
-        r = ex.rng.random()
-        kind = ex.fim if r < 0.45 else ex.lookup if r < 0.75 else ex.next_token
-        x, m = kind(length)
-        x, m = x[: length + 1], m[: length + 1]
-        pad = length + 1 - len(x)
-        xs.append(x + [ex.sp["<fim_pad>"]] * pad)
-        ms.append(m + [0] * pad)
-    x = torch.tensor(xs, device=device)
-    m = torch.tensor(ms, device=device, dtype=torch.float32)
-    return x[:, :-1], x[:, 1:], m[:, 1:], length
+    def _run(self):
+        while True:
+            rows = [self.ex.row(self.length) for _ in range(self.rows)]
+            self.q.put((torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows], dtype=torch.float32)))
+
+    def next(self, device):
+        x, w = self.q.get()
+        x, w = x.to(device, non_blocking=True), w.to(device, non_blocking=True)
+        return x[:, :-1], x[:, 1:], w[:, 1:]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
-    ap.add_argument("--minutes", type=float, default=8)
+    ap.add_argument("--minutes", type=float, default=8, help="wall-clock budget of this command, setup included")
+    ap.add_argument("--total-minutes", type=float, default=None, help="training time of the whole run (lr schedule); default --minutes")
     ap.add_argument("--js", default=os.path.join(os.path.dirname(__file__), "js_corpus.jsonl.xz"))
-    ap.add_argument("--tokens-per-batch", type=int, default=65536)
+    ap.add_argument("--length", type=int, default=16384, help="row length in tokens")
+    ap.add_argument("--rows", type=int, default=4, help="rows per batch")
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--max-steps", type=int, default=100000)
+    ap.add_argument("--save-every", type=float, default=240, help="seconds between checkpoints")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--corpus-mb", type=float, default=None, help="read at most this much Python source (smoke runs)")
+    ap.add_argument("--small", action="store_true", help="a tiny model (CPU smoke runs)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = ap.parse_args()
+    t0 = time.time()
+    t_end = t0 + a.minutes * 60
+    total = (a.total_minutes or a.minutes) * 60
     os.makedirs(a.work, exist_ok=True)
-    t_end = time.time() + a.minutes * 60
     corpus = data.load_corpus(a.js, limit_chars=a.corpus_mb * 2**20 if a.corpus_mb else None)
-    print({k: len(v) for k, v in corpus.items()}, flush=True)
+    print(json.dumps({k: len(v) for k, v in corpus.items()}), flush=True)
     tok = build_tokenizer(corpus["train"], os.path.join(a.work, "tokenizer.json"))
     ex = data.Examples(tok, corpus["train"], seed=int(time.time()))
-    cfg = GraniteMoeHybridConfig(**MODEL, bos_token_id=None, eos_token_id=tok.token_to_id("<|endoftext|>"),
+    conf = dict(MODEL, **(dict(hidden_size=64, mamba_n_heads=2, shared_intermediate_size=128, num_hidden_layers=4,
+                                layer_types=["mamba", "attention", "mamba", "attention"]) if a.small else {}))
+    cfg = GraniteMoeHybridConfig(**conf, bos_token_id=None, eos_token_id=tok.token_to_id("<|endoftext|>"),
                                  pad_token_id=tok.token_to_id("<fim_pad>"))
     dev = a.device
     model = GraniteMoeHybridForCausalLM(cfg).to(dev)
     print("params", sum(p.numel() for p in model.parameters()), flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    step = 0
+    step, trained = 0, 0.0  # trained: seconds spent in training steps over the whole run (lr schedule)
     ckpt = os.path.join(a.work, "ckpt.pt")
     if os.path.exists(ckpt):
         st = torch.load(ckpt, map_location=dev)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
-        step = st["step"]
+        step, trained = st["step"], st.get("trained", 0.0)
         print("resumed at step", step, flush=True)
+
+    def save():
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "trained": trained,
+                    "config": conf}, ckpt + ".tmp")
+        os.replace(ckpt + ".tmp", ckpt)
+        print(json.dumps({"saved": ckpt, "step": step, "trained_s": round(trained)}), flush=True)
+
+    batches = Batches(ex, a.length, a.rows)
     fwd = torch.compile(model) if a.compile else model
     model.train()
-    while time.time() < t_end and step < a.max_steps:
-        x, y, m, length = batch(ex, step, a.tokens_per_batch, dev)
-        lr = a.lr * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / a.max_steps))))
+    last_save = time.time()
+    seen = 0
+    while time.time() < t_end and trained < total:
+        ts = time.time()
+        x, y, w = batches.next(dev)
+        lr = a.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, trained / total))))
         for g in opt.param_groups:
             g["lr"] = lr
         with torch.autocast(dev.split(":")[0], dtype=torch.bfloat16, enabled=dev.startswith("cuda")):
-            logits = fwd(input_ids=x).logits.float()
-        loss = (torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none") * m.reshape(-1)).sum() / m.sum().clamp(min=1)
+            logits = fwd(input_ids=x).logits
+        flat = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+        loss = (flat * w.reshape(-1)).sum() / w.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % 50 == 0:
-            print(json.dumps({"step": step, "len": length, "loss": round(loss.item(), 4), "lr": round(lr, 6)}), flush=True)
+        seen += x.numel()
+        if step % 25 == 0:
+            with torch.no_grad():
+                ans = w.reshape(-1) > 1  # answer tokens of the lookup questions
+                acc = (logits.reshape(-1, logits.shape[-1]).argmax(-1) == y.reshape(-1))[ans].float().mean().item() if ans.any() else float("nan")
+                text = flat[w.reshape(-1) == 1].mean().item()
+            print(json.dumps({"step": step, "loss": round(loss.item(), 4), "text_loss": round(text, 4),
+                              "answer_token_acc": round(acc, 4), "lr": round(lr, 6), "tokens": seen,
+                              "tok_s": round(x.numel() / (time.time() - ts)), "elapsed": round(time.time() - t0)}), flush=True)
         step += 1
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "config": MODEL}, ckpt + ".tmp")
-    os.replace(ckpt + ".tmp", ckpt)
-    print("saved", ckpt, "step", step, flush=True)
+        if step > 3:  # the first steps are compile time, not training
+            trained += time.time() - ts
+        if time.time() - last_save > a.save_every:
+            save()
+            last_save = time.time()
+    save()
 
 
 if __name__ == "__main__":
