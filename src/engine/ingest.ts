@@ -8,7 +8,7 @@
 
 import { createHash } from 'crypto';
 import * as path from 'path';
-import { saveSnapshot, loadSnapshot, SnapshotError, type Checkpoint } from './memory/snapshot';
+import { saveSnapshot, loadSnapshot, SnapshotError, type Checkpoint, type Snapshot } from './memory/snapshot';
 import type { LanguageModel, MemoryReport, ModelState } from './model';
 import { chatFormat, preambleTokens } from './chat';
 import type { TextTokenizer } from './tokenizer';
@@ -48,6 +48,8 @@ export interface IngestReport {
   reingestedTokens: number;
   snapshot: string | null;
   snapshotProblem: string | null; // why an existing snapshot could not be used
+  /** Seconds from the start of the sync until the state was restored (scan, hash, snapshot open, import). */
+  restoreSeconds: number;
   cancelled: boolean;
   memory: MemoryReport;
 }
@@ -73,7 +75,8 @@ export interface IngestOptions {
 interface FileText {
   path: string;
   sha256: string;
-  tokens: number[];
+  text: string;
+  tokens: number[] | null; // framed tokens, made when needed
 }
 
 function sha256(text: string): string {
@@ -128,24 +131,19 @@ export class WorkspaceIngest {
     const skipped: Record<string, number> = {};
     for (const s of listing.skipped) skipped[s.reason] = (skipped[s.reason] ?? 0) + 1;
 
-    // Read and frame every file (the prefix is only hashed; its tokens are needed only if re-ingested).
+    // Read and hash every file. Tokens are made only for files that are (re)ingested: those the snapshot
+    // already holds unchanged are known by their token span in its manifest.
     const texts: FileText[] = [];
-    let total = 0;
     for (const f of listing.files) {
       if (opts.signal?.aborted) break;
-      if (this.opts.maxTokens !== undefined && total >= this.opts.maxTokens) {
-        skipped['token-limit'] = (skipped['token-limit'] ?? 0) + 1;
-        continue;
-      }
       const r = await readWorkspaceFile(f, this.opts.walk);
       if ('skipped' in r) {
         skipped[r.skipped] = (skipped[r.skipped] ?? 0) + 1;
         continue;
       }
-      const tokens = frameFile(f.path, r.text, this.tokenizer.special, (s) => this.tokenizer.encode(s));
-      total += tokens.length;
-      texts.push({ path: f.path, sha256: sha256(r.text), tokens });
+      texts.push({ path: f.path, sha256: sha256(r.text), text: r.text, tokens: null });
     }
+    const tokensOf = (t: FileText): number[] => (t.tokens ??= frameFile(t.path, t.text, this.tokenizer.special, (s) => this.tokenizer.encode(s)));
 
     // Restore what the snapshot still covers.
     const snapFile = this.snapshotPath();
@@ -156,13 +154,37 @@ export class WorkspaceIngest {
     this.model.reset();
     this.checkpoints = [];
     const manifest: WorkspaceManifest = { root: path.resolve(this.opts.workspace), files: [], partial: null };
+    let snap: Snapshot<WorkspaceManifest> | null = null;
     if (snapFile) {
       try {
         progress({ phase: 'restoring', files: 0, filesTotal: texts.length, tokens: 0, tokensPerSecond: 0, etaSeconds: null });
-        const snap = loadSnapshot<WorkspaceManifest>(snapFile, this.opts.modelId);
-        const old = snap.manifest;
-        let k = 0; // common prefix
-        while (k < old.files.length && k < texts.length && old.files[k].path === texts[k].path && old.files[k].sha256 === texts[k].sha256) k++;
+        snap = loadSnapshot<WorkspaceManifest>(snapFile, this.opts.modelId);
+      } catch (e) {
+        if (!(e instanceof SnapshotError)) throw e;
+        if (e.kind !== 'missing') snapshotProblem = e.message;
+      }
+    }
+    // The token limit: files the snapshot holds count by their span, the others are tokenized.
+    const old = snap?.manifest;
+    let common = 0; // files at the start unchanged since the snapshot
+    while (old && common < old.files.length && common < texts.length && old.files[common].path === texts[common].path && old.files[common].sha256 === texts[common].sha256) common++;
+    if (this.opts.maxTokens !== undefined) {
+      let total = 0;
+      let keep = texts.length;
+      for (let i = 0; i < texts.length; i++) {
+        if (total >= this.opts.maxTokens) {
+          keep = i;
+          break;
+        }
+        total += i < common ? old!.files[i].end - old!.files[i].start : tokensOf(texts[i]).length;
+      }
+      if (keep < texts.length) skipped['token-limit'] = (skipped['token-limit'] ?? 0) + texts.length - keep;
+      texts.length = keep;
+      common = Math.min(common, keep);
+    }
+    if (snap && old) {
+      try {
+        const k = common;
         let position: number;
         let mamba: ModelState['mamba'];
         const partialOk = k === old.files.length && old.partial && texts[k] && old.partial.path === texts[k].path && old.partial.sha256 === texts[k].sha256;
@@ -182,14 +204,8 @@ export class WorkspaceIngest {
           mamba = c ? c.mamba : [];
         }
         if (position > 0) {
-          await this.model.importState({
-            position,
-            mamba,
-            kv: snap.state.kv.map((kv) => {
-              const row = kv.k.length / Math.max(1, snap.state.position);
-              return { k: kv.k.subarray(0, position * row), v: kv.v.subarray(0, position * row) };
-            }),
-          });
+          // The K/V stays in the snapshot file; blocks are read when attention selects them.
+          await this.model.importState({ position, mamba, kv: [], kvBlocks: snap.state.kvBlocks });
           manifest.files = old.files.filter((f) => f.end <= position);
           this.checkpoints = snap.checkpoints.filter((c) => c.position <= position);
           // The position may fall inside a file (checkpoints sit at chunk boundaries): skip what is in the state.
@@ -200,9 +216,15 @@ export class WorkspaceIngest {
         }
       } catch (e) {
         if (!(e instanceof SnapshotError)) throw e;
-        if (e.kind !== 'missing') snapshotProblem = e.message;
+        snapshotProblem = e.message;
+        this.model.reset();
+        this.checkpoints = [];
+        manifest.files = [];
+        startFile = 0;
+        skipTokens = 0;
       }
     }
+    const restoreSeconds = (performance.now() - t0) / 1000;
 
     // Ingest the tail as one token stream cut into equal chunks (one recorded GPU pass serves them all),
     // keeping a Mamba checkpoint at a chunk boundary every `every` tokens. A checkpoint may fall inside a
@@ -212,7 +234,7 @@ export class WorkspaceIngest {
     const tIngest = performance.now();
     let lastCheckpoint = this.checkpoints.at(-1)?.position ?? 0;
     let cancelled = false;
-    const totalTail = texts.slice(startFile).reduce((n, t) => n + t.tokens.length, 0) - skipTokens;
+    const totalTail = texts.slice(startFile).reduce((n, t) => n + tokensOf(t).length, 0) - skipTokens;
     // Checkpoints every 4,096 tokens, or sparser for a large workspace (the ladder keeps a bounded number anyway).
     const every = everyOpt ?? Math.max(4096, Math.ceil(totalTail / (this.opts.maxCheckpoints ?? 24)));
     const queued: ManifestFile[] = []; // files fed into `pending`, not yet wholly in the state
@@ -250,9 +272,10 @@ export class WorkspaceIngest {
     for (let i = startFile; i < texts.length && !cancelled; i++) {
       const t = texts[i];
       const skip = i === startFile ? skipTokens : 0;
-      queued.push({ path: t.path, sha256: t.sha256, start: fedEnd - skip, end: fedEnd - skip + t.tokens.length });
-      fedEnd += t.tokens.length - skip;
-      pending = pending.concat(skip ? t.tokens.slice(skip) : t.tokens);
+      const tokens = tokensOf(t);
+      queued.push({ path: t.path, sha256: t.sha256, start: fedEnd - skip, end: fedEnd - skip + tokens.length });
+      fedEnd += tokens.length - skip;
+      pending = pending.concat(skip ? tokens.slice(skip) : tokens);
       current = t.path;
       while (pending.length >= chunk) {
         if (!(await feed(chunk))) {
@@ -272,8 +295,17 @@ export class WorkspaceIngest {
     let saved: string | null = null;
     if (snapFile && (reingested > 0 || !resumed || snapshotProblem)) {
       progress({ phase: 'saving', files: manifest.files.length, filesTotal: texts.length, tokens: this.model.position, tokensPerSecond: 0, etaSeconds: 0 });
-      saveSnapshot(snapFile, this.opts.modelId, await this.model.exportState(), manifest, this.checkpoints);
+      saveSnapshot(snapFile, this.opts.modelId, await this.model.exportState({ kv: 'blocks' }), manifest, this.checkpoints);
       saved = snapFile;
+      // The K/V now lives in the new snapshot: take it from there (host memory held for it is released), and
+      // the checkpoints too.
+      try {
+        const fresh = loadSnapshot<WorkspaceManifest>(snapFile, this.opts.modelId);
+        await this.model.importState({ position: this.model.position, mamba: (await this.model.exportState({ kv: false })).mamba, kv: [], kvBlocks: fresh.state.kvBlocks });
+        this.checkpoints = fresh.checkpoints;
+      } catch (e) {
+        if (!(e instanceof SnapshotError)) throw e;
+      }
     } else if (snapFile) saved = snapFile;
     const seconds = (performance.now() - t0) / 1000;
     const ingestSecs = (performance.now() - tIngest) / 1000;
@@ -288,6 +320,7 @@ export class WorkspaceIngest {
       reingestedTokens: reingested,
       snapshot: saved,
       snapshotProblem,
+      restoreSeconds,
       cancelled,
       memory: this.model.memory(),
     };

@@ -3,6 +3,7 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
+import type { KvBlockSource } from './memory/kvBlocks';
 import { configFromJson, parseConfigJson, type ModelConfig } from './config';
 import { ModelFormatError } from './errors';
 import { WeightStore } from './safetensors';
@@ -54,7 +55,13 @@ export function openModelFolder(dir: string, opts: { requireTokenizer?: boolean 
 export interface ModelState {
   position: number;
   mamba: { conv: Float32Array; ssm: Float32Array }[];
+  /** Dense K/V rows per attention layer; empty when `kvBlocks` holds them. */
   kv: { k: Float32Array; v: Float32Array }[];
+  /**
+   * The K/V as block sources instead (no copy): a snapshot read on demand, or the model's own block stores
+   * (export with kv: 'blocks', valid until the model runs again).
+   */
+  kvBlocks?: KvBlockSource[];
 }
 
 /** Where the bytes are, for the status-bar gauge and the memory panel. */
@@ -88,9 +95,12 @@ export interface LanguageModel {
   reset(): void;
   /** Bytes used now, by component. */
   memory(): MemoryReport;
-  /** Copies the state out (for snapshots); with kv: false only the Mamba part (for checkpoints). */
-  exportState(opts?: { kv?: boolean }): Promise<ModelState>;
-  /** Replaces the state with a saved one. */
+  /**
+   * Copies the state out (for snapshots); with kv: false only the Mamba part (for checkpoints); with
+   * kv: 'blocks' the K/V as block sources, without a dense copy (valid until the model runs again).
+   */
+  exportState(opts?: { kv?: boolean | 'blocks' }): Promise<ModelState>;
+  /** Replaces the state with a saved one (K/V sources are read when needed, not all at once). */
   importState(state: ModelState): Promise<void>;
   /** Remembers the current state cheaply so a question or completion can run and then be undone. */
   fork(): Promise<StateMark>;

@@ -126,14 +126,30 @@ describe('workspace ingest', () => {
     const root = makeWorkspace();
     const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-'));
     const r0 = await session(root, cache).sync();
-    const bytes = fs.readFileSync(r0.snapshot!);
-    bytes[bytes.length - 1] ^= 0xff;
+    const good = fs.readFileSync(r0.snapshot!);
+    const bytes = Buffer.from(good);
+    bytes[bytes.length - 30] ^= 0xff; // inside the header
     fs.writeFileSync(r0.snapshot!, bytes);
     const r1 = await session(root, cache).sync();
     assert.equal(r1.resumedFromSnapshot, false);
     assert.match(r1.snapshotProblem ?? '', /checksum/);
     const r2 = await session(root, cache).sync();
     assert.equal(r2.resumedFromSnapshot, true);
+    // A damaged K/V block is only found when attention reads it: the run stops with a clear error, the
+    // snapshot is set aside, and the next sync reads the workspace again and answers as before.
+    const ref = session(root, cache);
+    await ref.sync();
+    const want = await probe(ref);
+    const damaged = Buffer.from(fs.readFileSync(r0.snapshot!));
+    damaged[16 + 100] ^= 0x40; // K of block 0 of the first attention layer
+    fs.writeFileSync(r0.snapshot!, damaged);
+    const hurt = session(root, cache);
+    assert.equal((await hurt.sync()).resumedFromSnapshot, true);
+    await assert.rejects(probe(hurt), /corrupt \(checksum\)/);
+    const healed = session(root, cache);
+    const r4 = await healed.sync();
+    assert.equal(r4.resumedFromSnapshot, false);
+    assert.ok(relError(await probe(healed), want) < 1e-6);
     const r3 = await session(root, cache, { modelId: 'another-model' }).sync();
     assert.equal(r3.resumedFromSnapshot, false);
   });

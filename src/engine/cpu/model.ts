@@ -98,11 +98,13 @@ export class CpuModel implements LanguageModel {
     return { weightsBytes, stateBytes, kvGpuBytes: 0, kvHostBytes, kvDiskBytes, scratchBytes: 0, kvBudgetBytes: 0 };
   }
 
-  async exportState(opts: { kv?: boolean } = {}): Promise<ModelState> {
+  async exportState(opts: { kv?: boolean | 'blocks' } = {}): Promise<ModelState> {
+    const stores = this.kv.filter((s): s is KvState => s !== null);
     return {
       position: this.pos,
       mamba: this.mambaState.filter((s): s is MambaState => s !== null).map((s) => ({ conv: s.conv.slice(), ssm: s.ssm.slice() })),
-      kv: opts.kv === false ? [] : this.kv.filter((s): s is KvState => s !== null).map((s) => s.dense()),
+      kv: opts.kv === false || opts.kv === 'blocks' ? [] : stores.map((s) => s.dense()),
+      ...(opts.kv === 'blocks' ? { kvBlocks: stores } : {}),
     };
   }
 
@@ -111,12 +113,13 @@ export class CpuModel implements LanguageModel {
     this.reset();
     const mambas = this.mambaState.filter((s): s is MambaState => s !== null);
     const kvs = this.kv.filter((s): s is KvState => s !== null);
-    if (state.mamba.length !== mambas.length || state.kv.length !== kvs.length) throw new RangeError('state does not match this model.');
+    if (state.mamba.length !== mambas.length || (state.kvBlocks ?? state.kv).length !== kvs.length) throw new RangeError('state does not match this model.');
     mambas.forEach((s, i) => {
       s.conv.set(state.mamba[i].conv);
       s.ssm.set(state.mamba[i].ssm);
     });
-    kvs.forEach((s, i) => s.append(state.kv[i].k.subarray(0, state.position * kd), state.kv[i].v.subarray(0, state.position * kd)));
+    if (state.kvBlocks) kvs.forEach((s, i) => s.adopt(state.kvBlocks![i], state.position));
+    else kvs.forEach((s, i) => s.append(state.kv[i].k.subarray(0, state.position * kd), state.kv[i].v.subarray(0, state.position * kd)));
     this.pos = state.position;
   }
 

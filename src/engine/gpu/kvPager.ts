@@ -12,7 +12,7 @@
 // already in a slot (least recently used slots are reused), then run the layer's attention.
 
 import type { ModelConfig } from '../config';
-import { BLOCK_ROWS, HostBudget, KvBlockStore, selectBlocks } from '../memory/kvBlocks';
+import { BLOCK_ROWS, HostBudget, KvBlockStore, selectBlocks, type KvBlockSource } from '../memory/kvBlocks';
 import type { Gpu } from './device';
 import type { Act } from './ops';
 
@@ -157,13 +157,17 @@ export class SparseKv {
     l.summariesUploaded = 0;
   }
 
-  /** Replaces a layer's rows with these (import of a saved state). */
-  adoptHost(layer: number, k: Float32Array, v: Float32Array): void {
+  /** Replaces a layer's rows with the first `rows` of a source (import of a saved state); nothing is read yet. */
+  adoptSource(layer: number, src: KvBlockSource, rows: number): void {
     const l = this.layers[layer];
-    l.store.truncate(0);
-    l.store.append(k, v);
+    l.store.adopt(src, rows);
     l.slotBlock.fill(-1);
     l.summariesUploaded = 0;
+  }
+
+  /** A layer's rows as a block source (for a snapshot), valid until the model runs again. */
+  source(layer: number): KvBlockSource {
+    return this.layers[layer].store;
   }
 
   dense(layer: number, rows: number): { k: Float32Array; v: Float32Array } {

@@ -10,6 +10,7 @@
 import type { ModelConfig } from '../config';
 import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
 import { loadWeights, type ModelWeights } from '../models/weights';
+import { denseKvSource, readDense } from '../memory/kvBlocks';
 import { Gpu, type GpuWeight } from './device';
 import { SparseKv, type SparseKvOptions } from './kvPager';
 import { CommandList, type Act } from './ops';
@@ -165,7 +166,7 @@ export class GpuModel implements LanguageModel {
     };
   }
 
-  async exportState(opts: { kv?: boolean } = {}): Promise<ModelState> {
+  async exportState(opts: { kv?: boolean | 'blocks' } = {}): Promise<ModelState> {
     await this.gpu.device.queue.onSubmittedWorkDone();
     const a = this.config.attention;
     const kvBytes = a ? 4 * this.pos * a.numKvHeads * a.headDim : 0;
@@ -175,7 +176,9 @@ export class GpuModel implements LanguageModel {
       if (s.conv && s.ssm) {
         mamba.push({ conv: new Float32Array(await this.gpu.read(s.conv, s.conv.size)), ssm: new Float32Array(await this.gpu.read(s.ssm, s.ssm.size)) });
       }
-      if (s.k && s.v && opts.kv !== false && this.sparseKv) {
+      if (s.k && s.v && opts.kv === 'blocks' && this.sparseKv) {
+        // the host stores hold every row: no copy
+      } else if (s.k && s.v && opts.kv !== false && this.sparseKv) {
         kv.push(this.sparseKv.dense(kv.length, this.pos));
       } else if (s.k && s.v && opts.kv !== false) {
         const k = kvBytes ? new Float32Array(await this.gpu.read(s.k, kvBytes)) : new Float32Array(0);
@@ -183,13 +186,17 @@ export class GpuModel implements LanguageModel {
         kv.push({ k, v });
       }
     }
+    if (opts.kv === 'blocks' && this.sparseKv) {
+      const kvLayers = this.attentionStates().length;
+      return { position: this.pos, mamba, kv: [], kvBlocks: Array.from({ length: kvLayers }, (_, j) => this.sparseKv!.source(j)) };
+    }
     return { position: this.pos, mamba, kv };
   }
 
   async importState(state: ModelState): Promise<void> {
     const mambaLayers = this.states.filter((s) => s.conv && s.ssm);
     const kvLayers = this.states.filter((s) => s.k && s.v);
-    if (state.mamba.length !== mambaLayers.length || state.kv.length !== kvLayers.length) {
+    if (state.mamba.length !== mambaLayers.length || (state.kvBlocks ?? state.kv).length !== kvLayers.length) {
       throw new RangeError('the saved state does not match this model (layer count).');
     }
     this.ensureKvCapacity(state.position);
@@ -201,12 +208,17 @@ export class GpuModel implements LanguageModel {
       this.gpu.write(s.ssm!, state.mamba[i].ssm);
     });
     const kv = this.sparseKv;
-    if (kv) kvLayers.forEach((s, i) => kv.adoptHost(i, state.kv[i].k, state.kv[i].v));
+    const a = this.config.attention;
+    const rowLen = a ? a.numKvHeads * a.headDim : 0;
+    // Block sources (a snapshot on disk) are adopted without reading them: blocks are paged in when selected.
+    const sources = state.kvBlocks ?? state.kv.map((d) => denseKvSource(d.k.subarray(0, state.position * rowLen), d.v.subarray(0, state.position * rowLen), rowLen));
+    if (kv) sources.forEach((src, i) => kv.adoptSource(i, src, state.position));
     this.sparse = !!kv && state.position > kv.workingRows;
     if (!this.sparse) {
       kvLayers.forEach((s, i) => {
-        if (state.kv[i].k.length) this.gpu.write(s.k!, state.kv[i].k);
-        if (state.kv[i].v.length) this.gpu.write(s.v!, state.kv[i].v);
+        const d = state.kvBlocks ? readDense(state.kvBlocks[i], state.position) : state.kv[i];
+        if (d.k.length) this.gpu.write(s.k!, d.k.subarray(0, state.position * rowLen));
+        if (d.v.length) this.gpu.write(s.v!, d.v.subarray(0, state.position * rowLen));
       });
     }
     this.pos = state.position;

@@ -20,14 +20,71 @@ export interface BlockSummary {
   max: Float32Array;
 }
 
+/**
+ * One attention layer's K/V rows in blocks, wherever they live: a KvBlockStore, a snapshot file read on
+ * demand (memory/snapshot.ts), or dense arrays (denseKvSource).
+ */
+export interface KvBlockSource {
+  readonly rowLen: number;
+  /** Rows held. */
+  readonly length: number;
+  /** Keys and values of block b ([BLOCK_ROWS, rowLen]; rows past the end are zero). Do not modify. */
+  block(b: number): { k: Float32Array; v: Float32Array };
+  /** Elementwise min/max of the block's keys (rows below `length` only). Do not modify. */
+  summary(b: number): BlockSummary;
+}
+
+/** Dense rows [n, rowLen] of keys and values as a block source (summaries computed once). */
+export function denseKvSource(k: Float32Array, v: Float32Array, rowLen: number): KvBlockSource {
+  const length = rowLen ? k.length / rowLen : 0;
+  const nb = Math.ceil(length / BLOCK_ROWS);
+  const bf = BLOCK_ROWS * rowLen;
+  const pad = (a: Float32Array, b: number) => {
+    const out = new Float32Array(bf);
+    out.set(a.subarray(b * bf, Math.min(a.length, (b + 1) * bf)));
+    return out;
+  };
+  const summaries: BlockSummary[] = [];
+  for (let b = 0; b < nb; b++) {
+    const min = new Float32Array(rowLen).fill(Infinity);
+    const max = new Float32Array(rowLen).fill(-Infinity);
+    for (let j = b * bf; j < Math.min(k.length, (b + 1) * bf); j += rowLen) {
+      for (let i = 0; i < rowLen; i++) {
+        const x = k[j + i];
+        if (x < min[i]) min[i] = x;
+        if (x > max[i]) max[i] = x;
+      }
+    }
+    summaries.push({ min, max });
+  }
+  return { rowLen, length, block: (b) => ({ k: pad(k, b), v: pad(v, b) }), summary: (b) => summaries[b] };
+}
+
+/** Rows [0, rows) of a block source as dense arrays. */
+export function readDense(src: KvBlockSource, rows = src.length): { k: Float32Array; v: Float32Array } {
+  const L = src.rowLen;
+  const k = new Float32Array(rows * L);
+  const v = new Float32Array(rows * L);
+  for (let b = 0; b * BLOCK_ROWS < rows; b++) {
+    const blk = src.block(b);
+    const n = Math.min(BLOCK_ROWS, rows - b * BLOCK_ROWS) * L;
+    k.set(blk.k.subarray(0, n), b * BLOCK_ROWS * L);
+    v.set(blk.v.subarray(0, n), b * BLOCK_ROWS * L);
+  }
+  return { k, v };
+}
+
 /** A shared host-memory budget across layers; blocks past it are spilled to disk. */
 export class HostBudget {
   used = 0;
   constructor(readonly bytes: number) {}
 }
 
-/** All K/V blocks of one attention layer, off the GPU. Append-only, with truncation for rollbacks. */
-export class KvBlockStore {
+/**
+ * All K/V blocks of one attention layer, off the GPU. Append-only, with truncation for rollbacks. A store can
+ * start from a backing source (a snapshot on disk): its blocks are read from there when first needed.
+ */
+export class KvBlockStore implements KvBlockSource {
   private readonly hostK: (Float32Array | null)[] = [];
   private readonly hostV: (Float32Array | null)[] = [];
   private readonly summaries: BlockSummary[] = [];
@@ -35,6 +92,8 @@ export class KvBlockStore {
   private rows = 0;
   private fd: number | null = null;
   private diskBlocks = 0;
+  private backing: KvBlockSource | null = null;
+  private backed = 0; // blocks [0, backed) not in host memory nor spilled are read from the backing
 
   constructor(
     readonly rowLen: number, // nKv * headDim
@@ -54,11 +113,38 @@ export class KvBlockStore {
     return BLOCK_ROWS * this.rowLen;
   }
 
-  /** Bytes held in host memory and on disk. */
+  /** Bytes held in host memory and on disk (spilled, or still in the snapshot it was restored from). */
   bytes(): { host: number; disk: number } {
     let host = 0;
-    for (let b = 0; b < this.hostK.length; b++) if (this.hostK[b]) host += 2 * this.blockFloats * 4;
-    return { host, disk: this.diskBlocks * 2 * this.blockFloats * 4 };
+    let inBacking = 0;
+    for (let b = 0; b < this.hostK.length; b++) {
+      if (this.hostK[b]) host += 2 * this.blockFloats * 4;
+      else if (!this.onDisk[b] && b < this.backed) inBacking++;
+    }
+    return { host, disk: (this.diskBlocks + inBacking) * 2 * this.blockFloats * 4 };
+  }
+
+  /**
+   * Replaces the contents with the first `rows` rows of `src`, without reading any block: they are read
+   * from the source when first needed (paged onto the GPU, or appended to).
+   */
+  adopt(src: KvBlockSource, rows = src.length): void {
+    if (src.rowLen !== this.rowLen) throw new RangeError(`KV rows of ${src.rowLen} floats do not fit a store of ${this.rowLen}.`);
+    if (rows > src.length) throw new RangeError(`the source holds ${src.length} rows, not ${rows}.`);
+    this.truncate(0);
+    this.backing = src;
+    const nb = Math.ceil(src.length / BLOCK_ROWS);
+    for (let b = 0; b < nb; b++) {
+      this.hostK.push(null);
+      this.hostV.push(null);
+      this.onDisk.push(false);
+      const s = src.summary(b);
+      // The last block's summary grows with appends: a private copy.
+      this.summaries.push(b === nb - 1 ? { min: s.min.slice(), max: s.max.slice() } : s);
+    }
+    this.backed = nb;
+    this.rows = src.length;
+    this.truncate(rows);
   }
 
   /** Appends rows (row-major [n, rowLen]) of keys and values. */
@@ -92,6 +178,7 @@ export class KvBlockStore {
   block(b: number): { k: Float32Array; v: Float32Array } {
     if (b < 0 || b >= this.numBlocks) throw new RangeError(`KV block ${b} does not exist (have ${this.numBlocks}).`);
     if (this.hostK[b]) return { k: this.hostK[b]!, v: this.hostV[b]! };
+    if (!this.onDisk[b] && b < this.backed) return this.backing!.block(b);
     const k = new Float32Array(this.blockFloats);
     const v = new Float32Array(this.blockFloats);
     const bytes = this.blockFloats * 4;
@@ -106,15 +193,7 @@ export class KvBlockStore {
 
   /** Rows [0, rows) as one dense array (for snapshots / tests). */
   dense(rows = this.rows): { k: Float32Array; v: Float32Array } {
-    const k = new Float32Array(rows * this.rowLen);
-    const v = new Float32Array(rows * this.rowLen);
-    for (let b = 0; b * BLOCK_ROWS < rows; b++) {
-      const blk = this.block(b);
-      const n = Math.min(BLOCK_ROWS, rows - b * BLOCK_ROWS) * this.rowLen;
-      k.set(blk.k.subarray(0, n), b * this.blockFloats);
-      v.set(blk.v.subarray(0, n), b * this.blockFloats);
-    }
-    return { k, v };
+    return readDense(this, rows);
   }
 
   /** Drops rows from `rows` on (a rollback or a re-ingest restart); summaries of the cut block are rebuilt. */
@@ -127,6 +206,8 @@ export class KvBlockStore {
     this.summaries.length = keep;
     this.onDisk.length = keep;
     this.diskBlocks = this.onDisk.filter(Boolean).length;
+    this.backed = Math.min(this.backed, keep);
+    if (keep === 0) this.backing = null;
     this.rows = rows;
     const partial = rows % BLOCK_ROWS;
     if (partial) {
@@ -134,9 +215,9 @@ export class KvBlockStore {
       const blk = this.ensureHost(b);
       blk.k.fill(0, partial * this.rowLen);
       blk.v.fill(0, partial * this.rowLen);
-      const s = this.summaries[b];
-      s.min.fill(Infinity);
-      s.max.fill(-Infinity);
+      // A new summary object: the old one may be shared with a backing source.
+      const s = { min: new Float32Array(this.rowLen).fill(Infinity), max: new Float32Array(this.rowLen).fill(-Infinity) };
+      this.summaries[b] = s;
       for (let r = 0; r < partial; r++) {
         for (let i = 0; i < this.rowLen; i++) {
           const x = blk.k[r * this.rowLen + i];
@@ -154,6 +235,8 @@ export class KvBlockStore {
     for (const k of this.hostK) if (k) this.budget.used -= 2 * this.blockFloats * 4;
     this.hostK.length = 0;
     this.hostV.length = 0;
+    this.backing = null;
+    this.backed = 0;
   }
 
   private newBlock(): void {
@@ -166,7 +249,11 @@ export class KvBlockStore {
 
   private ensureHost(b: number): { k: Float32Array; v: Float32Array } {
     if (!this.hostK[b]) {
-      const blk = this.onDisk[b] ? this.block(b) : { k: new Float32Array(this.blockFloats), v: new Float32Array(this.blockFloats) };
+      const blk = this.onDisk[b]
+        ? this.block(b)
+        : b < this.backed
+          ? (({ k, v }) => ({ k: k.slice(), v: v.slice() }))(this.backing!.block(b))
+          : { k: new Float32Array(this.blockFloats), v: new Float32Array(this.blockFloats) };
       this.hostK[b] = blk.k;
       this.hostV[b] = blk.v;
       this.budget.used += 2 * this.blockFloats * 4;
