@@ -4,11 +4,14 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { CpuModel } from '../../src/engine/cpu/model';
 import { Gpu } from '../../src/engine/gpu/device';
 import { GpuModel } from '../../src/engine/gpu/model';
 import { BLOCK_ROWS } from '../../src/engine/memory/kvBlocks';
+import { loadSnapshot, saveSnapshot } from '../../src/engine/memory/snapshot';
 import { openModelFolder } from '../../src/engine/model';
 import { rng } from '../../src/engine/sampling';
 import { FIXTURES, relError } from './helpers';
@@ -69,16 +72,26 @@ describe('sparse KV on WebGPU', () => {
       assert.equal(mem.kvBudgetBytes, budget);
       assert.ok(mem.kvGpuBytes <= budget, `GPU KV ${mem.kvGpuBytes} within the budget ${budget}`);
 
-      // Export / import into a fresh model continues exactly.
+      // Export / import into a fresh model continues exactly, and so does a snapshot on disk whose K/V blocks
+      // are paged in lazily (nothing but the summaries is read until attention selects a block).
+      const opts = { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2, attentionBlocks: 1000, maxContextTokens: MAX_CONTEXT } };
       const state = await g.exportState();
-      const g2 = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2, attentionBlocks: 1000, maxContextTokens: MAX_CONTEXT } });
+      const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sw-gpu-snap-')), 'ws.swsnap');
+      saveSnapshot(file, 'm', await g.exportState({ kv: 'blocks' }), {});
+      const g2 = await GpuModel.load(folder, opts);
       await g2.importState(state);
+      const g3 = await GpuModel.load(folder, opts);
+      const snap = loadSnapshot(file, 'm');
+      await g3.importState(snap.state);
+      assert.equal(g3.memory().kvHostBytes, 0, 'no K/V block is read at import');
+      assert.ok(g3.memory().kvDiskBytes > 0, 'the blocks are counted where they are: on disk');
       const probe = [3, 4, 5];
       const want = await g.forward(probe);
-      const got = await g2.forward(probe);
-      assert.ok(relError(got, want) < 1e-5, `after import ${relError(got, want)}`);
+      assert.ok(relError(await g2.forward(probe), want) < 1e-5, 'after import');
+      assert.ok(relError(await g3.forward(probe), want) < 1e-5, 'after a lazy snapshot import');
       g.dispose();
       g2.dispose();
+      g3.dispose();
     });
   }
 
