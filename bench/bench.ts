@@ -11,7 +11,8 @@ import { Gpu, type GpuWeight } from '../src/engine/gpu/device';
 import { GpuModel } from '../src/engine/gpu/model';
 import { loadWeights, type ModelWeights } from '../src/engine/models/weights';
 import { parseArgs, intValue } from '../src/cli/args';
-import { WorkspaceIngest } from '../src/engine/ingest';
+import { WorkspaceIngest, type IngestProgress } from '../src/engine/ingest';
+import { frameFile, readWorkspaceFile, walkWorkspace } from '../src/workspace';
 import { completeAt } from '../src/engine/completion/complete';
 import { TextTokenizer } from '../src/engine/tokenizer';
 import * as os from 'os';
@@ -232,7 +233,10 @@ async function main(): Promise<void> {
 
 /**
  * --ingest DIR: stream a real source tree into the model at the benchmark shape (random weights) with the KV
- * under a GPU budget, then decode at that context.
+ * under a GPU budget and a snapshot on disk; then decode at that context; then, as after a restart, resume
+ * from the snapshot in a fresh model; then edit the most recently modified file and sync again.
+ * The first --max-tokens tokens of DIR (in ingest order) are copied to a temporary workspace first, with
+ * their modification times, so that the edit happens in a copy and the token limit does not move files.
  */
 async function benchIngest(
   gpu: Gpu,
@@ -244,30 +248,75 @@ async function benchIngest(
   let seed = 1;
   const weights = loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
   const budget = o.kvBudgetMB * 2 ** 20;
-  const spill = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-bench-kv-'));
-  const model = GpuModel.fromWeights(gpu, cfg, weights, { prefillChunk: 2048, kv: { gpuBudgetBytes: budget, hostBudgetBytes: 48 * 2 ** 30, spillDir: spill } });
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-bench-ingest-'));
+  const spill = path.join(tmp, 'spill');
+  const cacheDir = path.join(tmp, 'cache');
   const tok = TextTokenizer.load(o.tokenizer);
-  const ingest = new WorkspaceIngest(model, tok, { workspace: dir, cacheDir: null, modelId: 'bench', maxTokens: o.maxTokens, chunkTokens: 2048 });
+  // The workspace: the first maxTokens tokens of DIR in ingest order, copied with their mtimes.
+  const ws = path.join(tmp, 'workspace');
+  const listing = await walkWorkspace(dir);
+  let copied = 0;
+  let files = 0;
+  for (const f of listing.files) {
+    if (copied >= o.maxTokens) break;
+    const r = await readWorkspaceFile(f);
+    if (!('text' in r)) continue;
+    copied += frameFile(f.path, r.text, tok.special, (s) => tok.encode(s)).length;
+    const dest = path.join(ws, f.path);
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    fs.writeFileSync(dest, r.text);
+    fs.utimesSync(dest, f.mtimeMs / 1000, f.mtimeMs / 1000);
+    files++;
+  }
+  console.error(`workspace: ${files} files, ${copied} tokens copied from ${dir}`);
+  const newModel = () => GpuModel.fromWeights(gpu, cfg, weights, { prefillChunk: 2048, kv: { gpuBudgetBytes: budget, hostBudgetBytes: 48 * 2 ** 30, spillDir: spill } });
+  const session = (model: GpuModel) => new WorkspaceIngest(model, tok, { workspace: ws, cacheDir, modelId: 'bench', chunkTokens: 2048 });
+  let model = newModel();
   let peakKvGpu = 0;
   let peakAllocated = 0;
   let last = 0;
+  const watch = (p: IngestProgress) => {
+    const m = model.memory();
+    peakKvGpu = Math.max(peakKvGpu, m.kvGpuBytes);
+    peakAllocated = Math.max(peakAllocated, gpu.bytesAllocated());
+    if (p.phase !== 'ingesting' || performance.now() - last > 5000) {
+      last = performance.now();
+      console.error(`${p.phase} ${p.files}/${p.filesTotal} files ${p.tokens} tokens ${p.tokensPerSecond.toFixed(0)} tok/s`);
+    }
+  };
   const t0 = performance.now();
-  const r = await ingest.sync({
-    onProgress: (p) => {
-      const m = model.memory();
-      peakKvGpu = Math.max(peakKvGpu, m.kvGpuBytes);
-      peakAllocated = Math.max(peakAllocated, gpu.bytesAllocated());
-      if (p.phase !== 'ingesting' || performance.now() - last > 5000) {
-        last = performance.now();
-        console.error(`${p.phase} ${p.files}/${p.filesTotal} files ${p.tokens} tokens ${p.tokensPerSecond.toFixed(0)} tok/s`);
-      }
-    },
-  });
+  const r = await session(model).sync({ onProgress: watch });
   const wall = (performance.now() - t0) / 1000;
-  const td = performance.now();
-  await model.decodeGreedy(o.decode, 1);
-  const decodeS = (performance.now() - td) / 1000;
-  const m = model.memory();
+  const hostAfterSave = model.memory().kvHostBytes;
+  const decode = async (m: GpuModel) => {
+    const td = performance.now();
+    await m.decodeGreedy(o.decode, 1);
+    return +(o.decode / ((performance.now() - td) / 1000)).toFixed(1);
+  };
+  const decodeTps = await decode(model);
+  const mem = model.memory();
+  model.dispose();
+
+  // A restart: a fresh model resumes from the snapshot (K/V blocks stay on disk until selected).
+  model = newModel();
+  const t1 = performance.now();
+  const resumed = await session(model).sync({ onProgress: watch });
+  const resumeWall = (performance.now() - t1) / 1000;
+  const tFirst = performance.now();
+  await model.decodeGreedy(1, 1);
+  const firstTokenMs = performance.now() - tFirst;
+  const decodeAfterResume = await decode(model);
+  model.dispose();
+
+  // Edit the most recently modified file (last in ingest order) and sync again after a restart.
+  const lastFile = r.files > 0 ? listing.files.filter((f) => fs.existsSync(path.join(ws, f.path))).at(-1)! : null;
+  if (lastFile) fs.appendFileSync(path.join(ws, lastFile.path), '\n# edited by the benchmark\n');
+  model = newModel();
+  const t2 = performance.now();
+  const edited = await session(model).sync({ onProgress: watch });
+  const editWall = (performance.now() - t2) / 1000;
+  model.dispose();
+
   const result = {
     mode: 'ingest',
     shape: o.shape,
@@ -280,20 +329,37 @@ async function benchIngest(
     tokens: r.tokens,
     ingestSeconds: +(r.tokens / r.tokensPerSecond).toFixed(2),
     ingestTokensPerSecond: +r.tokensPerSecond.toFixed(1),
-    wallSecondsIncludingReadAndTokenize: +wall.toFixed(2),
+    wallSecondsIncludingReadTokenizeAndSave: +wall.toFixed(2),
+    snapshotBytes: fs.statSync(r.snapshot!).size,
+    saveSeconds: +r.saveSeconds.toFixed(2),
     kvBudgetBytes: budget,
     peakKvGpuBytes: peakKvGpu,
     peakGpuAllocatedBytes: peakAllocated,
     kvWithinBudget: peakKvGpu <= budget,
-    kvHostBytes: m.kvHostBytes,
-    kvDiskBytes: m.kvDiskBytes,
+    kvHostBytesAfterSave: hostAfterSave,
+    kvDiskBytes: mem.kvDiskBytes,
     decodeTokensAtContext: o.decode,
-    decodeTokensPerSecondAtContext: +(o.decode / decodeS).toFixed(1),
+    decodeTokensPerSecondAtContext: decodeTps,
+    resume: {
+      resumedFromSnapshot: resumed.resumedFromSnapshot,
+      reingestedTokens: resumed.reingestedTokens,
+      restoreSeconds: +resumed.restoreSeconds.toFixed(3),
+      syncSeconds: +resumeWall.toFixed(3),
+      firstTokenMs: +firstTokenMs.toFixed(1),
+      decodeTokensPerSecond: decodeAfterResume,
+    },
+    editLastFile: {
+      file: lastFile?.path ?? null,
+      resumedFromSnapshot: edited.resumedFromSnapshot,
+      reingestedTokens: edited.reingestedTokens,
+      syncSecondsBeforeSave: +(editWall - edited.saveSeconds).toFixed(3),
+      saveSeconds: +edited.saveSeconds.toFixed(2),
+      syncSeconds: +editWall.toFixed(3),
+    },
   };
   console.log(JSON.stringify(result, null, 2));
   if (o.json) fs.writeFileSync(o.json, JSON.stringify(result, null, 2) + '\n');
-  model.dispose();
-  fs.rmSync(spill, { recursive: true, force: true });
+  fs.rmSync(tmp, { recursive: true, force: true });
 }
 
 /**

@@ -50,6 +50,8 @@ export interface IngestReport {
   snapshotProblem: string | null; // why an existing snapshot could not be used
   /** Seconds from the start of the sync until the state was restored (scan, hash, snapshot open, import). */
   restoreSeconds: number;
+  /** Seconds spent writing the snapshot (0 when nothing changed). */
+  saveSeconds: number;
   cancelled: boolean;
   memory: MemoryReport;
 }
@@ -293,6 +295,7 @@ export class WorkspaceIngest {
     const reingested = this.model.position - startPos;
 
     let saved: string | null = null;
+    const tSave = performance.now();
     if (snapFile && (reingested > 0 || !resumed || snapshotProblem)) {
       progress({ phase: 'saving', files: manifest.files.length, filesTotal: texts.length, tokens: this.model.position, tokensPerSecond: 0, etaSeconds: 0 });
       saveSnapshot(snapFile, this.opts.modelId, await this.model.exportState({ kv: 'blocks' }), manifest, this.checkpoints);
@@ -307,6 +310,7 @@ export class WorkspaceIngest {
         if (!(e instanceof SnapshotError)) throw e;
       }
     } else if (snapFile) saved = snapFile;
+    const saveSeconds = (performance.now() - tSave) / 1000;
     const seconds = (performance.now() - t0) / 1000;
     const ingestSecs = (performance.now() - tIngest) / 1000;
     progress({ phase: 'done', files: manifest.files.length, filesTotal: texts.length, tokens: this.model.position, tokensPerSecond: reingested / Math.max(ingestSecs, 1e-6), etaSeconds: 0 });
@@ -321,6 +325,7 @@ export class WorkspaceIngest {
       snapshot: saved,
       snapshotProblem,
       restoreSeconds,
+      saveSeconds,
       cancelled,
       memory: this.model.memory(),
     };

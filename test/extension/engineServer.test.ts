@@ -89,6 +89,7 @@ function fakeIngest(model: ScriptedModel, tokens: number, chunks: number, delayM
         tokens: model.position,
         seconds: 0.01,
         restoreSeconds: 0,
+        saveSeconds: 0,
         tokensPerSecond: 1000,
         resumedFromSnapshot: false,
         reingestedTokens: model.position,
