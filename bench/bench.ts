@@ -144,6 +144,7 @@ async function main(): Promise<void> {
       decode: decodeLen,
       json: args.values.get('json'),
       shape: shapeName,
+      chunk: intValue(args, 'chunk', 2048),
     });
     gpu.destroy();
     return;
@@ -243,7 +244,7 @@ async function benchIngest(
   cfg: ModelConfig,
   dtype: Dtype,
   dir: string,
-  o: { maxTokens: number; kvBudgetMB: number; tokenizer: string; decode: number; json?: string; shape: string },
+  o: { maxTokens: number; kvBudgetMB: number; tokenizer: string; decode: number; json?: string; shape: string; chunk: number },
 ): Promise<void> {
   let seed = 1;
   const weights = loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
@@ -269,8 +270,8 @@ async function benchIngest(
     files++;
   }
   console.error(`workspace: ${files} files, ${copied} tokens copied from ${dir}`);
-  const newModel = () => GpuModel.fromWeights(gpu, cfg, weights, { prefillChunk: 2048, kv: { gpuBudgetBytes: budget, hostBudgetBytes: 48 * 2 ** 30, spillDir: spill } });
-  const session = (model: GpuModel) => new WorkspaceIngest(model, tok, { workspace: ws, cacheDir, modelId: 'bench', chunkTokens: 2048 });
+  const newModel = () => GpuModel.fromWeights(gpu, cfg, weights, { prefillChunk: o.chunk, kv: { gpuBudgetBytes: budget, hostBudgetBytes: 48 * 2 ** 30, spillDir: spill } });
+  const session = (model: GpuModel) => new WorkspaceIngest(model, tok, { workspace: ws, cacheDir, modelId: 'bench', chunkTokens: o.chunk });
   let model = newModel();
   let peakKvGpu = 0;
   let peakAllocated = 0;
@@ -288,6 +289,7 @@ async function benchIngest(
   const r = await session(model).sync({ onProgress: watch });
   const wall = (performance.now() - t0) / 1000;
   const hostAfterSave = model.memory().kvHostBytes;
+  const profile = Object.fromEntries(Object.entries(model.kvProfile() ?? {}).map(([k, v]) => [k, +(v / 1000).toFixed(2)]));
   const decode = async (m: GpuModel) => {
     const td = performance.now();
     await m.decodeGreedy(o.decode, 1);
@@ -329,6 +331,8 @@ async function benchIngest(
     tokens: r.tokens,
     ingestSeconds: +(r.tokens / r.tokensPerSecond).toFixed(2),
     ingestTokensPerSecond: +r.tokensPerSecond.toFixed(1),
+    chunkTokens: o.chunk,
+    hostSecondsDuringIngest: profile,
     wallSecondsIncludingReadTokenizeAndSave: +wall.toFixed(2),
     snapshotBytes: fs.statSync(r.snapshot!).size,
     saveSeconds: +r.saveSeconds.toFixed(2),

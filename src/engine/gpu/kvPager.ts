@@ -59,6 +59,11 @@ export class SparseKv {
   private readonly kd: number;
   private clock = 0;
   private readonly hostBudget: HostBudget;
+  private commitStaging: GPUBuffer | null = null;
+  private pendingCommit: Promise<void> | null = null;
+  private epoch = 0; // bumped when rows are dropped: a commit in flight from before is discarded
+  /** Milliseconds of CPU-side work and waits, accumulated (the ingest bench reports them). */
+  readonly profile = { scoreWaitMs: 0, selectMs: 0, pageInMs: 0, commitWaitMs: 0, appendMs: 0 };
 
   constructor(
     private readonly gpu: Gpu,
@@ -159,6 +164,7 @@ export class SparseKv {
 
   /** Replaces a layer's rows with the first `rows` of a source (import of a saved state); nothing is read yet. */
   adoptSource(layer: number, src: KvBlockSource, rows: number): void {
+    this.epoch++;
     const l = this.layers[layer];
     l.store.adopt(src, rows);
     l.slotBlock.fill(-1);
@@ -176,6 +182,7 @@ export class SparseKv {
 
   /** Forgets rows from `rows` on (rollback); slots holding cut blocks are freed. */
   truncate(rows: number): void {
+    this.epoch++;
     const keep = Math.floor(rows / BLOCK_ROWS);
     for (const l of this.layers) {
       l.store.truncate(rows);
@@ -190,14 +197,20 @@ export class SparseKv {
    * working buffers. The queries must already be computed (the caller has submitted the work up to here).
    */
   async prepare(layer: number, q: Act, T: number, pos0: number, workK: GPUBuffer, workV: GPUBuffer): Promise<void> {
+    await this.settle();
     const l = this.layers[layer];
     const nComplete = Math.floor(pos0 / BLOCK_ROWS);
     this.uploadSummaries(l, nComplete);
     // 1. scores of every complete past block, on the GPU
+    let t = performance.now();
     const scores = await this.scoreBlocks(l, q, T, nComplete);
+    this.profile.scoreWaitMs += performance.now() - t;
+    t = performance.now();
     // 2. selection: sinks + recent + top by bound, exactly maxSlots blocks
     const selected = selectBlocks(scores, nComplete, { sinkBlocks: this.opts.sinkBlocks ?? 1, recentBlocks: this.opts.recentBlocks ?? 2, maxBlocks: this.maxSlots });
     l.selected = selected;
+    this.profile.selectMs += performance.now() - t;
+    t = performance.now();
     // 3. page in: keep blocks already in a slot, put the others in the least recently used free slots
     const want = new Set(selected);
     const now = ++this.clock;
@@ -225,15 +238,50 @@ export class SparseKv {
       this.gpu.write(workK, blk.k.subarray(0, partial * this.kd), this.maxSlots * blockBytes);
       this.gpu.write(workV, blk.v.subarray(0, partial * this.kd), this.maxSlots * blockBytes);
     }
+    this.profile.pageInMs += performance.now() - t;
   }
 
-  /** After a chunk: the T new rows (at the working position) are appended to the host store. */
-  async commit(layer: number, T: number, pos0: number, workK: GPUBuffer, workV: GPUBuffer, sparse: boolean): Promise<void> {
-    const l = this.layers[layer];
+  /**
+   * After a chunk: the T new rows of every layer (at the working position) are copied to one staging buffer
+   * and reach the host stores when the copy is done, while the GPU goes on with the next chunk; settle()
+   * waits for them (prepare() does, before it scores blocks).
+   */
+  commit(T: number, pos0: number, work: { k: GPUBuffer; v: GPUBuffer }[], sparse: boolean): void {
     const row = sparse ? this.workingPosition(pos0) : pos0;
-    const k = new Float32Array(await this.gpu.read(workK, 4 * T * this.kd, 4 * row * this.kd));
-    const v = new Float32Array(await this.gpu.read(workV, 4 * T * this.kd, 4 * row * this.kd));
-    l.store.append(k, v);
+    const bytes = 4 * T * this.kd;
+    const size = 2 * work.length * bytes;
+    if (!this.commitStaging || this.commitStaging.size < size) {
+      this.commitStaging?.destroy();
+      this.commitStaging = this.gpu.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'kv.commit' });
+    }
+    const staging = this.commitStaging;
+    const enc = this.gpu.device.createCommandEncoder();
+    work.forEach((w, j) => {
+      enc.copyBufferToBuffer(w.k, 4 * row * this.kd, staging, 2 * j * bytes, bytes);
+      enc.copyBufferToBuffer(w.v, 4 * row * this.kd, staging, (2 * j + 1) * bytes, bytes);
+    });
+    this.gpu.device.queue.submit([enc.finish()]);
+    const epoch = this.epoch;
+    const p = staging.mapAsync(GPUMapMode.READ, 0, size).then(() => {
+      const t = performance.now();
+      const all = new Float32Array(staging.getMappedRange(0, size));
+      const n = bytes / 4;
+      if (epoch === this.epoch) work.forEach((_, j) => this.layers[j].store.append(all.subarray(2 * j * n, (2 * j + 1) * n), all.subarray((2 * j + 1) * n, (2 * j + 2) * n)));
+      staging.unmap();
+      this.profile.appendMs += performance.now() - t;
+    });
+    p.catch(() => undefined); // reported by settle()
+    this.pendingCommit = p;
+  }
+
+  /** Waits until the last chunk's rows are in the host stores. */
+  async settle(): Promise<void> {
+    const p = this.pendingCommit;
+    if (!p) return;
+    this.pendingCommit = null;
+    const t = performance.now();
+    await p;
+    this.profile.commitWaitMs += performance.now() - t;
   }
 
   destroy(): void {
@@ -245,6 +293,7 @@ export class SparseKv {
     }
     this.params.destroy();
     this.staging.destroy();
+    this.commitStaging?.destroy();
   }
 
   private uploadSummaries(l: LayerKv, nComplete: number): void {

@@ -120,6 +120,11 @@ export class GpuModel implements LanguageModel {
     return this.pos;
   }
 
+  /** Time spent around sparse-KV paging (ms, accumulated), or null without paged KV. */
+  kvProfile(): Record<string, number> | null {
+    return this.sparseKv ? { ...this.sparseKv.profile } : null;
+  }
+
   /** Bytes held on the GPU by the recurrent state and KV cache. */
   stateBytes(): { mamba: number; kv: number } {
     let mamba = 0;
@@ -167,6 +172,7 @@ export class GpuModel implements LanguageModel {
   }
 
   async exportState(opts: { kv?: boolean | 'blocks' } = {}): Promise<ModelState> {
+    await this.sparseKv?.settle();
     await this.gpu.device.queue.onSubmittedWorkDone();
     const a = this.config.attention;
     const kvBytes = a ? 4 * this.pos * a.numKvHeads * a.headDim : 0;
@@ -194,6 +200,7 @@ export class GpuModel implements LanguageModel {
   }
 
   async importState(state: ModelState): Promise<void> {
+    await this.sparseKv?.settle();
     const mambaLayers = this.states.filter((s) => s.conv && s.ssm);
     const kvLayers = this.states.filter((s) => s.k && s.v);
     if (state.mamba.length !== mambaLayers.length || (state.kvBlocks ?? state.kv).length !== kvLayers.length) {
@@ -241,6 +248,7 @@ export class GpuModel implements LanguageModel {
 
   async rollback(mark: StateMark): Promise<void> {
     if (!(mark instanceof GpuMark) || mark.owner !== this) throw new RangeError('rollback needs a mark taken by fork() on this model.');
+    await this.sparseKv?.settle();
     const enc = this.gpu.device.createCommandEncoder();
     let i = 0;
     for (const s of this.states) {
@@ -310,8 +318,10 @@ export class GpuModel implements LanguageModel {
     this.gpu.write(this.ids, new Uint32Array(ids));
     this.gpu.write(this.step, new Uint32Array([pos0, T, 0, 0]));
     this.gpu.write(this.kvStep, new Uint32Array([this.sparse ? kv!.workingPosition(pos0) : pos0, T, 0, 0]));
-    if (!this.sparse) pass.list.submit();
-    else {
+    if (!this.sparse) {
+      pass.list.submit();
+      await kv?.settle(); // the previous chunk's rows reach the host store while this one runs
+    } else {
       // Submit up to each attention layer's KV write, page that layer's selection in, go on.
       let from = 0;
       for (let j = 0; j < pass.attentionMarks.length; j++) {
@@ -322,13 +332,12 @@ export class GpuModel implements LanguageModel {
       this.submitRange(pass.list, from, pass.list.dispatchCount);
     }
     // Every K/V row also goes to the host store, from which blocks are paged in once the context is sparse.
-    if (kv) {
-      const att = this.attentionStates();
-      for (let j = 0; j < att.length; j++) await kv.commit(j, T, pos0, att[j].k!, att[j].v!, this.sparse);
-    }
+    if (kv) kv.commit(T, pos0, this.attentionStates().map((s) => ({ k: s.k!, v: s.v! })), this.sparse);
     this.pos += T;
     if (want === 'none') {
-      await this.gpu.device.queue.onSubmittedWorkDone();
+      // With sparse KV the chunk's K/V copy-out is in flight: the next chunk waits for it (settle) once its
+      // own first layers are submitted, so the GPU is not left idle here.
+      if (!kv) await this.gpu.device.queue.onSubmittedWorkDone();
       return null;
     }
     return new Float32Array(await this.gpu.read(pass.logits, 4 * pass.rows * this.config.vocabSize));
