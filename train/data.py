@@ -82,7 +82,7 @@ class Examples:
     whole row, so one row teaches the lookup at every context length up to its own.
     """
 
-    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.75, answer_weight=3.0):
+    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=2.0, first_answer_weight=8.0):
         self.tok = tok
         self.files = files
         self.rng = random.Random(seed)
@@ -90,6 +90,7 @@ class Examples:
         self.fim_rate = fim_rate
         self.question_rate = question_rate
         self.answer_weight = answer_weight
+        self.first_answer_weight = first_answer_weight  # the path's first token is the retrieval; the rest is copying
 
     def enc(self, s):
         return self.tok.encode(s, add_special_tokens=False).ids
@@ -148,7 +149,7 @@ class Examples:
                 asked.add(name)
                 q, a = self.question(name, p)
                 ids += q + a
-                w += [0.0] * len(q) + [self.answer_weight] * len(a)
+                w += [0.0] * len(q) + [self.first_answer_weight] + [self.answer_weight] * (len(a) - 1)
         return ids[: length + 1], w[: length + 1]
 
 

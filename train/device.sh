@@ -9,7 +9,7 @@ W=${SW_WORK:-/tmp/sw-train}
 mkdir -p "$W"
 case "$1" in
   start)
-    setsid nohup python3 train/train.py --work "$W" --compile --minutes "$2" --total-minutes "$3" \
+    setsid nohup python3 train/train.py --work "$W" --compile --minutes "$2" --total-minutes "$3" ${TRAIN_ARGS:-} \
       >"$W/train.log" 2>&1 </dev/null &
     echo $! >"$W/pid"
     bash "$0" wait "${4:-540}"

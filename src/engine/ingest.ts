@@ -233,10 +233,10 @@ export class WorkspaceIngest {
     // file: a restart from it re-reads that file from the right token, which is exact since the files
     // before the first change are unchanged.
     const startPos = this.model.position;
-    const tIngest = performance.now();
     let lastCheckpoint = this.checkpoints.at(-1)?.position ?? 0;
     let cancelled = false;
     const totalTail = texts.slice(startFile).reduce((n, t) => n + tokensOf(t).length, 0) - skipTokens;
+    const tIngest = performance.now(); // prefill only: reading and tokenizing are done
     // Checkpoints every 4,096 tokens, or sparser for a large workspace (the ladder keeps a bounded number anyway).
     const every = everyOpt ?? Math.max(4096, Math.ceil(totalTail / (this.opts.maxCheckpoints ?? 24)));
     const queued: ManifestFile[] = []; // files fed into `pending`, not yet wholly in the state

@@ -264,7 +264,8 @@ export class SparseKv {
     const epoch = this.epoch;
     const p = staging.mapAsync(GPUMapMode.READ, 0, size).then(() => {
       const t = performance.now();
-      const all = new Float32Array(staging.getMappedRange(0, size));
+      // One copy out of the mapped memory first: element-wise reads of mapped memory can be slow.
+      const all = new Float32Array(staging.getMappedRange(0, size).slice(0));
       const n = bytes / 4;
       if (epoch === this.epoch) work.forEach((_, j) => this.layers[j].store.append(all.subarray(2 * j * n, (2 * j + 1) * n), all.subarray((2 * j + 1) * n, (2 * j + 2) * n)));
       staging.unmap();
