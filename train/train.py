@@ -123,7 +123,7 @@ def main():
     batches = Batches(ex, a.length, a.rows)
     # Short rows put more questions at short range, where the lookup is learned first; long rows teach distance.
     short = Batches(data.Examples(tok, corpus["train"], seed=int(time.time()) + 1), a.short, a.rows * a.length // a.short) if a.short else None
-    fwd = torch.compile(model) if a.compile else model
+    fwd = torch.compile(model, dynamic=False) if a.compile else model
     model.train()
     last_save = time.time()
     seen = 0
