@@ -82,12 +82,19 @@ class Examples:
     whole row, so one row teaches the lookup at every context length up to its own.
     """
 
-    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=2.0, first_answer_weight=8.0):
+    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=2.0, first_answer_weight=8.0, fake_path_rate=0.8):
         self.tok = tok
         self.files = files
         self.rng = random.Random(seed)
         self.sp = {s: tok.token_to_id(s) for s in SPECIAL}
+        # Path parts of the whole corpus: files in rows get made-up paths from them, so that "where is NAME
+        # defined?" cannot be answered from memory (NAME -> path pairs repeat across training), only by reading.
+        parts = set()
+        for _, p, _ in files:
+            parts.update(x for x in p.rsplit(".", 1)[0].split("/") if x.isidentifier())
+        self.parts = sorted(parts)
         self.fim_rate = fim_rate
+        self.fake_path_rate = fake_path_rate
         self.question_rate = question_rate
         self.answer_weight = answer_weight
         self.first_answer_weight = first_answer_weight  # the path's first token is the retrieval; the rest is copying
@@ -126,6 +133,9 @@ class Examples:
         paths, asked = set(), set()
         while len(ids) < length + 1:
             _, path, text = self.rng.choice(self.files)
+            if self.rng.random() < self.fake_path_rate:
+                ext = "." + path.rsplit(".", 1)[1] if "." in path.rsplit("/", 1)[-1] else ""
+                path = "/".join(self.rng.choice(self.parts) for _ in range(self.rng.randint(1, 4))) + ext
             if path in paths:
                 continue
             paths.add(path)
