@@ -9,6 +9,9 @@ Three kinds of examples, mixed inside every training row (Examples.row):
 - next-token: files framed as a workspace (<filename>path\\n text <file_sep>);
 - FIM (about half the files): <filename>path\\n <fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle
   <|endoftext|>, the engine's completion prompt (src/engine/completion/fim.ts);
+- rows are mostly workspaces: whole packages with their real directory structure, every path part renamed
+  consistently within the row (so paths share prefixes as in a real repository, and answers are read, not
+  remembered), else files from anywhere under made-up paths;
 - definition lookup: after files, <file_sep>Question: Where is `NAME` defined?\\nAnswer: path<|endoftext|>
   about a file seen earlier in the row, at distances up to the row length (16K tokens), the same framing
   the engine uses for `ask` (src/engine/ask.ts questionTokens).
@@ -82,7 +85,7 @@ class Examples:
     whole row, so one row teaches the lookup at every context length up to its own.
     """
 
-    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=2.0, first_answer_weight=8.0, fake_path_rate=0.8):
+    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7):
         self.tok = tok
         self.files = files
         self.rng = random.Random(seed)
@@ -98,6 +101,11 @@ class Examples:
         self.question_rate = question_rate
         self.answer_weight = answer_weight
         self.first_answer_weight = first_answer_weight  # the path's first token is the retrieval; the rest is copying
+        self.workspace_rate = workspace_rate
+        self.by_package = {}
+        for f in files:
+            self.by_package.setdefault(f[0], []).append(f)
+        self.packages = sorted(self.by_package)
 
     def enc(self, s):
         return self.tok.encode(s, add_special_tokens=False).ids
@@ -125,17 +133,53 @@ class Examples:
         q = [self.sp["<file_sep>"]] + self.enc(f"Question: Where is `{name}` defined?\nAnswer:")
         return q, self.enc(" " + path) + [self.sp["<|endoftext|>"]]
 
+    def _renamer(self):
+        """A made-up name for every path part, the same one all through a row: paths keep the shape of a real
+        package (files share directories, so the answer must name the right one among look-alikes) but no
+        NAME -> path pair can be learned by heart."""
+        names, used = {}, set()
+
+        def rename(path):
+            *dirs, base = path.split("/")
+            stem, dot, ext = base.rpartition(".") if "." in base else (base, "", "")
+            out = []
+            for part in dirs + [stem]:
+                if part not in names:
+                    for _ in range(20):
+                        cand = self.rng.choice(self.parts)
+                        if cand not in used:
+                            break
+                    used.add(cand)
+                    names[part] = cand
+                out.append(names[part])
+            return "/".join(out) + (dot + ext if dot else "")
+        return rename
+
+    def _files(self):
+        """Files of one row: mostly a workspace (whole packages, one after another, real paths renamed per row),
+        else files from anywhere under paths of 1-4 random parts."""
+        if self.rng.random() < self.workspace_rate:
+            rename = self._renamer()
+            while True:
+                pkg = self.by_package[self.rng.choice(self.packages)]
+                for f in self.rng.sample(pkg, len(pkg)):
+                    yield rename(f[1]), f[2]
+        while True:
+            _, path, text = self.rng.choice(self.files)
+            if self.rng.random() < self.fake_path_rate:
+                ext = "." + path.rsplit(".", 1)[1] if "." in path.rsplit("/", 1)[-1] else ""
+                path = "/".join(self.rng.choice(self.parts) for _ in range(self.rng.randint(1, 4))) + ext
+            yield path, text
+
     def row(self, length):
         """(ids, weights) of length + 1 tokens."""
         ids, w = [], []
         seen = []  # (path, [names]) of files in the row
         defined = {}  # name -> number of files in the row defining it
         paths, asked = set(), set()
+        files = self._files()
         while len(ids) < length + 1:
-            _, path, text = self.rng.choice(self.files)
-            if self.rng.random() < self.fake_path_rate:
-                ext = "." + path.rsplit(".", 1)[1] if "." in path.rsplit("/", 1)[-1] else ""
-                path = "/".join(self.rng.choice(self.parts) for _ in range(self.rng.randint(1, 4))) + ext
+            path, text = next(files)
             if path in paths:
                 continue
             paths.add(path)
