@@ -1,4 +1,4 @@
-// npm run eval -- --model DIR --data DIR [--files N] [--fim N] [--lookup N] [--lengths 4096,16384,65536]
+// npm run eval -- [--model DIR] --data DIR [--files N] [--fim N] [--lookup N] [--lengths 4096,16384,65536]
 //                 [--backend webgpu|cpu] [--json FILE]
 //
 // Quality of a model on code it has not seen (DIR should hold held-out sources: packages left out of
@@ -10,6 +10,7 @@
 
 import * as fs from 'fs';
 import { questionTokens } from '../src/engine/ask';
+import { resolveModelDir } from '../src/engine/bundledModel';
 import { completeAt } from '../src/engine/completion/complete';
 import { CpuModel } from '../src/engine/cpu/model';
 import { generateTokens } from '../src/engine/generate';
@@ -42,9 +43,9 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
     values: ['model', 'data', 'files', 'fim', 'lookup', 'lengths', 'backend', 'json', 'seed'],
   });
-  const modelDir = args.values.get('model');
+  const modelDir = resolveModelDir(args.values.get('model')); // default: the bundled model
   const dataDir = args.values.get('data');
-  if (!modelDir || !dataDir) throw new Error('usage: npm run eval -- --model DIR --data DIR (held-out sources)');
+  if (!dataDir) throw new Error('usage: npm run eval -- [--model DIR] --data DIR (held-out sources)');
   const folder = openModelFolder(modelDir, { requireTokenizer: true });
   const tok = folder.tokenizer!;
   const model: LanguageModel = args.values.get('backend') === 'cpu' ? CpuModel.load(folder) : await GpuModel.load(folder, { kv: { gpuBudgetBytes: 1 << 30 } });

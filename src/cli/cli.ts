@@ -1,16 +1,17 @@
 #!/usr/bin/env node
-// Sidewinder's command line. Contracts (scripts depend on them exactly):
-//   sidewinder logits   --model DIR --ids 1,2,3 [--decode-from H] [--backend webgpu|cpu]
+// Sidewinder's command line. Contracts (scripts depend on them exactly). `--model DIR` is optional everywhere: without
+// it the bundled model (models/default in the package root, found from this script's location) is used.
+//   sidewinder logits   [--model DIR] --ids 1,2,3 [--decode-from H] [--backend webgpu|cpu]
 //       -> {"logits": [[...], ...]}  one row per position; with --decode-from H the first H ids are
 //          prefilled, then the rest are fed one at a time, and rows for positions H-1 .. end are printed.
-//   sidewinder generate --model DIR (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--greedy] --json
+//   sidewinder generate [--model DIR] (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--greedy] --json
 //       -> {"ids": [...], "text": "..."}
 //   sidewinder files    --workspace DIR --json
 //       -> {"files":[{"path","bytes","mtimeMs"}...],"skipped":[{"path","reason"}...]}  in ingest order
-//   sidewinder ingest   --workspace DIR --model DIR [--kv-budget-mb N] [--cache-dir DIR] [--json]
+//   sidewinder ingest   --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--json]
 //       -> progress on stderr; with --json {"files","skipped":{reason:count},"tokens","seconds","tokensPerSecond",
 //          "resumedFromSnapshot","reingestedTokens","snapshot","memory":{...}}
-//   sidewinder ask      --workspace DIR --model DIR [--kv-budget-mb N] [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"
+//   sidewinder ask      --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"
 //       -> the answer streamed to stdout; with --json {"answer","ids","tokens","resumedFromSnapshot","reingestedTokens",
 //          "seconds","memory":{...}}
 //   sidewinder complete --file PATH --offset N [--workspace DIR] [--model DIR] [--max-new-tokens N] --json
@@ -18,6 +19,7 @@
 //   sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]
 //       -> fetches config, tokenizer and safetensors from the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN honoured)
 
+import { bundledModelDir, resolveModelDir } from '../engine/bundledModel';
 import { SidewinderError, UsageError } from '../engine/errors';
 import { generateTokens } from '../engine/generate';
 import { openModelFolder, type LanguageModel, type ModelFolder } from '../engine/model';
@@ -29,14 +31,17 @@ import { cmdFiles } from './files';
 import { cmdAsk, cmdComplete, cmdIngest } from './workspace';
 
 const USAGE = `usage:
-  sidewinder logits   --model DIR --ids 1,2,3 [--decode-from H] [--backend webgpu|cpu]
-  sidewinder generate --model DIR (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--greedy]
+  sidewinder logits   [--model DIR] --ids 1,2,3 [--decode-from H] [--backend webgpu|cpu]
+  sidewinder generate [--model DIR] (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--greedy]
                       [--temperature T] [--top-p P] [--seed S] [--backend webgpu|cpu] [--json]
   sidewinder files    --workspace DIR [--json]
-  sidewinder ingest   --workspace DIR --model DIR [--kv-budget-mb N] [--cache-dir DIR] [--json]
-  sidewinder ask      --workspace DIR --model DIR [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"
+  sidewinder ingest   --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--json]
+  sidewinder ask      --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"
   sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]
-  sidewinder complete --file PATH --offset N [--workspace DIR] --model DIR [--max-new-tokens N] [--json]`;
+  sidewinder complete --file PATH --offset N [--workspace DIR] [--model DIR] [--max-new-tokens N] [--json]
+
+--model DIR: a Hugging Face model folder (config.json, *.safetensors, tokenizer.json). Default: the bundled
+model, ${bundledModelDir()}.`;
 
 async function loadModel(folder: ModelFolder, backend: string): Promise<LanguageModel> {
   if (backend === 'cpu') return CpuModel.load(folder);
@@ -57,8 +62,7 @@ function rows(logits: Float32Array, vocab: number): number[][] {
 
 async function cmdLogits(argv: string[]): Promise<void> {
   const args = parseArgs(argv, { values: ['model', 'ids', 'decode-from', 'backend'] });
-  const dir = args.values.get('model');
-  if (!dir) throw new UsageError('--model DIR is required.');
+  const dir = resolveModelDir(args.values.get('model'));
   const ids = idList(args.values.get('ids') ?? '');
   const folder = openModelFolder(dir);
   checkIds(ids, folder);
@@ -85,8 +89,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     values: ['model', 'ids', 'prompt', 'max-new-tokens', 'temperature', 'top-p', 'seed', 'backend'],
     flags: ['greedy', 'json'],
   });
-  const dir = args.values.get('model');
-  if (!dir) throw new UsageError('--model DIR is required.');
+  const dir = resolveModelDir(args.values.get('model'));
   const folder = openModelFolder(dir, { requireTokenizer: args.values.has('prompt') });
   let prompt: number[];
   if (args.values.has('ids') === args.values.has('prompt')) throw new UsageError('give exactly one of --ids or --prompt.');

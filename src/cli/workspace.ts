@@ -5,6 +5,7 @@ import * as path from 'path';
 import * as fs from 'fs';
 import { onFork, questionTokens } from '../engine/ask';
 import { completeAt } from '../engine/completion/complete';
+import { resolveModelDir } from '../engine/bundledModel';
 import { UsageError } from '../engine/errors';
 import { WorkspaceIngest, type IngestProgress, type IngestReport } from '../engine/ingest';
 import { modelIdentity } from '../engine/memory/snapshot';
@@ -44,8 +45,7 @@ function bar(frac: number): string {
 async function openWorkspace(args: ParsedArgs, requireWorkspace = true): Promise<{ ingest: WorkspaceIngest; model: LanguageModel }> {
   const ws = args.values.get('workspace') ?? (requireWorkspace ? undefined : process.cwd());
   if (!ws) throw new UsageError('--workspace DIR is required.');
-  const dir = args.values.get('model');
-  if (!dir) throw new UsageError('--model DIR is required.');
+  const dir = resolveModelDir(args.values.get('model'));
   const folder = openModelFolder(dir, { requireTokenizer: true });
   const backend = args.values.get('backend') ?? 'webgpu';
   const cacheDir = path.resolve(args.values.get('cache-dir') ?? defaultCacheDir());

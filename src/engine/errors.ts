@@ -35,3 +35,13 @@ export class GpuError extends SidewinderError {}
 
 /** Bad command-line usage. */
 export class UsageError extends SidewinderError {}
+
+/** No model was given and the bundled one (models/default in the package) is not there. */
+export class BundledModelMissingError extends SidewinderError {
+  constructor(dir: string) {
+    super(
+      `no --model was given and the bundled model is missing (${dir} has no config.json). Pass --model DIR, a ` +
+        `Hugging Face model folder, or fetch one with \`node dist/cli.js download REPO_ID\` and pass the folder it prints.`,
+    );
+  }
+}

@@ -2,6 +2,7 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
+import { bundledModelDir } from '../engine/bundledModel';
 
 /** True when `file` is `dir` or inside it (both absolute, compared after normalisation). */
 export function isInside(dir: string, file: string): boolean {
@@ -50,7 +51,7 @@ export type ModelLocation = { dir: string; source: 'setting' | 'bundled' } | { p
 
 /** Where the model is: the `sidewinder.model` setting, else the bundled default at <extension>/models/default. */
 export function locateModel(setting: string, extensionPath: string): ModelLocation {
-  const dir = setting ? path.resolve(setting) : path.join(extensionPath, 'models', 'default');
+  const dir = setting ? path.resolve(setting) : bundledModelDir(extensionPath);
   if (fs.existsSync(path.join(dir, 'config.json'))) return { dir, source: setting ? 'setting' : 'bundled' };
   return { problem: setting ? 'missing' : 'not-configured', dir };
 }
