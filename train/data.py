@@ -12,7 +12,7 @@ Three kinds of examples, mixed inside every training row (Examples.row):
 - rows are mostly workspaces: whole packages with their real directory structure, every path part renamed
   consistently within the row (so paths share prefixes as in a real repository, and answers are read, not
   remembered), else files from anywhere under made-up paths;
-- definition lookup: after files, <file_sep>Question: Where is `NAME` defined?\\nAnswer: path<|endoftext|>
+- definition lookup: after files, <file_sep>Question: Where is `NAME` defined?\\nAnswer: `path`<|endoftext|>
   about a file seen earlier in the row, at distances up to the row length (16K tokens), the same framing
   the engine uses for `ask` (src/engine/ask.ts questionTokens).
 """
@@ -130,8 +130,10 @@ class Examples:
                 [self.sp["<|endoftext|>"]])
 
     def question(self, name, path):
+        """The answer is the path in backticks: after " `" it is tokenized exactly as in the file's header
+        (" path" would merge the space into the first part, a different token), so the answer is a copy."""
         q = [self.sp["<file_sep>"]] + self.enc(f"Question: Where is `{name}` defined?\nAnswer:")
-        return q, self.enc(" " + path) + [self.sp["<|endoftext|>"]]
+        return q, self.enc(" `" + path + "`") + [self.sp["<|endoftext|>"]]
 
     def _renamer(self):
         """A made-up name for every path part, the same one all through a row: paths keep the shape of a real
@@ -203,7 +205,7 @@ class Examples:
                 asked.add(name)
                 q, a = self.question(name, p)
                 ids += q + a
-                w += [0.0] * len(q) + [self.first_answer_weight] + [self.answer_weight] * (len(a) - 1)
+                w += [0.0] * len(q) + [self.answer_weight, self.first_answer_weight] + [self.answer_weight] * (len(a) - 2)
         return ids[: length + 1], w[: length + 1]
 
 

@@ -33,7 +33,7 @@ case "$1" in
     cp "$W/train.log" "$OUT/train.log"
     tar -C "$W" -cf - model | split -b 15000000 - "$OUT/model.tar.part"
     source .gpu/env.sh
-    node dist/eval.js --model "$W/model" --data "$W/heldout" --files 40 --fim 100 --lookup 40 \
-      --lengths 4096,16384,65536 --json "$OUT/eval-h100.json" 2>&1 | tail -n 30
+    node dist/eval.js --model "$W/model" --data "$W/heldout" ${EVAL_ARGS:---files 40 --fim 100 --lookup 40 \
+      --lengths 4096,16384,65536} --json "$OUT/eval-h100.json" 2>&1 | tail -n 30
     ;;
 esac
