@@ -60,6 +60,8 @@ export class SparseKv {
   private clock = 0;
   private readonly hostBudget: HostBudget;
   private commitStaging: GPUBuffer | null = null;
+  private commitSummaries: GPUBuffer | null = null; // [layer][groups, 2, kd] of the chunk being committed
+  private readonly summaryParams: GPUBuffer;
   private pendingCommit: Promise<void> | null = null;
   private epoch = 0; // bumped when rows are dropped: a commit in flight from before is discarded
   /** Milliseconds of CPU-side work and waits, accumulated (the ingest bench reports them). */
@@ -96,6 +98,7 @@ export class SparseKv {
     }
     this.hostBudget = new HostBudget(opts.hostBudgetBytes ?? Infinity);
     this.params = gpu.buffer(32, 'kv.params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    this.summaryParams = gpu.buffer(32, 'kv.summaryParams', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     this.staging = gpu.device.createBuffer({ size: 4 * 65536, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'kv.staging' });
     // Summaries and scores start at the reserved capacity (they grow past it only beyond maxContextTokens).
     const reservedBlocks = Math.max(1, Math.floor(reserve / (numLayers * summaryBytesPerBlock)));
@@ -242,32 +245,74 @@ export class SparseKv {
   }
 
   /**
-   * After a chunk: the T new rows of every layer (at the working position) are copied to one staging buffer
-   * and reach the host stores when the copy is done, while the GPU goes on with the next chunk; settle()
-   * waits for them (prepare() does, before it scores blocks).
+   * After a chunk: the T new rows of every layer (at the working position) and their per-block key summaries
+   * (kernels/kvSummary.wgsl) are copied to one staging buffer and reach the host stores when the copy is done,
+   * while the GPU goes on with the next chunk; settle() waits for them (prepare() does, before it scores blocks).
+   * Staging layout: [layer][K rows, V rows] then [layer][groups, 2, kd] summaries.
    */
   commit(T: number, pos0: number, work: { k: GPUBuffer; v: GPUBuffer }[], sparse: boolean): void {
     const row = sparse ? this.workingPosition(pos0) : pos0;
     const bytes = 4 * T * this.kd;
-    const size = 2 * work.length * bytes;
+    const phase = pos0 % BLOCK_ROWS;
+    const groups = Math.ceil((phase + T) / BLOCK_ROWS);
+    const sumBytes = 4 * groups * 2 * this.kd;
+    // Each layer's summaries at a storage-binding-aligned offset of one buffer.
+    const sumStride = Math.ceil(sumBytes / 256) * 256;
+    const sumAt = 2 * work.length * bytes;
+    const size = sumAt + work.length * sumBytes;
     if (!this.commitStaging || this.commitStaging.size < size) {
       this.commitStaging?.destroy();
       this.commitStaging = this.gpu.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'kv.commit' });
     }
+    if (!this.commitSummaries || this.commitSummaries.size < work.length * sumStride) {
+      this.commitSummaries?.destroy();
+      this.commitSummaries = this.gpu.buffer(work.length * sumStride, 'kv.commitSummaries');
+    }
     const staging = this.commitStaging;
+    const sums = this.commitSummaries;
+    this.gpu.write(this.summaryParams, new Uint32Array([row, T, this.kd, phase, groups, 0, 0, 0]));
     const enc = this.gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    const pipeline = this.gpu.pipeline('kvSummary');
+    pass.setPipeline(pipeline);
+    work.forEach((w, j) => {
+      const bindGroup = this.gpu.device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: this.summaryParams } },
+          { binding: 1, resource: { buffer: w.k } },
+          { binding: 2, resource: { buffer: sums, offset: j * sumStride, size: sumBytes } },
+        ],
+      });
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(Math.ceil(this.kd / 64), groups);
+    });
+    pass.end();
     work.forEach((w, j) => {
       enc.copyBufferToBuffer(w.k, 4 * row * this.kd, staging, 2 * j * bytes, bytes);
       enc.copyBufferToBuffer(w.v, 4 * row * this.kd, staging, (2 * j + 1) * bytes, bytes);
+      enc.copyBufferToBuffer(sums, j * sumStride, staging, sumAt + j * sumBytes, sumBytes);
     });
     this.gpu.device.queue.submit([enc.finish()]);
     const epoch = this.epoch;
     const p = staging.mapAsync(GPUMapMode.READ, 0, size).then(() => {
       const t = performance.now();
-      // One copy out of the mapped memory first: element-wise reads of mapped memory can be slow.
-      const all = new Float32Array(staging.getMappedRange(0, size).slice(0));
-      const n = bytes / 4;
-      if (epoch === this.epoch) work.forEach((_, j) => this.layers[j].store.append(all.subarray(2 * j * n, (2 * j + 1) * n), all.subarray((2 * j + 1) * n, (2 * j + 2) * n)));
+      const mapped = staging.getMappedRange(0, size);
+      // The summaries are read element by element: a copy out of the mapped memory first (reads of mapped
+      // memory can be slow). The rows are only copied, once, into the stores' blocks.
+      const summaries = new Float32Array(mapped.slice(sumAt, size));
+      const n = T * this.kd;
+      if (epoch === this.epoch) {
+        work.forEach((_, j) => {
+          const store = this.layers[j].store;
+          const k = new Float32Array(mapped, 2 * j * bytes, n);
+          const v = new Float32Array(mapped, (2 * j + 1) * bytes, n);
+          // The summaries are grouped by blocks from pos0; a store that is elsewhere (never, while the epoch
+          // holds) computes its own.
+          const s = store.length === pos0 ? summaries.subarray((j * sumBytes) / 4, ((j + 1) * sumBytes) / 4) : undefined;
+          store.append(k, v, s);
+        });
+      }
       staging.unmap();
       this.profile.appendMs += performance.now() - t;
     });
@@ -294,7 +339,9 @@ export class SparseKv {
     }
     this.params.destroy();
     this.staging.destroy();
+    this.summaryParams.destroy();
     this.commitStaging?.destroy();
+    this.commitSummaries?.destroy();
   }
 
   private uploadSummaries(l: LayerKv, nComplete: number): void {

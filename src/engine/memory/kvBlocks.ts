@@ -147,30 +147,90 @@ export class KvBlockStore implements KvBlockSource {
     this.truncate(rows);
   }
 
-  /** Appends rows (row-major [n, rowLen]) of keys and values. */
-  append(k: Float32Array, v: Float32Array): void {
-    const n = k.length / this.rowLen;
+  /**
+   * Appends rows (row-major [n, rowLen]) of keys and values. `summaries`, when given, are the min/max of the new
+   * keys per block they fall in ([groups, 2, rowLen], min row then max row; group 0 holds the rows that complete
+   * the current partial block, if any, as kernels/kvSummary.wgsl computes them): they are folded into the block
+   * summaries instead of reading every key. The rows are copied once: into the current partial block, then
+   * into one buffer of whole blocks, of which the new blocks are views (no allocation per block).
+   */
+  append(k: Float32Array, v: Float32Array, summaries?: Float32Array): void {
     const L = this.rowLen;
-    // Block by block: copy the rows that fall in it, then fold them into its summary.
-    for (let r = 0; r < n; ) {
+    const n = k.length / L;
+    if (v.length !== k.length || !Number.isInteger(n)) throw new RangeError(`append takes [n, ${L}] keys and values (got ${k.length} and ${v.length} floats).`);
+    if (n === 0) return;
+    const groups = Math.ceil(((this.rows % BLOCK_ROWS) + n) / BLOCK_ROWS);
+    if (summaries && summaries.length !== groups * 2 * L) throw new RangeError(`${n} rows at ${this.rows} need ${groups} block summaries, not ${summaries.length / (2 * L)}.`);
+    let r = 0;
+    let g = 0;
+    // 1. rows that complete the current partial block go into it
+    const inBlock = this.rows % BLOCK_ROWS;
+    if (inBlock > 0) {
       const b = Math.floor(this.rows / BLOCK_ROWS);
-      const inBlock = this.rows % BLOCK_ROWS;
-      const take = Math.min(n - r, BLOCK_ROWS - inBlock);
-      if (b === this.hostK.length) this.newBlock();
+      const take = Math.min(n, BLOCK_ROWS - inBlock);
       const bk = this.ensureHost(b);
-      bk.k.set(k.subarray(r * L, (r + take) * L), inBlock * L);
-      bk.v.set(v.subarray(r * L, (r + take) * L), inBlock * L);
-      const { min, max } = this.summaries[b];
-      for (let j = r * L; j < (r + take) * L; j += L) {
-        for (let i = 0; i < L; i++) {
-          const x = k[j + i];
-          if (x < min[i]) min[i] = x;
-          if (x > max[i]) max[i] = x;
-        }
-      }
+      bk.k.set(k.subarray(0, take * L), inBlock * L);
+      bk.v.set(v.subarray(0, take * L), inBlock * L);
+      this.foldSummary(b, bk.k, inBlock, inBlock + take, summaries, g++);
       this.rows += take;
-      r += take;
+      r = take;
       if (this.rows % BLOCK_ROWS === 0) this.maybeSpill();
+    }
+    if (r === n) return;
+    // 2. the rest starts a block: one buffer of whole blocks (zero past the last row), each block a view of it
+    const nb = Math.ceil((n - r) / BLOCK_ROWS);
+    const bf = this.blockFloats;
+    const allK = new Float32Array(nb * bf);
+    const allV = new Float32Array(nb * bf);
+    allK.set(k.subarray(r * L));
+    allV.set(v.subarray(r * L));
+    for (let j = 0; j < nb; j++, g++) {
+      const b = this.hostK.length;
+      const take = Math.min(BLOCK_ROWS, n - r - j * BLOCK_ROWS);
+      // The sink block is never spilled: its own copy, so that it does not keep the whole buffer alive.
+      const bk = allK.subarray(j * bf, (j + 1) * bf);
+      const bv = allV.subarray(j * bf, (j + 1) * bf);
+      this.hostK.push(b === 0 && nb > 1 ? bk.slice() : bk);
+      this.hostV.push(b === 0 && nb > 1 ? bv.slice() : bv);
+      this.onDisk.push(false);
+      this.summaries.push({ min: new Float32Array(L).fill(Infinity), max: new Float32Array(L).fill(-Infinity) });
+      this.budget.used += 2 * bf * 4;
+      this.foldSummary(b, this.hostK[b]!, 0, take, summaries, g);
+      this.rows += take;
+      // Spill as each block fills (as row-by-row appends would): the blocks past it are not counted yet.
+      if (take === BLOCK_ROWS && j + 1 < nb) {
+        const ahead = 2 * bf * 4 * (nb - j - 1);
+        this.budget.used -= ahead;
+        this.maybeSpill();
+        this.budget.used += ahead;
+      } else if (take === BLOCK_ROWS) this.maybeSpill();
+    }
+  }
+
+  /**
+   * Folds rows [from, to) of block b (its keys `bk`) into its summary: from `summaries[g]` when given (min/max
+   * computed elsewhere over exactly those rows), else from the keys. The first of equal values is kept, as a
+   * fold row by row with `<` / `>` does.
+   */
+  private foldSummary(b: number, bk: Float32Array, from: number, to: number, summaries: Float32Array | undefined, g: number): void {
+    const L = this.rowLen;
+    const { min, max } = this.summaries[b];
+    if (summaries) {
+      const o = g * 2 * L;
+      for (let i = 0; i < L; i++) {
+        const lo = summaries[o + i];
+        const hi = summaries[o + L + i];
+        if (lo < min[i]) min[i] = lo;
+        if (hi > max[i]) max[i] = hi;
+      }
+      return;
+    }
+    for (let j = from * L; j < to * L; j += L) {
+      for (let i = 0; i < L; i++) {
+        const x = bk[j + i];
+        if (x < min[i]) min[i] = x;
+        if (x > max[i]) max[i] = x;
+      }
     }
   }
 
@@ -239,14 +299,6 @@ export class KvBlockStore implements KvBlockSource {
     this.backed = 0;
   }
 
-  private newBlock(): void {
-    this.hostK.push(null);
-    this.hostV.push(null);
-    this.onDisk.push(false);
-    this.summaries.push({ min: new Float32Array(this.rowLen).fill(Infinity), max: new Float32Array(this.rowLen).fill(-Infinity) });
-    this.ensureHost(this.hostK.length - 1);
-  }
-
   private ensureHost(b: number): { k: Float32Array; v: Float32Array } {
     if (!this.hostK[b]) {
       const blk = this.onDisk[b]
@@ -273,8 +325,8 @@ export class KvBlockStore implements KvBlockSource {
     for (let b = 1; b < full && this.budget.used > this.budget.bytes; b++) {
       if (!this.hostK[b]) continue;
       if (!this.onDisk[b]) {
-        fs.writeSync(this.fd, new Uint8Array(this.hostK[b]!.buffer), 0, bytes, 2 * b * bytes);
-        fs.writeSync(this.fd, new Uint8Array(this.hostV[b]!.buffer), 0, bytes, (2 * b + 1) * bytes);
+        fs.writeSync(this.fd, bytesOf(this.hostK[b]!), 0, bytes, 2 * b * bytes);
+        fs.writeSync(this.fd, bytesOf(this.hostV[b]!), 0, bytes, (2 * b + 1) * bytes);
         this.onDisk[b] = true;
         this.diskBlocks++;
       }
@@ -283,6 +335,11 @@ export class KvBlockStore implements KvBlockSource {
       this.budget.used -= 2 * bytes;
     }
   }
+}
+
+/** The bytes of a float array (a block may be a view into a larger buffer). */
+function bytesOf(a: Float32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
 /** The Quest upper bound of q.k over a block: sum_i max(q_i kmin_i, q_i kmax_i). */
