@@ -1,7 +1,8 @@
 // K/V rows committed to the host stores with their block key summaries computed on the GPU
 // (kernels/kvSummary.wgsl) give exactly the blocks and summaries of rows appended on the host: random data with
 // ties and signed zeros, chunks of every phase against the 64-row blocks, row widths whose summary groups are
-// not 256-byte aligned, a rollback in between, and host appends with summaries against a spill budget.
+// not 256-byte aligned, a rollback in between, and host appends with summaries against a spill budget. Also the
+// chunk's query range (kernels/kvScore.wgsl qpart + qrange, min/max over runs of tokens then over the runs).
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -101,6 +102,57 @@ describe('K/V block summaries on the GPU', () => {
       }
     });
   }
+
+  test('query range over runs of tokens equals the min/max over the whole chunk', async () => {
+    const [nH, nKv, d, qOff] = [6, 2, 24, 5];
+    const qStride = nH * d + 7;
+    const random = rng(9);
+    for (const T of [1, 5, 64, 100, 1000]) {
+      const slices = Math.min(T, 64);
+      const q = randomRows(random, qOff + T * qStride, qStride);
+      const want = new Float32Array(nKv * 2 * d);
+      const rep = nH / nKv;
+      for (let g = 0; g < nKv; g++) {
+        for (let i = 0; i < d; i++) {
+          let lo = Infinity;
+          let hi = -Infinity;
+          for (let t = 0; t < T; t++) {
+            for (let r = 0; r < rep; r++) {
+              const x = q[qOff + t * qStride + (g * rep + r) * d + i];
+              lo = Math.min(lo, x);
+              hi = Math.max(hi, x);
+            }
+          }
+          want[g * 2 * d + i] = lo;
+          want[g * 2 * d + d + i] = hi;
+        }
+      }
+      const params = gpu.buffer(32, 'params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+      gpu.write(params, new Uint32Array([T, nH, nKv, d, qOff, qStride, 0, slices]));
+      const qb = gpu.buffer(4 * q.length, 'q');
+      gpu.write(qb, q);
+      const qr = gpu.buffer(4 * nKv * 2 * d, 'qr');
+      const qp = gpu.buffer(4 * nKv * slices * 2 * d, 'qp');
+      const enc = gpu.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      for (const [entry, bind, groups] of [
+        ['qpart', { 0: params, 1: qb, 5: qp }, [nKv, slices]],
+        ['qrange', { 0: params, 2: qr, 5: qp }, [nKv, 1]],
+      ] as const) {
+        const pipeline = gpu.pipeline('kvScore', {}, entry);
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: Object.entries(bind).map(([b, buffer]) => ({ binding: Number(b), resource: { buffer } })) }));
+        pass.dispatchWorkgroups(groups[0], groups[1]);
+      }
+      pass.end();
+      gpu.device.queue.submit([enc.finish()]);
+      const got = new Float32Array(await gpu.read(qr, 4 * nKv * 2 * d));
+      await gpu.check();
+      // Values equal (min/max of equal zeros may keep either sign: it does not change a score).
+      for (let i = 0; i < want.length; i++) assert.ok(got[i] === want[i], `T = ${T}: element ${i} is ${got[i]}, not ${want[i]}`);
+      for (const b of [params, qb, qr, qp]) b.destroy();
+    }
+  });
 
   test('host appends with given summaries equal appends without, across a spill budget', () => {
     const kd = 16;

@@ -16,6 +16,9 @@ import { BLOCK_ROWS, HostBudget, KvBlockStore, selectBlocks, type KvBlockSource 
 import type { Gpu } from './device';
 import type { Act } from './ops';
 
+/** Runs of tokens over which a chunk's query min/max is taken in parallel before the final fold. */
+const QUERY_SLICES = 64;
+
 export interface SparseKvOptions {
   /** GPU bytes for K/V across all attention layers (working buffers included). */
   gpuBudgetBytes: number;
@@ -62,6 +65,7 @@ export class SparseKv {
   private commitStaging: GPUBuffer | null = null;
   private commitSummaries: GPUBuffer | null = null; // [layer][groups, 2, kd] of the chunk being committed
   private readonly summaryParams: GPUBuffer;
+  private readonly queryParts: GPUBuffer; // [nKv, QUERY_SLICES, 2, headDim]: per-run query min/max (kvScore qpart)
   private pendingCommit: Promise<void> | null = null;
   private epoch = 0; // bumped when rows are dropped: a commit in flight from before is discarded
   /** Milliseconds of CPU-side work and waits, accumulated (the ingest bench reports them). */
@@ -98,6 +102,7 @@ export class SparseKv {
     }
     this.hostBudget = new HostBudget(opts.hostBudgetBytes ?? Infinity);
     this.params = gpu.buffer(32, 'kv.params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    this.queryParts = gpu.buffer(4 * QUERY_SLICES * 2 * this.kd, 'kv.queryParts');
     this.summaryParams = gpu.buffer(32, 'kv.summaryParams', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     this.staging = gpu.device.createBuffer({ size: 4 * 65536, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'kv.staging' });
     // Summaries and scores start at the reserved capacity (they grow past it only beyond maxContextTokens).
@@ -149,6 +154,11 @@ export class SparseKv {
       gpu += l.summaries.size + l.scores.size + l.qr.size;
     }
     return { gpu, host, disk };
+  }
+
+  /** GPU bytes of parameter and scratch buffers (not K/V: outside the budget, like the model's scratch). */
+  scratchBytes(): number {
+    return this.params.size + this.summaryParams.size + this.queryParts.size + (this.commitSummaries?.size ?? 0);
   }
 
   /** Takes rows [0, rows) of a dense K/V buffer pair into the host store (when switching to sparse). */
@@ -340,6 +350,7 @@ export class SparseKv {
     this.params.destroy();
     this.staging.destroy();
     this.summaryParams.destroy();
+    this.queryParts.destroy();
     this.commitStaging?.destroy();
     this.commitSummaries?.destroy();
   }
@@ -370,19 +381,25 @@ export class SparseKv {
   private async scoreBlocks(l: LayerKv, q: Act, T: number, nb: number): Promise<Float32Array> {
     const a = this.cfg.attention!;
     const qStride = q.stride ?? a.numHeads * a.headDim;
-    this.gpu.write(this.params, new Uint32Array([T, a.numHeads, a.numKvHeads, a.headDim, q.offset ?? 0, qStride, nb, 0]));
+    // The query range in two steps: min/max over runs of tokens (many workgroups), then over the runs.
+    const slices = Math.min(T, QUERY_SLICES);
+    this.gpu.write(this.params, new Uint32Array([T, a.numHeads, a.numKvHeads, a.headDim, q.offset ?? 0, qStride, nb, slices]));
     const enc = this.gpu.device.createCommandEncoder();
     const pass = enc.beginComputePass();
-    for (const entry of ['qrange', 'score'] as const) {
+    const steps = {
+      qpart: { bind: { 0: this.params, 1: q.buffer, 5: this.queryParts }, groups: [a.numKvHeads, slices] },
+      qrange: { bind: { 0: this.params, 2: l.qr, 5: this.queryParts }, groups: [a.numKvHeads] },
+      score: { bind: { 0: this.params, 2: l.qr, 3: l.summaries, 4: l.scores }, groups: [Math.ceil(nb / 64)] },
+    };
+    for (const [entry, { bind, groups }] of Object.entries(steps)) {
       const pipeline = this.gpu.pipeline('kvScore', {}, entry);
-      const bind = entry === 'qrange' ? { 0: this.params, 1: q.buffer, 2: l.qr } : { 0: this.params, 2: l.qr, 3: l.summaries, 4: l.scores };
       const bindGroup = this.gpu.device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
         entries: Object.entries(bind).map(([b, buffer]) => ({ binding: Number(b), resource: { buffer } })),
       });
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(entry === 'qrange' ? a.numKvHeads : Math.ceil(nb / 64));
+      pass.dispatchWorkgroups(groups[0], groups[1] ?? 1);
     }
     pass.end();
     this.gpu.device.queue.submit([enc.finish()]);

@@ -159,6 +159,7 @@ export class GpuModel implements LanguageModel {
     const st = this.stateBytes();
     let scratchBytes = this.step.size + this.ids.size;
     for (const p of this.passes.values()) scratchBytes += p.logits.size + p.scratch.reduce((n, b) => n + b.size, 0);
+    scratchBytes += this.sparseKv?.scratchBytes() ?? 0;
     const paged = this.sparseKv?.bytes() ?? { gpu: 0, host: 0, disk: 0 };
     return {
       weightsBytes,
