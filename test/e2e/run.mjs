@@ -3,7 +3,10 @@
 // Steps: trust the workspace and watch the status-bar gauge change during ingest; Ask About Codebase and see
 // the streamed answer in the sidebar chat; open the memory panel and see its chart; type in a file and accept
 // an inline completion; render hostile model output in the chat and check nothing runs and nothing is fetched.
-// Screenshots go to test/e2e/artifacts/. Ends with `N passed, M failed`.
+// No `sidewinder.model` setting: like a fresh install, it runs the model bundled in the .vsix (models/default),
+// and checks from the extension's log that it did. The sample workspace is three tiny files (~70 tokens), so
+// the whole run takes well under a minute on a 2-core CPU with lavapipe.
+// Screenshots and the extension's log go to test/e2e/artifacts/. Ends with `N passed, M failed`.
 
 import { spawn, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -24,7 +27,7 @@ fs.mkdirSync(artifacts, { recursive: true });
 const vsix = fs.readdirSync(repo).filter((f) => f.endsWith('.vsix')).map((f) => path.join(repo, f))[0];
 if (!vsix) throw new Error('no .vsix in the repository root: run `npm run package` first.');
 
-// A fresh profile, extensions dir and sample workspace.
+// A fresh profile, extensions dir and sample workspace (removed at the end).
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-e2e-'));
 const userData = path.join(tmp, 'user');
 const extDir = path.join(tmp, 'ext');
@@ -34,10 +37,10 @@ fs.mkdirSync(path.join(ws, 'src'), { recursive: true });
 fs.writeFileSync(path.join(ws, 'src', 'alpha.py'), 'def alpha(x):\n    """Adds one."""\n    return x + 1\n');
 fs.writeFileSync(path.join(ws, 'src', 'beta.ts'), 'export function beta(s: string): string {\n  return s.trim();\n}\n');
 fs.writeFileSync(path.join(ws, 'notes.md'), '# Notes\n\nalpha is in src/alpha.py.\n');
+// No `sidewinder.model`: the bundled model is used, as on a fresh install.
 fs.writeFileSync(
   path.join(userData, 'User', 'settings.json'),
   JSON.stringify({
-    'sidewinder.model': path.join(repo, 'test', 'fixtures', 'granite-moe-rope'),
     'sidewinder.completion.debounceMs': 50,
     'sidewinder.completion.maxTokens': 6,
     'sidewinder.chat.maxAnswerTokens': 12,
@@ -112,6 +115,24 @@ async function command(title) {
   await input.press('Enter');
 }
 
+/** The extension's log (its LogOutputChannel, written under the profile's logs folder), or ''. */
+function extensionLog() {
+  const found = [];
+  const walk = (d) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name === 'Sidewinder.log') found.push(p);
+    }
+  };
+  try {
+    walk(path.join(userData, 'logs'));
+  } catch {
+    return '';
+  }
+  return found.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+}
+
 async function frameWith(selector, timeoutMs = 60000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -141,44 +162,93 @@ try {
   await page.waitForSelector('.monaco-workbench', { timeout: 90000 });
 
   await step('trust, ingest and the status-bar gauge', async () => {
+    // Record every text the gauge shows (a status-bar item with a codicon whose text is the product name, an
+    // ingest progress or a memory total): ingest of this tiny workspace is over in about a second, too quick
+    // to catch by polling.
+    await page.evaluate(() => {
+      const texts = (window.__gaugeTexts = []);
+      const gauge = /^(Sidewinder|\d+% · .*tok|[\d.,]+[KM]? tok|[\d.]+ [KMG]?B)$/;
+      const record = () => {
+        for (const item of document.querySelectorAll('.statusbar-item')) {
+          if (!item.querySelector('.codicon')) continue;
+          const t = item.innerText.trim();
+          if (gauge.test(t) && texts[texts.length - 1] !== t) texts.push(t);
+        }
+      };
+      record();
+      new MutationObserver(record).observe(document.querySelector('.part.statusbar') ?? document.body, { childList: true, subtree: true, characterData: true });
+    });
     await page.getByRole('button', { name: 'Yes, I trust the authors' }).click({ timeout: 60000 });
-    const gauge = page.locator('.statusbar-item', { hasText: /Sidewinder|tok|[KMG]?B\b/ }).filter({ has: page.locator('.codicon') }).first();
-    const seen = new Set();
+    // Wait for an ingest state (`N% · T tok`) followed by a memory total with its unit (`65 MB`).
+    const isIngest = (t) => /tok$/.test(t);
+    const isTotal = (t) => /^\d+(\.\d+)? [KMG]?B$/.test(t);
     const deadline = Date.now() + 240000;
+    let texts = [];
     let final = '';
+    let during = false;
     while (Date.now() < deadline) {
-      const text = (await page.locator('.statusbar-item').allInnerTexts()).map((t) => t.trim()).find((t) => /^(Sidewinder|\d+%|\d[\d.]*\s?[KMG]?(B|tok))/.test(t) || /\b[KMG]B$/.test(t));
-      if (text) seen.add(text);
-      if (text && /\d(\.\d+)?\s?[KMG]?B$/.test(text)) {
-        final = text;
-        break;
+      texts = await page.evaluate(() => window.__gaugeTexts);
+      const i = texts.findIndex(isIngest);
+      if (i >= 0 && !during) {
+        during = true; // ingest under way (or just over): a picture of the gauge at that moment, when in time
+        await page.screenshot({ path: path.join(artifacts, '1a-the-gauge-during-ingest.png') }).catch(() => {});
       }
+      final = i >= 0 ? (texts.slice(i + 1).findLast(isTotal) ?? '') : '';
+      if (final) break;
       await page.waitForTimeout(200);
     }
-    void gauge;
-    console.log(`  gauge texts seen: ${[...seen].join(' | ')}`);
-    if (!final) throw new Error(`the gauge never showed a memory total (saw: ${[...seen].join(' | ')})`);
-    if (seen.size < 2) throw new Error(`the gauge did not change during ingest (saw only: ${final})`);
+    console.log(`  gauge texts seen: ${texts.join(' | ')}`);
+    if (!texts.some(isIngest)) throw new Error(`the gauge showed no ingest progress (saw: ${texts.join(' | ')})`);
+    if (!final) throw new Error(`the gauge showed no memory total after ingest (saw: ${texts.join(' | ')})`);
+    // The engine ran the model bundled in the installed extension, not one from elsewhere.
+    let started = '';
+    for (let i = 0; i < 40 && !started; i++) {
+      started = extensionLog().split('\n').find((l) => l.includes('starting the engine')) ?? '';
+      if (!started) await page.waitForTimeout(250);
+    }
+    console.log(`  ${started.replace(/^.*?\[info\] /, '')}`);
+    const bundled = started.match(/ on (\S+)$/)?.[1] ?? '';
+    if (!bundled.startsWith(extDir + path.sep) || !bundled.endsWith(path.join('models', 'default'))) {
+      throw new Error(`the engine did not start on the bundled model in ${extDir} (log: ${JSON.stringify(started)})`);
+    }
   });
 
   await step('Ask About Codebase streams an answer into the sidebar chat', async () => {
+    // Open the chat first and record every state of the newest answer, to see it grow as tokens arrive.
+    await command('Sidewinder: Focus on Chat View');
+    const chat = await frameWith('#log');
+    await chat.evaluate(() => {
+      const log = document.getElementById('log');
+      const states = (window.__answerStates = []);
+      const record = () => {
+        const answers = log.querySelectorAll('.answer');
+        const text = answers.length ? answers[answers.length - 1].textContent.trim() : '';
+        if (text && states[states.length - 1] !== text) states.push(text);
+      };
+      new MutationObserver(record).observe(log, { childList: true, subtree: true, characterData: true });
+    });
     await command('Sidewinder: Ask About Codebase');
     const input = page.locator('.quick-input-widget:visible input');
     await input.waitFor({ state: 'visible', timeout: 15000 });
     await input.fill('Where is alpha defined?');
     await input.press('Enter');
-    const chat = await frameWith('#log');
-    const answer = chat.locator('.answer').last();
-    await answer.waitFor({ timeout: 120000 });
+    await chat.locator('.answer').last().waitFor({ timeout: 120000 });
+    // Done when the Stop button is disabled again and an answer is there.
     const deadline = Date.now() + 180000;
-    let text = '';
+    let done = false;
+    let states = [];
     while (Date.now() < deadline) {
-      text = (await answer.innerText().catch(() => '')).trim();
-      if (text.length > 0) break;
-      await page.waitForTimeout(250);
+      ({ done, states } = await chat.evaluate(() => ({ done: document.getElementById('stop').disabled === true, states: window.__answerStates })));
+      if (done && states.length > 0) break;
+      await page.waitForTimeout(100);
     }
+    const text = states[states.length - 1] ?? '';
+    console.log(`  answer: ${JSON.stringify(text.slice(0, 80))}, ${states.length} states while streaming: ${JSON.stringify(states.map((t) => t.slice(0, 24)))}`);
     if (!text) throw new Error('no answer text appeared in the chat');
-    console.log(`  answer: ${JSON.stringify(text.slice(0, 60))}`);
+    if (!done) throw new Error('the answer did not finish (Stop still enabled)');
+    if (states.length < 2) throw new Error(`the answer did not stream: it appeared at once (${JSON.stringify(text)})`);
+    // Let the view's title bar catch up (its Stop action goes with the generating context key) for the screenshot.
+    await page.locator('.action-item a[aria-label^="Stop Generation"]').waitFor({ state: 'hidden', timeout: 5000 }).catch(() => {});
   });
 
   await step('Show Memory opens the memory panel with a chart', async () => {
@@ -223,7 +293,7 @@ try {
         return copy.textContent;
       });
     const typed = await docText();
-    const suggestion = (await ghost.textContent())?.trim() ?? '';
+    const suggestion = (await page.locator('.monaco-editor [class*="ghost-text"]').allTextContents()).join('');
     await page.keyboard.press('Tab');
     await page.waitForTimeout(500);
     const after = await docText();
@@ -254,10 +324,15 @@ try {
   if (page) await page.screenshot({ path: path.join(artifacts, 'setup-failure.png') }).catch(() => {});
 } finally {
   await browser?.close().catch(() => {});
+  const exited = new Promise((r) => server.once('exit', r));
   try {
     process.kill(-server.pid, 'SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10000))]);
   } catch {}
   trap.close();
+  // Keep the extension's log with the screenshots, then remove the profile and workspace.
+  fs.writeFileSync(path.join(artifacts, 'sidewinder.log'), extensionLog());
+  fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 5, retryDelay: 500 });
 }
 
 const passed = results.filter(([, ok]) => ok).length;

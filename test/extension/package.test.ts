@@ -65,8 +65,23 @@ const ALLOWED: RegExp[] = [
   /^extension\/media\/(icon\.png|sidewinder\.svg)$/,
   /^extension\/node_modules\/webgpu\/(package\.json|index\.js|LICENSE\.md|dist\/linux-x64\/dawn\.node)$/,
   /^extension\/node_modules\/@vscode\/codicons\/dist\/codicon\.(css|ttf)$/,
-  /^extension\/models\/default\/[^/]+$/, // the bundled default model, when the build has one
+  // The bundled default model: config, tokenizer, and safetensors (single, or shards with their index).
+  /^extension\/models\/default\/(config|generation_config|tokenizer|tokenizer_config)\.json$/,
+  /^extension\/models\/default\/model(-\d{5}-of-\d{5})?\.safetensors$/,
+  /^extension\/models\/default\/model\.safetensors\.index\.json$/,
 ];
+
+/** The bundled model in the repository, which the .vsix must carry as is (used when `sidewinder.model` is empty). */
+const MODEL_DIR = path.join(REPO, 'models', 'default');
+const MODEL_REQUIRED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json'];
+
+/** The safetensors files the bundled model loads: the shards named by its index, else model.safetensors. */
+function modelWeightFiles(): string[] {
+  const index = path.join(MODEL_DIR, 'model.safetensors.index.json');
+  if (!fs.existsSync(index)) return ['model.safetensors'];
+  const weightMap = JSON.parse(fs.readFileSync(index, 'utf8')).weight_map as Record<string, string>;
+  return ['model.safetensors.index.json', ...new Set(Object.values(weightMap))].sort();
+}
 
 /** What the extension cannot run without. */
 const REQUIRED = [
@@ -89,6 +104,8 @@ const REQUIRED = [
 
 /** Without the bundled model, the package stays small. */
 const MAX_BYTES_WITHOUT_MODEL = 40 * 1024 * 1024;
+/** The .vsix on disk, model included (24 MB with the 11.1M-parameter model): a bigger model needs a decision. */
+const MAX_VSIX_BYTES = 48 * 1024 * 1024;
 
 test('vsce packages a linux-x64 .vsix with only the allowed files', { timeout: 300_000 }, (t) => {
   assert.ok(fs.existsSync(path.join(REPO, 'dist', 'extension.js')), 'build first (node esbuild.js)');
@@ -111,6 +128,16 @@ test('vsce packages a linux-x64 .vsix with only the allowed files', { timeout: 3
     assert.deepEqual(missing, [], 'files the extension needs');
     assert.ok(names.some((n) => n.startsWith('extension/dist/kernels/')), 'WGSL kernels');
 
+    // The bundled model, complete and the same size as in the repository.
+    assert.ok(fs.existsSync(path.join(MODEL_DIR, 'config.json')), `no bundled model in ${MODEL_DIR}`);
+    const modelFiles = [...MODEL_REQUIRED, ...modelWeightFiles()];
+    const missingModel = modelFiles.filter((f) => !names.includes(`extension/models/default/${f}`));
+    assert.deepEqual(missingModel, [], 'bundled model files missing from the .vsix (see .vscodeignore)');
+    for (const f of modelFiles) {
+      const e = entries.find((x) => x.name === `extension/models/default/${f}`)!;
+      assert.equal(e.size, fs.statSync(path.join(MODEL_DIR, f)).size, `size of models/default/${f} in the .vsix`);
+    }
+
     const manifest = readEntry(buf, entries.find((e) => e.name === 'extension.vsixmanifest')!).toString('utf8');
     assert.match(manifest, /TargetPlatform="linux-x64"/);
     const pkg = JSON.parse(readEntry(buf, entries.find((e) => e.name === 'extension/package.json')!).toString('utf8'));
@@ -125,8 +152,9 @@ test('vsce packages a linux-x64 .vsix with only the allowed files', { timeout: 3
     const size = entries.reduce((n, e) => n + e.size, 0);
     const model = entries.filter((e) => e.name.startsWith('extension/models/')).reduce((n, e) => n + e.size, 0);
     const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
-    t.diagnostic(`vsix: ${mb(buf.length)} on disk, ${mb(size)} unpacked, ${entries.length} files${model ? ` (bundled model ${mb(model)})` : ' (no bundled model)'}`);
+    t.diagnostic(`vsix: ${mb(buf.length)} on disk, ${mb(size)} unpacked, ${entries.length} files (bundled model ${mb(model)} unpacked)`);
     for (const e of [...entries].sort((a, b) => b.size - a.size).slice(0, 5)) t.diagnostic(`  ${mb(e.size).padStart(9)}  ${e.name}`);
+    assert.ok(buf.length < MAX_VSIX_BYTES, `the .vsix is ${mb(buf.length)}, over ${mb(MAX_VSIX_BYTES)}`);
     assert.ok(size - model < MAX_BYTES_WITHOUT_MODEL, `unpacked size without the model ${mb(size - model)} is over ${mb(MAX_BYTES_WITHOUT_MODEL)}`);
   } finally {
     fs.rmSync(path.dirname(out), { recursive: true, force: true });
