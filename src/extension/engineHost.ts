@@ -45,7 +45,10 @@ export class EngineHost implements vscode.Disposable {
   private readonly restartEmitter = new vscode.EventEmitter<void>();
   /** The engine's state changed (starting, ready, failed, stopped). */
   readonly onDidChangeState = this.stateEmitter.event;
-  /** A memory report from the engine (periodic, and after each ingest chunk). */
+  /**
+   * A memory report pushed by the engine whenever its memory changes (load, ingest chunks, snapshot restored
+   * or saved, answers, completions), and every few seconds when nothing happens. Nothing polls.
+   */
   readonly onDidReportMemory = this.memoryEmitter.event;
   /** A new engine replaced one that died: its state is empty until the workspace is synced again. */
   readonly onDidRestart = this.restartEmitter.event;

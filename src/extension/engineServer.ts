@@ -66,8 +66,14 @@ export interface EngineBackend {
 }
 
 export interface EngineServerOptions {
-  /** Period of unsolicited memory reports while a model is loaded (ms; 0: none). */
+  /**
+   * Period of the fallback memory report while a model is loaded (ms; 0: none). Reports are pushed when the
+   * memory changes (load, each ingest chunk, snapshot restored or saved, after each answer and completion);
+   * this one only keeps the memory panel's time axis moving while nothing happens.
+   */
   memoryIntervalMs?: number;
+  /** Least time between two reports pushed during a stream of ingest chunks (ms). */
+  memoryMinGapMs?: number;
   /** Called after the device is lost or shutdown is answered; the engine process exits. */
   exit?: (code: number) => void;
 }
@@ -120,7 +126,8 @@ export class EngineServer {
     private readonly opts: EngineServerOptions = {},
   ) {
     const every = opts.memoryIntervalMs ?? 3000;
-    this.timer = every > 0 ? setInterval(() => this.emitMemory(), every) : null;
+    // The fallback report: only when nothing has been pushed for a whole period.
+    this.timer = every > 0 ? setInterval(() => Date.now() - this.lastMemoryEvent >= every - 50 && this.emitMemory(), every) : null;
     this.timer?.unref?.();
   }
 
@@ -135,7 +142,7 @@ export class EngineServer {
   private emitMemory(force = true): void {
     if (!this.loaded) return;
     const now = Date.now();
-    if (!force && now - this.lastMemoryEvent < 250) return;
+    if (!force && now - this.lastMemoryEvent < (this.opts.memoryMinGapMs ?? 250)) return;
     this.lastMemoryEvent = now;
     this.event({ kind: 'memory', memory: this.loaded.model.memory(), tokens: this.loaded.model.position, folder: this.loadedFolder });
   }
@@ -242,11 +249,16 @@ export class EngineServer {
     }
     // sync() starts by resetting the state: until it returns, the model holds no complete folder.
     this.loadedFolder = null;
+    // Memory is reported at each new phase (the state reset or restored from the snapshot, K/V moved to the
+    // saved snapshot) and after each ingest chunk, at most one chunk report per memoryMinGapMs.
+    let phase: IngestProgress['phase'] = 'scanning';
     const r = await entry.ingest.sync({
       signal,
       onProgress: (progress) => {
         stream(progress);
-        if (progress.phase === 'ingesting') this.emitMemory(false);
+        const changed = progress.phase !== phase;
+        phase = progress.phase;
+        if (changed || phase === 'ingesting') this.emitMemory(changed);
       },
     });
     this.loadedFolder = p.folder;
@@ -297,6 +309,7 @@ export class EngineServer {
       if (text.endsWith('\uFFFD') || !text.startsWith(sent)) continue; // half a UTF-8 character
       if (text.length > sent.length) stream({ text: text.slice(sent.length) });
       sent = text;
+      this.emitMemory(false); // the fork's K/V grows with the answer
       await letMessagesIn();
       if (signal.aborted) break;
     }
@@ -326,6 +339,7 @@ export class EngineServer {
       signal,
       onToken: letMessagesIn,
     });
+    this.emitMemory(false);
     if (r.reason === 'cancelled' || r.reason === 'empty') return { ...this.noCompletion(r.reason, t0), mode: r.mode };
     return { text: r.text, reason: r.reason, mode: r.mode, ms: performance.now() - t0 };
   }

@@ -145,6 +145,12 @@ export const REQUEST_KINDS: readonly RequestKind[] = ['hello', 'load', 'sync', '
 // ---- events ------------------------------------------------------------------------------------------------
 
 export type EngineEvent =
+  /**
+   * Pushed when the memory changes: after load, at each phase of a sync (state reset or restored from the
+   * snapshot, saved) and after its ingest chunks (at most a few a second), while an answer grows, after each
+   * answer and completion; and as a fallback every few seconds when nothing else was sent. `folder` is null
+   * while a sync is under way.
+   */
   | { kind: 'memory'; memory: MemoryReport; tokens: number; folder: string | null }
   | { kind: 'log'; level: 'trace' | 'debug' | 'info' | 'warn' | 'error'; message: string }
   /** The GPU device is gone; the engine exits after sending this and must be started again. */

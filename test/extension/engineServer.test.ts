@@ -67,11 +67,22 @@ class ScriptedModel implements LanguageModel {
   }
 }
 
-/** An ingest that "reads" `tokens` tokens in `chunks` steps, `delayMs` apart. */
-function fakeIngest(model: ScriptedModel, tokens: number, chunks: number, delayMs: number) {
+/**
+ * An ingest that "reads" `tokens` tokens in `chunks` steps, `delayMs` apart. With `resumeAt`, it goes through
+ * the phases of a resumed sync as WorkspaceIngest does: scan, reset, restore the snapshot's `resumeAt` tokens,
+ * read the rest, save.
+ */
+function fakeIngest(model: ScriptedModel, tokens: number, chunks: number, delayMs: number, resumeAt?: number) {
+  const at = (phase: IngestProgress['phase'], files: number): IngestProgress => ({ phase, files, filesTotal: chunks, tokens: model.position, tokensPerSecond: 1000, etaSeconds: 0 });
   return {
     async sync(opts: { signal?: AbortSignal; onProgress?: (p: IngestProgress) => void }): Promise<IngestReport> {
+      if (resumeAt !== undefined) opts.onProgress?.(at('scanning', 0));
       model.reset();
+      const start = resumeAt ?? 0;
+      if (resumeAt !== undefined) {
+        opts.onProgress?.(at('restoring', 0));
+        model.position = resumeAt;
+      }
       let cancelled = false;
       for (let i = 1; i <= chunks; i++) {
         if (opts.signal?.aborted) {
@@ -79,10 +90,11 @@ function fakeIngest(model: ScriptedModel, tokens: number, chunks: number, delayM
           break;
         }
         await new Promise((r) => setTimeout(r, delayMs));
-        model.position = Math.round((tokens * i) / chunks);
-        opts.onProgress?.({ phase: 'ingesting', files: i, filesTotal: chunks, tokens: model.position, tokensPerSecond: 1000, etaSeconds: 0 });
+        model.position = start + Math.round(((tokens - start) * i) / chunks);
+        opts.onProgress?.(at('ingesting', i));
       }
-      opts.onProgress?.({ phase: 'done', files: chunks, filesTotal: chunks, tokens: model.position, tokensPerSecond: 1000, etaSeconds: 0 });
+      if (resumeAt !== undefined) opts.onProgress?.(at('saving', chunks));
+      opts.onProgress?.(at('done', chunks));
       return {
         files: chunks,
         skipped: {},
@@ -112,7 +124,7 @@ interface Rig {
   ingestDelayMs: number;
 }
 
-function rig(opts: { loadError?: Error } = {}): Rig {
+function rig(opts: { loadError?: Error; resumeAt?: number; memoryMinGapMs?: number; memoryIntervalMs?: number } = {}): Rig {
   const model = new ScriptedModel();
   let lose: (r: string) => void = () => undefined;
   const r: Partial<Rig> = { model, events: [], exits: [], ingestDelayMs: 1 };
@@ -125,7 +137,7 @@ function rig(opts: { loadError?: Error } = {}): Rig {
         modelId: 'fake',
         adapter: 'fake adapter',
         lost: new Promise<string>((res) => (lose = res)),
-        createIngest: () => fakeIngest(model, 400, 4, r.ingestDelayMs!),
+        createIngest: () => fakeIngest(model, 400, 4, r.ingestDelayMs!, opts.resumeAt),
         dispose: () => model.dispose(),
       };
     },
@@ -138,7 +150,8 @@ function rig(opts: { loadError?: Error } = {}): Rig {
   let toHost: ((m: unknown) => void) | null = null;
   let onExit: ((code: number | null, signal: string | null) => void) | null = null;
   const server = new EngineServer((m) => setImmediate(() => toHost?.(wire(m))), backend, {
-    memoryIntervalMs: 0,
+    memoryIntervalMs: opts.memoryIntervalMs ?? 0,
+    memoryMinGapMs: opts.memoryMinGapMs,
     exit: (code) => {
       r.exits!.push(code);
       setImmediate(() => onExit?.(code, null));
@@ -202,6 +215,63 @@ test('sync streams progress as an async iterable, then its result; memory report
   assert.equal(mem.folder, '/ws');
   assert.equal(mem.memory?.kvGpuBytes, 3200);
   r.server.dispose();
+});
+
+test('memory is pushed as it changes: load, state reset, snapshot restored, each chunk, saved, answers, completions', async () => {
+  // No fallback timer (memoryIntervalMs: 0 in the rig) and no gap between chunk reports.
+  const r = rig({ resumeAt: 160, memoryMinGapMs: 0 });
+  const memory = () => r.events.filter((e): e is Extract<EngineEvent, { kind: 'memory' }> => e.kind === 'memory');
+  await r.client.request('load', LOAD);
+  assert.deepEqual(memory().map((e) => e.tokens), [0], 'a report after load');
+  r.model.position = 50; // what an earlier sync left in the state
+  const phases: string[] = [];
+  await r.client.request('sync', SYNC, { onStream: (p) => phases.push(p.phase) });
+  assert.deepEqual(phases, ['scanning', 'restoring', 'ingesting', 'ingesting', 'ingesting', 'ingesting', 'saving', 'done']);
+  // Nothing at 'scanning' (the old state is still there); 0 once it is reset; then the restored snapshot's 160
+  // tokens grown by each chunk; saved; done; and the result with the folder loaded.
+  const sync = memory().slice(1);
+  assert.deepEqual(sync.map((e) => e.tokens), [0, 220, 280, 340, 400, 400, 400, 400]);
+  assert.deepEqual(sync.map((e) => e.folder), [null, null, null, null, null, null, null, '/ws']);
+  assert.equal(sync[4].memory.kvGpuBytes, 400 * 8);
+
+  const before = memory().length;
+  r.model.script = 'abc';
+  await r.client.request('ask', { folder: '/ws', question: 'q', maxNewTokens: 8 });
+  const asked = memory().slice(before);
+  assert.ok(asked.length >= 2, 'reports while the answer grows, and after it');
+  assert.ok(asked.slice(0, -1).some((e) => e.tokens > 400), 'the fork holds the question and the answer');
+  assert.equal(asked.at(-1)!.tokens, 400, 'rolled back after the answer');
+
+  const beforeCompletion = memory().length;
+  r.model.script = 'x;\n';
+  await r.client.request('complete', { folder: '/ws', path: 'a.ts', prefix: 'let y = ', suffix: '', maxTokens: 4, maxLines: 1 });
+  assert.equal(memory().length, beforeCompletion + 1, 'one report after a completion');
+  assert.equal(memory().at(-1)!.tokens, 400);
+  r.server.dispose();
+});
+
+test('ingest chunk reports are spaced by memoryMinGapMs; phase changes always report', async () => {
+  const r = rig({ memoryMinGapMs: 10_000 });
+  await r.client.request('load', LOAD);
+  await r.client.request('sync', SYNC);
+  const tokens = r.events.flatMap((e) => (e.kind === 'memory' ? [e.tokens] : []));
+  // load; the first chunk (a new phase); 'done'; the result. The other three chunks fall inside the gap.
+  assert.deepEqual(tokens, [0, 100, 400, 400]);
+  r.server.dispose();
+});
+
+test('the fallback report comes only when nothing was pushed for a whole period', async () => {
+  const r = rig({ memoryIntervalMs: 60 });
+  const count = () => r.events.filter((e) => e.kind === 'memory').length;
+  await r.client.request('load', LOAD);
+  assert.equal(count(), 1);
+  await new Promise((res) => setTimeout(res, 200));
+  const quiet = count() - 1;
+  assert.ok(quiet >= 2 && quiet <= 4, `about one report per period while idle (got ${quiet})`);
+  r.server.dispose();
+  const after = count();
+  await new Promise((res) => setTimeout(res, 100));
+  assert.equal(count(), after, 'none after dispose');
 });
 
 test('a question before the folder is loaded is refused with a named error', async () => {
