@@ -4,6 +4,7 @@
 
 import * as vscode from 'vscode';
 import { parseChatToHost, type ChatToHost, type ChatTurn, type HostToChat } from '../webview/protocol';
+import { StoppedError, unlessAborted } from './completion/debounce';
 import type { EngineHost } from './engineHost';
 import type { WorkspaceIndexer } from './indexer';
 import { resolveWorkspaceFile } from './paths';
@@ -171,10 +172,11 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     try {
       const folder = this.indexer.activeFolder();
       if (!folder) throw new Error('open a folder first: Sidewinder answers questions about the workspace.');
-      const client = await this.engine.client();
+      // Stop ends the turn at once, also while the model loads or the workspace is read (those go on).
+      const client = await unlessAborted(this.engine.client(), abort.signal);
       if (!this.indexer.isStarted) this.indexer.start();
       this.post({ type: 'status', text: 'Reading the workspace…', busy: true });
-      await this.indexer.ensureLoaded(folder);
+      await unlessAborted(this.indexer.ensureLoaded(folder), abort.signal);
       this.post({ type: 'status', text: '', busy: true });
       const stream = client.stream('ask', { folder, question: turn.question, maxNewTokens: this.settings().chat.maxAnswerTokens }, abort.signal);
       for (;;) {
@@ -188,9 +190,12 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         this.post({ type: 'delta', id: turn.id, text: step.value.text });
       }
     } catch (e) {
-      turn.error = e instanceof Error ? e.message : String(e);
-      this.log.error(`question failed: ${turn.error}`);
-      void this.engine.explain(e);
+      if (e instanceof StoppedError) turn.stopped = true;
+      else {
+        turn.error = e instanceof Error ? e.message : String(e);
+        this.log.error(`question failed: ${turn.error}`);
+        void this.engine.explain(e);
+      }
     } finally {
       if (this.generating?.id === turn.id) {
         this.generating = null;

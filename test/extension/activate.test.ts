@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import Module from 'module';
 import * as os from 'os';
 import * as path from 'path';
+import { readSettings } from '../../src/extension/settings';
 import { createFakeVscode, Position, Range, Uri, type FakeVscode } from './fakeVscode';
 
 const REPO = path.resolve(__dirname, '..', '..');
@@ -65,13 +66,18 @@ async function until(what: string, cond: () => boolean, ms = 60_000): Promise<vo
 
 /** Command lines of this process's children that run the engine (from /proc: Linux, as CI). */
 function engineProcesses(): string[] {
-  const found: string[] = [];
+  return enginePids().map((p) => p.cmd);
+}
+
+/** Process ids and command lines of this process's live children that run the engine. */
+function enginePids(): { pid: number; cmd: string }[] {
+  const found: { pid: number; cmd: string }[] = [];
   for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
       const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (ppid === process.pid && cmd.includes('engineWorker.js') && !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) found.push(cmd);
+      if (ppid === process.pid && cmd.includes('engineWorker.js') && !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) found.push({ pid: Number(pid), cmd });
     } catch {
       // the process ended while we looked
     }
@@ -188,4 +194,242 @@ test('trusted workspace: ingest with progress, a question streamed to the chat, 
     fs.rmSync(ws, { recursive: true, force: true });
   }
   await until('the engine to end', () => engineProcesses().length === 0, 5000);
+});
+
+/** The indexer's log line for each finished sync. */
+function syncs(f: FakeVscode): { folder: string; files: number; tokens: number; readNow: number; resumed: boolean }[] {
+  return f.log.flatMap((l) => {
+    const m = /^info (.+?): (\d+) files, (\d+) tokens in the state \((\d+) read now in [\d.]+ s(, resumed from snapshot)?/.exec(l);
+    return m ? [{ folder: m[1], files: Number(m[2]), tokens: Number(m[3]), readNow: Number(m[4]), resumed: !!m[5] }] : [];
+  });
+}
+
+const CPU_MODEL = { 'sidewinder.model': MODEL, 'sidewinder.backend': 'cpu', 'sidewinder.chat.maxAnswerTokens': 4 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('file changes: one debounced re-ingest per burst, reading only what is new; create, delete, rename; noise ignored', { timeout: 120_000 }, async () => {
+  const ws = workspace();
+  const mul = path.join(ws, 'src', 'mul.ts');
+  fs.writeFileSync(mul, 'export function mul(a: number, b: number) {\n  return a * b;\n}\n');
+  const hourAgo = new Date(Date.now() - 3600_000);
+  fs.utimesSync(path.join(ws, 'src', 'add.ts'), hourAgo, hourAgo); // ingest order: add.ts, then mul.ts
+  current = createFakeVscode({ trusted: true, folders: [ws], settings: CPU_MODEL });
+  const f = current;
+  const c = context(extensionDir(), fs.mkdtempSync(path.join(os.tmpdir(), 'sw-store-')));
+  ext.activate(c as never);
+  try {
+    await until('the first ingest', () => syncs(f).length === 1);
+    assert.equal(syncs(f)[0].files, 2);
+    assert.deepEqual(f.watchers.map((w) => w.base), [ws]);
+    const w = f.watchers[0];
+
+    // A burst of events (a new file, written in steps as editors and tools do): one re-ingest, after the
+    // debounce, that restores the snapshot and reads only the new file, in the background (window progress).
+    const sub = path.join(ws, 'src', 'sub.ts');
+    fs.writeFileSync(sub, 'export function sub(a: number, b: number) {\n');
+    w.created.fire(Uri.file(sub));
+    await sleep(100);
+    fs.appendFileSync(sub, '  return a - b;\n}\n');
+    w.changed.fire(Uri.file(sub));
+    w.changed.fire(Uri.file(sub));
+    await sleep(1000);
+    assert.equal(syncs(f).length, 1, 'nothing before the burst is over');
+    await until('the re-ingest', () => syncs(f).length === 2);
+    const s2 = syncs(f)[1];
+    assert.equal(s2.files, 3);
+    assert.ok(s2.resumed, 'resumed from the snapshot');
+    assert.ok(s2.readNow > 0 && s2.readNow < s2.tokens / 2, `only the new file is read (${s2.readNow} of ${s2.tokens})`);
+    assert.equal(f.progress.at(-1)!.location, 10, 'a background re-ingest shows in the status bar, not as a notification');
+
+    // Changes under .git or node_modules never cause a re-ingest; nor does the burst cause a second one.
+    fs.mkdirSync(path.join(ws, '.git'));
+    fs.writeFileSync(path.join(ws, '.git', 'index'), 'x');
+    w.changed.fire(Uri.file(path.join(ws, '.git', 'index')));
+    w.created.fire(Uri.file(path.join(ws, 'node_modules', 'left-pad', 'index.js')));
+    await sleep(2500);
+    assert.equal(syncs(f).length, 2);
+
+    // A deletion.
+    fs.rmSync(sub);
+    w.deleted.fire(Uri.file(sub));
+    await until('the re-ingest after a deletion', () => syncs(f).length === 3);
+    assert.equal(syncs(f)[2].files, 2);
+
+    // A rename in the editor (workspace.onDidRenameFiles).
+    const times = path.join(ws, 'src', 'times.ts');
+    fs.renameSync(mul, times);
+    f.renameFiles([{ oldUri: Uri.file(mul), newUri: Uri.file(times) }]);
+    await until('the re-ingest after a rename', () => syncs(f).length === 4);
+    assert.equal(syncs(f)[3].files, 2);
+    assert.ok(f.log.every((l) => !l.startsWith('error')), f.log.filter((l) => l.startsWith('error')).join('\n'));
+  } finally {
+    await shutdown(c);
+    fs.rmSync(ws, { recursive: true, force: true });
+  }
+});
+
+test('multi-root: every local folder read, the active one last; virtual folders named; the active editor picks the folder', { timeout: 120_000 }, async () => {
+  const a = workspace();
+  const b = workspace();
+  fs.writeFileSync(path.join(b, 'src', 'b.py'), 'def b():\n    return 2\n');
+  current = createFakeVscode({ trusted: true, folders: [a, b, new Uri('vscode-vfs', '/github/owner/repo')], settings: CPU_MODEL });
+  const f = current;
+  const c = context(extensionDir(), fs.mkdtempSync(path.join(os.tmpdir(), 'sw-store-')));
+  ext.activate(c as never);
+  try {
+    // Each local folder gets its own snapshot; the first (no editor is open) is read last, so the model holds it.
+    await until('both folders', () => syncs(f).length === 2);
+    assert.deepEqual(syncs(f).map((s) => s.folder), [path.basename(b), path.basename(a)]);
+    assert.deepEqual(f.watchers.map((w) => w.base), [a, b]);
+    const virtual = f.messages.filter((m) => /only folders on this machine's disk/.test(m.text));
+    assert.equal(virtual.length, 1, 'told once');
+    assert.equal(virtual[0].level, 'warning');
+    assert.match(virtual[0].text, /repo \(vscode-vfs:\) is not read/);
+
+    // Opening a file of the other folder switches the model to it (its snapshot, nothing read again).
+    f.setActiveEditor(path.join(b, 'src', 'b.py'));
+    await until('the switch', () => syncs(f).length === 3);
+    assert.equal(syncs(f)[2].folder, path.basename(b));
+    assert.ok(syncs(f)[2].resumed);
+    assert.equal(syncs(f)[2].readNow, 0);
+
+    // Questions are about the active folder, which is loaded: answered without another sync.
+    f.setInputBox('What does b return?');
+    const asking = f.commands.get('sidewinder.ask')!();
+    await until('the chat view', () => f.chat.resolved);
+    f.chat.send({ type: 'ready' });
+    await asking;
+    await until('the answer', () => f.chat.posted.some((m) => m.type === 'turnEnd'));
+    assert.equal(f.chat.posted.find((m) => m.type === 'turnEnd')!.error, undefined);
+    assert.equal(syncs(f).length, 3);
+
+    // A change in the other folder waits until that folder is active again, then it is read.
+    fs.appendFileSync(path.join(a, 'src', 'add.ts'), '// more\n');
+    f.watchers[0].changed.fire(Uri.file(path.join(a, 'src', 'add.ts')));
+    await sleep(2000);
+    assert.equal(syncs(f).length, 3);
+    f.setActiveEditor(path.join(a, 'src', 'add.ts'));
+    await until('the switch back', () => syncs(f).length === 4);
+    assert.equal(syncs(f)[3].folder, path.basename(a));
+    assert.ok(syncs(f)[3].readNow > 0, 'the edited file is read again');
+  } finally {
+    await shutdown(c);
+    for (const d of [a, b]) fs.rmSync(d, { recursive: true, force: true });
+  }
+});
+
+/**
+ * An extension folder whose engine is this build's, plus one thing: on SIGUSR2 it acts out a lost GPU device
+ * exactly as EngineServer reports one (a deviceLost event, then exit code 3).
+ */
+function extensionDirWithLosableDevice(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-ext-'));
+  const dist = path.join(dir, 'dist');
+  fs.mkdirSync(dist);
+  for (const e of fs.readdirSync(path.join(REPO, 'dist'))) if (e !== 'engineWorker.js') fs.symlinkSync(path.join(REPO, 'dist', e), path.join(dist, e));
+  fs.writeFileSync(
+    path.join(dist, 'engineWorker.js'),
+    `process.on('SIGUSR2', () => process.send({ type: 'event', event: { kind: 'deviceLost', reason: 'test: device removed' } }, undefined, undefined, () => process.exit(3)));\n` +
+      `require(${JSON.stringify(path.join(REPO, 'dist', 'engineWorker.js'))});\n`,
+  );
+  return dir;
+}
+
+test('an engine that dies, or loses its GPU device, is replaced and the workspace restored from its snapshot', { timeout: 120_000 }, async () => {
+  const ws = workspace();
+  current = createFakeVscode({ trusted: true, folders: [ws], settings: CPU_MODEL });
+  const f = current;
+  const c = context(extensionDirWithLosableDevice(), fs.mkdtempSync(path.join(os.tmpdir(), 'sw-store-')));
+  ext.activate(c as never);
+  const gauge = () => f.statusItems[0].text;
+  try {
+    await until('the first ingest', () => syncs(f).length === 1);
+    const first = enginePids();
+    assert.equal(first.length, 1);
+
+    // A crash (here: killed).
+    process.kill(first[0].pid, 'SIGKILL');
+    await until('the restart', () => syncs(f).length === 2);
+    assert.ok(f.log.some((l) => /^error engine stopped: .*signal SIGKILL/.test(l)), f.log.join('\n'));
+    const second = enginePids();
+    assert.equal(second.length, 1);
+    assert.notEqual(second[0].pid, first[0].pid);
+    assert.ok(syncs(f)[1].resumed && syncs(f)[1].readNow === 0, 'the state comes back from the snapshot, nothing read again');
+    await until('the gauge', () => /^\$\(database\) [\d.]+ (KB|MB)$/.test(gauge()));
+
+    // A lost GPU device: the engine says so and exits; the user is told, and a new engine (new device) takes over.
+    process.kill(second[0].pid, 'SIGUSR2');
+    await until('the recovery', () => syncs(f).length === 3);
+    assert.ok(f.log.includes('error the GPU device was lost: test: device removed'), f.log.join('\n'));
+    assert.ok(f.log.some((l) => /^error engine stopped: the GPU device was lost \(test: device removed\)/.test(l)));
+    const told = f.messages.find((m) => /GPU device was lost/.test(m.text));
+    assert.ok(told, 'a message');
+    assert.equal(told.level, 'info');
+    assert.match(told.text, /A new device was opened; the workspace is restored from its snapshot/);
+    const third = enginePids();
+    assert.equal(third.length, 1);
+    assert.ok(![first[0].pid, second[0].pid].includes(third[0].pid));
+    assert.ok(syncs(f)[2].resumed && syncs(f)[2].readNow === 0);
+    await until('the gauge', () => /^\$\(database\) [\d.]+ (KB|MB)$/.test(gauge()));
+
+    // And it answers.
+    f.setInputBox('What does add do?');
+    const asking = f.commands.get('sidewinder.ask')!();
+    await until('the chat view', () => f.chat.resolved);
+    f.chat.send({ type: 'ready' });
+    await asking;
+    await until('the answer', () => f.chat.posted.some((m) => m.type === 'turnEnd'));
+    assert.equal(f.chat.posted.find((m) => m.type === 'turnEnd')!.error, undefined);
+  } finally {
+    await shutdown(c);
+    fs.rmSync(ws, { recursive: true, force: true });
+  }
+  await until('the engine to end', () => engineProcesses().length === 0, 5000);
+});
+
+test('Stop ends a question at once, also while the model loads or the workspace is read', async () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { ChatViewProvider } = require('../../src/extension/chatView') as typeof import('../../src/extension/chatView');
+  current = createFakeVscode({ trusted: true, folders: ['/ws'], settings: {} });
+  const f = current;
+  const c = context(extensionDir(), fs.mkdtempSync(path.join(os.tmpdir(), 'sw-store-')));
+  const never = new Promise<never>(() => undefined);
+  let loading = true; // first the model never finishes loading, then the workspace is never read
+  const requests: string[] = [];
+  const engine = {
+    engineState: { kind: 'starting' },
+    onDidChangeState: new f.vscode.EventEmitter<unknown>().event,
+    client: () => (loading ? never : Promise.resolve({ stream: (kind: string) => requests.push(kind) })),
+    explain: async () => assert.fail('a stop is not an error'),
+  };
+  const indexer = { onDidProgress: new f.vscode.EventEmitter<unknown>().event, activeFolder: () => '/ws', isStarted: true, ensureLoaded: () => never, start: () => undefined, folders: () => ['/ws'] };
+  const log = f.vscode.window.createOutputChannel('test');
+  const chat = new ChatViewProvider(c as never, engine as never, indexer as never, () => readSettings(() => undefined), log as never);
+  f.vscode.window.registerWebviewViewProvider('sidewinder.chat', chat);
+  f.resolveChatView();
+  try {
+    for (const [what, status] of [
+      ['while the model loads', null],
+      ['while the workspace is read', 'Reading the workspace…'],
+    ] as const) {
+      f.chat.posted.length = 0;
+      const asking = chat.ask(`a question ${what}`);
+      await until(`the question ${what}`, () => f.chat.posted.some((m) => m.type === 'turnStart') && (!status || f.chat.posted.some((m) => m.text === status)));
+      assert.ok(chat.isGenerating);
+      const t0 = Date.now();
+      f.chat.send({ type: 'stop' });
+      await asking;
+      assert.ok(Date.now() - t0 < 1000, `stopped at once ${what}`);
+      const end = f.chat.posted.find((m) => m.type === 'turnEnd')!;
+      assert.equal(end.stopped, true, what);
+      assert.equal(end.error, undefined, what);
+      assert.ok(!chat.isGenerating);
+      loading = false;
+    }
+    assert.deepEqual(requests, [], 'nothing was asked of the engine');
+    const history = c.workspaceState.get<{ stopped?: boolean }[]>('sidewinder.chatHistory', []) ?? [];
+    assert.deepEqual(history.map((t) => t.stopped), [true, true]);
+  } finally {
+    chat.dispose();
+  }
 });

@@ -1,7 +1,7 @@
 // The pure parts of inline completion: LRU cache, stop rules, FIM prompt building, debounce.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { delay, KeyedDebouncer, LatestOnly } from '../../src/extension/completion/debounce';
+import { delay, KeyedDebouncer, LatestOnly, StoppedError, unlessAborted } from '../../src/extension/completion/debounce';
 import { buildFimPrompt, hasFim, type FimSpecialTokens } from '../../src/engine/completion/fim';
 import { CompletionCache, LruCache } from '../../src/extension/completion/lru';
 import { applyStopRules, completionMode, finishCompletion, type StopContext } from '../../src/engine/completion/stopRules';
@@ -209,4 +209,19 @@ test('LatestOnly aborts the previous request and follows its parent signal', () 
   const fourth = l.next();
   p3.abort();
   assert.ok(third.aborted && !fourth.aborted);
+});
+
+test('unlessAborted settles as its promise does, or rejects with StoppedError when stopped first', async () => {
+  assert.equal(await unlessAborted(Promise.resolve(7), new AbortController().signal), 7);
+  await assert.rejects(unlessAborted(Promise.reject(new RangeError('x')), new AbortController().signal), RangeError);
+  await assert.rejects(unlessAborted(new Promise(() => undefined), AbortSignal.abort()), StoppedError);
+  const ac = new AbortController();
+  const never = unlessAborted(new Promise(() => undefined), ac.signal);
+  setTimeout(() => ac.abort(), 5);
+  await assert.rejects(never, (e: unknown) => e instanceof StoppedError && e.name === 'AbortError');
+  // Aborting after it settled changes nothing.
+  const done = new AbortController();
+  const v = await unlessAborted(delay(1).then(() => 'ok'), done.signal);
+  done.abort();
+  assert.equal(v, 'ok');
 });

@@ -20,7 +20,7 @@ export class EventEmitter<T> {
 }
 
 export class Uri {
-  private constructor(
+  constructor(
     readonly scheme: string,
     readonly fsPath: string,
   ) {}
@@ -97,7 +97,7 @@ export const ViewColumn = { Active: -1, Beside: -2, One: 1 };
 export const InlineCompletionTriggerKind = { Invoke: 0, Automatic: 1 };
 
 /** One fake window + workspace; tests read what was recorded and drive events. */
-export function createFakeVscode(opts: { trusted: boolean; folders: string[]; settings: Record<string, unknown> }) {
+export function createFakeVscode(opts: { trusted: boolean; folders: (string | Uri)[]; settings: Record<string, unknown> }) {
   const log: string[] = [];
   const messages: { level: 'info' | 'warning' | 'error'; text: string; items: string[] }[] = [];
   const commands = new Map<string, (...a: unknown[]) => unknown>();
@@ -110,9 +110,16 @@ export function createFakeVscode(opts: { trusted: boolean; folders: string[]; se
   let inputBoxAnswer: string | undefined;
   const grantTrust = new EventEmitter<void>();
   const configChange = new EventEmitter<{ affectsConfiguration(s: string): boolean }>();
+  const renameFiles = new EventEmitter<{ files: { oldUri: Uri; newUri: Uri }[] }>();
+  const activeEditorChange = new EventEmitter<unknown>();
+  /** File system watchers the extension made (one per folder), with their pattern's base. */
+  const watchers: { base: string; created: EventEmitter<Uri>; changed: EventEmitter<Uri>; deleted: EventEmitter<Uri>; disposed: boolean }[] = [];
   const workspace = {
     isTrusted: opts.trusted,
-    workspaceFolders: opts.folders.map((f, index) => ({ uri: Uri.file(f), name: path.basename(f), index })),
+    workspaceFolders: opts.folders.map((f, index) => {
+      const uri = typeof f === 'string' ? Uri.file(f) : f;
+      return { uri, name: path.basename(uri.fsPath), index };
+    }),
     getConfiguration: (section: string) => ({
       get: (key: string) => settings[`${section}.${key}`],
       update: async (key: string, value: unknown) => {
@@ -122,11 +129,20 @@ export function createFakeVscode(opts: { trusted: boolean; folders: string[]; se
     }),
     onDidGrantWorkspaceTrust: grantTrust.event,
     onDidChangeWorkspaceFolders: new EventEmitter<unknown>().event,
-    onDidRenameFiles: new EventEmitter<unknown>().event,
+    onDidRenameFiles: renameFiles.event,
     onDidChangeConfiguration: configChange.event,
-    createFileSystemWatcher: () => {
-      const e = new EventEmitter<Uri>();
-      return { onDidCreate: e.event, onDidChange: e.event, onDidDelete: e.event, dispose: () => e.dispose() };
+    createFileSystemWatcher: (pattern: RelativePattern) => {
+      const w = { base: pattern.base.fsPath, created: new EventEmitter<Uri>(), changed: new EventEmitter<Uri>(), deleted: new EventEmitter<Uri>(), disposed: false };
+      watchers.push(w);
+      return {
+        onDidCreate: w.created.event,
+        onDidChange: w.changed.event,
+        onDidDelete: w.deleted.event,
+        dispose: () => {
+          w.disposed = true;
+          for (const e of [w.created, w.changed, w.deleted]) e.dispose();
+        },
+      };
     },
     openTextDocument: async (o: unknown) => ({ uri: Uri.file('/untitled'), options: o }),
   };
@@ -160,7 +176,7 @@ export function createFakeVscode(opts: { trusted: boolean; folders: string[]; se
     showInputBox: async () => inputBoxAnswer,
     showOpenDialog: async () => undefined,
     showTextDocument: async () => undefined,
-    onDidChangeActiveTextEditor: new EventEmitter<unknown>().event,
+    onDidChangeActiveTextEditor: activeEditorChange.event,
     withProgress: async <R>(o: { title: string; location: number; cancellable?: boolean }, task: (p: unknown, t: unknown) => Promise<R>) => {
       const rec = { title: o.title, location: o.location, cancellable: !!o.cancellable, reports: [] as { message?: string }[] };
       progress.push(rec);
@@ -254,6 +270,14 @@ export function createFakeVscode(opts: { trusted: boolean; folders: string[]; se
     grantTrust: () => {
       workspace.isTrusted = true;
       grantTrust.fire();
+    },
+    watchers,
+    /** Files renamed in the editor (workspace.onDidRenameFiles). */
+    renameFiles: (files: { oldUri: Uri; newUri: Uri }[]) => renameFiles.fire({ files }),
+    /** Makes `file` the active editor's document (null: no editor) and says so. */
+    setActiveEditor: (file: string | null) => {
+      window.activeTextEditor = file ? { document: { uri: Uri.file(file) } } : undefined;
+      activeEditorChange.fire(window.activeTextEditor);
     },
   };
 }

@@ -16,6 +16,40 @@ export function delay(ms: number, signal?: AbortSignal): Promise<boolean> {
   });
 }
 
+/** The error `unlessAborted` rejects with. */
+export class StoppedError extends Error {
+  override name = 'AbortError';
+  constructor() {
+    super('stopped');
+  }
+}
+
+/**
+ * Settles as `p` does, or rejects with a StoppedError as soon as `signal` aborts (at once if it already has):
+ * for waits that cannot themselves be cancelled (the engine starting, the workspace being read), which go on
+ * in the background.
+ */
+export function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(new StoppedError());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new StoppedError());
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
 /**
  * Runs a callback `ms` after the last `schedule` for its key: a burst of saves in one folder causes one
  * re-ingest of that folder.
