@@ -1,5 +1,6 @@
 // The memory panel webview (a browser bundle): live uPlot charts of memory by component and of the tokens in
-// the state, and a table of the latest values against the budgets. Colours come from the editor's theme.
+// the state, and a table of the latest values against the budgets. Colours come from the editor's theme, and
+// follow it when it changes.
 
 import './litNonce';
 import uPlot from 'uplot';
@@ -46,7 +47,12 @@ function axes(unit: (v: number) => string): uPlot.Axis[] {
   ];
 }
 
-function makeChart(container: HTMLElement, series: uPlot.Series[], unit: (v: number) => string): uPlot {
+interface Chart {
+  plot: uPlot;
+  resize: ResizeObserver;
+}
+
+function makeChart(container: HTMLElement, series: uPlot.Series[], unit: (v: number) => string): Chart {
   const opts: uPlot.Options = {
     width: Math.max(200, container.clientWidth),
     height: 220,
@@ -55,36 +61,67 @@ function makeChart(container: HTMLElement, series: uPlot.Series[], unit: (v: num
     legend: { show: true },
     cursor: { drag: { x: false, y: false } },
   };
-  const chart = new uPlot(opts, [[]], container);
-  new ResizeObserver(() => chart.setSize({ width: Math.max(200, container.clientWidth), height: 220 })).observe(container);
-  return chart;
+  const plot = new uPlot(opts, [[]], container);
+  const resize = new ResizeObserver(() => plot.setSize({ width: Math.max(200, container.clientWidth), height: 220 }));
+  resize.observe(container);
+  return { plot, resize };
 }
 
-const memoryChart = makeChart(
-  document.getElementById('memoryChart')!,
-  [
-    ...COMPONENTS.map((c) => ({ label: c.label, stroke: cssVar(c.colour[0], c.colour[1]), width: 1.5 })),
-    { label: 'Total', stroke: cssVar('--vscode-foreground', '#ccc'), width: 2 },
-    { label: 'KV GPU budget', stroke: cssVar('--vscode-charts-orange', '#d18616'), width: 1, dash: [6, 4] },
-  ],
-  (v) => `${Math.round(v)} MB`,
-);
+/** The theme colours the charts are drawn in; when they change, the charts are made again. */
+function palette(): string {
+  return [...COMPONENTS.map((c) => cssVar(c.colour[0], c.colour[1])), cssVar('--vscode-foreground', '#ccc'), cssVar('--vscode-editorWidget-border', ''), cssVar('--vscode-editor-selectionBackground', '')].join(' ');
+}
 
-const tokenChart = makeChart(
-  document.getElementById('tokenChart')!,
-  [{ label: 'Tokens', stroke: cssVar('--vscode-charts-blue', '#3794ff'), width: 2, fill: cssVar('--vscode-editor-selectionBackground', 'rgba(55,148,255,0.15)') }],
-  (v) => formatTokens(v),
-);
+let charts: { memory: Chart; tokens: Chart; palette: string } | null = null;
+
+function makeCharts(): void {
+  for (const c of charts ? [charts.memory, charts.tokens] : []) {
+    c.resize.disconnect();
+    c.plot.destroy();
+  }
+  charts = {
+    palette: palette(),
+    memory: makeChart(
+      document.getElementById('memoryChart')!,
+      [
+        ...COMPONENTS.map((c) => ({ label: c.label, stroke: cssVar(c.colour[0], c.colour[1]), width: 1.5 })),
+        { label: 'Total', stroke: cssVar('--vscode-foreground', '#ccc'), width: 2 },
+        { label: 'KV GPU budget', stroke: cssVar('--vscode-charts-orange', '#d18616'), width: 1, dash: [6, 4] },
+      ],
+      (v) => `${Math.round(v)} MB`,
+    ),
+    tokens: makeChart(
+      document.getElementById('tokenChart')!,
+      [{ label: 'Tokens', stroke: cssVar('--vscode-charts-blue', '#3794ff'), width: 2, fill: cssVar('--vscode-editor-selectionBackground', 'rgba(55,148,255,0.15)') }],
+      (v) => formatTokens(v),
+    ),
+  };
+}
+
+// VS Code changes the body's theme class and the --vscode-* variables (on <html>) when the theme changes.
+let themeCheck: number | null = null;
+const onThemeChange = () => {
+  themeCheck ??= requestAnimationFrame(() => {
+    themeCheck = null;
+    if (charts && palette() !== charts.palette) {
+      makeCharts();
+      redraw();
+    }
+  });
+};
+const themeObserver = new MutationObserver(onThemeChange);
+themeObserver.observe(document.body, { attributes: true, attributeFilter: ['class', 'data-vscode-theme-id'] });
+themeObserver.observe(document.documentElement, { attributes: true, attributeFilter: ['style', 'class'] });
 
 function redraw(): void {
   const t = samples.map((s) => s.at / 1000);
-  memoryChart.setData([
+  charts!.memory.plot.setData([
     t,
     ...COMPONENTS.map((c) => samples.map((s) => s[c.key] / MB)),
     samples.map((s) => total(s) / MB),
     samples.map(() => (budgets.kvGpuBytes > 0 ? budgets.kvGpuBytes / MB : null)),
   ]);
-  tokenChart.setData([t, samples.map((s) => s.tokens)]);
+  charts!.tokens.plot.setData([t, samples.map((s) => s.tokens)]);
   renderTable();
 }
 
@@ -128,5 +165,6 @@ window.addEventListener('message', (event: MessageEvent) => {
   redraw();
 });
 
+makeCharts();
 renderTable();
 api.postMessage({ type: 'ready' });
