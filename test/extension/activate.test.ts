@@ -433,3 +433,49 @@ test('Stop ends a question at once, also while the model loads or the workspace 
     chat.dispose();
   }
 });
+
+test('Show Memory: a panel with a strict CSP fed by the engine pushed reports; one panel at a time', { timeout: 120_000 }, async () => {
+  const ws = workspace();
+  current = createFakeVscode({ trusted: true, folders: [ws], settings: CPU_MODEL });
+  const f = current;
+  const ext_ = extensionDir();
+  const c = context(ext_, fs.mkdtempSync(path.join(os.tmpdir(), 'sw-store-')));
+  ext.activate(c as never);
+  try {
+    await until('the ingest', () => syncs(f).length === 1);
+    await f.commands.get('sidewinder.showMemory')!();
+    assert.equal(f.panels.length, 1);
+    const p = f.panels[0];
+    assert.equal(p.viewType, 'sidewinder.memory');
+    assert.equal(p.options.enableScripts, true);
+    assert.deepEqual(p.options.localResourceRoots?.map((u) => u.fsPath), [path.join(ext_, 'dist', 'webview')]);
+    assert.match(p.html, /default-src 'none'; script-src 'nonce-[A-Za-z0-9+/=]+'/);
+    assert.match(p.html, /<script nonce="[^"]+" src="https:\/\/fake\.vscode-cdn\.net[^"]*\/dist\/webview\/memory\.js"><\/script>/);
+
+    // The page asks for the history: every report since the engine started, ending with the ingested state.
+    p.send({ type: 'ready' });
+    await until('the history', () => p.posted.some((m) => m.type === 'init'));
+    const init = p.posted.find((m) => m.type === 'init') as unknown as { samples: { tokens: number; weights: number }[]; budgets: { kvGpuBytes: number } };
+    assert.ok(init.samples.length >= 2, `${init.samples.length} samples`);
+    assert.equal(init.samples.at(-1)!.tokens, syncs(f)[0].tokens);
+    assert.ok(init.samples.every((s) => s.weights > 0));
+    assert.equal(init.budgets.kvGpuBytes, 1024 * 1024 * 1024);
+
+    // New reports are pushed to the open panel as they come (here: a re-read of the workspace).
+    const before = p.posted.length;
+    await f.commands.get('sidewinder.reindex')!();
+    await until('the re-read', () => syncs(f).length === 2);
+    await until('a pushed sample', () => p.posted.slice(before).some((m) => m.type === 'sample'));
+
+    // A malformed message is refused and logged; a second Show Memory reveals the same panel.
+    p.send({ type: 'ready', extra: 'x' });
+    await until('the log line', () => f.log.some((l) => /^warn memory panel: rejected a message/.test(l)));
+    await f.commands.get('sidewinder.showMemory')!();
+    assert.equal(f.panels.length, 1);
+    assert.equal(p.reveals, 1);
+  } finally {
+    await shutdown(c);
+    fs.rmSync(ws, { recursive: true, force: true });
+  }
+  assert.ok(f.panels[0].disposed, 'closed with the extension');
+});

@@ -105,6 +105,7 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
   const statusItems: { text: string; tooltip: unknown; command?: string; shown: boolean; disposed: boolean }[] = [];
   const viewProviders = new Map<string, { resolveWebviewView(v: unknown): void }>();
   const inlineProviders: unknown[] = [];
+  const panels: { viewType: string; title: string; options: { enableScripts?: boolean; localResourceRoots?: Uri[] }; html: string; posted: { type: string; [k: string]: unknown }[]; reveals: number; disposed: boolean; send(m: unknown): void }[] = [];
   const progress: { title: string; location: number; cancellable: boolean; reports: { message?: string; increment?: number }[] }[] = [];
   const settings = { ...opts.settings };
   let inputBoxAnswer: string | undefined;
@@ -183,8 +184,43 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
       const cancel = new EventEmitter<void>();
       return task({ report: (r: { message?: string }) => rec.reports.push(r) }, { isCancellationRequested: false, onCancellationRequested: cancel.event });
     },
-    createWebviewPanel: () => {
-      throw new Error('not used in this test');
+    createWebviewPanel: (viewType: string, title: string, _show: unknown, options: { enableScripts?: boolean; localResourceRoots?: Uri[] }) => {
+      const receive = new EventEmitter<unknown>();
+      const disposed = new EventEmitter<void>();
+      const rec = {
+        viewType,
+        title,
+        options,
+        html: '',
+        posted: [] as { type: string; [k: string]: unknown }[],
+        reveals: 0,
+        disposed: false,
+        /** Sends a message as the page would. */
+        send: (m: unknown) => receive.fire(m),
+      };
+      panels.push(rec);
+      return {
+        webview: {
+          cspSource: 'https://fake.vscode-cdn.net',
+          asWebviewUri: (u: Uri) => `https://fake.vscode-cdn.net${u.fsPath}`,
+          postMessage: async (m: { type: string }) => (rec.disposed ? false : (rec.posted.push(m), true)),
+          onDidReceiveMessage: receive.event,
+          set html(h: string) {
+            rec.html = h;
+          },
+          get html() {
+            return rec.html;
+          },
+        },
+        iconPath: undefined as unknown,
+        reveal: () => void rec.reveals++,
+        onDidDispose: disposed.event,
+        dispose: () => {
+          if (rec.disposed) return;
+          rec.disposed = true;
+          disposed.fire();
+        },
+      };
     },
   };
   const vscode = {
@@ -272,6 +308,8 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
       grantTrust.fire();
     },
     watchers,
+    /** Webview panels the extension opened. */
+    panels,
     /** Files renamed in the editor (workspace.onDidRenameFiles). */
     renameFiles: (files: { oldUri: Uri; newUri: Uri }[]) => renameFiles.fire({ files }),
     /** Makes `file` the active editor's document (null: no editor) and says so. */
