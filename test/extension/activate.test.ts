@@ -479,3 +479,53 @@ test('Show Memory: a panel with a strict CSP fed by the engine pushed reports; o
   }
   assert.ok(f.panels[0].disposed, 'closed with the extension');
 });
+
+test('chat actions on the host: copy, insert at the cursor, new file, open a workspace file at its line', async () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { ChatViewProvider } = require('../../src/extension/chatView') as typeof import('../../src/extension/chatView');
+  const ws = workspace();
+  current = createFakeVscode({ trusted: true, folders: [ws], settings: {} });
+  const f = current;
+  const c = context(extensionDir(), fs.mkdtempSync(path.join(os.tmpdir(), 'sw-store-')));
+  const engine = { engineState: { kind: 'stopped' }, onDidChangeState: new f.vscode.EventEmitter<unknown>().event, explain: async () => undefined };
+  const indexer = { onDidProgress: new f.vscode.EventEmitter<unknown>().event, folders: () => [ws] };
+  const chat = new ChatViewProvider(c as never, engine as never, indexer as never, () => readSettings(() => undefined), f.vscode.window.createOutputChannel('test') as never);
+  f.vscode.window.registerWebviewViewProvider('sidewinder.chat', chat);
+  f.resolveChatView();
+  // An editor with two selections (multi-cursor): the code replaces each.
+  const edits: { range: unknown; text: string }[] = [];
+  const doc = { uri: Uri.file(path.join(ws, 'src', 'add.ts')) };
+  f.vscode.window.activeTextEditor = {
+    document: doc,
+    selections: ['sel1', 'sel2'],
+    viewColumn: 1,
+    edit: async (cb: (e: { replace(r: unknown, t: string): void }) => void) => (cb({ replace: (range, text) => edits.push({ range, text }) }), true),
+  };
+  try {
+    f.chat.send({ type: 'copy', text: 'const x = 1;\n' });
+    await until('the copy', () => f.clipboard.length === 1);
+    assert.deepEqual(f.clipboard, ['const x = 1;\n']);
+
+    f.chat.send({ type: 'insert', code: 'y();' });
+    await until('the insert', () => edits.length === 2);
+    assert.deepEqual(edits, [
+      { range: 'sel1', text: 'y();' },
+      { range: 'sel2', text: 'y();' },
+    ]);
+
+    f.chat.send({ type: 'newFile', code: 'def f(): pass\n', language: 'python' });
+    await until('the new file', () => f.shown.length === 2);
+    assert.deepEqual((f.shown[1].doc as { options: unknown }).options, { content: 'def f(): pass\n', language: 'python' });
+
+    f.chat.send({ type: 'openFile', path: 'src/add.ts', line: 2 });
+    await until('the file', () => f.shown.length === 3);
+    const opened = f.shown[2];
+    assert.equal((opened.doc as Uri).fsPath, fs.realpathSync(path.join(ws, 'src', 'add.ts')));
+    const sel = (opened.opts as { selection: Range }).selection;
+    assert.deepEqual([sel.start.line, sel.start.character], [1, 0], 'line 2, zero-based');
+    assert.equal(f.messages.length, 0);
+  } finally {
+    chat.dispose();
+    fs.rmSync(ws, { recursive: true, force: true });
+  }
+});

@@ -106,6 +106,9 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
   const viewProviders = new Map<string, { resolveWebviewView(v: unknown): void }>();
   const inlineProviders: unknown[] = [];
   const panels: { viewType: string; title: string; options: { enableScripts?: boolean; localResourceRoots?: Uri[] }; html: string; posted: { type: string; [k: string]: unknown }[]; reveals: number; disposed: boolean; send(m: unknown): void }[] = [];
+  /** What was written to the clipboard, and every showTextDocument call. */
+  const clipboard: string[] = [];
+  const shown: { doc: unknown; opts?: unknown }[] = [];
   const progress: { title: string; location: number; cancellable: boolean; reports: { message?: string; increment?: number }[] }[] = [];
   const settings = { ...opts.settings };
   let inputBoxAnswer: string | undefined;
@@ -176,7 +179,7 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
     setStatusBarMessage: () => ({ dispose: () => undefined }),
     showInputBox: async () => inputBoxAnswer,
     showOpenDialog: async () => undefined,
-    showTextDocument: async () => undefined,
+    showTextDocument: async (doc: unknown, opts?: unknown) => void shown.push({ doc, opts }),
     onDidChangeActiveTextEditor: activeEditorChange.event,
     withProgress: async <R>(o: { title: string; location: number; cancellable?: boolean }, task: (p: unknown, t: unknown) => Promise<R>) => {
       const rec = { title: o.title, location: o.location, cancellable: !!o.cancellable, reports: [] as { message?: string }[] };
@@ -238,7 +241,7 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
     InlineCompletionTriggerKind,
     workspace,
     window,
-    env: { clipboard: { writeText: async () => undefined } },
+    env: { clipboard: { writeText: async (t: string) => void clipboard.push(t) } },
     languages: {
       registerInlineCompletionItemProvider: (_sel: unknown, p: unknown) => {
         inlineProviders.push(p);
@@ -308,6 +311,8 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
       grantTrust.fire();
     },
     watchers,
+    clipboard,
+    shown,
     /** Webview panels the extension opened. */
     panels,
     /** Files renamed in the editor (workspace.onDidRenameFiles). */
