@@ -529,3 +529,98 @@ test('chat actions on the host: copy, insert at the cursor, new file, open a wor
     fs.rmSync(ws, { recursive: true, force: true });
   }
 });
+
+test('inline completions: debounce, a new keystroke or the token cancels, LRU cache with typed-through hits, settings', async () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { InlineCompletionProvider } = require('../../src/extension/completionProvider') as typeof import('../../src/extension/completionProvider');
+  const ws = '/ws';
+  const values: Record<string, unknown> = { 'completion.debounceMs': 80, 'completion.maxTokens': 7, 'completion.maxLines': 3 };
+  current = createFakeVscode({ trusted: true, folders: [ws], settings: {} });
+  const f = current;
+  const requests: { params: { prefix: string; suffix: string; path: string; maxTokens: number; maxLines: number }; signal: AbortSignal; at: number }[] = [];
+  const client = {
+    request: (_kind: string, params: (typeof requests)[0]['params'], opts: { signal: AbortSignal }) => {
+      requests.push({ params, signal: opts.signal, at: Date.now() });
+      return new Promise((resolve) => {
+        const t = setTimeout(() => resolve({ text: 'b;', reason: 'done', mode: 'fim', ms: 30 }), 30);
+        opts.signal.addEventListener('abort', () => (clearTimeout(t), resolve({ text: '', reason: 'cancelled', mode: null, ms: 1 })));
+      });
+    },
+  };
+  const engine = { ready: client };
+  const indexer = { folders: () => [ws], loadedFolder: ws as string | null };
+  const provider = new InlineCompletionProvider(engine as never, indexer as never, () => readSettings((k) => values[k]), f.vscode.window.createOutputChannel('test') as never);
+  const doc = (text: string, file = '/ws/src/a.ts') => ({
+    uri: Uri.file(file),
+    offsetAt: (p: Position) => (p.line === 0 ? p.character : text.length),
+    positionAt: (o: number) => new Position(0, Math.max(0, Math.min(o, text.length))),
+    getText: (r: Range) => text.slice(r.start.character, r.end.character),
+  });
+  const token = () => {
+    const cbs: (() => void)[] = [];
+    return { isCancellationRequested: false, onCancellationRequested: (cb: () => void) => (cbs.push(cb), { dispose: () => undefined }), cancel() { this.isCancellationRequested = true; cbs.forEach((c) => c()); } };
+  };
+  const AUTO = { triggerKind: 1, selectedCompletionInfo: undefined };
+  const INVOKE = { triggerKind: 0, selectedCompletionInfo: undefined };
+  const complete = (text: string, ctx = AUTO, tok = token()) => provider.provideInlineCompletionItems(doc(text) as never, new Position(0, text.length) as never, ctx as never, tok as never);
+  const texts = (items: unknown[]) => items.map((i) => (i as { insertText: string }).insertText);
+
+  // Typing: each keystroke's request waits out the debounce; the newer one cancels the older before it is sent.
+  const t0 = Date.now();
+  const first = complete('let a = ');
+  await sleep(20);
+  const second = complete('let a = b');
+  assert.deepEqual(texts(await first), [], 'superseded by the next keystroke');
+  assert.deepEqual(texts(await second), ['b;']);
+  assert.equal(requests.length, 1, 'only the last keystroke reaches the engine');
+  assert.ok(requests[0].at - t0 >= 20 + 75, `sent after the debounce (${requests[0].at - t0} ms)`);
+  assert.deepEqual(
+    { prefix: requests[0].params.prefix, suffix: requests[0].params.suffix, path: requests[0].params.path, maxTokens: requests[0].params.maxTokens, maxLines: requests[0].params.maxLines },
+    { prefix: 'let a = b', suffix: '', path: 'src/a.ts', maxTokens: 7, maxLines: 3 },
+  );
+
+  // The same place again: from the cache, at once. Typing the suggestion's first character: the rest, cached.
+  const t1 = Date.now();
+  assert.deepEqual(texts(await complete('let a = b')), ['b;']);
+  assert.deepEqual(texts(await complete('let a = bb')), [';']);
+  assert.ok(Date.now() - t1 < 60, 'no debounce for a cached completion');
+  assert.equal(requests.length, 1);
+
+  // A keystroke while a request runs aborts it in the engine; so does the editor's token.
+  const running = complete('let c = ');
+  await until('the request', () => requests.length === 2);
+  const next = complete('let c = d');
+  assert.deepEqual(texts(await running), []);
+  assert.ok(requests[1].signal.aborted, 'the running request was cancelled');
+  await next;
+  const tok = token();
+  const cancelled = complete('let e = ', AUTO, tok);
+  await until('the request', () => requests.length === 4);
+  tok.cancel();
+  assert.deepEqual(texts(await cancelled), []);
+  assert.ok(requests[3].signal.aborted);
+
+  // Asked for explicitly (Alt+\): no debounce.
+  const t2 = Date.now();
+  await complete('let g = ', INVOKE);
+  assert.ok(requests[4].at - t2 < 60, 'no wait when invoked');
+
+  // Off, untrusted, another folder than the loaded one, the suggest widget open: nothing, and nothing asked.
+  const asked = requests.length;
+  values['completion.enabled'] = false;
+  assert.deepEqual(await complete('let h = '), []);
+  values['completion.enabled'] = true;
+  indexer.loadedFolder = '/elsewhere';
+  assert.deepEqual(await complete('let i = '), []);
+  indexer.loadedFolder = ws;
+  assert.deepEqual(await complete('let j = ', { triggerKind: 1, selectedCompletionInfo: { text: 'x' } } as never), []);
+  f.vscode.workspace.isTrusted = false;
+  assert.deepEqual(await complete('let k = '), []);
+  assert.equal(requests.length, asked);
+
+  // The cache forgets everything after a re-ingest.
+  f.vscode.workspace.isTrusted = true;
+  provider.clearCache();
+  await complete('let a = b');
+  assert.equal(requests.length, asked + 1);
+});
