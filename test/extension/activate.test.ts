@@ -624,3 +624,45 @@ test('inline completions: debounce, a new keystroke or the token cancels, LRU ca
   await complete('let a = b');
   assert.equal(requests.length, asked + 1);
 });
+
+test('settings apply without a reload: ignore globs and the size limit re-read the workspace; a new KV budget restarts the engine', { timeout: 120_000 }, async () => {
+  const ws = workspace();
+  fs.writeFileSync(path.join(ws, 'src', 'mul.ts'), 'export function mul(a: number, b: number) {\n  return a * b;\n}\n');
+  fs.writeFileSync(path.join(ws, 'src', 'big.ts'), `export const table = [\n${'  1, 2, 3, 4, 5, 6, 7, 8,\n'.repeat(60)}];\n`); // ~1.6 KB
+  current = createFakeVscode({ trusted: true, folders: [ws], settings: CPU_MODEL });
+  const f = current;
+  const c = context(extensionDir(), fs.mkdtempSync(path.join(os.tmpdir(), 'sw-store-')));
+  ext.activate(c as never);
+  const config = f.vscode.workspace.getConfiguration('sidewinder');
+  const lastSync = () => f.log.filter((l) => /tokens in the state/.test(l)).at(-1)!;
+  try {
+    await until('the first ingest', () => syncs(f).length === 1);
+    assert.equal(syncs(f)[0].files, 3);
+
+    await config.update('extraIgnore', ['**/mul.ts']);
+    await until('the re-read', () => syncs(f).length === 2);
+    assert.equal(syncs(f)[1].files, 2);
+    assert.match(lastSync(), /skipped 1 ignored/);
+
+    await config.update('maxFileKB', 1);
+    await until('the re-read', () => syncs(f).length === 3);
+    assert.equal(syncs(f)[2].files, 1);
+    assert.match(lastSync(), /1 too-large/);
+
+    // Completion settings apply to the next request: nothing is re-read or restarted.
+    const pid = enginePids()[0].pid;
+    await config.update('completion.debounceMs', 100);
+    await sleep(300);
+    assert.equal(syncs(f).length, 3);
+
+    // The KV budgets are the engine's: a new engine, with the workspace restored from its snapshot.
+    await config.update('kvGpuBudgetMB', 64);
+    await until('the restart', () => syncs(f).length === 4);
+    assert.notEqual(enginePids()[0].pid, pid);
+    assert.equal(enginePids().length, 1);
+    assert.ok(syncs(f)[3].resumed && syncs(f)[3].readNow === 0);
+  } finally {
+    await shutdown(c);
+    fs.rmSync(ws, { recursive: true, force: true });
+  }
+});
