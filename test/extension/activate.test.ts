@@ -666,3 +666,110 @@ test('settings apply without a reload: ignore globs and the size limit re-read t
     fs.rmSync(ws, { recursive: true, force: true });
   }
 });
+
+/** A local stand-in for the Hugging Face Hub serving the fixture model as `owner/tiny`. */
+async function fakeHub(): Promise<{ url: string; requests: string[]; close(): void }> {
+  const files = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors'];
+  const body = (f: string) => fs.readFileSync(path.join(MODEL, f));
+  const sha = 'c'.repeat(40);
+  const hash = (algo: string, b: Buffer, prefix = '') => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const h = (require('crypto') as typeof import('crypto')).createHash(algo);
+    if (prefix) h.update(prefix);
+    return h.update(b).digest('hex');
+  };
+  const siblings = files.map((f) =>
+    f.endsWith('.safetensors')
+      ? { rfilename: f, size: body(f).length, lfs: { sha256: hash('sha256', body(f)), size: body(f).length } }
+      : { rfilename: f, size: body(f).length, blobId: hash('sha1', body(f), `blob ${body(f).length}\0`) },
+  );
+  const requests: string[] = [];
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const http = require('http') as typeof import('http');
+  const server = http.createServer((req, res) => {
+    requests.push(req.url!);
+    const u = new URL(req.url!, 'http://x');
+    if (u.pathname === '/api/models/owner/tiny/revision/main') {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ sha, siblings }));
+      return;
+    }
+    const m = /^\/owner\/tiny\/resolve\/[0-9a-f]{40}\/(.+)$/.exec(u.pathname);
+    if (m && files.includes(m[1])) {
+      res.setHeader('content-length', body(m[1]).length);
+      res.end(body(m[1]));
+      return;
+    }
+    res.statusCode = 404;
+    res.end('{}');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return { url: `http://127.0.0.1:${port}`, requests, close: () => server.close() };
+}
+
+test('fresh install with no model: the user is told; Download Model fetches one and Use This Model starts it', { timeout: 120_000 }, async () => {
+  const ws = workspace();
+  const hub = await fakeHub();
+  const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-'));
+  const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, XDG_CACHE_HOME: process.env.XDG_CACHE_HOME };
+  process.env.HF_ENDPOINT = hub.url; // inherited by the engine processes
+  process.env.XDG_CACHE_HOME = cache;
+  current = createFakeVscode({ trusted: true, folders: [ws], settings: { 'sidewinder.backend': 'cpu' } });
+  const f = current;
+  const c = context(extensionDir(), fs.mkdtempSync(path.join(os.tmpdir(), 'sw-store-')));
+  ext.activate(c as never);
+  try {
+    await until('the missing-model message', () => f.messages.some((m) => m.items.includes('Download Model')));
+    f.setInputBox('owner/tiny');
+    f.answerMessage(/is downloaded to/, 'Use This Model');
+    await f.commands.get('sidewinder.downloadModel')!();
+    const p = f.progress.find((x) => /downloading owner\/tiny/.test(x.title))!;
+    assert.ok(p, 'download progress');
+    assert.equal(p.cancellable, true);
+    assert.ok(p.reports.some((r) => /model\.safetensors/.test(r.message ?? '')), JSON.stringify(p.reports));
+    const dir = path.join(cache, 'sidewinder', 'models', 'owner--tiny');
+    assert.ok(f.messages.some((m) => m.text === `Sidewinder: owner/tiny is downloaded to ${dir}.`), JSON.stringify(f.messages));
+    for (const file of ['config.json', 'tokenizer.json', 'model.safetensors']) assert.deepEqual(fs.readFileSync(path.join(dir, file)), fs.readFileSync(path.join(MODEL, file)));
+    // The model setting is written (user settings: it is machine-scoped), the engine starts on it and reads the workspace.
+    assert.equal(f.settings['sidewinder.model'], dir);
+    assert.deepEqual(f.updates, [{ key: 'sidewinder.model', value: dir, target: f.vscode.ConfigurationTarget.Global }]);
+    await until('the ingest', () => syncs(f).length === 1);
+    assert.ok(f.log.some((l) => l.includes(`with cpu on ${dir}`)), f.log.join('\n'));
+    assert.equal(enginePids().length, 1, 'the download process has ended');
+    assert.ok(hub.requests.every((r) => r.startsWith('/api/models/owner/tiny/') || r.startsWith('/owner/tiny/resolve/')), hub.requests.join('\n'));
+  } finally {
+    await shutdown(c);
+    hub.close();
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+    fs.rmSync(ws, { recursive: true, force: true });
+    fs.rmSync(cache, { recursive: true, force: true });
+  }
+});
+
+test('Select Model: a folder with config.json becomes the (user-level) model setting; anything else is refused', async () => {
+  current = createFakeVscode({ trusted: false, folders: [], settings: {} });
+  const f = current;
+  const c = context(extensionDir(), fs.mkdtempSync(path.join(os.tmpdir(), 'sw-store-')));
+  ext.activate(c as never);
+  try {
+    const notAModel = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-nomodel-'));
+    f.setOpenDialog([Uri.file(notAModel)]);
+    await f.commands.get('sidewinder.selectModel')!();
+    assert.equal(f.settings['sidewinder.model'], undefined);
+    assert.match(f.messages.at(-1)!.text, /has no config\.json; pick the folder of a Hugging Face model checkpoint/);
+    f.setOpenDialog(undefined); // cancelled
+    await f.commands.get('sidewinder.selectModel')!();
+    assert.equal(f.settings['sidewinder.model'], undefined);
+    f.setOpenDialog([Uri.file(MODEL)]);
+    await f.commands.get('sidewinder.selectModel')!();
+    assert.equal(f.settings['sidewinder.model'], MODEL);
+    assert.deepEqual(f.updates, [{ key: 'sidewinder.model', value: MODEL, target: f.vscode.ConfigurationTarget.Global }]);
+    assert.ok(f.log.includes(`info model set to ${MODEL}`));
+    assert.deepEqual(engineProcesses(), [], 'Restricted Mode: nothing started');
+    fs.rmSync(notAModel, { recursive: true });
+  } finally {
+    await shutdown(c);
+  }
+});

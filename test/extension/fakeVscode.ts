@@ -111,7 +111,10 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
   const shown: { doc: unknown; opts?: unknown }[] = [];
   const progress: { title: string; location: number; cancellable: boolean; reports: { message?: string; increment?: number }[] }[] = [];
   const settings = { ...opts.settings };
+  /** Every configuration update, with its target (1: user settings). */
+  const updates: { key: string; value: unknown; target?: number }[] = [];
   let inputBoxAnswer: string | undefined;
+  let openDialogAnswer: Uri[] | undefined;
   const grantTrust = new EventEmitter<void>();
   const configChange = new EventEmitter<{ affectsConfiguration(s: string): boolean }>();
   const renameFiles = new EventEmitter<{ files: { oldUri: Uri; newUri: Uri }[] }>();
@@ -126,7 +129,8 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
     }),
     getConfiguration: (section: string) => ({
       get: (key: string) => settings[`${section}.${key}`],
-      update: async (key: string, value: unknown) => {
+      update: async (key: string, value: unknown, target?: number) => {
+        updates.push({ key: `${section}.${key}`, value, target });
         settings[`${section}.${key}`] = value;
         configChange.fire({ affectsConfiguration: (s: string) => `${section}.${key}`.startsWith(s) });
       },
@@ -150,11 +154,15 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
     },
     openTextDocument: async (o: unknown) => ({ uri: Uri.file('/untitled'), options: o }),
   };
+  /** Scripted clicks: the first item of a message whose text matches is picked. */
+  const answers: { pattern: RegExp; item: string }[] = [];
   const message =
     (level: 'info' | 'warning' | 'error') =>
     async (text: string, ...items: unknown[]) => {
-      messages.push({ level, text, items: items.filter((i): i is string => typeof i === 'string') });
-      return undefined;
+      const strings = items.filter((i): i is string => typeof i === 'string');
+      messages.push({ level, text, items: strings });
+      const a = answers.find((x) => x.pattern.test(text) && strings.includes(x.item));
+      return a?.item;
     };
   const logChannel = (name: string) => {
     const w = (level: string) => (m: string) => log.push(`${level} ${m}`);
@@ -178,7 +186,7 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
     showErrorMessage: message('error'),
     setStatusBarMessage: () => ({ dispose: () => undefined }),
     showInputBox: async () => inputBoxAnswer,
-    showOpenDialog: async () => undefined,
+    showOpenDialog: async () => openDialogAnswer,
     showTextDocument: async (doc: unknown, opts?: unknown) => void shown.push({ doc, opts }),
     onDidChangeActiveTextEditor: activeEditorChange.event,
     withProgress: async <R>(o: { title: string; location: number; cancellable?: boolean }, task: (p: unknown, t: unknown) => Promise<R>) => {
@@ -306,11 +314,16 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
     chat,
     resolveChatView,
     setInputBox: (v: string | undefined) => (inputBoxAnswer = v),
+    /** What the next open dialogs return (undefined: cancelled). */
+    setOpenDialog: (v: Uri[] | undefined) => (openDialogAnswer = v),
     grantTrust: () => {
       workspace.isTrusted = true;
       grantTrust.fire();
     },
     watchers,
+    updates,
+    /** The user will click `item` on the next messages whose text matches `pattern`. */
+    answerMessage: (pattern: RegExp, item: string) => answers.push({ pattern, item }),
     clipboard,
     shown,
     /** Webview panels the extension opened. */
