@@ -773,3 +773,32 @@ test('Select Model: a folder with config.json becomes the (user-level) model set
     await shutdown(c);
   }
 });
+
+test('cancelling the ingest notification stops it with a usable state; Reindex goes on from there', { timeout: 120_000 }, async () => {
+  const ws = workspace();
+  // Enough code for a few 2,048-token chunks (about 4,300 tokens with the fixture's tokenizer).
+  const body = Array.from({ length: 70 }, (_, i) => `export function f${i}(x: number): number {\n  return x * ${i} + ${i % 7};\n}\n`).join('\n');
+  fs.writeFileSync(path.join(ws, 'src', 'many.ts'), body);
+  current = createFakeVscode({ trusted: true, folders: [ws], settings: CPU_MODEL });
+  const f = current;
+  f.cancelProgressWhen(/ tok\/s/); // the first progress report from a chunk of the ingest
+  const c = context(extensionDir(), fs.mkdtempSync(path.join(os.tmpdir(), 'sw-store-')));
+  ext.activate(c as never);
+  try {
+    await until('the cancelled ingest', () => syncs(f).length === 1);
+    const cancelled = f.log.find((l) => /tokens in the state/.test(l))!;
+    assert.match(cancelled, /, cancelled\)/);
+    const part = syncs(f)[0];
+    assert.ok(part.tokens > 0, 'what was read before the cancel stays');
+    // The engine is still up and usable: Reindex reads the rest, going on from the state saved at the cancel.
+    await f.commands.get('sidewinder.reindex')!();
+    await until('the reindex', () => syncs(f).length === 2);
+    const full = syncs(f)[1];
+    assert.ok(full.tokens > part.tokens, `${full.tokens} > ${part.tokens}`);
+    assert.ok(full.resumed, 'resumed from the partial snapshot');
+    assert.equal(full.readNow, full.tokens - part.tokens, 'only what the cancelled run had not read');
+  } finally {
+    await shutdown(c);
+    fs.rmSync(ws, { recursive: true, force: true });
+  }
+});

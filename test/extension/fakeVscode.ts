@@ -114,6 +114,7 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
   /** Every configuration update, with its target (1: user settings). */
   const updates: { key: string; value: unknown; target?: number }[] = [];
   let inputBoxAnswer: string | undefined;
+  let cancelWhen: RegExp | null = null;
   let openDialogAnswer: Uri[] | undefined;
   const grantTrust = new EventEmitter<void>();
   const configChange = new EventEmitter<{ affectsConfiguration(s: string): boolean }>();
@@ -193,7 +194,17 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
       const rec = { title: o.title, location: o.location, cancellable: !!o.cancellable, reports: [] as { message?: string }[] };
       progress.push(rec);
       const cancel = new EventEmitter<void>();
-      return task({ report: (r: { message?: string }) => rec.reports.push(r) }, { isCancellationRequested: false, onCancellationRequested: cancel.event });
+      const token = { isCancellationRequested: false, onCancellationRequested: cancel.event };
+      const report = (r: { message?: string }) => {
+        rec.reports.push(r);
+        // The user clicks Cancel on a cancellable notification once it shows a matching message.
+        if (o.cancellable && cancelWhen && cancelWhen.test(r.message ?? '') && !token.isCancellationRequested) {
+          cancelWhen = null;
+          token.isCancellationRequested = true;
+          cancel.fire();
+        }
+      };
+      return task({ report }, token);
     },
     createWebviewPanel: (viewType: string, title: string, _show: unknown, options: { enableScripts?: boolean; localResourceRoots?: Uri[] }) => {
       const receive = new EventEmitter<unknown>();
@@ -314,6 +325,8 @@ export function createFakeVscode(opts: { trusted: boolean; folders: (string | Ur
     chat,
     resolveChatView,
     setInputBox: (v: string | undefined) => (inputBoxAnswer = v),
+    /** Cancels the next cancellable progress notification when it reports a message matching `pattern`. */
+    cancelProgressWhen: (pattern: RegExp) => (cancelWhen = pattern),
     /** What the next open dialogs return (undefined: cancelled). */
     setOpenDialog: (v: Uri[] | undefined) => (openDialogAnswer = v),
     grantTrust: () => {
