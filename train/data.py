@@ -85,8 +85,9 @@ class Examples:
     whole row, so one row teaches the lookup at every context length up to its own.
     """
 
-    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7):
+    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7, snippet_rate=0.0):
         self.tok = tok
+        self.snippet_rate = snippet_rate  # files cut to a window of lines: many short files, many questions
         self.files = files
         self.rng = random.Random(seed)
         self.sp = {s: tok.token_to_id(s) for s in SPECIAL}
@@ -128,6 +129,14 @@ class Examples:
         return ([self.sp["<filename>"]] + self.enc(path + "\n") + [self.sp["<fim_prefix>"]] + self.enc(pre) +
                 [self.sp["<fim_suffix>"]] + self.enc(suf) + [self.sp["<fim_middle>"]] + self.enc(mid) +
                 [self.sp["<|endoftext|>"]])
+
+    def snippet(self, text):
+        """A window of 6-60 lines, starting at a top-level definition when the file has one."""
+        lines = text.splitlines(keepends=True)
+        starts = [i for i, l in enumerate(lines) if DEF_RE.match(l)]
+        a = self.rng.choice(starts) if starts and self.rng.random() < 0.95 else self.rng.randrange(len(lines))
+        a = max(0, a - self.rng.randrange(0, 6))
+        return "".join(lines[a:a + self.rng.randint(6, 60)])
 
     def question(self, name, path):
         """The answer is the path in backticks: after " `" it is tokenized exactly as in the file's header
@@ -184,6 +193,8 @@ class Examples:
             path, text = next(files)
             if path in paths:
                 continue
+            if self.snippet_rate and self.rng.random() < self.snippet_rate:
+                text = self.snippet(text)
             paths.add(path)
             f = self.fim_frame(path, text) if self.rng.random() < self.fim_rate else None
             f = f or self.frame(path, text)

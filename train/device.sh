@@ -4,12 +4,19 @@
 #   bash train/device.sh start MINUTES TRAIN_MINUTES   # corpus, tokenizer, compile, then training, detached
 #   bash train/device.sh wait SECONDS                  # follow the log; returns early when training is over
 #   bash train/device.sh finish                        # export, evaluate on the engine, results into $OUT
+# TRAIN_GPUS=1,2,3 trains data-parallel on those GPUs (torchrun, one rank each), leaving the others free (the
+# engine's Dawn adapter takes the first GPU, so benchmarks can run beside the training).
 set -euo pipefail
 W=${SW_WORK:-/tmp/sw-train}
 mkdir -p "$W"
 case "$1" in
   start)
-    setsid nohup python3 train/train.py --work "$W" --compile --minutes "$2" --total-minutes "$3" ${TRAIN_ARGS:-} \
+    launch=(python3)
+    if [ -n "${TRAIN_GPUS:-}" ]; then
+      export CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=$TRAIN_GPUS NCCL_NVLS_ENABLE=0
+      launch=(python3 -m torch.distributed.run --standalone --nproc_per_node "$(echo "$TRAIN_GPUS" | tr ',' '\n' | wc -l)")
+    fi
+    setsid nohup "${launch[@]}" train/train.py --work "$W" --compile --minutes "$2" --total-minutes "$3" ${TRAIN_ARGS:-} \
       >"$W/train.log" 2>&1 </dev/null &
     echo $! >"$W/pid"
     bash "$0" wait "${4:-540}"

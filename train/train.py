@@ -8,6 +8,10 @@ resumes from it, and the learning-rate schedule follows --total-minutes of train
 
     python3 train/train.py --work /tmp/sw-train --compile --minutes 9 --total-minutes 18
     python3 train/export.py --work /tmp/sw-train --out models/default
+
+On a machine with several GPUs, `torchrun --nproc_per_node N train/train.py ...` trains data-parallel (DDP):
+each rank builds its own rows (its own seed), gradients are averaged, rank 0 prints and saves, and the ranks
+agree on the schedule and on when to stop at every step.
 """
 import argparse
 import json
@@ -20,6 +24,7 @@ import threading
 import time
 
 import torch
+import torch.distributed as dist
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GraniteMoeHybridConfig, GraniteMoeHybridForCausalLM
 
@@ -86,24 +91,42 @@ def main():
     ap.add_argument("--corpus-mb", type=float, default=None, help="read at most this much Python source (smoke runs)")
     ap.add_argument("--small", action="store_true", help="a tiny model (CPU smoke runs)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--snippet-rate", type=float, default=0.0, help="share of files in short rows cut to a window of lines (more files and questions per row)")
     a = ap.parse_args()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        dist.init_process_group("nccl" if a.device == "cuda" else "gloo")
+        if a.device == "cuda":
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+            a.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    main0 = rank == 0
+
+    def log(obj):
+        if main0:
+            print(obj if isinstance(obj, str) else json.dumps(obj), flush=True)
     t0 = time.time()
     t_end = t0 + a.minutes * 60
     total = (a.total_minutes or a.minutes) * 60
     os.makedirs(a.work, exist_ok=True)
     corpus = data.load_corpus(a.js, limit_chars=a.corpus_mb * 2**20 if a.corpus_mb else None)
-    print(json.dumps({k: len(v) for k, v in corpus.items()}), flush=True)
-    if a.init and not os.path.exists(os.path.join(a.work, "tokenizer.json")):
+    log({k: len(v) for k, v in corpus.items()})
+    if main0 and a.init and not os.path.exists(os.path.join(a.work, "tokenizer.json")):
         shutil.copy(os.path.join(a.init, "tokenizer.json"), os.path.join(a.work, "tokenizer.json"))
+    if main0:
+        build_tokenizer(corpus["train"], os.path.join(a.work, "tokenizer.json"))
+    if world > 1:
+        dist.barrier()
     tok = build_tokenizer(corpus["train"], os.path.join(a.work, "tokenizer.json"))
-    ex = data.Examples(tok, corpus["train"], seed=int(time.time()))
+    seed = int(time.time()) + 1000 * rank
+    ex = data.Examples(tok, corpus["train"], seed=seed)
     conf = dict(MODEL, **(dict(hidden_size=64, mamba_n_heads=2, shared_intermediate_size=128, num_hidden_layers=4,
                                 layer_types=["mamba", "attention", "mamba", "attention"]) if a.small else {}))
     cfg = GraniteMoeHybridConfig(**conf, bos_token_id=None, eos_token_id=tok.token_to_id("<|endoftext|>"),
                                  pad_token_id=tok.token_to_id("<fim_pad>"))
     dev = a.device
     model = (GraniteMoeHybridForCausalLM.from_pretrained(a.init, dtype=torch.float32) if a.init else GraniteMoeHybridForCausalLM(cfg)).to(dev)
-    print("params", sum(p.numel() for p in model.parameters()), flush=True)
+    log(f"params {sum(p.numel() for p in model.parameters())} ranks {world}")
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.1)
     step, trained = 0, 0.0  # trained: seconds spent in training steps over the whole run (lr schedule)
     ckpt = os.path.join(a.work, "ckpt.pt")
@@ -112,22 +135,33 @@ def main():
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, trained = st["step"], st.get("trained", 0.0)
-        print("resumed at step", step, flush=True)
+        log(f"resumed at step {step}")
 
     def save():
+        if not main0:
+            return
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "trained": trained,
                     "config": conf}, ckpt + ".tmp")
         os.replace(ckpt + ".tmp", ckpt)
-        print(json.dumps({"saved": ckpt, "step": step, "trained_s": round(trained)}), flush=True)
+        log({"saved": ckpt, "step": step, "trained_s": round(trained)})
 
     batches = Batches(ex, a.length, a.rows)
     # Short rows put more questions at short range, where the lookup is learned first; long rows teach distance.
-    short = Batches(data.Examples(tok, corpus["train"], seed=int(time.time()) + 1), a.short, a.rows * a.length // a.short) if a.short else None
-    fwd = torch.compile(model, dynamic=False) if a.compile else model
+    short = Batches(data.Examples(tok, corpus["train"], seed=seed + 1, snippet_rate=a.snippet_rate), a.short, a.rows * a.length // a.short) if a.short else None
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(dev).index] if dev.startswith("cuda") else None) if world > 1 else model
+    fwd = torch.compile(ddp, dynamic=False) if a.compile else ddp
     model.train()
     last_save = time.time()
     seen = 0
-    while time.time() < t_end and trained < total:
+    sync = torch.zeros(2, device=dev)
+    while True:
+        # All ranks take the same decision (rank 0's clock and schedule), or DDP would wait forever.
+        sync[0], sync[1] = trained, float(time.time() >= t_end or trained >= total)
+        if world > 1:
+            dist.broadcast(sync, 0)
+        trained = sync[0].item()
+        if sync[1].item():
+            break
         ts = time.time()
         x, y, w = (short if short and step % 2 else batches).next(dev)
         lr = a.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, trained / total))))
@@ -141,15 +175,15 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        seen += x.numel()
-        if step % 25 == 0:
+        seen += x.numel() * world
+        if step % 25 == 0 and main0:
             with torch.no_grad():
                 ans = w.reshape(-1) > 4  # first answer tokens of the lookup questions: the retrieval itself
                 acc = (logits.reshape(-1, logits.shape[-1]).argmax(-1) == y.reshape(-1))[ans].float().mean().item() if ans.any() else float("nan")
                 text = flat[w.reshape(-1) == 1].mean().item()
-            print(json.dumps({"step": step, "loss": round(loss.item(), 4), "text_loss": round(text, 4),
-                              "first_answer_acc": round(acc, 4), "lr": round(lr, 6), "tokens": seen,
-                              "tok_s": round(x.numel() / (time.time() - ts)), "elapsed": round(time.time() - t0)}), flush=True)
+            log({"step": step, "len": x.shape[1], "loss": round(loss.item(), 4), "text_loss": round(text, 4),
+                 "first_answer_acc": round(acc, 4), "lr": round(lr, 6), "tokens": seen,
+                 "tok_s": round(x.numel() * world / (time.time() - ts)), "elapsed": round(time.time() - t0)})
         step += 1
         if step > 3:  # the first steps are compile time, not training
             trained += time.time() - ts
@@ -157,6 +191,8 @@ def main():
             save()
             last_save = time.time()
     save()
+    if world > 1:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
