@@ -69,7 +69,8 @@ function makeChart(container: HTMLElement, series: uPlot.Series[], unit: (v: num
 
 /** The theme colours the charts are drawn in; when they change, the charts are made again. */
 function palette(): string {
-  return [...COMPONENTS.map((c) => cssVar(c.colour[0], c.colour[1])), cssVar('--vscode-foreground', '#ccc'), cssVar('--vscode-editorWidget-border', ''), cssVar('--vscode-editor-selectionBackground', '')].join(' ');
+  const vars = ['--vscode-foreground', '--vscode-editorWidget-border', '--vscode-editor-selectionBackground'];
+  return [...COMPONENTS.map((c) => cssVar(c.colour[0], c.colour[1])), ...vars.map((v) => cssVar(v, ''))].join(' ');
 }
 
 let charts: { memory: Chart; tokens: Chart; palette: string } | null = null;
