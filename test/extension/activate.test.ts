@@ -802,3 +802,31 @@ test('cancelling the ingest notification stops it with a usable state; Reindex g
     fs.rmSync(ws, { recursive: true, force: true });
   }
 });
+
+test('no WebGPU adapter: the user is told why and offered the CPU backend, which then reads the workspace', { timeout: 120_000 }, async () => {
+  const ws = workspace();
+  const saved = process.env.VK_ICD_FILENAMES;
+  process.env.VK_ICD_FILENAMES = path.join(os.tmpdir(), 'no-such-vulkan-driver.json'); // inherited by the engine: no adapter
+  current = createFakeVscode({ trusted: true, folders: [ws], settings: { 'sidewinder.model': MODEL } });
+  const f = current;
+  f.answerMessage(/No WebGPU adapter/, 'Use CPU Backend');
+  const c = context(extensionDir(), fs.mkdtempSync(path.join(os.tmpdir(), 'sw-store-')));
+  ext.activate(c as never);
+  try {
+    await until('the message', () => f.messages.some((m) => /No WebGPU adapter/.test(m.text)));
+    const m = f.messages.find((x) => /No WebGPU adapter/.test(x.text))!;
+    assert.equal(m.level, 'error');
+    assert.deepEqual(m.items, ['Use CPU Backend', 'Retry', 'Show Log']);
+    assert.match(m.text, /switch to the \(much slower\) CPU backend/);
+    // The click: the user setting changes and a new engine reads the workspace on the CPU.
+    await until('the ingest on the CPU', () => syncs(f).length === 1);
+    assert.deepEqual(f.updates, [{ key: 'sidewinder.backend', value: 'cpu', target: f.vscode.ConfigurationTarget.Global }]);
+    assert.ok(f.log.some((l) => l.startsWith('info starting the engine') && l.includes('with cpu on')));
+    await until('the gauge', () => /^\$\(database\) [\d.]+ (KB|MB)$/.test(f.statusItems[0].text));
+  } finally {
+    await shutdown(c);
+    if (saved === undefined) delete process.env.VK_ICD_FILENAMES;
+    else process.env.VK_ICD_FILENAMES = saved;
+    fs.rmSync(ws, { recursive: true, force: true });
+  }
+});
