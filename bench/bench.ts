@@ -192,9 +192,11 @@ async function main(): Promise<void> {
   for (let i = 0; i < nSimple; i++) await model.forward([out[i % out.length]]);
   const simpleS = (performance.now() - t2) / 1000;
 
-  const isH100 = /H100/i.test(`${info.description} ${info.device}`);
-  const peakGBps = args.values.has('peak-gbps') ? Number(args.values.get('peak-gbps')) : isH100 ? 3350 : hostCopyGBps();
-  const peakTflops = args.values.has('peak-tflops') ? Number(args.values.get('peak-tflops')) : isH100 ? 67 : NaN;
+  // Datasheet peaks (SXM parts): HBM bandwidth and dense f32 FMA rate. Elsewhere the host copy bandwidth.
+  const known = /H200/i.test(`${info.description} ${info.device}`) ? { gbps: 4800, tflops: 67 }
+    : /H100/i.test(`${info.description} ${info.device}`) ? { gbps: 3350, tflops: 67 } : null;
+  const peakGBps = args.values.has('peak-gbps') ? Number(args.values.get('peak-gbps')) : known ? known.gbps : hostCopyGBps();
+  const peakTflops = args.values.has('peak-tflops') ? Number(args.values.get('peak-tflops')) : known ? known.tflops : NaN;
   const st = model.stateBytes();
   const ctx = promptLen + decodeLen / 2;
   const a = cfg.attention;

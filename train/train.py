@@ -75,6 +75,18 @@ class Batches:
         return x[:, :-1], x[:, 1:], w[:, 1:]
 
 
+def answer_exact_match(hit, w):
+    """Share of lookup answers whose every token (teacher-forced) is right. The first path token alone says
+    little: in workspace rows every file shares the (renamed) package root, so it is a guess, not a lookup."""
+    m = (w > 1).int()
+    starts = torch.nonzero(m[1:] > m[:-1]).flatten() + 1
+    ends = torch.nonzero(m[1:] < m[:-1]).flatten() + 1
+    spans = [(a, b) for a, b in zip(starts.tolist(), ends.tolist()) if b > a]
+    if not spans:
+        return float("nan")
+    return sum(bool(hit[a:b].all()) for a, b in spans) / len(spans)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
@@ -162,7 +174,7 @@ def main():
         trained = sync[0].item()
         if sync[1].item():
             break
-        ts = time.time()
+        ts = t_prev if step else time.time()  # from the end of the last step: GPU time the CPU waited for counts too
         x, y, w = (short if short and step % 2 else batches).next(dev)
         lr = a.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, trained / total))))
         for g in opt.param_groups:
@@ -178,15 +190,18 @@ def main():
         seen += x.numel() * world
         if step % 25 == 0 and main0:
             with torch.no_grad():
-                ans = w.reshape(-1) > 4  # first answer tokens of the lookup questions: the retrieval itself
-                acc = (logits.reshape(-1, logits.shape[-1]).argmax(-1) == y.reshape(-1))[ans].float().mean().item() if ans.any() else float("nan")
+                ans = w.reshape(-1) > 4  # first path tokens of the lookup answers
+                hit = logits.reshape(-1, logits.shape[-1]).argmax(-1) == y.reshape(-1)
+                acc = hit[ans].float().mean().item() if ans.any() else float("nan")
+                exact = answer_exact_match(hit, w.reshape(-1))
                 text = flat[w.reshape(-1) == 1].mean().item()
             log({"step": step, "len": x.shape[1], "loss": round(loss.item(), 4), "text_loss": round(text, 4),
-                 "first_answer_acc": round(acc, 4), "lr": round(lr, 6), "tokens": seen,
+                 "first_answer_acc": round(acc, 4), "answer_exact": round(exact, 4), "lr": round(lr, 6), "tokens": seen,
                  "tok_s": round(x.numel() * world / (time.time() - ts)), "elapsed": round(time.time() - t0)})
         step += 1
         if step > 3:  # the first steps are compile time, not training
             trained += time.time() - ts
+        t_prev = time.time()
         if time.time() - last_save > a.save_every:
             save()
             last_save = time.time()
