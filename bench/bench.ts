@@ -291,7 +291,7 @@ async function benchIngest(
   const r = await session(model).sync({ onProgress: watch });
   const wall = (performance.now() - t0) / 1000;
   const hostAfterSave = model.memory().kvHostBytes;
-  const profile = Object.fromEntries(Object.entries(model.kvProfile() ?? {}).map(([k, v]) => [k, +(v / 1000).toFixed(2)]));
+  const profile = Object.fromEntries(Object.entries(model.kvProfile() ?? {}).map(([k, v]) => [k.replace(/Ms$/, ''), +(v / 1000).toFixed(2)]));
   const decode = async (m: GpuModel) => {
     const td = performance.now();
     await m.decodeGreedy(o.decode, 1);
