@@ -85,8 +85,9 @@ class Examples:
     whole row, so one row teaches the lookup at every context length up to its own.
     """
 
-    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7, snippet_rate=0.0):
+    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7, snippet_rate=0.0, footer=False):
         self.tok = tok
+        self.footer = footer  # the path again after <file_sep> (src/workspace/frame.ts, "sidewinder_file_footer")
         self.snippet_rate = snippet_rate  # files cut to a window of lines: many short files, many questions
         self.files = files
         self.rng = random.Random(seed)
@@ -112,7 +113,12 @@ class Examples:
         return self.tok.encode(s, add_special_tokens=False).ids
 
     def frame(self, path, text):
-        return [self.sp["<filename>"]] + self.enc(path + "\n") + self.enc(text) + [self.sp["<file_sep>"]]
+        return [self.sp["<filename>"]] + self.enc(path + "\n") + self.enc(text) + [self.sp["<file_sep>"]] + self.tail(path)
+
+    def tail(self, path):
+        """The footer: a causal model reads the header before the code, so only a path after the code can be
+        bound to what the file defines; answering a lookup is then a copy from the right footer."""
+        return self.enc(path + "\n") if self.footer else []
 
     def fim_frame(self, path, text):
         """The file as the engine's completion prompt (src/engine/completion/fim.ts) plus the middle: a span
@@ -128,7 +134,7 @@ class Examples:
             pre, mid = pre + mid[:cut], mid[cut:]
         return ([self.sp["<filename>"]] + self.enc(path + "\n") + [self.sp["<fim_prefix>"]] + self.enc(pre) +
                 [self.sp["<fim_suffix>"]] + self.enc(suf) + [self.sp["<fim_middle>"]] + self.enc(mid) +
-                [self.sp["<|endoftext|>"]])
+                [self.sp["<|endoftext|>"]] + ([self.sp["<file_sep>"]] + self.tail(path) if self.footer else []))
 
     def snippet(self, text):
         """A window of 6-60 lines, starting at a top-level definition when the file has one."""

@@ -32,7 +32,8 @@ def main():
     shutil.copy(os.path.join(a.work, "tokenizer.json"), os.path.join(a.out, "tokenizer.json"))
     with open(os.path.join(a.out, "tokenizer_config.json"), "w") as fh:
         json.dump({"eos_token": "<|endoftext|>", "pad_token": "<fim_pad>", "bos_token": None,
-                   "model_max_length": 131072, "tokenizer_class": "PreTrainedTokenizerFast"}, fh, indent=2)
+                   "model_max_length": 131072, "tokenizer_class": "PreTrainedTokenizerFast",
+                   **({"sidewinder_file_footer": True} if st.get("file_footer") else {})}, fh, indent=2)
     size = sum(os.path.getsize(os.path.join(a.out, f)) for f in os.listdir(a.out))
     print(json.dumps({"out": a.out, "step": st["step"], "bytes": size, "params": sum(p.numel() for p in model.parameters())}))
 

@@ -14,6 +14,8 @@ export interface SpecialTokens {
   fimPad: number | null;
   fileSep: number | null;
   fileName: number | null;
+  /** Files are framed with the path after the file too (tokenizer_config.json "sidewinder_file_footer"). */
+  fileFooter: boolean;
 }
 
 export class TextTokenizer {
@@ -36,6 +38,7 @@ export class TextTokenizer {
       fimPad: find('<fim_pad>', '<|fim_pad|>'),
       fileSep: find('<file_sep>', '<|file_sep|>'),
       fileName: find('<filename>', '<|filename|>'),
+      fileFooter: config['sidewinder_file_footer'] === true,
     };
   }
 

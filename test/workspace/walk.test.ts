@@ -440,6 +440,9 @@ describe('frameFile', () => {
   test('with <filename> (and <file_sep> when there is one)', () => {
     assert.deepEqual(frameFile('a/b.ts', 'xy', { fileName: 900, fileSep: 901 }, encode), [900, ...encode('a/b.ts\n'), ...encode('xy'), 901]);
     assert.deepEqual(frameFile('a/b.ts', 'xy', { fileName: 900, fileSep: null }, encode), [900, ...encode('a/b.ts\n'), ...encode('xy')]);
+    // A model trained with a footer gets the path again after <file_sep>; without <file_sep> there is no footer.
+    assert.deepEqual(frameFile('a/b.ts', 'xy', { fileName: 900, fileSep: 901, fileFooter: true }, encode), [900, ...encode('a/b.ts\n'), ...encode('xy'), 901, ...encode('a/b.ts\n')]);
+    assert.deepEqual(frameFile('a/b.ts', 'xy', { fileName: 900, fileSep: null, fileFooter: true }, encode), [900, ...encode('a/b.ts\n'), ...encode('xy')]);
   });
   test('with <file_sep> only', () => {
     assert.deepEqual(frameFile('a/b.ts', 'xy', { fileName: null, fileSep: 901 }, encode), [901, ...encode('a/b.ts\nxy')]);

@@ -1,0 +1,40 @@
+// The model's tokenizer: special tokens found by name, and the file framing it asks for (footer or not).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { TextTokenizer } from '../../src/engine/tokenizer';
+import { frameFile } from '../../src/workspace';
+
+const BUNDLED = path.join(__dirname, '..', '..', 'models', 'default'); // from dist/test
+
+function folderWith(config: Record<string, unknown> | null): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-tok-'));
+  fs.copyFileSync(path.join(BUNDLED, 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
+  if (config) fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+  return dir;
+}
+
+test('the bundled tokenizer has FIM, file and end-of-text tokens, and no footer unless its config asks', () => {
+  const tok = TextTokenizer.load(folderWith(null));
+  for (const k of ['eos', 'fimPrefix', 'fimMiddle', 'fimSuffix', 'fimPad', 'fileSep', 'fileName'] as const) {
+    assert.equal(typeof tok.special[k], 'number', k);
+  }
+  assert.equal(tok.decode([tok.special.fileSep!], false), '<file_sep>');
+  assert.equal(tok.special.fileFooter, false);
+  assert.equal(TextTokenizer.load(folderWith({ sidewinder_file_footer: 'yes' })).special.fileFooter, false, 'only true counts');
+});
+
+test('a model trained with file footers gets the path after <file_sep>, tokenized as in the header', () => {
+  const tok = TextTokenizer.load(folderWith({ eos_token: '<|endoftext|>', sidewinder_file_footer: true }));
+  assert.equal(tok.special.fileFooter, true);
+  const ids = frameFile('pkg/util.py', 'def helper():\n    return 1\n', tok.special, (s) => tok.encode(s));
+  const path_ = tok.encode('pkg/util.py\n');
+  assert.equal(ids[0], tok.special.fileName);
+  assert.deepEqual(ids.slice(1, 1 + path_.length), path_);
+  const sep = ids.lastIndexOf(tok.special.fileSep!);
+  assert.deepEqual(ids.slice(sep + 1), path_);
+  assert.equal(tok.decode(ids, false), '<filename>pkg/util.py\ndef helper():\n    return 1\n<file_sep>pkg/util.py\n');
+});
