@@ -336,7 +336,9 @@ async function benchIngest(
     chunkTokens: o.chunk,
     hostSecondsDuringIngest: profile,
     wallSecondsIncludingReadTokenizeAndSave: +wall.toFixed(2),
-    snapshotBytes: fs.statSync(r.snapshot!).size,
+    // The snapshot and its block file (K/V blocks and checkpoints).
+    snapshotBytes: (r.save?.snapshotBytes ?? 0) + (r.save?.blockFileBytes ?? 0),
+    snapshotFileBytes: r.save?.snapshotBytes ?? 0,
     saveSeconds: +r.saveSeconds.toFixed(2),
     kvBudgetBytes: budget,
     peakKvGpuBytes: peakKvGpu,
@@ -360,6 +362,9 @@ async function benchIngest(
       reingestedTokens: edited.reingestedTokens,
       syncSecondsBeforeSave: +(editWall - edited.saveSeconds).toFixed(3),
       saveSeconds: +edited.saveSeconds.toFixed(2),
+      // Bytes the save added to the block file (the re-read tail), and whether it wrote a new one instead.
+      appendedBytes: edited.save?.appendedBytes ?? 0,
+      compacted: edited.save?.compacted ?? false,
       syncSeconds: +editWall.toFixed(3),
     },
   };

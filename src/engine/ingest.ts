@@ -8,7 +8,7 @@
 
 import { createHash } from 'crypto';
 import * as path from 'path';
-import { saveSnapshot, loadSnapshot, SnapshotError, type Checkpoint, type Snapshot } from './memory/snapshot';
+import { saveSnapshot, loadSnapshot, SnapshotError, type Checkpoint, type SaveReport, type Snapshot } from './memory/snapshot';
 import type { LanguageModel, MemoryReport, ModelState } from './model';
 import { chatFormat, preambleTokens } from './chat';
 import type { TextTokenizer } from './tokenizer';
@@ -52,6 +52,8 @@ export interface IngestReport {
   restoreSeconds: number;
   /** Seconds spent writing the snapshot (0 when nothing changed). */
   saveSeconds: number;
+  /** What the save wrote (bytes of the snapshot, of its block file, appended to it); null when nothing was saved. */
+  save: SaveReport | null;
   cancelled: boolean;
   memory: MemoryReport;
 }
@@ -295,10 +297,12 @@ export class WorkspaceIngest {
     const reingested = this.model.position - startPos;
 
     let saved: string | null = null;
+    let save: SaveReport | null = null;
     const tSave = performance.now();
     if (snapFile && (reingested > 0 || !resumed || snapshotProblem)) {
       progress({ phase: 'saving', files: manifest.files.length, filesTotal: texts.length, tokens: this.model.position, tokensPerSecond: 0, etaSeconds: 0 });
-      saveSnapshot(snapFile, this.opts.modelId, await this.model.exportState({ kv: 'blocks' }), manifest, this.checkpoints);
+      // Only what the snapshot's block file lacks is written (after an edit of the last file: its blocks).
+      save = saveSnapshot(snapFile, this.opts.modelId, await this.model.exportState({ kv: 'blocks' }), manifest, this.checkpoints);
       saved = snapFile;
       // The K/V now lives in the new snapshot: take it from there (host memory held for it is released), and
       // the checkpoints too.
@@ -326,6 +330,7 @@ export class WorkspaceIngest {
       snapshotProblem,
       restoreSeconds,
       saveSeconds,
+      save,
       cancelled,
       memory: this.model.memory(),
     };

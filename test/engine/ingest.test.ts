@@ -10,6 +10,7 @@ import * as path from 'path';
 import { CpuModel } from '../../src/engine/cpu/model';
 import { WorkspaceIngest, type IngestOptions } from '../../src/engine/ingest';
 import { onFork } from '../../src/engine/ask';
+import { snapshotBlockFile } from '../../src/engine/memory/snapshot';
 import { openModelFolder, type ModelFolder } from '../../src/engine/model';
 import { frameFile, walkWorkspace } from '../../src/workspace';
 import { FIXTURES, relError } from './helpers';
@@ -101,6 +102,82 @@ describe('workspace ingest', () => {
     assert.ok(relError(await probe(s3), await oneShot(root)) < 1e-3);
   });
 
+  test('saves after an edit append only the re-read tail to the block file; an early edit compacts it; all resume exactly', async () => {
+    const root = makeWorkspace();
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-'));
+    const r0 = await session(root, cache).sync();
+    const blocks = snapshotBlockFile(r0.snapshot!);
+    const before = fs.readFileSync(blocks);
+    assert.equal(r0.save!.appendedBytes, before.length);
+    // Edit the last file: the save appends the blocks from the restart point on, and leaves the rest as it was.
+    fs.appendFileSync(path.join(root, 'src/mod7.py'), 'def g():\n    return 7\n');
+    const s1 = session(root, cache);
+    const r1 = await s1.sync();
+    assert.equal(r1.resumedFromSnapshot, true);
+    assert.equal(r1.save!.compacted, false);
+    assert.equal(snapshotBlockFile(r1.snapshot!), blocks, 'the same block file');
+    const after = fs.readFileSync(blocks);
+    assert.ok(after.subarray(0, before.length).equals(before), 'the bytes already there are untouched');
+    const cfg = folder.config.attention!;
+    const layers = folder.config.layerKinds.filter((k) => k === 'attention').length;
+    const blockBytes = 2 * 64 * cfg.numKvHeads * cfg.headDim * 4;
+    const mambaBytes = r0.memory.stateBytes;
+    // The tail's blocks (one more per layer: the block the restart cut), and the checkpoints made in the tail.
+    const most = layers * (Math.ceil(r1.reingestedTokens / 64) + 1) * blockBytes + Math.ceil(r1.reingestedTokens / 64) * mambaBytes;
+    assert.equal(after.length - before.length, r1.save!.appendedBytes);
+    assert.ok(r1.save!.appendedBytes > 0 && r1.save!.appendedBytes <= most, `appended ${r1.save!.appendedBytes} bytes for ${r1.reingestedTokens} re-read tokens (at most ${most})`);
+    assert.ok(r1.save!.appendedBytes < before.length / 2, `appended ${r1.save!.appendedBytes} of ${before.length}`);
+    // A fresh process resumes from the incremental snapshot exactly as the session that saved it, and as an
+    // uninterrupted ingest of the edited workspace.
+    const want = await probe(s1);
+    const s1b = session(root, cache);
+    const r1b = await s1b.sync();
+    assert.equal(r1b.reingestedTokens, 0);
+    assert.ok(relError(await probe(s1b), want) < 1e-6);
+    const whole = session(root, fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-')));
+    await whole.sync();
+    assert.ok(relError(await probe(whole), want) < 1e-5, `vs an uninterrupted ingest: ${relError(await probe(whole), want)}`);
+
+    // Edit the first file: it moves to the end and nearly everything is re-read; most of the block file is no
+    // longer referenced, so the save writes a new one and deletes the old.
+    fs.appendFileSync(path.join(root, 'lib0.js'), '// edited\n');
+    const s2 = session(root, cache);
+    const r2 = await s2.sync();
+    assert.equal(r2.save!.compacted, true);
+    assert.notEqual(snapshotBlockFile(r2.snapshot!), blocks);
+    assert.ok(!fs.existsSync(blocks), 'the old block file is deleted');
+    assert.deepEqual(fs.readdirSync(path.dirname(r2.snapshot!)).sort(), [path.basename(r2.snapshot!), path.basename(snapshotBlockFile(r2.snapshot!))]);
+    const want2 = await probe(s2);
+    assert.ok(relError(want2, await oneShot(root)) < 1e-3);
+    const s2b = session(root, cache);
+    assert.equal((await s2b.sync()).reingestedTokens, 0);
+    assert.ok(relError(await probe(s2b), want2) < 1e-6);
+  });
+
+  test('a missing or truncated block file is reported and the workspace re-read', async () => {
+    const root = makeWorkspace();
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-'));
+    const ref = session(root, cache);
+    const r0 = await ref.sync();
+    const want = await probe(ref);
+    const blocks = snapshotBlockFile(r0.snapshot!);
+    fs.truncateSync(blocks, fs.statSync(blocks).size - 100);
+    const s1 = session(root, cache);
+    const r1 = await s1.sync();
+    assert.equal(r1.resumedFromSnapshot, false);
+    assert.match(r1.snapshotProblem ?? '', /block file is \d+ bytes, shorter .* \(truncated\)/);
+    assert.equal(r1.reingestedTokens, r1.tokens);
+    assert.ok(relError(await probe(s1), want) < 1e-6);
+    fs.rmSync(snapshotBlockFile(r1.snapshot!));
+    const r2 = await session(root, cache).sync();
+    assert.equal(r2.resumedFromSnapshot, false);
+    assert.match(r2.snapshotProblem ?? '', /block file .* is missing/);
+    const s3 = session(root, cache);
+    const r3 = await s3.sync();
+    assert.equal(r3.resumedFromSnapshot, true);
+    assert.ok(relError(await probe(s3), want) < 1e-6);
+  });
+
   test('cancellation stops at a chunk; the next sync resumes and completes exactly', async () => {
     const root = makeWorkspace();
     const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-'));
@@ -140,9 +217,10 @@ describe('workspace ingest', () => {
     const ref = session(root, cache);
     await ref.sync();
     const want = await probe(ref);
-    const damaged = Buffer.from(fs.readFileSync(r0.snapshot!));
+    const blocks = snapshotBlockFile(r0.snapshot!);
+    const damaged = Buffer.from(fs.readFileSync(blocks));
     damaged[16 + 100] ^= 0x40; // K of block 0 of the first attention layer
-    fs.writeFileSync(r0.snapshot!, damaged);
+    fs.writeFileSync(blocks, damaged);
     const hurt = session(root, cache);
     assert.equal((await hurt.sync()).resumedFromSnapshot, true);
     await assert.rejects(probe(hurt), /corrupt \(checksum\)/);

@@ -102,6 +102,7 @@ function fakeIngest(model: ScriptedModel, tokens: number, chunks: number, delayM
         seconds: 0.01,
         restoreSeconds: 0,
         saveSeconds: 0,
+        save: null,
         tokensPerSecond: 1000,
         resumedFromSnapshot: false,
         reingestedTokens: model.position,

@@ -32,6 +32,19 @@ export interface KvBlockSource {
   block(b: number): { k: Float32Array; v: Float32Array };
   /** Elementwise min/max of the block's keys (rows below `length` only). Do not modify. */
   summary(b: number): BlockSummary;
+  /**
+   * Where block b already is on disk, unchanged (a snapshot's block file), so that a save can refer to it
+   * instead of writing it again; null or absent when it is not.
+   */
+  stored?(b: number): StoredBlock | null;
+}
+
+/** A K/V block's place in a snapshot's block file (memory/snapshot.ts): the file, its offset, its CRC-32s. */
+export interface StoredBlock {
+  file: { readonly dev: number; readonly ino: number };
+  offset: number; // K then V, BLOCK_ROWS rows each
+  crcK: number;
+  crcV: number;
 }
 
 /** Dense rows [n, rowLen] of keys and values as a block source (summaries computed once). */
@@ -249,6 +262,12 @@ export class KvBlockStore implements KvBlockSource {
 
   summary(b: number): BlockSummary {
     return this.summaries[b];
+  }
+
+  /** Block b's place on disk when it is still the backing's block, untouched (not copied to memory to be changed). */
+  stored(b: number): StoredBlock | null {
+    if (b < this.backed && !this.hostK[b] && !this.onDisk[b]) return this.backing!.stored?.(b) ?? null;
+    return null;
   }
 
   /** Rows [0, rows) as one dense array (for snapshots / tests). */
