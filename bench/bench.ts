@@ -1,4 +1,5 @@
 // npm run bench -- --shape granite-4.0-h-350m [--dtype bf16|f16|f32] [--prompt 2048] [--decode 128]
+//                  [--ingest DIR [--max-tokens N] [--kv-budget-mb N] [--chunk N] [--gpu-profile]]
 //                  [--peak-gbps N] [--peak-tflops N] [--json FILE]
 //
 // Builds random weights at a real model's shape directly on the GPU and measures prefill and decode tokens/s,
@@ -112,7 +113,7 @@ function hostCopyGBps(): number {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
     values: ['shape', 'dtype', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk', 'ingest', 'max-tokens', 'kv-budget-mb', 'tokenizer', 'completions'],
-    flags: [],
+    flags: ['gpu-profile'],
   });
   const shapeName = args.values.get('shape') ?? 'granite-4.0-h-350m';
   const raw = SHAPES[shapeName];
@@ -145,6 +146,7 @@ async function main(): Promise<void> {
       json: args.values.get('json'),
       shape: shapeName,
       chunk: intValue(args, 'chunk', 2048),
+      gpuProfile: args.flags.has('gpu-profile'),
     });
     gpu.destroy();
     return;
@@ -246,7 +248,7 @@ async function benchIngest(
   cfg: ModelConfig,
   dtype: Dtype,
   dir: string,
-  o: { maxTokens: number; kvBudgetMB: number; tokenizer: string; decode: number; json?: string; shape: string; chunk: number },
+  o: { maxTokens: number; kvBudgetMB: number; tokenizer: string; decode: number; json?: string; shape: string; chunk: number; gpuProfile?: boolean },
 ): Promise<void> {
   let seed = 1;
   const weights = loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
@@ -287,9 +289,15 @@ async function benchIngest(
       console.error(`${p.phase} ${p.files}/${p.filesTotal} files ${p.tokens} tokens ${p.tokensPerSecond.toFixed(0)} tok/s`);
     }
   };
+  // --gpu-profile: GPU time of every compute pass during the ingest (timestamp queries), to compare with the wall.
+  const timed = !!o.gpuProfile && gpu.startTimer();
   const t0 = performance.now();
   const r = await session(model).sync({ onProgress: watch });
   const wall = (performance.now() - t0) / 1000;
+  await gpu.timer?.flush();
+  const gpuPasses = timed ? gpu.timer!.report() : undefined;
+  gpu.timer?.destroy();
+  gpu.timer = null;
   const hostAfterSave = model.memory().kvHostBytes;
   const profile = Object.fromEntries(Object.entries(model.kvProfile() ?? {}).map(([k, v]) => [k.replace(/Ms$/, ''), +(v / 1000).toFixed(2)]));
   const decode = async (m: GpuModel) => {
@@ -335,6 +343,7 @@ async function benchIngest(
     ingestTokensPerSecond: +r.tokensPerSecond.toFixed(1),
     chunkTokens: o.chunk,
     hostSecondsDuringIngest: profile,
+    ...(gpuPasses ? { gpuPassSecondsDuringSync: gpuPasses } : {}),
     wallSecondsIncludingReadTokenizeAndSave: +wall.toFixed(2),
     // The snapshot and its block file (K/V blocks and checkpoints).
     snapshotBytes: (r.save?.snapshotBytes ?? 0) + (r.save?.blockFileBytes ?? 0),

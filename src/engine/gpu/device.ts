@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { DeviceLostError, GpuError, WebGPUNotAvailableError } from '../errors';
 import type { DType } from '../safetensors';
+import { PassTimer } from './passTimer';
 
 /** How a weight's values are stored in its u32 words. */
 export type WFormat = 'f32' | 'f16' | 'bf16';
@@ -117,6 +118,8 @@ export class Gpu {
   private readonly pending: Promise<string | null>[] = [];
   private readonly errors: string[] = [];
   private zeros: GPUBuffer | null = null;
+  /** Times compute passes when started (startTimer); benchmarks only. */
+  timer: PassTimer | null = null;
 
   private constructor(
     readonly device: GPUDevice,
@@ -135,6 +138,18 @@ export class Gpu {
     device.addEventListener('uncapturederror', (e) => {
       this.errors.push((e as GPUUncapturedErrorEvent).error.message);
     });
+  }
+
+  /** Starts timing compute passes (needs 'timestamp-query'); returns false when the device cannot. */
+  startTimer(): boolean {
+    if (!this.device.features.has('timestamp-query')) return false;
+    this.timer ??= new PassTimer(this.device);
+    return true;
+  }
+
+  /** A compute pass descriptor labelled for the timer (empty when no timer runs). */
+  passDescriptor(label: string): GPUComputePassDescriptor | undefined {
+    return this.timer?.pass(label);
   }
 
   static async create(opts: GpuOptions = {}): Promise<Gpu> {
@@ -405,6 +420,8 @@ export class Gpu {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.timer?.destroy();
+    this.timer = null;
     this.device.destroy();
     this.allocated = 0;
   }

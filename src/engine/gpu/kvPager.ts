@@ -282,7 +282,7 @@ export class SparseKv {
     const sums = this.commitSummaries;
     this.gpu.write(this.summaryParams, new Uint32Array([row, T, this.kd, phase, groups, 0, 0, 0]));
     const enc = this.gpu.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
+    const pass = enc.beginComputePass(this.gpu.passDescriptor('kvSummary'));
     const pipeline = this.gpu.pipeline('kvSummary');
     pass.setPipeline(pipeline);
     work.forEach((w, j) => {
@@ -385,7 +385,7 @@ export class SparseKv {
     const slices = Math.min(T, QUERY_SLICES);
     this.gpu.write(this.params, new Uint32Array([T, a.numHeads, a.numKvHeads, a.headDim, q.offset ?? 0, qStride, nb, slices]));
     const enc = this.gpu.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
+    const pass = enc.beginComputePass(this.gpu.passDescriptor('kvScore'));
     const steps = {
       qpart: { bind: { 0: this.params, 1: q.buffer, 5: this.queryParts }, groups: [a.numKvHeads, slices] },
       qrange: { bind: { 0: this.params, 2: l.qr, 5: this.queryParts }, groups: [a.numKvHeads] },

@@ -311,6 +311,7 @@ export class GpuModel implements LanguageModel {
   private async runChunk(ids: readonly number[], want: 'all' | 'last' | 'none'): Promise<Float32Array | null> {
     const T = ids.length;
     const pos0 = this.pos;
+    if (this.gpu.timer?.nearlyFull) await this.gpu.timer.flush(); // benchmarks only
     this.ensureKvCapacity(pos0 + T);
     const pass = this.pass(T, want === 'all' ? T : want === 'last' ? 1 : 0);
     const kv = this.sparseKv;
@@ -326,11 +327,11 @@ export class GpuModel implements LanguageModel {
       // Submit up to each attention layer's KV write, page that layer's selection in, go on.
       let from = 0;
       for (let j = 0; j < pass.attentionMarks.length; j++) {
-        this.submitRange(pass.list, from, pass.attentionMarks[j]);
+        this.submitRange(pass.list, from, pass.attentionMarks[j], `segment${j}`);
         from = pass.attentionMarks[j];
         await kv!.prepare(j, pass.q!, T, pos0, this.attentionStates()[j].k!, this.attentionStates()[j].v!);
       }
-      this.submitRange(pass.list, from, pass.list.dispatchCount);
+      this.submitRange(pass.list, from, pass.list.dispatchCount, `segment${pass.attentionMarks.length}`);
     }
     // Every K/V row also goes to the host store, from which blocks are paged in once the context is sparse.
     if (kv) kv.commit(T, pos0, this.attentionStates().map((s) => ({ k: s.k!, v: s.v! })), this.sparse);
@@ -348,10 +349,10 @@ export class GpuModel implements LanguageModel {
     return this.states.filter((s) => s.k !== null);
   }
 
-  private submitRange(list: CommandList, from: number, to: number): void {
+  private submitRange(list: CommandList, from: number, to: number, label = 'layers'): void {
     if (to <= from) return;
     const enc = this.gpu.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
+    const pass = enc.beginComputePass(this.gpu.passDescriptor(label));
     list.encode(pass, from, to);
     pass.end();
     this.gpu.device.queue.submit([enc.finish()]);
