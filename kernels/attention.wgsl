@@ -1,6 +1,9 @@
-// Causal grouped-query attention for a batch of T new queries (prefill), flash style: a workgroup takes
-// BQ = 16 queries of one head and walks the keys in blocks of BK = 16 with an online softmax, so S can be
-// any length. Query t sits at position pos0 + t (pos0 from `step`) and sees cache rows 0..pos0 + t.
+// Causal grouped-query attention for a batch of T new queries (prefill), flash style with one query per
+// invocation: a workgroup of WG invocations takes WG consecutive queries of one head and walks the keys in
+// tiles of BK rows staged in workgroup memory. Each invocation keeps its query, its output row and its online
+// softmax (running max and sum) in registers, so a tile costs two barriers and no reduction across
+// invocations; every invocation reads the same key row at once (a broadcast from workgroup memory).
+// Query t sits at position pos0 + t (pos0 from `step`) and sees cache rows 0..pos0 + t.
 // q: [T, nH, d] (offset/stride), k, v caches: [capacity, nKv, d], out: [T, nH * d] (offset/stride).
 
 struct Params {
@@ -21,12 +24,11 @@ struct Step {
   pad: u32,
 }
 
-override DH: u32 = 64u; // head dim <= 128
-const BQ = 16u;
-const BK = 16u;
+override DH: u32 = 64u; // head dim: a multiple of 4, <= 128
+override WG: u32 = 64u; // queries (invocations) per workgroup
+const BK = 32u; // keys per tile
 const NEG = -3.0e38;
-override CPT: u32 = (DH + 15u) / 16u; // output columns per thread
-override TILE_LOADS: u32 = (BK * DH + 255u) / 256u; // values of a 16-row tile each thread loads (<= 8)
+const D4MAX = 32u; // 128 / 4: room in the private arrays; only DH / 4 entries are used
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -35,97 +37,77 @@ override TILE_LOADS: u32 = (BK * DH + 255u) / 256u; // values of a 16-row tile e
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<uniform> step: Step;
 
-var<workgroup> Qs: array<f32, BQ * DH>;
-var<workgroup> Ks: array<f32, BK * (DH + 1u)>; // padded rows: the 16 threads of a query read 16 keys
-var<workgroup> Vs: array<f32, BK * DH>;
-var<workgroup> Ps: array<f32, BQ * BK>;
-var<workgroup> rowM: array<f32, BQ>;
-var<workgroup> rowL: array<f32, BQ>;
-var<workgroup> rowA: array<f32, BQ>;
+var<workgroup> Ks: array<vec4f, BK * DH / 4u>;
+var<workgroup> Vs: array<vec4f, BK * DH / 4u>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let tq0 = wid.x * BQ;
+  let D4 = DH / 4u;
+  let tq0 = wid.x * WG;
   let h = wid.y;
   let kh = h / (P.nH / P.nKv);
   let pos0 = step.pos0;
-  let qi = lid / BK;
-  let ki = lid % BK;
-  let tq = tq0 + qi;
-  // Staging loops have constant trip counts so that each thread's loads are issued together.
-  for (var r = 0u; r < TILE_LOADS; r++) {
-    let e = lid + r * 256u;
-    let t = tq0 + e / DH;
-    if (e < BQ * DH) { Qs[e] = select(0.0, q[P.qOff + t * P.qStride + h * DH + e % DH] * P.scale, t < P.T); }
+  let tq = tq0 + lid;
+  let live = tq < P.T;
+  let last = pos0 + tq; // the last row this query sees
+  var qv: array<vec4f, D4MAX>;
+  var acc: array<vec4f, D4MAX>;
+  if (live) {
+    let b = P.qOff + tq * P.qStride + h * DH;
+    for (var c = 0u; c < D4; c++) {
+      qv[c] = vec4f(q[b + 4u * c], q[b + 4u * c + 1u], q[b + 4u * c + 2u], q[b + 4u * c + 3u]) * P.scale;
+    }
   }
-  if (lid < BQ) {
-    rowM[lid] = NEG;
-    rowL[lid] = 0.0;
-  }
-  var acc: array<f32, 8>;
-  for (var u = 0u; u < CPT; u++) { acc[u] = 0.0; }
-  let nKeys = pos0 + min(P.T, tq0 + BQ); // keys seen by the block's last query
+  for (var c = 0u; c < D4; c++) { acc[c] = vec4f(0.0); }
+  var m = NEG;
+  var l = 0.0;
+  let nKeys = pos0 + min(P.T, tq0 + WG); // rows seen by the workgroup's last query
+  var s: array<f32, BK>;
   for (var k0 = 0u; k0 < nKeys; k0 += BK) {
-    var kr: array<f32, 8>;
-    var vr: array<f32, 8>;
-    for (var r = 0u; r < TILE_LOADS; r++) {
-      let e = lid + r * 256u;
-      let key = k0 + e / DH;
-      kr[r] = 0.0;
-      vr[r] = 0.0;
-      if (e < BK * DH && key < nKeys) {
-        let o = (key * P.nKv + kh) * DH + e % DH;
-        kr[r] = k[o];
-        vr[r] = v[o];
+    // Stage BK rows of K and V (zeros past nKeys).
+    for (var e = lid; e < BK * D4; e += WG) {
+      let key = k0 + e / D4;
+      var kr = vec4f(0.0);
+      var vr = vec4f(0.0);
+      if (key < nKeys) {
+        let o = (key * P.nKv + kh) * DH + 4u * (e % D4);
+        kr = vec4f(k[o], k[o + 1u], k[o + 2u], k[o + 3u]);
+        vr = vec4f(v[o], v[o + 1u], v[o + 2u], v[o + 3u]);
       }
+      Ks[e] = kr;
+      Vs[e] = vr;
     }
-    for (var r = 0u; r < TILE_LOADS; r++) {
-      let e = lid + r * 256u;
-      if (e < BK * DH) {
-        Ks[(e / DH) * (DH + 1u) + e % DH] = kr[r];
-        Vs[e] = vr[r];
+    workgroupBarrier();
+    if (live && k0 <= last) {
+      var mx = m;
+      for (var j = 0u; j < BK; j++) {
+        var dot4 = vec4f(0.0);
+        for (var c = 0u; c < D4; c++) { dot4 += qv[c] * Ks[j * D4 + c]; }
+        let sj = select(NEG, dot4.x + dot4.y + dot4.z + dot4.w, k0 + j <= last);
+        s[j] = sj;
+        mx = max(mx, sj);
       }
-    }
-    workgroupBarrier();
-    let key = k0 + ki;
-    var s = NEG;
-    if (tq < P.T && key <= pos0 + tq) {
-      s = 0.0;
-      for (var c = 0u; c < DH; c++) { s += Qs[qi * DH + c] * Ks[ki * (DH + 1u) + c]; }
-    }
-    Ps[qi * BK + ki] = s;
-    workgroupBarrier();
-    if (lid < BQ) {
-      var mx = NEG;
-      for (var c = 0u; c < BK; c++) { mx = max(mx, Ps[lid * BK + c]); }
-      let mNew = max(rowM[lid], mx);
-      rowA[lid] = exp(rowM[lid] - mNew);
-      rowM[lid] = mNew;
-    }
-    workgroupBarrier();
-    let p = select(0.0, exp(s - rowM[qi]), s > NEG);
-    Ps[qi * BK + ki] = p;
-    workgroupBarrier();
-    if (lid < BQ) {
-      var sum = 0.0;
-      for (var c = 0u; c < BK; c++) { sum += Ps[lid * BK + c]; }
-      rowL[lid] = rowL[lid] * rowA[lid] + sum;
-    }
-    let a = rowA[qi];
-    for (var u = 0u; u < CPT; u++) {
-      let c = ki + u * 16u;
-      if (c < DH) {
-        var o = acc[u] * a;
-        for (var kk = 0u; kk < BK; kk++) { o += Ps[qi * BK + kk] * Vs[kk * DH + c]; }
-        acc[u] = o;
+      // Rescale what was summed under the old maximum once per tile, then add the tile.
+      let corr = exp(m - mx);
+      m = mx;
+      l *= corr;
+      for (var c = 0u; c < D4; c++) { acc[c] *= corr; }
+      for (var j = 0u; j < BK; j++) {
+        let p = select(0.0, exp(s[j] - m), s[j] > NEG);
+        l += p;
+        for (var c = 0u; c < D4; c++) { acc[c] += p * Vs[j * D4 + c]; }
       }
     }
     workgroupBarrier();
   }
-  if (tq >= P.T) { return; }
-  let inv = 1.0 / rowL[qi];
-  for (var u = 0u; u < CPT; u++) {
-    let c = ki + u * 16u;
-    if (c < DH) { out[P.oOff + tq * P.oStride + h * DH + c] = acc[u] * inv; }
+  if (!live) { return; }
+  let inv = 1.0 / l;
+  let b = P.oOff + tq * P.oStride + h * DH;
+  for (var c = 0u; c < D4; c++) {
+    let r = acc[c] * inv;
+    out[b + 4u * c] = r.x;
+    out[b + 4u * c + 1u] = r.y;
+    out[b + 4u * c + 2u] = r.z;
+    out[b + 4u * c + 3u] = r.w;
   }
 }

@@ -134,7 +134,7 @@ export class CommandList {
   /** Encodes all recorded dispatches into one compute pass and submits it. May be called any number of times. */
   submit(): void {
     const enc = this.gpu.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
+    const pass = enc.beginComputePass(this.gpu.passDescriptor('list'));
     this.encode(pass);
     pass.end();
     this.gpu.device.queue.submit([enc.finish()]);
@@ -396,8 +396,10 @@ export class CommandList {
       this.add(`${op}.combine`, this.gpu.pipeline('attnDecode', constants, 'combine'), params, { 4: part, 5: out.buffer }, [nH, 1, 1]);
       return;
     }
-    if (d > 128) throw new GpuError(`${op}: head dim ${d} is above the supported 128 for prefill.`);
-    this.add(op, this.gpu.pipeline('attention', { DH: d }), [u(T), u(nH), u(nKv), u(qs.off), u(qs.stride), u(o.off), u(o.stride), f(scaling)], { 1: q.buffer, 2: kCache, 3: vCache, 4: out.buffer, 5: step }, [Math.ceil(T / 16), nH, 1]);
+    if (d > 128 || d % 4 !== 0) throw new GpuError(`${op}: head dim ${d} must be a multiple of 4 and at most 128 for prefill.`);
+    // One query per invocation: smaller workgroups for short chunks keep more of them in flight.
+    const WG = T >= 1024 ? 64 : 32;
+    this.add(op, this.gpu.pipeline('attention', { DH: d, WG }), [u(T), u(nH), u(nKv), u(qs.off), u(qs.stride), u(o.off), u(o.stride), f(scaling)], { 1: q.buffer, 2: kCache, 3: vCache, 4: out.buffer, 5: step }, [Math.ceil(T / WG), nH, 1]);
   }
 
   /** SwiGLU on a fused projection: out[t, i] = silu(x[t, i]) * x[t, m + i]. x: [T, 2m], out: [T, m]. */
