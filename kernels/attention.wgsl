@@ -1,8 +1,9 @@
-// Causal grouped-query attention for a batch of T new queries (prefill), flash style with one query per
-// invocation: a workgroup of WG invocations takes WG consecutive queries of one head and walks the keys in
-// tiles of BK rows staged in workgroup memory. Each invocation keeps its query, its output row and its online
-// softmax (running max and sum) in registers, so a tile costs two barriers and no reduction across
-// invocations; every invocation reads the same key row at once (a broadcast from workgroup memory).
+// Causal grouped-query attention for a batch of T new queries (prefill), flash style with the softmax in
+// registers: a workgroup takes WG / SPLIT consecutive queries of one head; SPLIT neighbouring invocations share
+// a query, each taking every SPLIT-th key of a tile (more invocations in flight when T x heads is small), and
+// merge their partial results at the end. Keys and values are staged BK rows at a time in workgroup memory;
+// each invocation keeps its query, its partial output row and its running max and sum in registers, so a tile
+// costs two barriers and no reduction across invocations.
 // Query t sits at position pos0 + t (pos0 from `step`) and sees cache rows 0..pos0 + t.
 // q: [T, nH, d] (offset/stride), k, v caches: [capacity, nKv, d], out: [T, nH * d] (offset/stride).
 
@@ -25,10 +26,12 @@ struct Step {
 }
 
 override DH: u32 = 64u; // head dim: a multiple of 4, <= 128
-override WG: u32 = 64u; // queries (invocations) per workgroup
-const BK = 32u; // keys per tile
+override WG: u32 = 64u; // invocations per workgroup
+override SPLIT: u32 = 1u; // invocations per query: 1, 2 or 4 (divides WG and BK)
+override BK: u32 = 32u; // keys per tile; BK * DH <= 2048 (workgroup memory)
 const NEG = -3.0e38;
 const D4MAX = 32u; // 128 / 4: room in the private arrays; only DH / 4 entries are used
+const BKMAX = 32u;
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -37,17 +40,22 @@ const D4MAX = 32u; // 128 / 4: room in the private arrays; only DH / 4 entries a
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<uniform> step: Step;
 
-var<workgroup> Ks: array<vec4f, BK * DH / 4u>;
-var<workgroup> Vs: array<vec4f, BK * DH / 4u>;
+// K rows then V rows of a tile; at the end, the partial rows being merged.
+var<workgroup> KV: array<vec4f, 2u * BK * DH / 4u>;
+var<workgroup> Pm: array<f32, WG>;
+var<workgroup> Pl: array<f32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let D4 = DH / 4u;
-  let tq0 = wid.x * WG;
+  let QPW = WG / SPLIT;
+  let qi = lid / SPLIT; // query of this invocation within the workgroup
+  let sp = lid % SPLIT; // which keys of a tile it takes
+  let tq0 = wid.x * QPW;
   let h = wid.y;
   let kh = h / (P.nH / P.nKv);
   let pos0 = step.pos0;
-  let tq = tq0 + lid;
+  let tq = tq0 + qi;
   let live = tq < P.T;
   let last = pos0 + tq; // the last row this query sees
   var qv: array<vec4f, D4MAX>;
@@ -61,8 +69,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var c = 0u; c < D4; c++) { acc[c] = vec4f(0.0); }
   var m = NEG;
   var l = 0.0;
-  let nKeys = pos0 + min(P.T, tq0 + WG); // rows seen by the workgroup's last query
-  var s: array<f32, BK>;
+  let nKeys = pos0 + min(P.T, tq0 + QPW); // rows seen by the workgroup's last query
+  let vBase = BK * D4;
+  var s: array<f32, BKMAX>;
   for (var k0 = 0u; k0 < nKeys; k0 += BK) {
     // Stage BK rows of K and V (zeros past nKeys).
     for (var e = lid; e < BK * D4; e += WG) {
@@ -74,16 +83,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
         kr = vec4f(k[o], k[o + 1u], k[o + 2u], k[o + 3u]);
         vr = vec4f(v[o], v[o + 1u], v[o + 2u], v[o + 3u]);
       }
-      Ks[e] = kr;
-      Vs[e] = vr;
+      KV[e] = kr;
+      KV[vBase + e] = vr;
     }
     workgroupBarrier();
     if (live && k0 <= last) {
       var mx = m;
-      for (var j = 0u; j < BK; j++) {
+      for (var j = 0u; j < BK / SPLIT; j++) {
+        let r = j * SPLIT + sp;
         var dot4 = vec4f(0.0);
-        for (var c = 0u; c < D4; c++) { dot4 += qv[c] * Ks[j * D4 + c]; }
-        let sj = select(NEG, dot4.x + dot4.y + dot4.z + dot4.w, k0 + j <= last);
+        for (var c = 0u; c < D4; c++) { dot4 += qv[c] * KV[r * D4 + c]; }
+        let sj = select(NEG, dot4.x + dot4.y + dot4.z + dot4.w, k0 + r <= last);
         s[j] = sj;
         mx = max(mx, sj);
       }
@@ -92,15 +102,35 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       m = mx;
       l *= corr;
       for (var c = 0u; c < D4; c++) { acc[c] *= corr; }
-      for (var j = 0u; j < BK; j++) {
+      for (var j = 0u; j < BK / SPLIT; j++) {
+        let r = j * SPLIT + sp;
         let p = select(0.0, exp(s[j] - m), s[j] > NEG);
         l += p;
-        for (var c = 0u; c < D4; c++) { acc[c] += p * Vs[j * D4 + c]; }
+        for (var c = 0u; c < D4; c++) { acc[c] += p * KV[vBase + r * D4 + c]; }
       }
     }
     workgroupBarrier();
   }
-  if (!live) { return; }
+  // Merge the SPLIT partial results of each query into its first invocation, one split at a time.
+  for (var r = 1u; r < SPLIT; r++) {
+    if (sp == r) {
+      Pm[qi] = m;
+      Pl[qi] = l;
+      for (var c = 0u; c < D4; c++) { KV[qi * D4 + c] = acc[c]; }
+    }
+    workgroupBarrier();
+    if (sp == 0u) {
+      let mo = Pm[qi];
+      let mx = max(m, mo);
+      let a = exp(m - mx);
+      let b = exp(mo - mx);
+      l = l * a + Pl[qi] * b;
+      m = mx;
+      for (var c = 0u; c < D4; c++) { acc[c] = acc[c] * a + KV[qi * D4 + c] * b; }
+    }
+    workgroupBarrier();
+  }
+  if (!live || sp != 0u) { return; }
   let inv = 1.0 / l;
   let b = P.oOff + tq * P.oStride + h * DH;
   for (var c = 0u; c < D4; c++) {

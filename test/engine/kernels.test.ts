@@ -505,7 +505,17 @@ test('attention: GQA prefill over cached keys, decode, long decode over many spl
   await attentionCase(9, 13, 4, 2, 32, 40); // prefill, T=9 over 13 cached
   await attentionCase(40, 30, 4, 2, 64, 80); // several query and key blocks
   await attentionCase(37, 5, 2, 1, 128, 64); // the largest head dim, a partial key tile
-  await attentionCase(1100, 70, 4, 2, 16, 1200); // a long chunk: 64-query workgroups, the last one partial
+  await attentionCase(1100, 70, 4, 2, 16, 1200); // a long chunk, the last workgroup partial
+  // Every split of a query's keys over 1, 2 or 4 invocations gives the same result.
+  for (const split of ['1', '2', '4']) {
+    process.env.SIDEWINDER_ATTN_SPLIT = split;
+    try {
+      await attentionCase(70, 45, 4, 2, 32, 120);
+      await attentionCase(19, 3, 2, 2, 128, 24);
+    } finally {
+      delete process.env.SIDEWINDER_ATTN_SPLIT;
+    }
+  }
   await attentionCase(1, 21, 4, 2, 32, 40); // decode
   await attentionCase(1, 1000, 4, 2, 32, 1200); // decode, several 256-key tiles and splits
   await attentionCase(1, 300, 6, 2, 16, 600); // decode, 3 heads per KV head

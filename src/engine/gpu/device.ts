@@ -105,6 +105,8 @@ export class Gpu {
   readonly lost: Promise<string>;
   /** Subgroup size the kernels may rely on (0 without subgroups). */
   readonly subgroupSize: number;
+  /** A software adapter running on the CPU (lavapipe, SwiftShader): kernels pick CPU-friendly shapes. */
+  readonly onCpu: boolean;
 
   private lostReason: string | null = null;
   private destroyed = false;
@@ -128,6 +130,7 @@ export class Gpu {
     maxBinding: number,
   ) {
     this.hasSubgroups = subgroupSize > 0;
+    this.onCpu = /llvmpipe|lavapipe|swiftshader/i.test(`${adapterInfo.description} ${adapterInfo.device} ${adapterInfo.architecture}`);
     this.subgroupSize = subgroupSize;
     this.maxBinding = maxBinding;
     this.defines = new Set(this.hasSubgroups ? ['SUBGROUPS'] : []);

@@ -397,9 +397,10 @@ export class CommandList {
       return;
     }
     if (d > 128 || d % 4 !== 0) throw new GpuError(`${op}: head dim ${d} must be a multiple of 4 and at most 128 for prefill.`);
-    // One query per invocation: smaller workgroups for short chunks keep more of them in flight.
-    const WG = T >= 1024 ? 64 : 32;
-    this.add(op, this.gpu.pipeline('attention', { DH: d, WG }), [u(T), u(nH), u(nKv), u(qs.off), u(qs.stride), u(o.off), u(o.stride), f(scaling)], { 1: q.buffer, 2: kCache, 3: vCache, 4: out.buffer, 5: step }, [Math.ceil(T / WG), nH, 1]);
+    const WG = 64;
+    const SPLIT = attentionSplit(T * nH, this.gpu.onCpu);
+    const BK = d <= 64 ? 32 : 16;
+    this.add(op, this.gpu.pipeline('attention', { DH: d, WG, SPLIT, BK }), [u(T), u(nH), u(nKv), u(qs.off), u(qs.stride), u(o.off), u(o.stride), f(scaling)], { 1: q.buffer, 2: kCache, 3: vCache, 4: out.buffer, 5: step }, [Math.ceil((T * SPLIT) / WG), nH, 1]);
   }
 
   /** SwiGLU on a fused projection: out[t, i] = silu(x[t, i]) * x[t, m + i]. x: [T, 2m], out: [T, m]. */
@@ -665,4 +666,17 @@ export class CommandList {
       }
     }
   }
+}
+
+/**
+ * Invocations per query in prefill attention (kernels/attention.wgsl): on a GPU with few queries x heads,
+ * several invocations share a query (each takes part of every key tile) so that enough of them run at once.
+ * A CPU adapter has few threads to fill and pays for the extra staging and merging (lavapipe, tiny shape:
+ * 1 is 1.5x faster than 4), so it takes 1. SIDEWINDER_ATTN_SPLIT=1|2|4 fixes it (benchmarks).
+ */
+export function attentionSplit(queryRows: number, onCpu = false): 1 | 2 | 4 {
+  const forced = Number(process.env.SIDEWINDER_ATTN_SPLIT);
+  if (forced === 1 || forced === 2 || forced === 4) return forced;
+  if (onCpu) return 1;
+  return queryRows >= 65536 ? 1 : queryRows >= 32768 ? 2 : 4;
 }
