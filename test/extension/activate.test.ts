@@ -197,6 +197,17 @@ test('trusted workspace: ingest with progress, a question streamed to the chat, 
 });
 
 /** The indexer's log line for each finished sync. */
+/** Sidewinder: Ask About Codebase with `question` typed in the quick input; waits for an answer without error. */
+async function askFromPalette(f: FakeVscode, question: string): Promise<void> {
+  f.setInputBox(question);
+  const asking = f.commands.get('sidewinder.ask')!();
+  await until('the chat view', () => f.chat.resolved);
+  f.chat.send({ type: 'ready' });
+  await asking;
+  await until('the answer', () => f.chat.posted.some((m) => m.type === 'turnEnd'));
+  assert.equal(f.chat.posted.find((m) => m.type === 'turnEnd')!.error, undefined);
+}
+
 function syncs(f: FakeVscode): { folder: string; files: number; tokens: number; readNow: number; resumed: boolean }[] {
   return f.log.flatMap((l) => {
     const m = /^info (.+?): (\d+) files, (\d+) tokens in the state \((\d+) read now in [\d.]+ s(, resumed from snapshot)?/.exec(l);
@@ -294,13 +305,7 @@ test('multi-root: every local folder read, the active one last; virtual folders 
     assert.equal(syncs(f)[2].readNow, 0);
 
     // Questions are about the active folder, which is loaded: answered without another sync.
-    f.setInputBox('What does b return?');
-    const asking = f.commands.get('sidewinder.ask')!();
-    await until('the chat view', () => f.chat.resolved);
-    f.chat.send({ type: 'ready' });
-    await asking;
-    await until('the answer', () => f.chat.posted.some((m) => m.type === 'turnEnd'));
-    assert.equal(f.chat.posted.find((m) => m.type === 'turnEnd')!.error, undefined);
+    await askFromPalette(f, 'What does b return?');
     assert.equal(syncs(f).length, 3);
 
     // A change in the other folder waits until that folder is active again, then it is read.
@@ -373,13 +378,7 @@ test('an engine that dies, or loses its GPU device, is replaced and the workspac
     await until('the gauge', () => /^\$\(database\) [\d.]+ (KB|MB)$/.test(gauge()));
 
     // And it answers.
-    f.setInputBox('What does add do?');
-    const asking = f.commands.get('sidewinder.ask')!();
-    await until('the chat view', () => f.chat.resolved);
-    f.chat.send({ type: 'ready' });
-    await asking;
-    await until('the answer', () => f.chat.posted.some((m) => m.type === 'turnEnd'));
-    assert.equal(f.chat.posted.find((m) => m.type === 'turnEnd')!.error, undefined);
+    await askFromPalette(f, 'What does add do?');
   } finally {
     await shutdown(c);
     fs.rmSync(ws, { recursive: true, force: true });
