@@ -399,7 +399,9 @@ export class CommandList {
     if (d > 128 || d % 4 !== 0) throw new GpuError(`${op}: head dim ${d} must be a multiple of 4 and at most 128 for prefill.`);
     const WG = 64;
     const SPLIT = attentionSplit(T * nH, this.gpu.onCpu);
-    const BK = d <= 64 ? 32 : 16;
+    // Key tile: K and V rows of BK keys plus the merge state must fit the adapter's workgroup memory.
+    const room = this.gpu.device.limits.maxComputeWorkgroupStorageSize - 2 * 4 * WG;
+    const BK = [32, 16, 8].find((b) => b * d <= 2048 && 2 * b * d * 4 <= room) ?? 8;
     this.add(op, this.gpu.pipeline('attention', { DH: d, WG, SPLIT, BK }), [u(T), u(nH), u(nKv), u(qs.off), u(qs.stride), u(o.off), u(o.stride), f(scaling)], { 1: q.buffer, 2: kCache, 3: vCache, 4: out.buffer, 5: step }, [Math.ceil((T * SPLIT) / WG), nH, 1]);
   }
 
