@@ -6,7 +6,8 @@
 // - perplexity of held-out files, framed as in a workspace;
 // - FIM next-line exact match: a line cut out of a held-out file, completed with prefix and suffix;
 // - definition lookup: a synthetic workspace of held-out files of about L tokens, then
-//   "Where is `NAME` defined?" (the `ask` framing); correct when the answer names the defining file.
+//   "Where is `NAME` defined?" (the `ask` framing); correct when the answer names the defining file (and, as
+//   partial credit, when it names the file without its folders); the first answers of each length are kept.
 
 import * as fs from 'fs';
 import { questionTokens } from '../src/engine/ask';
@@ -101,8 +102,12 @@ async function main(): Promise<void> {
   // 3. Definition lookup at growing workspace lengths.
   const lengths = (args.values.get('lengths') ?? '4096,16384,65536').split(',').map(Number);
   const lookup: Record<string, number> = {};
+  // Partial credit, to follow progress while whole paths are still wrong: the file's name without its folders.
+  const lookupName: Record<string, number> = {};
+  const examples: { length: number; name: string; expected: string; answer: string }[] = [];
   for (const L of lengths) {
     let hit = 0;
+    let nameHit = 0;
     const total = intValue(args, 'lookup', 10);
     for (let i = 0; i < total; i++) {
       const withDefs = files.filter((f) => definitions(f.text).length > 0);
@@ -126,11 +131,17 @@ async function main(): Promise<void> {
         if (folder.stopIds.includes(id)) break;
         out.push(id);
       }
-      if (tok.decode(out).includes(target.path)) hit++;
+      const answer = tok.decode(out);
+      if (answer.includes(target.path)) hit++;
+      if (answer.includes(target.path.split('/').pop()!)) nameHit++;
+      if (i < 5) examples.push({ length: L, name, expected: target.path, answer: answer.trim() });
     }
     lookup[String(L)] = +(hit / Math.max(1, total)).toFixed(3);
+    lookupName[String(L)] = +(nameHit / Math.max(1, total)).toFixed(3);
   }
   result.definitionLookupAccuracy = lookup;
+  result.definitionLookupFileNameAccuracy = lookupName;
+  result.definitionLookupExamples = examples;
   console.log(JSON.stringify(result, null, 2));
   if (args.values.has('json')) fs.writeFileSync(args.values.get('json')!, JSON.stringify(result, null, 2) + '\n');
   model.dispose();
