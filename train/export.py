@@ -35,6 +35,9 @@ def main():
                    "model_max_length": 131072, "tokenizer_class": "PreTrainedTokenizerFast",
                    **({"sidewinder_file_footer": True} if st.get("file_footer") else {})}, fh, indent=2)
     size = sum(os.path.getsize(os.path.join(a.out, f)) for f in os.listdir(a.out))
+    weights = sum(os.path.getsize(os.path.join(a.out, f)) for f in os.listdir(a.out) if f.endswith(".safetensors"))
+    if weights > 24 * 2**20:
+        print(f"warning: {weights / 2**20:.1f} MiB of weights, over the bundled model's 24 MiB budget", flush=True)
     print(json.dumps({"out": a.out, "step": st["step"], "bytes": size, "params": sum(p.numel() for p in model.parameters())}))
 
 

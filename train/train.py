@@ -103,6 +103,7 @@ def main():
     ap.add_argument("--corpus-mb", type=float, default=None, help="read at most this much Python source (smoke runs)")
     ap.add_argument("--small", action="store_true", help="a tiny model (CPU smoke runs)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--layers", default=None, help="layer pattern of a new model, m = Mamba-2, a = attention (default mmmammma)")
     ap.add_argument("--file-footer", action="store_true", help="frame files with the path after <file_sep> too (src/workspace/frame.ts); export marks the model so")
     ap.add_argument("--snippet-rate", type=float, default=0.0, help="share of files in short rows cut to a window of lines (more files and questions per row)")
     a = ap.parse_args()
@@ -135,6 +136,10 @@ def main():
     ex = data.Examples(tok, corpus["train"], seed=seed, footer=a.file_footer)
     conf = dict(MODEL, **(dict(hidden_size=64, mamba_n_heads=2, shared_intermediate_size=128, num_hidden_layers=4,
                                 layer_types=["mamba", "attention", "mamba", "attention"]) if a.small else {}))
+    if a.layers:  # e.g. "mmamamma": m = Mamba-2, a = attention (a new model only; --init keeps its own)
+        if set(a.layers) - {"m", "a"}:
+            raise SystemExit(f"--layers takes m and a only, got {a.layers!r}")
+        conf.update(num_hidden_layers=len(a.layers), layer_types=["mamba" if c == "m" else "attention" for c in a.layers])
     cfg = GraniteMoeHybridConfig(**conf, bos_token_id=None, eos_token_id=tok.token_to_id("<|endoftext|>"),
                                  pad_token_id=tok.token_to_id("<fim_pad>"))
     dev = a.device
