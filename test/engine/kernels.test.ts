@@ -641,3 +641,27 @@ test('errors: bad shapes and aliasing are reported by name', () => {
   assert.throws(() => list.linear({ buffer: a }, w, { buffer: buf(16) }, 1, 4, 5), /linear: w has shape \[4,4\]/);
   assert.throws(() => list.rmsNorm({ buffer: a }, w, { buffer: buf(4) }, 1, 16, 1e-5), /rmsNorm: out \[1, 16\]/);
 });
+
+test('pass timer: GPU time of labelled passes from timestamp queries', async (t) => {
+  if (!gpu.startTimer()) return t.skip('no timestamp-query on this adapter');
+  try {
+    const T = 300;
+    const q = buf(randn(T * 4 * 32));
+    const kc = buf(randn(T * 2 * 32));
+    const vc = buf(randn(T * 2 * 32));
+    const list = new CommandList(gpu);
+    list.attention({ buffer: q }, kc, vc, { buffer: buf(T * 4 * 32) }, T, 4, 2, 32, 0.2, stepBuffer(0, T));
+    for (let i = 0; i < 3; i++) await list.run();
+    await gpu.timer!.flush();
+    const r = gpu.timer!.report();
+    assert.equal(r.byLabel.list.passes, 3);
+    assert.ok(r.byLabel.list.seconds > 0, JSON.stringify(r));
+    assert.equal(r.busySeconds, r.byLabel.list.seconds);
+    assert.equal(r.untimedPasses, 0);
+    await gpu.timer!.flush(); // nothing new: the totals stay
+    assert.deepEqual(gpu.timer!.report(), r);
+  } finally {
+    gpu.timer?.destroy();
+    gpu.timer = null;
+  }
+});
