@@ -290,14 +290,11 @@ async function benchIngest(
     }
   };
   // --gpu-profile: GPU time of every compute pass during the ingest (timestamp queries), to compare with the wall.
-  const timed = !!o.gpuProfile && gpu.startTimer();
+  if (o.gpuProfile && !gpu.startTimer()) console.error('--gpu-profile: this adapter has no timestamp-query; not timed');
   const t0 = performance.now();
   const r = await session(model).sync({ onProgress: watch });
   const wall = (performance.now() - t0) / 1000;
-  await gpu.timer?.flush();
-  const gpuPasses = timed ? gpu.timer!.report() : undefined;
-  gpu.timer?.destroy();
-  gpu.timer = null;
+  const gpuPasses = await gpu.stopTimer();
   const hostAfterSave = model.memory().kvHostBytes;
   const profile = Object.fromEntries(Object.entries(model.kvProfile() ?? {}).map(([k, v]) => [k.replace(/Ms$/, ''), +(v / 1000).toFixed(2)]));
   const decode = async (m: GpuModel) => {

@@ -172,6 +172,7 @@ def main():
     last_save = time.time()
     seen = 0
     sync = torch.zeros(2, device=dev)
+    t_prev = time.time()
     while True:
         # All ranks take the same decision (rank 0's clock and schedule), or DDP would wait forever.
         sync[0], sync[1] = trained, float(time.time() >= t_end or trained >= total)
@@ -180,7 +181,7 @@ def main():
         trained = sync[0].item()
         if sync[1].item():
             break
-        ts = t_prev if step else time.time()  # from the end of the last step: GPU time the CPU waited for counts too
+        ts = t_prev  # from the end of the last step: GPU time the CPU waited for counts too
         x, y, w = (short if short and step % 2 else batches).next(dev)
         lr = a.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, trained / total))))
         for g in opt.param_groups:

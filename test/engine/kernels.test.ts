@@ -660,8 +660,9 @@ test('pass timer: GPU time of labelled passes from timestamp queries', async (t)
     assert.equal(r.untimedPasses, 0);
     await gpu.timer!.flush(); // nothing new: the totals stay
     assert.deepEqual(gpu.timer!.report(), r);
+    assert.deepEqual(await gpu.stopTimer(), r);
+    assert.equal(gpu.timer, null);
   } finally {
-    gpu.timer?.destroy();
-    gpu.timer = null;
+    await gpu.stopTimer();
   }
 });

@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { DeviceLostError, GpuError, WebGPUNotAvailableError } from '../errors';
 import type { DType } from '../safetensors';
-import { PassTimer } from './passTimer';
+import { PassTimer, type PassTimes } from './passTimer';
 
 /** How a weight's values are stored in its u32 words. */
 export type WFormat = 'f32' | 'f16' | 'bf16';
@@ -148,6 +148,17 @@ export class Gpu {
     if (!this.device.features.has('timestamp-query')) return false;
     this.timer ??= new PassTimer(this.device);
     return true;
+  }
+
+  /** Stops timing: waits for the timed passes and returns their totals (null when no timer ran). */
+  async stopTimer(): Promise<PassTimes | null> {
+    const t = this.timer;
+    if (!t) return null;
+    this.timer = null;
+    await t.flush();
+    const times = t.report();
+    t.destroy();
+    return times;
   }
 
   /** A compute pass descriptor labelled for the timer (empty when no timer runs). */
