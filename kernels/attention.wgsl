@@ -1,4 +1,5 @@
-// Causal grouped-query attention for a batch of T new queries (prefill), flash style with the softmax in
+// Causal grouped-query attention for a batch of T new queries (prefill) on CPU adapters (GPUs take
+// kernels/attentionTiled.wgsl: see attentionKernel in src/engine/gpu/ops.ts), flash style with the softmax in
 // registers: a workgroup takes WG / SPLIT consecutive queries of one head; SPLIT neighbouring invocations share
 // a query, each taking every SPLIT-th key of a tile (more invocations in flight when T x heads is small), and
 // merge their partial results at the end. Keys and values are staged BK rows at a time in workgroup memory;

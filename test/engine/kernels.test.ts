@@ -502,18 +502,29 @@ async function attentionCase(T: number, pos0: number, nH: number, nKv: number, d
 }
 
 test('attention: GQA prefill over cached keys, decode, long decode over many splits', async () => {
-  await attentionCase(9, 13, 4, 2, 32, 40); // prefill, T=9 over 13 cached
-  await attentionCase(40, 30, 4, 2, 64, 80); // several query and key blocks
-  await attentionCase(37, 5, 2, 1, 128, 64); // the largest head dim, a partial key tile
-  await attentionCase(1100, 70, 4, 2, 16, 1200); // a long chunk, the last workgroup partial
+  // Both prefill kernels: 'rows' (CPU adapters) and 'tiled' (GPUs).
+  for (const kernel of ['rows', 'tiled']) {
+    process.env.SIDEWINDER_ATTN_KERNEL = kernel;
+    try {
+      await attentionCase(9, 13, 4, 2, 32, 40); // prefill, T=9 over 13 cached
+      await attentionCase(40, 30, 4, 2, 64, 80); // several query and key blocks
+      await attentionCase(37, 5, 2, 1, 128, 64); // the largest head dim, a partial key tile
+      await attentionCase(21, 40, 4, 2, 96, 64); // a head dim that is neither 64 nor 128
+      await attentionCase(1100, 70, 4, 2, 16, 1200); // a long chunk, the last workgroup partial
+    } finally {
+      delete process.env.SIDEWINDER_ATTN_KERNEL;
+    }
+  }
   // Every split of a query's keys over 1, 2 or 4 invocations gives the same result.
   for (const split of ['1', '2', '4']) {
     process.env.SIDEWINDER_ATTN_SPLIT = split;
+    process.env.SIDEWINDER_ATTN_KERNEL = 'rows';
     try {
       await attentionCase(70, 45, 4, 2, 32, 120);
       await attentionCase(19, 3, 2, 2, 128, 24);
     } finally {
       delete process.env.SIDEWINDER_ATTN_SPLIT;
+      delete process.env.SIDEWINDER_ATTN_KERNEL;
     }
   }
   await attentionCase(1, 21, 4, 2, 32, 40); // decode

@@ -397,12 +397,19 @@ export class CommandList {
       return;
     }
     if (d > 128 || d % 4 !== 0) throw new GpuError(`${op}: head dim ${d} must be a multiple of 4 and at most 128 for prefill.`);
+    const params = [u(T), u(nH), u(nKv), u(qs.off), u(qs.stride), u(o.off), u(o.stride), f(scaling)];
+    const bindings = { 1: q.buffer, 2: kCache, 3: vCache, 4: out.buffer, 5: step };
+    if (attentionKernel(this.gpu.onCpu) === 'tiled') {
+      // 16 queries x 16 keys per workgroup of 256, the softmax in workgroup memory (kernels/attentionTiled.wgsl).
+      this.add(op, this.gpu.pipeline('attentionTiled', { DH: d }), params, bindings, [Math.ceil(T / 16), nH, 1]);
+      return;
+    }
     const WG = 64;
     const SPLIT = attentionSplit(T * nH, this.gpu.onCpu);
     // Key tile: K and V rows of BK keys plus the merge state must fit the adapter's workgroup memory.
     const room = this.gpu.device.limits.maxComputeWorkgroupStorageSize - 2 * 4 * WG;
     const BK = [32, 16, 8].find((b) => b * d <= 2048 && 2 * b * d * 4 <= room) ?? 8;
-    this.add(op, this.gpu.pipeline('attention', { DH: d, WG, SPLIT, BK }), [u(T), u(nH), u(nKv), u(qs.off), u(qs.stride), u(o.off), u(o.stride), f(scaling)], { 1: q.buffer, 2: kCache, 3: vCache, 4: out.buffer, 5: step }, [Math.ceil((T * SPLIT) / WG), nH, 1]);
+    this.add(op, this.gpu.pipeline('attention', { DH: d, WG, SPLIT, BK }), params, bindings, [Math.ceil((T * SPLIT) / WG), nH, 1]);
   }
 
   /** SwiGLU on a fused projection: out[t, i] = silu(x[t, i]) * x[t, m + i]. x: [T, 2m], out: [T, m]. */
@@ -668,6 +675,20 @@ export class CommandList {
       }
     }
   }
+}
+
+/**
+ * Which prefill attention kernel runs. 'rows' (kernels/attention.wgsl, one query per invocation with its
+ * softmax state and output row in registers) is 3x faster than 'tiled' (kernels/attentionTiled.wgsl) on a CPU
+ * adapter (lavapipe, tiny shape), but slower on a GPU: over 1M tokens of ingest on an H200 (350m shape, chunk
+ * 8192) the four attention layers took ~52 s of GPU time with 'rows' (the same with its private arrays sized
+ * for head dim 64 instead of 128) and ~14 s with 'tiled' (ingest 110 s -> 67 s). So GPUs take 'tiled'. SIDEWINDER_ATTN_KERNEL=rows|tiled
+ * fixes it (benchmarks, tests).
+ */
+export function attentionKernel(onCpu = false): 'rows' | 'tiled' {
+  const forced = process.env.SIDEWINDER_ATTN_KERNEL;
+  if (forced === 'rows' || forced === 'tiled') return forced;
+  return onCpu ? 'rows' : 'tiled';
 }
 
 /**
