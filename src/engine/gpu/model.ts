@@ -65,6 +65,7 @@ class GpuMark implements StateMark {
 }
 
 export class GpuModel implements LanguageModel {
+  private readonly hostMs = { forwardMs: 0, encodeMs: 0, timerFlushMs: 0 };
   private readonly states: LayerState[];
   private readonly step: GPUBuffer; // true positions (RoPE)
   private readonly kvStep: GPUBuffer; // positions in the KV working buffers (differ once KV is sparse)
@@ -120,9 +121,13 @@ export class GpuModel implements LanguageModel {
     return this.pos;
   }
 
-  /** Time spent around sparse-KV paging (ms, accumulated), or null without paged KV. */
+  /**
+   * Host time (ms, accumulated) around sparse-KV paging, plus the time inside forward()'s chunks (`forwardMs`),
+   * of it encoding and submitting their passes (`encodeMs`) and flushing a benchmark's pass timer
+   * (`timerFlushMs`); null without paged KV. What a caller's wall time has beyond `forwardMs` is its own.
+   */
   kvProfile(): Record<string, number> | null {
-    return this.sparseKv ? { ...this.sparseKv.profile } : null;
+    return this.sparseKv ? { ...this.sparseKv.profile, ...this.hostMs } : null;
   }
 
   /** Bytes held on the GPU by the recurrent state and KV cache. */
@@ -309,9 +314,22 @@ export class GpuModel implements LanguageModel {
   }
 
   private async runChunk(ids: readonly number[], want: 'all' | 'last' | 'none'): Promise<Float32Array | null> {
+    const t0 = performance.now();
+    try {
+      return await this.runChunkTimed(ids, want);
+    } finally {
+      this.hostMs.forwardMs += performance.now() - t0;
+    }
+  }
+
+  private async runChunkTimed(ids: readonly number[], want: 'all' | 'last' | 'none'): Promise<Float32Array | null> {
     const T = ids.length;
     const pos0 = this.pos;
-    if (this.gpu.timer?.nearlyFull) await this.gpu.timer.flush(); // benchmarks only
+    if (this.gpu.timer?.nearlyFull) {
+      const t = performance.now();
+      await this.gpu.timer.flush(); // benchmarks only
+      this.hostMs.timerFlushMs += performance.now() - t;
+    }
     this.ensureKvCapacity(pos0 + T);
     const pass = this.pass(T, want === 'all' ? T : want === 'last' ? 1 : 0);
     const kv = this.sparseKv;
@@ -351,11 +369,13 @@ export class GpuModel implements LanguageModel {
 
   private submitRange(list: CommandList, from: number, to: number, label = 'layers'): void {
     if (to <= from) return;
+    const t = performance.now();
     const enc = this.gpu.device.createCommandEncoder();
     const pass = enc.beginComputePass(this.gpu.passDescriptor(label));
     list.encode(pass, from, to);
     pass.end();
     this.gpu.device.queue.submit([enc.finish()]);
+    this.hostMs.encodeMs += performance.now() - t;
   }
 
   /** Grows every KV cache to hold `needed` tokens, keeping its contents; recorded passes are rebuilt. */
