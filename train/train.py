@@ -67,18 +67,20 @@ class Batches:
     def _run(self):
         while True:
             rows = [self.ex.row(self.length) for _ in range(self.rows)]
-            self.q.put((torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows], dtype=torch.float32)))
+            self.q.put((torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows], dtype=torch.float32),
+                        torch.tensor([r[2] for r in rows], dtype=torch.int32)))
 
     def next(self, device):
-        x, w = self.q.get()
+        x, w, d = self.q.get()
         x, w = x.to(device, non_blocking=True), w.to(device, non_blocking=True)
-        return x[:, :-1], x[:, 1:], w[:, 1:]
+        return x[:, :-1], x[:, 1:], w[:, 1:], d[:, 1:]
 
 
-def answer_exact_match(hit, w):
+def answer_exact_match(hit, w, keep=None):
     """Share of lookup answers whose every token (teacher-forced) is right. The first path token alone says
-    little: in workspace rows every file shares the (renamed) package root, so it is a guess, not a lookup."""
-    m = (w > 1).int()
+    little: in workspace rows every file shares the (renamed) package root, so it is a guess, not a lookup.
+    keep: a mask of the answer tokens to count (e.g. answers far from their file)."""
+    m = ((w > 1) & (keep if keep is not None else True)).int()
     starts = torch.nonzero(m[1:] > m[:-1]).flatten() + 1
     ends = torch.nonzero(m[1:] < m[:-1]).flatten() + 1
     spans = [(a, b) for a, b in zip(starts.tolist(), ends.tolist()) if b > a]
@@ -105,6 +107,8 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--layers", default=None, help="layer pattern of a new model, m = Mamba-2, a = attention (default mmmammma)")
     ap.add_argument("--file-footer", action="store_true", help="frame files with the path after <file_sep> too (src/workspace/frame.ts); export marks the model so")
+    ap.add_argument("--far-questions", action="store_true", help="questions about files at distances drawn uniformly over the row (data.Examples far)")
+    ap.add_argument("--question-rate", type=float, default=0.85, help="chance of one more question after each file (geometric)")
     ap.add_argument("--snippet-rate", type=float, default=0.0, help="share of files in short rows cut to a window of lines (more files and questions per row)")
     a = ap.parse_args()
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -133,7 +137,7 @@ def main():
         dist.barrier()
     tok = build_tokenizer(corpus["train"], os.path.join(a.work, "tokenizer.json"))
     seed = int(time.time()) + 1000 * rank
-    ex = data.Examples(tok, corpus["train"], seed=seed, footer=a.file_footer)
+    ex = data.Examples(tok, corpus["train"], seed=seed, footer=a.file_footer, far=a.far_questions, question_rate=a.question_rate)
     conf = dict(MODEL, **(dict(hidden_size=64, mamba_n_heads=2, shared_intermediate_size=128, num_hidden_layers=4,
                                 layer_types=["mamba", "attention", "mamba", "attention"]) if a.small else {}))
     if a.layers:  # e.g. "mmamamma": m = Mamba-2, a = attention (a new model only; --init keeps its own)
@@ -165,7 +169,7 @@ def main():
 
     batches = Batches(ex, a.length, a.rows)
     # Short rows put more questions at short range, where the lookup is learned first; long rows teach distance.
-    short = Batches(data.Examples(tok, corpus["train"], seed=seed + 1, snippet_rate=a.snippet_rate, footer=a.file_footer), a.short, a.rows * a.length // a.short) if a.short else None
+    short = Batches(data.Examples(tok, corpus["train"], seed=seed + 1, snippet_rate=a.snippet_rate, footer=a.file_footer, far=a.far_questions, question_rate=a.question_rate), a.short, a.rows * a.length // a.short) if a.short else None
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(dev).index] if dev.startswith("cuda") else None) if world > 1 else model
     fwd = torch.compile(ddp, dynamic=False) if a.compile else ddp
     model.train()
@@ -182,7 +186,7 @@ def main():
         if sync[1].item():
             break
         ts = t_prev  # from the end of the last step: GPU time the CPU waited for counts too
-        x, y, w = (short if short and step % 2 else batches).next(dev)
+        x, y, w, d = (short if short and step % 2 else batches).next(dev)
         lr = a.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, trained / total))))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -201,9 +205,13 @@ def main():
                 hit = logits.reshape(-1, logits.shape[-1]).argmax(-1) == y.reshape(-1)
                 acc = hit[ans].float().mean().item() if ans.any() else float("nan")
                 exact = answer_exact_match(hit, w.reshape(-1))
+                far = d.reshape(-1).to(hit.device) >= 2048
+                exact_far = answer_exact_match(hit, w.reshape(-1), far)
+                n_far = int(((far[1:].int() - far[:-1].int()) > 0).sum())
                 text = flat[w.reshape(-1) == 1].mean().item()
             log({"step": step, "len": x.shape[1], "loss": round(loss.item(), 4), "text_loss": round(text, 4),
-                 "first_answer_acc": round(acc, 4), "answer_exact": round(exact, 4), "lr": round(lr, 6), "tokens": seen,
+                 "first_answer_acc": round(acc, 4), "answer_exact": round(exact, 4),
+                 "answer_exact_far": round(exact_far, 4), "far_answers": n_far, "lr": round(lr, 6), "tokens": seen,
                  "tok_s": round(x.numel() * world / (time.time() - ts)), "elapsed": round(time.time() - t0)})
         step += 1
         if step > 3:  # the first steps are compile time, not training
