@@ -250,7 +250,10 @@ export class WorkspaceIngest {
       if (opts.signal?.aborted) return false;
       const ids = pending.slice(0, n);
       pending = pending.slice(n);
-      await this.model.forward(ids);
+      // No logits: on WebGPU the chunk is only queued, and the next one is prepared while it runs (a read of
+      // the last row's logits made every chunk wait for the whole GPU queue, then left the GPU idle while
+      // the host stored the chunk's K/V).
+      await this.model.forward(ids, { skipLogits: true });
       // Let the event loop run (a cancel message, progress output) between chunks, also on the CPU backend.
       await new Promise((r) => setImmediate(r));
       while (queued.length && queued[0].end <= this.model.position) manifest.files.push(queued.shift()!);

@@ -89,8 +89,12 @@ export interface LanguageModel {
   readonly config: ModelConfig;
   /** Tokens consumed so far (the position of the next token). */
   readonly position: number;
-  /** Feeds ids; returns logits [rows, vocab] for every position (all) or the last one only. */
-  forward(ids: readonly number[], opts?: { allLogits?: boolean }): Promise<Float32Array>;
+  /**
+   * Feeds ids; returns logits [rows, vocab] for every position (all) or the last one only. With skipLogits it
+   * returns an empty array: prefill whose logits nobody reads (the workspace ingest), which lets the WebGPU
+   * backend return as soon as the work is queued, so the host prepares the next chunk while the GPU runs.
+   */
+  forward(ids: readonly number[], opts?: { allLogits?: boolean; skipLogits?: boolean }): Promise<Float32Array>;
   /** Forgets all state (back to position 0). */
   reset(): void;
   /** Bytes used now, by component. */

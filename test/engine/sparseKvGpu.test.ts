@@ -95,6 +95,35 @@ describe('sparse KV on WebGPU', () => {
     });
   }
 
+  test('prefill without logits (skipLogits): chunks queued back to back continue exactly, on both backends', async () => {
+    const folder = openModelFolder(path.join(FIXTURES, 'granite-dense-nope'));
+    const cfg = folder.config;
+    const kd = cfg.attention!.numKvHeads * cfg.attention!.headDim;
+    const layers = cfg.layerKinds.filter((k) => k === 'attention').length;
+    const opts = { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budgetFor(4, kd, layers), sinkBlocks: 1, recentBlocks: 2, attentionBlocks: 1000, maxContextTokens: MAX_CONTEXT } };
+    const random = rng(13);
+    const ids = Array.from({ length: 10 * BLOCK_ROWS + 7 }, () => Math.floor(random() * cfg.vocabSize));
+    const probe = [7, 8, 9];
+    // Reading the logits after every chunk, as before, against queuing every chunk without them (the
+    // context outgrows the 4-block budget, so the queued chunks also page K/V blocks in and out).
+    const read = await GpuModel.load(folder, opts);
+    const queued = await GpuModel.load(folder, opts);
+    for (let o = 0; o < ids.length; o += CHUNK) {
+      const chunk = ids.slice(o, o + CHUNK);
+      assert.equal((await read.forward(chunk)).length, cfg.vocabSize);
+      assert.equal((await queued.forward(chunk, { skipLogits: true })).length, 0, 'no logits');
+    }
+    assert.equal(queued.position, ids.length);
+    assert.ok(relError(await queued.forward(probe), await read.forward(probe)) < 1e-6, 'GPU: same continuation');
+    read.dispose();
+    queued.dispose();
+    const cpu = CpuModel.load(folder);
+    const cpuSkip = CpuModel.load(folder);
+    assert.equal((await cpuSkip.forward(ids, { skipLogits: true })).length, 0);
+    await cpu.forward(ids);
+    assert.ok(relError(await cpuSkip.forward(probe), await cpu.forward(probe)) < 1e-6, 'CPU: same continuation');
+  });
+
   test('a budget that holds the whole context: identical to the dense engine', async () => {
     const folder = openModelFolder(path.join(FIXTURES, 'granite-moe-rope'));
     const cfg = folder.config;

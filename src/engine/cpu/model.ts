@@ -140,7 +140,7 @@ export class CpuModel implements LanguageModel {
     this.pos = mark.position;
   }
 
-  async forward(ids: readonly number[], opts: { allLogits?: boolean } = {}): Promise<Float32Array> {
+  async forward(ids: readonly number[], opts: { allLogits?: boolean; skipLogits?: boolean } = {}): Promise<Float32Array> {
     const cfg = this.config;
     const H = cfg.hiddenSize;
     const T = ids.length;
@@ -161,6 +161,7 @@ export class CpuModel implements LanguageModel {
       }
     });
     this.pos += T;
+    if (opts.skipLogits) return new Float32Array(0);
     const rows = opts.allLogits ? h : h.subarray((T - 1) * H);
     const logits = ops.linear(ops.rmsNorm(rows, this.w.finalNorm, H, cfg.rmsNormEps), this.w.lmHead, H, cfg.vocabSize);
     if (cfg.logitsScaling !== 1) for (let j = 0; j < logits.length; j++) logits[j] /= cfg.logitsScaling;

@@ -288,7 +288,7 @@ export class GpuModel implements LanguageModel {
     if (this.ownsGpu) this.gpu.destroy();
   }
 
-  async forward(ids: readonly number[], opts: { allLogits?: boolean } = {}): Promise<Float32Array> {
+  async forward(ids: readonly number[], opts: { allLogits?: boolean; skipLogits?: boolean } = {}): Promise<Float32Array> {
     const V = this.config.vocabSize;
     for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= V) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${V}).`);
@@ -299,10 +299,11 @@ export class GpuModel implements LanguageModel {
     const out: Float32Array[] = [];
     for (let c = 0; c < chunks.length; c++) {
       const last = c === chunks.length - 1;
-      const want = opts.allLogits ? 'all' : last ? 'last' : 'none';
+      const want = opts.skipLogits ? 'none' : opts.allLogits ? 'all' : last ? 'last' : 'none';
       const logits = await this.runChunk(chunks[c], want);
       if (logits) out.push(logits);
     }
+    if (out.length === 0) return new Float32Array(0);
     if (out.length === 1) return out[0];
     const all = new Float32Array(out.reduce((n, a) => n + a.length, 0));
     let o = 0;
