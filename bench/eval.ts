@@ -125,7 +125,7 @@ async function main(): Promise<void> {
       while (chosen.length && size > L) size -= chosen.shift()!.length;
       chosen.splice(Math.floor(random() * (chosen.length + 1)), 0, frame(target));
       model.reset();
-      for (const ids of chosen) await model.forward(ids);
+      for (const ids of chosen) await model.forward(ids, { skipLogits: true });
       const out: number[] = [];
       for await (const id of generateTokens(model, questionTokens(tok, `Where is \`${name}\` defined?`), { maxNewTokens: 24, greedy: true, stopIds: folder.stopIds })) {
         if (folder.stopIds.includes(id)) break;
