@@ -341,6 +341,8 @@ async function benchIngest(
     chunkTokens: o.chunk,
     hostSecondsDuringIngest: profile,
     ...(gpuPasses ? { gpuPassSecondsDuringSync: gpuPasses } : {}),
+    // Time of the ingest with no compute pass running (copies and uploads run outside passes, so not all idle).
+    ...(gpuPasses ? { gpuOutsidePassesSecondsDuringIngest: +(r.tokens / r.tokensPerSecond - gpuPasses.busySeconds).toFixed(2) } : {}),
     wallSecondsIncludingReadTokenizeAndSave: +wall.toFixed(2),
     // The snapshot and its block file (K/V blocks and checkpoints).
     snapshotBytes: (r.save?.snapshotBytes ?? 0) + (r.save?.blockFileBytes ?? 0),
