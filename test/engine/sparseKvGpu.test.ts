@@ -9,6 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { CpuModel } from '../../src/engine/cpu/model';
 import { Gpu } from '../../src/engine/gpu/device';
+import { DeviceLostError } from '../../src/engine/errors';
 import { GpuModel } from '../../src/engine/gpu/model';
 import { BLOCK_ROWS } from '../../src/engine/memory/kvBlocks';
 import { loadSnapshot, saveSnapshot } from '../../src/engine/memory/snapshot';
@@ -122,6 +123,17 @@ describe('sparse KV on WebGPU', () => {
     assert.equal((await cpuSkip.forward(ids, { skipLogits: true })).length, 0);
     await cpu.forward(ids);
     assert.ok(relError(await cpuSkip.forward(probe), await cpu.forward(probe)) < 1e-6, 'CPU: same continuation');
+  });
+
+  test('prefill without logits still reports a lost device, at the next chunk', async () => {
+    const own = await Gpu.create();
+    const folder = openModelFolder(path.join(FIXTURES, 'granite-dense-nope'));
+    const m = await GpuModel.load(folder, { gpu: own, prefillChunk: CHUNK, kv: { gpuBudgetBytes: 64 << 20 } });
+    await m.forward([1, 2, 3], { skipLogits: true });
+    own.device.destroy(); // the device goes away under the model (as on a driver reset), not through Gpu.destroy()
+    await own.lost;
+    await assert.rejects(m.forward([4, 5, 6], { skipLogits: true }), DeviceLostError);
+    own.destroy();
   });
 
   test('a budget that holds the whole context: identical to the dense engine', async () => {

@@ -426,7 +426,8 @@ export class Gpu {
     }
   }
 
-  private checkAlive(): void {
+  /** Throws DeviceLostError (or GpuError after destroy()) at once, without waiting for the GPU. */
+  checkAlive(): void {
     if (this.lostReason !== null && !this.destroyed) throw new DeviceLostError(this.lostReason);
     if (this.destroyed) throw new GpuError('the GPU device was destroyed (Gpu.destroy() was called).');
   }
