@@ -326,8 +326,9 @@ export class GpuModel implements LanguageModel {
   private async runChunkTimed(ids: readonly number[], want: 'all' | 'last' | 'none'): Promise<Float32Array | null> {
     const T = ids.length;
     const pos0 = this.pos;
-    // A chunk queued without logits reads nothing back: a lost device is reported here, at the next chunk.
-    this.gpu.checkAlive();
+    // A chunk queued without logits reads nothing back: a lost device, or an error from building or submitting
+    // the last chunk's passes, is reported here, at the next chunk (without waiting for the GPU's work).
+    await this.gpu.check();
     if (this.gpu.timer?.nearlyFull) {
       const t = performance.now();
       await this.gpu.timer.flush(); // benchmarks only
