@@ -692,8 +692,9 @@ export function attentionKernel(onCpu = false): 'rows' | 'tiled' {
 }
 
 /**
- * Invocations per query in prefill attention (kernels/attention.wgsl): on a GPU with few queries x heads,
- * several invocations share a query (each takes part of every key tile) so that enough of them run at once.
+ * Invocations per query in the 'rows' prefill attention kernel (kernels/attention.wgsl; GPUs run it only when
+ * SIDEWINDER_ATTN_KERNEL=rows): with few queries x heads, several invocations share a query (each takes part of
+ * every key tile) so that enough of them run at once.
  * A CPU adapter has few threads to fill and pays for the extra staging and merging (lavapipe, tiny shape:
  * 1 is 1.5x faster than 4), so it takes 1. SIDEWINDER_ATTN_SPLIT=1|2|4 fixes it (benchmarks).
  */
