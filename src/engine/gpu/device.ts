@@ -426,8 +426,7 @@ export class Gpu {
     }
   }
 
-  /** Throws DeviceLostError (or GpuError after destroy()) at once, without waiting for the GPU. */
-  checkAlive(): void {
+  private checkAlive(): void {
     if (this.lostReason !== null && !this.destroyed) throw new DeviceLostError(this.lostReason);
     if (this.destroyed) throw new GpuError('the GPU device was destroyed (Gpu.destroy() was called).');
   }

@@ -326,9 +326,6 @@ export class GpuModel implements LanguageModel {
   private async runChunkTimed(ids: readonly number[], want: 'all' | 'last' | 'none'): Promise<Float32Array | null> {
     const T = ids.length;
     const pos0 = this.pos;
-    // A chunk queued without logits reads nothing back: a lost device, or an error from building or submitting
-    // the last chunk's passes, is reported here, at the next chunk (without waiting for the GPU's work).
-    await this.gpu.check();
     if (this.gpu.timer?.nearlyFull) {
       const t = performance.now();
       await this.gpu.timer.flush(); // benchmarks only
@@ -362,6 +359,9 @@ export class GpuModel implements LanguageModel {
       // With sparse KV the chunk's K/V copy-out is in flight: the next chunk waits for it (settle) once its
       // own first layers are submitted, so the GPU is not left idle here.
       if (!kv) await this.gpu.device.queue.onSubmittedWorkDone();
+      // Nothing is read back (which would check): a lost device, or an error from building or submitting this
+      // chunk's passes, is reported here, without waiting for the GPU's work.
+      await this.gpu.check();
       return null;
     }
     return new Float32Array(await this.gpu.read(pass.logits, 4 * pass.rows * this.config.vocabSize));

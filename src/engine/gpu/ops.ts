@@ -682,8 +682,8 @@ export class CommandList {
  * softmax state and output row in registers) is 3x faster than 'tiled' (kernels/attentionTiled.wgsl) on a CPU
  * adapter (lavapipe, tiny shape), but slower on a GPU: over 1M tokens of ingest on an H200 (350m shape, chunk
  * 8192) the four attention layers took ~52 s of GPU time with 'rows' (the same with its private arrays sized
- * for head dim 64 instead of 128) and ~14 s with 'tiled' (ingest 110 s -> 67 s). So GPUs take 'tiled'. SIDEWINDER_ATTN_KERNEL=rows|tiled
- * fixes it (benchmarks, tests).
+ * for head dim 64 instead of 128) and ~14 s with 'tiled' (ingest 110 s -> 67 s). So GPUs take 'tiled'.
+ * SIDEWINDER_ATTN_KERNEL=rows|tiled fixes it (benchmarks, tests).
  */
 export function attentionKernel(onCpu = false): 'rows' | 'tiled' {
   const forced = process.env.SIDEWINDER_ATTN_KERNEL;
