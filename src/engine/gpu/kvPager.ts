@@ -13,6 +13,7 @@
 
 import type { ModelConfig } from '../config';
 import { BLOCK_ROWS, HostBudget, KvBlockStore, selectBlocks, type KvBlockSource } from '../memory/kvBlocks';
+import { GpuError } from '../errors';
 import type { Gpu } from './device';
 import type { Act } from './ops';
 
@@ -336,7 +337,13 @@ export class SparseKv {
     if (!p) return;
     this.pendingCommit = null;
     const t = performance.now();
-    await p;
+    try {
+      await p;
+    } catch (e) {
+      // A lost device (or an earlier error) fails the copy-out: report that, not the map's DOMException.
+      await this.gpu.check();
+      throw new GpuError(`copying the chunk's K/V rows to the host failed: ${(e as Error).message}`);
+    }
     this.profile.commitWaitMs += performance.now() - t;
   }
 
