@@ -8,24 +8,6 @@
 // Query t sits at position pos0 + t (pos0 from `step`) and sees cache rows 0..pos0 + t.
 // q: [T, nH, d] (offset/stride), k, v caches: [capacity, nKv, d], out: [T, nH * d] (offset/stride).
 
-struct Params {
-  T: u32,
-  nH: u32,
-  nKv: u32,
-  qOff: u32,
-  qStride: u32,
-  oOff: u32,
-  oStride: u32,
-  scale: f32,
-}
-
-struct Step {
-  pos0: u32,
-  nTokens: u32,
-  seed: u32,
-  pad: u32,
-}
-
 override DH: u32 = 64u; // head dim: a multiple of 4, <= 128
 override WG: u32 = 64u; // invocations per workgroup
 override SPLIT: u32 = 1u; // invocations per query: 1, 2 or 4 (divides WG and BK)
@@ -33,13 +15,6 @@ override BK: u32 = 32u; // keys per tile; BK * DH <= 2048 (workgroup memory)
 const NEG = -3.0e38;
 const D4MAX = 32u; // 128 / 4: room in the private arrays; only DH / 4 entries are used
 const BKMAX = 32u;
-
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<uniform> step: Step;
 
 // K rows then V rows of a tile; at the end, the partial rows being merged.
 var<workgroup> KV: array<vec4f, 2u * BK * DH / 4u>;
@@ -142,3 +117,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     out[b + 4u * c + 3u] = r.w;
   }
 }
+
+// #include attentionPrefill

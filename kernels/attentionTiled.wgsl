@@ -4,37 +4,12 @@
 // any length. Query t sits at position pos0 + t (pos0 from `step`) and sees cache rows 0..pos0 + t.
 // q: [T, nH, d] (offset/stride), k, v caches: [capacity, nKv, d], out: [T, nH * d] (offset/stride).
 
-struct Params {
-  T: u32,
-  nH: u32,
-  nKv: u32,
-  qOff: u32,
-  qStride: u32,
-  oOff: u32,
-  oStride: u32,
-  scale: f32,
-}
-
-struct Step {
-  pos0: u32,
-  nTokens: u32,
-  seed: u32,
-  pad: u32,
-}
-
 override DH: u32 = 64u; // head dim <= 128
 const BQ = 16u;
 const BK = 16u;
 const NEG = -3.0e38;
 override CPT: u32 = (DH + 15u) / 16u; // output columns per thread
 override TILE_LOADS: u32 = (BK * DH + 255u) / 256u; // values of a 16-row tile each thread loads (<= 8)
-
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<uniform> step: Step;
 
 var<workgroup> Qs: array<f32, BQ * DH>;
 var<workgroup> Ks: array<f32, BK * (DH + 1u)>; // padded rows: the 16 threads of a query read 16 keys
@@ -130,3 +105,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     if (c < DH) { out[P.oOff + tq * P.oStride + h * DH + c] = acc[u] * inv; }
   }
 }
+
+// #include attentionPrefill
