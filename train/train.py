@@ -79,14 +79,14 @@ class Batches:
 def answer_exact_match(hit, w, keep=None):
     """Share of lookup answers whose every token (teacher-forced) is right. The first path token alone says
     little: in workspace rows every file shares the (renamed) package root, so it is a guess, not a lookup.
-    keep: a mask of the answer tokens to count (e.g. answers far from their file)."""
+    keep: a mask of the answer tokens to count (e.g. answers far from their file). Returns (share, answers)."""
     m = ((w > 1) & (keep if keep is not None else True)).int()
     starts = torch.nonzero(m[1:] > m[:-1]).flatten() + 1
     ends = torch.nonzero(m[1:] < m[:-1]).flatten() + 1
     spans = [(a, b) for a, b in zip(starts.tolist(), ends.tolist()) if b > a]
     if not spans:
-        return float("nan")
-    return sum(bool(hit[a:b].all()) for a, b in spans) / len(spans)
+        return float("nan"), 0
+    return sum(bool(hit[a:b].all()) for a, b in spans) / len(spans), len(spans)
 
 
 def main():
@@ -204,10 +204,8 @@ def main():
                 ans = w.reshape(-1) > 4  # first path tokens of the lookup answers
                 hit = logits.reshape(-1, logits.shape[-1]).argmax(-1) == y.reshape(-1)
                 acc = hit[ans].float().mean().item() if ans.any() else float("nan")
-                exact = answer_exact_match(hit, w.reshape(-1))
-                far = d.reshape(-1).to(hit.device) >= 2048
-                exact_far = answer_exact_match(hit, w.reshape(-1), far)
-                n_far = int(((far[1:].int() - far[:-1].int()) > 0).sum())
+                exact, _ = answer_exact_match(hit, w.reshape(-1))
+                exact_far, n_far = answer_exact_match(hit, w.reshape(-1), d.reshape(-1).to(hit.device) >= 2048)
                 text = flat[w.reshape(-1) == 1].mean().item()
             log({"step": step, "len": x.shape[1], "loss": round(loss.item(), 4), "text_loss": round(text, 4),
                  "first_answer_acc": round(acc, 4), "answer_exact": round(exact, 4),
