@@ -297,6 +297,7 @@ async function benchIngest(
   const gpuPasses = await gpu.stopTimer();
   const hostAfterSave = model.memory().kvHostBytes;
   const profile = Object.fromEntries(Object.entries(model.kvProfile() ?? {}).map(([k, v]) => [k.replace(/Ms$/, ''), +(v / 1000).toFixed(2)]));
+  const paging = { forwarding: model.kvForwarding, blocksPaged: model.kvPaging() };
   const decode = async (m: GpuModel) => {
     const td = performance.now();
     await m.decodeGreedy(o.decode, 1);
@@ -340,6 +341,9 @@ async function benchIngest(
     ingestTokensPerSecond: +r.tokensPerSecond.toFixed(1),
     chunkTokens: o.chunk,
     hostSecondsDuringIngest: profile,
+    // Forwarding (SIDEWINDER_KV_FORWARD, on unless 0): the previous chunk's blocks come from GPU copies while its
+    // rows are still on their way to the host stores.
+    kvPaging: paging,
     ...(gpuPasses ? { gpuPassSecondsDuringSync: gpuPasses } : {}),
     // Time of the ingest with no compute pass running (copies and uploads run outside passes, so not all idle).
     ...(gpuPasses ? { gpuOutsidePassesSecondsDuringIngest: +(r.tokens / r.tokensPerSecond - gpuPasses.busySeconds).toFixed(2) } : {}),

@@ -20,13 +20,17 @@ import { FIXTURES, relError } from './helpers';
 const CHUNK = 64;
 const MAX_CONTEXT = 1024;
 
-/** A GPU budget that gives `slots` selectable blocks per attention layer with CHUNK-token chunks. */
-function budgetFor(slots: number, kd: number, layers: number): number {
+/**
+ * A GPU budget that gives `slots` selectable blocks per attention layer with CHUNK-token chunks, with room for
+ * the forwarding buffers (a chunk's rows kept on the GPU for the next one) when `forward` is set.
+ */
+function budgetFor(slots: number, kd: number, layers: number, forward = false): number {
   const block = 2 * BLOCK_ROWS * kd * 4;
   const tailBlocks = Math.ceil((BLOCK_ROWS - 1 + CHUNK) / BLOCK_ROWS);
   const summaries = layers * Math.ceil(MAX_CONTEXT / BLOCK_ROWS) * (2 * kd + 1) * 4;
   const queryRanges = layers * 2 * kd * 4;
-  return layers * (slots + tailBlocks) * block + summaries + queryRanges;
+  const forwardBuffers = forward ? layers * 2 * CHUNK * kd * 4 : 0;
+  return layers * (slots + tailBlocks) * block + summaries + queryRanges + forwardBuffers;
 }
 
 describe('sparse KV on WebGPU', () => {
@@ -36,15 +40,19 @@ describe('sparse KV on WebGPU', () => {
   });
   after(() => gpu?.destroy());
 
-  for (const name of ['granite-moe-rope', 'granite-dense-nope']) {
-    test(`${name}: GPU selection and logits follow the CPU reference; export/import continues exactly`, async () => {
+  for (const [name, forward] of [['granite-moe-rope', false], ['granite-dense-nope', false], ['granite-moe-rope', true]] as const) {
+    const how = forward ? ' (chunks forwarded on the GPU while their copy-out runs)' : '';
+    test(`${name}: GPU selection and logits follow the CPU reference; export/import continues exactly${how}`, async () => {
       const folder = openModelFolder(path.join(FIXTURES, name));
       const cfg = folder.config;
       const kd = cfg.attention!.numKvHeads * cfg.attention!.headDim;
       const layers = cfg.layerKinds.filter((k) => k === 'attention').length;
       const slots = 4;
-      const budget = budgetFor(slots, kd, layers);
-      const g = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2, attentionBlocks: 1000, maxContextTokens: MAX_CONTEXT } });
+      const budget = budgetFor(slots, kd, layers, forward);
+      // Forwarding takes only budget the slots leave over: the slots are capped to leave it.
+      const attentionBlocks = forward ? slots : 1000;
+      const g = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2, attentionBlocks, maxContextTokens: MAX_CONTEXT } });
+      assert.equal(g.kvForwarding, forward, 'forwarding buffers only with budget to spare beyond the slots');
       const workingRows = (slots + Math.ceil((BLOCK_ROWS - 1 + CHUNK) / BLOCK_ROWS)) * BLOCK_ROWS;
       const c = CpuModel.load(folder, { kvPolicy: { sinkBlocks: 1, recentBlocks: 2, maxBlocks: slots, denseRows: workingRows } });
       const dense = CpuModel.load(folder);
@@ -68,6 +76,9 @@ describe('sparse KV on WebGPU', () => {
       }
       console.log(`${name}: ${slots} slots, GPU vs CPU sparse ${worst.toExponential(2)}, sparse vs dense ${deviation.toExponential(2)}`);
       assert.ok(worst < 1e-3, `GPU vs CPU sparse attention: ${worst}`);
+      const paged = g.kvPaging();
+      assert.ok(paged.fromHost > 0, 'older blocks are paged in from the host');
+      assert.equal(paged.fromForward > 0, forward, 'the previous chunk\'s blocks come from the forwarding buffers');
       const mem = g.memory();
       assert.ok(mem.kvHostBytes > 0, 'all blocks are kept on the host');
       assert.equal(mem.kvBudgetBytes, budget);
@@ -75,7 +86,7 @@ describe('sparse KV on WebGPU', () => {
 
       // Export / import into a fresh model continues exactly, and so does a snapshot on disk whose K/V blocks
       // are paged in lazily (nothing but the summaries is read until attention selects a block).
-      const opts = { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2, attentionBlocks: 1000, maxContextTokens: MAX_CONTEXT } };
+      const opts = { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2, attentionBlocks, maxContextTokens: MAX_CONTEXT } };
       const state = await g.exportState();
       const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sw-gpu-snap-')), 'ws.swsnap');
       saveSnapshot(file, 'm', await g.exportState({ kv: 'blocks' }), {});
@@ -102,19 +113,24 @@ describe('sparse KV on WebGPU', () => {
     const kd = cfg.attention!.numKvHeads * cfg.attention!.headDim;
     const layers = cfg.layerKinds.filter((k) => k === 'attention').length;
     const opts = { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budgetFor(4, kd, layers), sinkBlocks: 1, recentBlocks: 2, attentionBlocks: 1000, maxContextTokens: MAX_CONTEXT } };
+    const forwardOpts = { ...opts, kv: { ...opts.kv, gpuBudgetBytes: budgetFor(4, kd, layers, true), attentionBlocks: 4 } };
     const random = rng(13);
     const ids = Array.from({ length: 10 * BLOCK_ROWS + 7 }, () => Math.floor(random() * cfg.vocabSize));
     const probe = [7, 8, 9];
     // Reading the logits after every chunk, as before, against queuing every chunk without them (the
-    // context outgrows the 4-block budget, so the queued chunks also page K/V blocks in and out).
+    // context outgrows the 4-block budget, so the queued chunks also page K/V blocks in and out). The queued
+    // model forwards each chunk's rows on the GPU, so its next chunk pages them from there while the copy-out
+    // to the host is still in flight (two copy-outs overlap).
     const read = await GpuModel.load(folder, opts);
-    const queued = await GpuModel.load(folder, opts);
+    const queued = await GpuModel.load(folder, forwardOpts);
+    assert.ok(!read.kvForwarding && queued.kvForwarding);
     for (let o = 0; o < ids.length; o += CHUNK) {
       const chunk = ids.slice(o, o + CHUNK);
       assert.equal((await read.forward(chunk)).length, cfg.vocabSize);
       assert.equal((await queued.forward(chunk, { skipLogits: true })).length, 0, 'no logits');
     }
     assert.equal(queued.position, ids.length);
+    assert.ok(queued.kvPaging().fromForward > 0 && read.kvPaging().fromForward === 0);
     assert.ok(relError(await queued.forward(probe), await read.forward(probe)) < 1e-6, 'GPU: same continuation');
     read.dispose();
     queued.dispose();

@@ -63,14 +63,25 @@ export class SparseKv {
   private readonly kd: number;
   private clock = 0;
   private readonly hostBudget: HostBudget;
-  private commitStaging: GPUBuffer | null = null;
+  private readonly commitStaging: (GPUBuffer | null)[] = [null, null]; // two: a chunk's copy-out may overlap the next's
+  private commitTurn = 0;
   private commitSummaries: GPUBuffer | null = null; // [layer][groups, 2, kd] of the chunk being committed
   private readonly summaryParams: GPUBuffer;
   private readonly queryParts: GPUBuffer; // [nKv, QUERY_SLICES, 2, headDim]: per-run query min/max (kvScore qpart)
-  private pendingCommit: Promise<void> | null = null;
+  private pendingCommits: Promise<void>[] = []; // copy-outs in flight, oldest first (at most two)
+  /**
+   * GPU copies of the last committed chunk's K/V rows (one pair per layer), or null when forwarding is off (no
+   * spare room in the budget). While the host stores take in a chunk's rows, the next chunk pages that chunk's
+   * blocks from here and scores them from summaries copied on the GPU, so it need not wait for the copy-out.
+   */
+  private readonly forwardBuffers: { k: GPUBuffer; v: GPUBuffer }[] | null;
+  private readonly forwardRows: number;
+  private forwarded: { pos0: number; end: number; epoch: number } | null = null;
   private epoch = 0; // bumped when rows are dropped: a commit in flight from before is discarded
   /** Milliseconds of CPU-side work and waits, accumulated (the ingest bench reports them). */
   readonly profile = { scoreWaitMs: 0, selectMs: 0, pageInMs: 0, commitWaitMs: 0, appendMs: 0 };
+  /** Blocks paged into slots, by where they came from. */
+  readonly paged = { fromHost: 0, fromForward: 0 };
 
   constructor(
     private readonly gpu: Gpu,
@@ -93,6 +104,12 @@ export class SparseKv {
     const perLayer = Math.floor((opts.gpuBudgetBytes - reserve) / Math.max(1, numLayers)) - qrangeBytes;
     const fit = Math.floor((perLayer - (this.tailRows / BLOCK_ROWS) * blockBytes) / blockBytes);
     this.maxSlots = Math.min(fit, opts.attentionBlocks ?? 64);
+    // Forwarding buffers take only budget the slots leave over (never a slot), and SIDEWINDER_KV_FORWARD=0 turns
+    // them off (to measure what they bring).
+    this.forwardRows = BLOCK_ROWS * Math.ceil(maxChunk / BLOCK_ROWS);
+    const forwardBytes = 2 * this.forwardRows * this.kd * 4;
+    const spare = perLayer - (this.tailRows / BLOCK_ROWS + this.maxSlots) * blockBytes;
+    const forwardOn = process.env.SIDEWINDER_KV_FORWARD !== '0' && spare >= forwardBytes;
     const sinks = opts.sinkBlocks ?? 1;
     const recent = opts.recentBlocks ?? 2;
     if (this.maxSlots < sinks + recent + 1) {
@@ -119,6 +136,14 @@ export class SparseKv {
       qr: gpu.buffer(4 * 2 * this.kd, `kv.qrange.${i}`),
       selected: [],
     }));
+    this.forwardBuffers = forwardOn
+      ? this.layers.map((_, i) => ({ k: gpu.buffer(forwardBytes / 2, `kv.forwardK.${i}`), v: gpu.buffer(forwardBytes / 2, `kv.forwardV.${i}`) }))
+      : null;
+  }
+
+  /** Whether a chunk's K/V rows are also kept on the GPU for the next chunk (see forwardBuffers). */
+  get forwarding(): boolean {
+    return this.forwardBuffers !== null;
   }
 
   /** Rows of the working buffer that must exist: the slots plus the tail. */
@@ -154,6 +179,7 @@ export class SparseKv {
       disk += b.disk;
       gpu += l.summaries.size + l.scores.size + l.qr.size;
     }
+    for (const f of this.forwardBuffers ?? []) gpu += f.k.size + f.v.size;
     return { gpu, host, disk };
   }
 
@@ -174,11 +200,13 @@ export class SparseKv {
     }
     l.slotBlock.fill(-1);
     l.summariesUploaded = 0;
+    this.forwarded = null;
   }
 
   /** Replaces a layer's rows with the first `rows` of a source (import of a saved state); nothing is read yet. */
   adoptSource(layer: number, src: KvBlockSource, rows: number): void {
     this.epoch++;
+    this.forwarded = null;
     const l = this.layers[layer];
     l.store.adopt(src, rows);
     l.slotBlock.fill(-1);
@@ -197,6 +225,7 @@ export class SparseKv {
   /** Forgets rows from `rows` on (rollback); slots holding cut blocks are freed. */
   truncate(rows: number): void {
     this.epoch++;
+    this.forwarded = null;
     const keep = Math.floor(rows / BLOCK_ROWS);
     for (const l of this.layers) {
       l.store.truncate(rows);
@@ -211,10 +240,19 @@ export class SparseKv {
    * working buffers. The queries must already be computed (the caller has submitted the work up to here).
    */
   async prepare(layer: number, q: Act, T: number, pos0: number, workK: GPUBuffer, workV: GPUBuffer): Promise<void> {
-    await this.settle();
+    // The chunk just before this one may still be on its way to the host stores: its blocks come from the
+    // forwarding buffers then, and only the copy-outs before it are waited for.
+    const fw = this.forwarded;
+    const forwarding = fw !== null && fw.epoch === this.epoch && fw.end === pos0 && pos0 % BLOCK_ROWS === 0;
+    await this.settle(forwarding ? 1 : 0);
     const l = this.layers[layer];
     const nComplete = Math.floor(pos0 / BLOCK_ROWS);
-    this.uploadSummaries(l, nComplete);
+    // Forwarded summaries are on the GPU already (commit() copied them), so nothing is uploaded then.
+    if (!forwarding || l.summariesUploaded < nComplete) {
+      if (forwarding) await this.settle();
+      this.uploadSummaries(l, nComplete);
+    }
+    const fromForward = forwarding && this.pendingCommits.length > 0 ? Math.floor(fw.pos0 / BLOCK_ROWS) : Infinity;
     // 1. scores of every complete past block, on the GPU
     let t = performance.now();
     const scores = await this.scoreBlocks(l, q, T, nComplete);
@@ -237,14 +275,27 @@ export class SparseKv {
     }
     free.sort((x, y) => l.slotUse[x] - l.slotUse[y]);
     const blockBytes = BLOCK_ROWS * this.kd * 4;
+    let enc: GPUCommandEncoder | null = null;
     for (const b of want) {
       const s = free.shift()!;
-      const blk = l.store.block(b);
-      this.gpu.write(workK, blk.k, s * blockBytes);
-      this.gpu.write(workV, blk.v, s * blockBytes);
+      if (b >= fromForward) {
+        // a block of the chunk still being copied out: a copy on the GPU from the forwarding buffers
+        const f = this.forwardBuffers![layer];
+        const at = (b - fromForward) * blockBytes;
+        enc ??= this.gpu.device.createCommandEncoder();
+        enc.copyBufferToBuffer(f.k, at, workK, s * blockBytes, blockBytes);
+        enc.copyBufferToBuffer(f.v, at, workV, s * blockBytes, blockBytes);
+        this.paged.fromForward++;
+      } else {
+        const blk = l.store.block(b);
+        this.gpu.write(workK, blk.k, s * blockBytes);
+        this.gpu.write(workV, blk.v, s * blockBytes);
+        this.paged.fromHost++;
+      }
       l.slotBlock[s] = b;
       l.slotUse[s] = now;
     }
+    if (enc) this.gpu.device.queue.submit([enc.finish()]);
     // 4. the current block's earlier rows go right after the slots
     const partial = pos0 % BLOCK_ROWS;
     if (partial > 0) {
@@ -271,15 +322,30 @@ export class SparseKv {
     const sumStride = Math.ceil(sumBytes / 256) * 256;
     const sumAt = 2 * work.length * bytes;
     const size = sumAt + work.length * sumBytes;
-    if (!this.commitStaging || this.commitStaging.size < size) {
-      this.commitStaging?.destroy();
-      this.commitStaging = this.gpu.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'kv.commit' });
+    if (this.pendingCommits.length > 1) throw new GpuError('internal: a third K/V copy-out was started before the first had settled.');
+    // The staging buffer not used by the copy-out still in flight (if any).
+    const turn = this.pendingCommits.length === 1 ? 1 - this.commitTurn : this.commitTurn;
+    this.commitTurn = turn;
+    let staging = this.commitStaging[turn];
+    if (!staging || staging.size < size) {
+      staging?.destroy();
+      staging = this.gpu.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: `kv.commit.${turn}` });
+      this.commitStaging[turn] = staging;
     }
+    // Forward the chunk (its rows and the summaries of its whole blocks stay on the GPU for the next chunk) when
+    // it starts on a block boundary right after what the GPU summaries hold.
+    const fullBlocks = Math.floor(T / BLOCK_ROWS);
+    const first = pos0 / BLOCK_ROWS;
+    const forward =
+      this.forwardBuffers !== null &&
+      T <= this.forwardRows &&
+      phase === 0 &&
+      work.length === this.layers.length &&
+      this.layers.every((l) => l.summariesUploaded === first && first + fullBlocks <= l.summaryCapacity);
     if (!this.commitSummaries || this.commitSummaries.size < work.length * sumStride) {
       this.commitSummaries?.destroy();
       this.commitSummaries = this.gpu.buffer(work.length * sumStride, 'kv.commitSummaries');
     }
-    const staging = this.commitStaging;
     const sums = this.commitSummaries;
     this.gpu.write(this.summaryParams, new Uint32Array([row, T, this.kd, phase, groups, 0, 0, 0]));
     const enc = this.gpu.device.createCommandEncoder();
@@ -303,46 +369,61 @@ export class SparseKv {
       enc.copyBufferToBuffer(w.k, 4 * row * this.kd, staging, 2 * j * bytes, bytes);
       enc.copyBufferToBuffer(w.v, 4 * row * this.kd, staging, (2 * j + 1) * bytes, bytes);
       enc.copyBufferToBuffer(sums, j * sumStride, staging, sumAt + j * sumBytes, sumBytes);
+      if (forward) {
+        const f = this.forwardBuffers![j];
+        const l = this.layers[j];
+        enc.copyBufferToBuffer(w.k, 4 * row * this.kd, f.k, 0, bytes);
+        enc.copyBufferToBuffer(w.v, 4 * row * this.kd, f.v, 0, bytes);
+        if (fullBlocks > 0) enc.copyBufferToBuffer(sums, j * sumStride, l.summaries, 4 * 2 * this.kd * first, 4 * 2 * this.kd * fullBlocks);
+        l.summariesUploaded = first + fullBlocks;
+      }
     });
     this.gpu.device.queue.submit([enc.finish()]);
     const epoch = this.epoch;
-    const p = staging.mapAsync(GPUMapMode.READ, 0, size).then(() => {
-      const t = performance.now();
+    this.forwarded = forward ? { pos0, end: pos0 + T, epoch } : null;
+    // The rows reach the stores in order: this copy-out's rows are appended after the previous one's.
+    const before = this.pendingCommits.at(-1) ?? Promise.resolve();
+    const p = Promise.all([staging.mapAsync(GPUMapMode.READ, 0, size), before]).then(async () => {
+      let t = performance.now();
       const mapped = staging.getMappedRange(0, size);
       // The summaries are read element by element: a copy out of the mapped memory first (reads of mapped
       // memory can be slow). The rows are only copied, once, into the stores' blocks.
       const summaries = new Float32Array(mapped.slice(sumAt, size));
       const n = T * this.kd;
-      if (epoch === this.epoch) {
-        work.forEach((_, j) => {
-          const store = this.layers[j].store;
-          const k = new Float32Array(mapped, 2 * j * bytes, n);
-          const v = new Float32Array(mapped, (2 * j + 1) * bytes, n);
-          // The summaries are grouped by blocks from pos0; a store that is elsewhere (never, while the epoch
-          // holds) computes its own.
-          const s = store.length === pos0 ? summaries.subarray((j * sumBytes) / 4, ((j + 1) * sumBytes) / 4) : undefined;
-          store.append(k, v, s);
-        });
+      for (let j = 0; j < work.length && epoch === this.epoch; j++) {
+        const store = this.layers[j].store;
+        const k = new Float32Array(mapped, 2 * j * bytes, n);
+        const v = new Float32Array(mapped, (2 * j + 1) * bytes, n);
+        // The summaries are grouped by blocks from pos0; a store that is elsewhere (never, while the epoch
+        // holds) computes its own.
+        const s = store.length === pos0 ? summaries.subarray((j * sumBytes) / 4, ((j + 1) * sumBytes) / 4) : undefined;
+        store.append(k, v, s);
+        this.profile.appendMs += performance.now() - t;
+        // One layer at a time: a score read-back that arrives meanwhile is answered between two layers, so
+        // the GPU does not wait for the whole chunk's rows to be stored.
+        await new Promise((r) => setImmediate(r));
+        t = performance.now();
       }
       staging.unmap();
-      this.profile.appendMs += performance.now() - t;
     });
     p.catch(() => undefined); // reported by settle()
-    this.pendingCommit = p;
+    this.pendingCommits.push(p);
   }
 
-  /** Waits until the last chunk's rows are in the host stores. */
-  async settle(): Promise<void> {
-    const p = this.pendingCommit;
-    if (!p) return;
-    this.pendingCommit = null;
+  /** Waits until at most `keep` of the latest copy-outs are in flight (0: every chunk's rows are in the host stores). */
+  async settle(keep = 0): Promise<void> {
+    if (this.pendingCommits.length <= keep) return;
     const t = performance.now();
-    try {
-      await p;
-    } catch (e) {
-      // A lost device (or an earlier error) fails the copy-out: report that, not the map's DOMException.
-      await this.gpu.check();
-      throw new GpuError(`copying the chunk's K/V rows to the host failed: ${(e as Error).message}`);
+    while (this.pendingCommits.length > keep) {
+      const p = this.pendingCommits.shift()!;
+      try {
+        await p;
+      } catch (e) {
+        this.pendingCommits = [];
+        // A lost device (or an earlier error) fails the copy-out: report that, not the map's DOMException.
+        await this.gpu.check();
+        throw new GpuError(`copying the chunk's K/V rows to the host failed: ${(e as Error).message}`);
+      }
     }
     this.profile.commitWaitMs += performance.now() - t;
   }
@@ -358,7 +439,11 @@ export class SparseKv {
     this.staging.destroy();
     this.summaryParams.destroy();
     this.queryParts.destroy();
-    this.commitStaging?.destroy();
+    for (const b of this.commitStaging) b?.destroy();
+    for (const f of this.forwardBuffers ?? []) {
+      f.k.destroy();
+      f.v.destroy();
+    }
     this.commitSummaries?.destroy();
   }
 

@@ -177,6 +177,16 @@ export class GpuModel implements LanguageModel {
     };
   }
 
+  /** Blocks paged into the attention slots so far, from the host stores and from the forwarding buffers. */
+  kvPaging(): { fromHost: number; fromForward: number } {
+    return { ...(this.sparseKv?.paged ?? { fromHost: 0, fromForward: 0 }) };
+  }
+
+  /** Whether paged K/V keeps each chunk's rows on the GPU for the next chunk (budget permitting). */
+  get kvForwarding(): boolean {
+    return this.sparseKv?.forwarding ?? false;
+  }
+
   async exportState(opts: { kv?: boolean | 'blocks' } = {}): Promise<ModelState> {
     await this.sparseKv?.settle();
     await this.gpu.device.queue.onSubmittedWorkDone();
