@@ -10,6 +10,9 @@
 // Per chunk and attention layer: score every past block on the GPU from the chunk's queries and the block
 // key summaries, read the scores back, select sinks + recent + top blocks, upload the blocks that are not
 // already in a slot (least recently used slots are reused), then run the layer's attention.
+// After a chunk its rows are copied out to the host stores while the GPU goes on. With budget to spare, they and
+// their block summaries are also kept on the GPU (forwarding buffers) so that the next chunk can score and page
+// them before that copy-out has landed: the host appends a chunk while the GPU runs the next one.
 
 import type { ModelConfig } from '../config';
 import { BLOCK_ROWS, HostBudget, KvBlockStore, selectBlocks, type KvBlockSource } from '../memory/kvBlocks';
