@@ -1,5 +1,5 @@
 // npm run eval -- [--model DIR] --data DIR [--files N] [--fim N] [--lookup N] [--lengths 4096,16384,65536]
-//                 [--backend webgpu|cpu] [--json FILE]
+//                 [--backend webgpu|cpu] [--attention-blocks N] [--json FILE]
 //
 // Quality of a model on code it has not seen (DIR should hold held-out sources: packages left out of
 // training, see train/data.py HELD_OUT), measured on the engine itself:
@@ -8,6 +8,8 @@
 // - definition lookup: a synthetic workspace of held-out files of about L tokens, then
 //   "Where is `NAME` defined?" (the `ask` framing); correct when the answer names the defining file (and, as
 //   partial credit, when it names the file without its folders); the first answers of each length are kept.
+// On WebGPU the K/V is paged as in the product (1 GiB budget): past --attention-blocks blocks of 64 tokens (default
+// 64, the engine's) each query attends to a Quest selection of blocks; a larger N keeps longer contexts dense.
 
 import * as fs from 'fs';
 import { questionTokens } from '../src/engine/ask';
@@ -42,14 +44,16 @@ function logSoftmaxAt(row: Float32Array, id: number): number {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
-    values: ['model', 'data', 'files', 'fim', 'lookup', 'lengths', 'backend', 'json', 'seed'],
+    values: ['model', 'data', 'files', 'fim', 'lookup', 'lengths', 'backend', 'json', 'seed', 'attention-blocks'],
   });
   const modelDir = resolveModelDir(args.values.get('model')); // default: the bundled model
   const dataDir = args.values.get('data');
   if (!dataDir) throw new Error('usage: npm run eval -- [--model DIR] --data DIR (held-out sources)');
   const folder = openModelFolder(modelDir, { requireTokenizer: true });
   const tok = folder.tokenizer!;
-  const model: LanguageModel = args.values.get('backend') === 'cpu' ? CpuModel.load(folder) : await GpuModel.load(folder, { kv: { gpuBudgetBytes: 1 << 30 } });
+  const attentionBlocks = intValue(args, 'attention-blocks', 64);
+  const model: LanguageModel =
+    args.values.get('backend') === 'cpu' ? CpuModel.load(folder) : await GpuModel.load(folder, { kv: { gpuBudgetBytes: 1 << 30, attentionBlocks } });
   const random = rng(intValue(args, 'seed', 1));
   const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)];
 
@@ -61,7 +65,7 @@ async function main(): Promise<void> {
   }
   if (files.length < 4) throw new Error(`${dataDir} has too few readable source files (${files.length}).`);
   const frame = (f: SourceFile) => frameFile(f.path, f.text, tok.special, (s) => tok.encode(s));
-  const result: Record<string, unknown> = { model: modelDir, data: dataDir, files: files.length, date: new Date().toISOString() };
+  const result: Record<string, unknown> = { model: modelDir, data: dataDir, files: files.length, date: new Date().toISOString(), attentionBlocks };
 
   // 1. Perplexity over held-out files (each file on its own, up to 2,048 tokens).
   {
