@@ -246,6 +246,9 @@ export class WorkspaceIngest {
     let pending: number[] = this.model.position === 0 ? preambleTokens(this.tokenizer, chatFormat(this.tokenizer.config)) : [];
     let fedEnd = this.model.position + pending.length;
     let current = '';
+    // Checkpoints are taken as the chunks are fed and land in order once their copies are read back (the next
+    // chunk is not held up by them); all have landed before the snapshot is written.
+    let checkpointsTaken: Promise<void> = Promise.resolve();
     const feed = async (n: number): Promise<boolean> => {
       if (opts.signal?.aborted) return false;
       const ids = pending.slice(0, n);
@@ -258,10 +261,14 @@ export class WorkspaceIngest {
       await new Promise((r) => setImmediate(r));
       while (queued.length && queued[0].end <= this.model.position) manifest.files.push(queued.shift()!);
       if (this.model.position - lastCheckpoint >= every && (pending.length > 0 || queued.length > 0)) {
-        const st = await this.model.exportState({ kv: false });
-        this.checkpoints.push({ position: st.position, mamba: st.mamba });
-        lastCheckpoint = st.position;
-        thinLadder(this.checkpoints, this.opts.maxCheckpoints ?? 24);
+        const taken = this.model.exportState({ kv: false });
+        lastCheckpoint = this.model.position;
+        checkpointsTaken = checkpointsTaken.then(async () => {
+          const st = await taken;
+          this.checkpoints.push({ position: st.position, mamba: st.mamba });
+          thinLadder(this.checkpoints, this.opts.maxCheckpoints ?? 24);
+        });
+        checkpointsTaken.catch(() => undefined); // reported where it is awaited, after the last chunk
       }
       const done = this.model.position - startPos;
       const tps = done / Math.max((performance.now() - tIngest) / 1000, 1e-6);
@@ -292,6 +299,7 @@ export class WorkspaceIngest {
       }
     }
     if (!cancelled && pending.length > 0 && !(await feed(pending.length))) cancelled = true;
+    await checkpointsTaken;
     if (cancelled && queued.length) {
       const f = queued[0];
       manifest.partial = { path: f.path, sha256: f.sha256, start: f.start, done: this.model.position - f.start };

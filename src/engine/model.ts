@@ -101,7 +101,8 @@ export interface LanguageModel {
   memory(): MemoryReport;
   /**
    * Copies the state out (for snapshots); with kv: false only the Mamba part (for checkpoints); with
-   * kv: 'blocks' the K/V as block sources, without a dense copy (valid until the model runs again).
+   * kv: 'blocks' the K/V as block sources, without a dense copy (valid until the model runs again). The state
+   * is the one at the call: with kv: false a caller may go on feeding tokens before the promise resolves.
    */
   exportState(opts?: { kv?: boolean | 'blocks' }): Promise<ModelState>;
   /** Replaces the state with a saved one (K/V sources are read when needed, not all at once). */

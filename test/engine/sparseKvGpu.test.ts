@@ -141,6 +141,34 @@ describe('sparse KV on WebGPU', () => {
     assert.ok(relError(await cpuSkip.forward(probe), await cpu.forward(probe)) < 1e-6, 'CPU: same continuation');
   });
 
+  test('chunks stored on the host in slices (between score read-backs) hold the same rows and continue the same', async () => {
+    const folder = openModelFolder(path.join(FIXTURES, 'granite-dense-nope'));
+    const cfg = folder.config;
+    const random = rng(17);
+    const ids = Array.from({ length: 12 * BLOCK_ROWS + 5 }, () => Math.floor(random() * cfg.vocabSize));
+    // 256-token chunks, 4 selected blocks (sparse from the third chunk on), forwarding on (a large budget).
+    const kv = { gpuBudgetBytes: 64 << 20, sinkBlocks: 1, recentBlocks: 2, attentionBlocks: 4, maxContextTokens: MAX_CONTEXT };
+    const whole = await GpuModel.load(folder, { gpu, prefillChunk: 256, kv });
+    const sliced = await GpuModel.load(folder, { gpu, prefillChunk: 256, kv: { ...kv, appendRows: BLOCK_ROWS } });
+    assert.ok(sliced.kvForwarding);
+    for (let o = 0; o < ids.length; o += 256) {
+      await whole.forward(ids.slice(o, o + 256), { skipLogits: true });
+      await sliced.forward(ids.slice(o, o + 256), { skipLogits: true });
+    }
+    const a = await whole.exportState();
+    const b = await sliced.exportState();
+    assert.equal(a.kv.length, b.kv.length);
+    a.kv.forEach((l, i) => {
+      assert.equal(l.k.length, ids.length * cfg.attention!.numKvHeads * cfg.attention!.headDim);
+      assert.deepEqual(b.kv[i].k, l.k, `layer ${i} keys`);
+      assert.deepEqual(b.kv[i].v, l.v, `layer ${i} values`);
+    });
+    const probe = [5, 6, 7];
+    assert.ok(relError(await sliced.forward(probe), await whole.forward(probe)) < 1e-6);
+    whole.dispose();
+    sliced.dispose();
+  });
+
   test('prefill without logits still reports a lost device', async () => {
     const own = await Gpu.create();
     const folder = openModelFolder(path.join(FIXTURES, 'granite-dense-nope'));

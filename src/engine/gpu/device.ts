@@ -327,6 +327,46 @@ export class Gpu {
     }
   }
 
+  /**
+   * Reads whole buffers through one staging buffer and a single map. The copies are queued when this is called,
+   * not when the promise is awaited: the data is what the buffers hold after the work submitted so far, and the
+   * caller may queue more work before it waits.
+   */
+  readMany(bufs: readonly GPUBuffer[]): Promise<ArrayBuffer[]> {
+    try {
+      this.checkAlive();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const total = bufs.reduce((n, b) => n + b.size, 0);
+    if (total === 0) return Promise.resolve(bufs.map(() => new ArrayBuffer(0)));
+    const staging = this.device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'staging.many' });
+    const enc = this.device.createCommandEncoder();
+    let o = 0;
+    for (const b of bufs) {
+      if (b.size > 0) enc.copyBufferToBuffer(b, 0, staging, o, b.size);
+      o += b.size;
+    }
+    this.device.queue.submit([enc.finish()]);
+    return (async () => {
+      try {
+        await staging.mapAsync(GPUMapMode.READ);
+        const mapped = staging.getMappedRange();
+        let at = 0;
+        const out = bufs.map((b) => mapped.slice(at, (at += b.size)));
+        staging.unmap();
+        await this.check();
+        return out;
+      } catch (e) {
+        this.checkAlive();
+        if (e instanceof GpuError) throw e;
+        throw new GpuError(`reading ${bufs.length} buffers failed: ${(e as Error).message}`);
+      } finally {
+        staging.destroy();
+      }
+    })();
+  }
+
   /** Reads `bytes` from `buf` at `byteOffset` through a staging buffer (after all submitted work). */
   async read(buf: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
     this.checkAlive();

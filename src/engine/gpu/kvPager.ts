@@ -42,6 +42,8 @@ export interface SparseKvOptions {
    * their reserve is taken from the budget (at most a quarter of it) before the slots.
    */
   maxContextTokens?: number;
+  /** Rows of a chunk appended to a host store at a time (whole blocks; default 2,048), the event loop turning between them. */
+  appendRows?: number;
 }
 
 interface LayerKv {
@@ -400,12 +402,20 @@ export class SparseKv {
         // The summaries are grouped by blocks from pos0; a store that is elsewhere (never, while the epoch
         // holds) computes its own.
         const s = store.length === pos0 ? summaries.subarray((j * sumBytes) / 4, ((j + 1) * sumBytes) / 4) : undefined;
-        store.append(k, v, s);
-        this.profile.appendMs += performance.now() - t;
-        // One layer at a time: a score read-back that arrives meanwhile is answered between two layers, so
-        // the GPU does not wait for the whole chunk's rows to be stored.
-        await new Promise((r) => setImmediate(r));
-        t = performance.now();
+        // In slices of APPEND_ROWS (whole blocks, when the store ends on a block boundary), yielding between
+        // them: a score read-back that arrives meanwhile is answered after one slice, not after the chunk, so
+        // the GPU does not wait for the whole chunk's rows to be stored. The epoch is checked again after each.
+        const slice = s && pos0 % BLOCK_ROWS === 0 ? BLOCK_ROWS * Math.max(1, Math.round((this.opts.appendRows ?? 2048) / BLOCK_ROWS)) : T;
+        for (let r = 0; r < T && epoch === this.epoch; r += slice) {
+          const e = Math.min(T, r + slice);
+          const g0 = r / BLOCK_ROWS;
+          const g1 = Math.ceil(e / BLOCK_ROWS);
+          const part = s && slice < T ? s.subarray(g0 * 2 * this.kd, g1 * 2 * this.kd) : s;
+          store.append(k.subarray(r * this.kd, e * this.kd), v.subarray(r * this.kd, e * this.kd), part);
+          this.profile.appendMs += performance.now() - t;
+          await new Promise((res) => setImmediate(res));
+          t = performance.now();
+        }
       }
       staging.unmap();
     });

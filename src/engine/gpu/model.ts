@@ -187,7 +187,26 @@ export class GpuModel implements LanguageModel {
     return this.sparseKv?.forwarding ?? false;
   }
 
-  async exportState(opts: { kv?: boolean | 'blocks' } = {}): Promise<ModelState> {
+  exportState(opts: { kv?: boolean | 'blocks' } = {}): Promise<ModelState> {
+    return opts.kv === false ? this.exportMamba() : this.exportWithKv(opts);
+  }
+
+  /**
+   * The Mamba state (a checkpoint) in one copy and one map, taken when called: the copies are queued behind the
+   * work submitted so far, so the caller may feed the next chunk before awaiting it, and nothing waits for the
+   * K/V copy-out to the host.
+   */
+  private exportMamba(): Promise<ModelState> {
+    const layers = this.states.filter((s) => s.conv && s.ssm);
+    const position = this.pos;
+    return this.gpu.readMany(layers.flatMap((s) => [s.conv!, s.ssm!])).then((parts) => ({
+      position,
+      mamba: layers.map((_, i) => ({ conv: new Float32Array(parts[2 * i]), ssm: new Float32Array(parts[2 * i + 1]) })),
+      kv: [],
+    }));
+  }
+
+  private async exportWithKv(opts: { kv?: boolean | 'blocks' }): Promise<ModelState> {
     await this.sparseKv?.settle();
     await this.gpu.device.queue.onSubmittedWorkDone();
     const a = this.config.attention;
