@@ -328,67 +328,65 @@ export class Gpu {
   }
 
   /**
-   * Reads whole buffers through one staging buffer and a single map. The copies are queued when this is called,
-   * not when the promise is awaited: the data is what the buffers hold after the work submitted so far, and the
-   * caller may queue more work before it waits.
+   * Reads buffers (each whole, or `bytes` from `offset`) through one staging buffer and a single map. The copies
+   * are queued when this is called, not when the promise is awaited: the data is what the buffers hold after the
+   * work submitted so far, and the caller may queue more work before it waits.
    */
-  readMany(bufs: readonly GPUBuffer[]): Promise<ArrayBuffer[]> {
+  readMany(parts: readonly { buffer: GPUBuffer; bytes?: number; offset?: number }[]): Promise<ArrayBuffer[]> {
+    const what = parts.length === 1 ? `buffer '${parts[0].buffer.label}'` : `${parts.length} buffers`;
+    const fail = (e: unknown): never => {
+      this.checkAlive();
+      if (e instanceof GpuError) throw e;
+      throw new GpuError(`reading ${what} failed: ${(e as Error).message}`);
+    };
+    const bytes = parts.map((p) => p.bytes ?? p.buffer.size);
+    const sizes = bytes.map((b) => Math.ceil(b / 4) * 4);
+    const total = sizes.reduce((n, b) => n + b, 0);
+    let staging: GPUBuffer | null = null;
     try {
       this.checkAlive();
+      if (total === 0) return Promise.resolve(parts.map(() => new ArrayBuffer(0)));
+      staging = this.device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'staging' });
+      const enc = this.device.createCommandEncoder();
+      let o = 0;
+      parts.forEach((p, i) => {
+        if (sizes[i] > 0) enc.copyBufferToBuffer(p.buffer, p.offset ?? 0, staging!, o, sizes[i]);
+        o += sizes[i];
+      });
+      this.device.queue.submit([enc.finish()]);
     } catch (e) {
-      return Promise.reject(e);
+      staging?.destroy();
+      try {
+        fail(e);
+      } catch (err) {
+        return Promise.reject(err);
+      }
     }
-    const total = bufs.reduce((n, b) => n + b.size, 0);
-    if (total === 0) return Promise.resolve(bufs.map(() => new ArrayBuffer(0)));
-    const staging = this.device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'staging.many' });
-    const enc = this.device.createCommandEncoder();
-    let o = 0;
-    for (const b of bufs) {
-      if (b.size > 0) enc.copyBufferToBuffer(b, 0, staging, o, b.size);
-      o += b.size;
-    }
-    this.device.queue.submit([enc.finish()]);
+    const st = staging!;
     return (async () => {
       try {
-        await staging.mapAsync(GPUMapMode.READ);
-        const mapped = staging.getMappedRange();
+        await st.mapAsync(GPUMapMode.READ);
+        const mapped = st.getMappedRange();
         let at = 0;
-        const out = bufs.map((b) => mapped.slice(at, (at += b.size)));
-        staging.unmap();
+        const out = parts.map((_, i) => {
+          const from = at;
+          at += sizes[i];
+          return mapped.slice(from, from + bytes[i]);
+        });
+        st.unmap();
         await this.check();
         return out;
       } catch (e) {
-        this.checkAlive();
-        if (e instanceof GpuError) throw e;
-        throw new GpuError(`reading ${bufs.length} buffers failed: ${(e as Error).message}`);
+        return fail(e);
       } finally {
-        staging.destroy();
+        st.destroy();
       }
     })();
   }
 
   /** Reads `bytes` from `buf` at `byteOffset` through a staging buffer (after all submitted work). */
   async read(buf: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
-    this.checkAlive();
-    const size = Math.ceil(bytes / 4) * 4;
-    if (size === 0) return new ArrayBuffer(0);
-    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'staging' });
-    try {
-      const enc = this.device.createCommandEncoder();
-      enc.copyBufferToBuffer(buf, byteOffset, staging, 0, size);
-      this.device.queue.submit([enc.finish()]);
-      await staging.mapAsync(GPUMapMode.READ);
-      const out = staging.getMappedRange().slice(0, bytes);
-      staging.unmap();
-      await this.check();
-      return out;
-    } catch (e) {
-      this.checkAlive();
-      if (e instanceof GpuError) throw e;
-      throw new GpuError(`reading buffer '${buf.label}' failed: ${(e as Error).message}`);
-    } finally {
-      staging.destroy();
-    }
+    return (await this.readMany([{ buffer: buf, bytes, offset: byteOffset }]))[0];
   }
 
   /** A buffer of zeros, bound where a kernel's optional input (e.g. a bias) is absent. */

@@ -199,7 +199,7 @@ export class GpuModel implements LanguageModel {
   private exportMamba(): Promise<ModelState> {
     const layers = this.states.filter((s) => s.conv && s.ssm);
     const position = this.pos;
-    return this.gpu.readMany(layers.flatMap((s) => [s.conv!, s.ssm!])).then((parts) => ({
+    return this.gpu.readMany(layers.flatMap((s) => [{ buffer: s.conv! }, { buffer: s.ssm! }])).then((parts) => ({
       position,
       mamba: layers.map((_, i) => ({ conv: new Float32Array(parts[2 * i]), ssm: new Float32Array(parts[2 * i + 1]) })),
       kv: [],
