@@ -20,7 +20,7 @@ import { generateTokens } from '../src/engine/generate';
 import { GpuModel } from '../src/engine/gpu/model';
 import { openModelFolder, type LanguageModel } from '../src/engine/model';
 import { rng } from '../src/engine/sampling';
-import { frameFile, readWorkspaceFile, walkWorkspace } from '../src/workspace';
+import { definedNames, frameFile, readWorkspaceFile, walkWorkspace } from '../src/workspace';
 import { intValue, parseArgs } from '../src/cli/args';
 
 interface SourceFile {
@@ -28,11 +28,8 @@ interface SourceFile {
   text: string;
 }
 
-const DEF_RE = /^(?:def|class)\s+([A-Za-z_]\w{3,})|^(?:export\s+)?(?:function|class)\s+([A-Za-z_$][\w$]{3,})/gm;
-
-function definitions(text: string): string[] {
-  return [...text.matchAll(DEF_RE)].map((m) => m[1] ?? m[2]);
-}
+/** Top-level definitions, as the footer's definitions line lists them (src/workspace/frame.ts). */
+const definitions = definedNames;
 
 function logSoftmaxAt(row: Float32Array, id: number): number {
   let max = -Infinity;

@@ -75,6 +75,16 @@ def definitions(text):
     return [m.group(1) or m.group(2) for m in DEF_RE.finditer(text)]
 
 
+MAX_LISTED_DEFINITIONS = 48  # as src/workspace/frame.ts
+
+
+def definitions_line(text):
+    """The footer's definitions line (src/workspace/frame.ts definitionsLine): each top-level name once, in
+    order, in backticks as a question writes them; '' when the file defines none."""
+    names = list(dict.fromkeys(definitions(text)))[:MAX_LISTED_DEFINITIONS]
+    return "defines " + " ".join(f"`{n}`" for n in names) + "\n" if names else ""
+
+
 class Examples:
     """Training rows built from a corpus split with a tokenizer (tokenizers.Tokenizer).
 
@@ -85,7 +95,7 @@ class Examples:
     whole row, so one row teaches the lookup at every context length up to its own.
     """
 
-    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7, snippet_rate=0.0, footer=False, far=False):
+    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7, snippet_rate=0.0, footer=False, far=False, defs=False):
         self.tok = tok
         # far: each question is about the file whose end lies nearest to a distance drawn uniformly over the row
         # so far, and questions come more often in the row's second half (otherwise, asked about any open file
@@ -93,6 +103,9 @@ class Examples:
         # landed within 512 tokens of their file, none 8K away).
         self.far = far
         self.footer = footer  # the path again after <file_sep> (src/workspace/frame.ts, "sidewinder_file_footer")
+        # and, after it, the line of names the file defines ("sidewinder_file_defs"): a lookup matches the question's
+        # `NAME` against that line, a few tokens after the file's path
+        self.defs = defs and footer
         self.snippet_rate = snippet_rate  # files cut to a window of lines: many short files, many questions
         self.files = files
         self.rng = random.Random(seed)
@@ -118,12 +131,15 @@ class Examples:
         return self.tok.encode(s, add_special_tokens=False).ids
 
     def frame(self, path, text):
-        return [self.sp["<filename>"]] + self.enc(path + "\n") + self.enc(text) + [self.sp["<file_sep>"]] + self.tail(path)
+        return [self.sp["<filename>"]] + self.enc(path + "\n") + self.enc(text) + [self.sp["<file_sep>"]] + self.tail(path, text)
 
-    def tail(self, path):
+    def tail(self, path, text):
         """The footer: a causal model reads the header before the code, so only a path after the code can be
-        bound to what the file defines; answering a lookup is then a copy from the right footer."""
-        return self.enc(path + "\n") if self.footer else []
+        bound to what the file defines; answering a lookup is then a copy from the right footer. With defs, the
+        names the file defines follow the path (tokenized together, as the engine does)."""
+        if not self.footer:
+            return []
+        return self.enc(path + "\n" + (definitions_line(text) if self.defs else ""))
 
     def fim_frame(self, path, text):
         """The file as the engine's completion prompt (src/engine/completion/fim.ts) plus the middle: a span
@@ -139,7 +155,7 @@ class Examples:
             pre, mid = pre + mid[:cut], mid[cut:]
         return ([self.sp["<filename>"]] + self.enc(path + "\n") + [self.sp["<fim_prefix>"]] + self.enc(pre) +
                 [self.sp["<fim_suffix>"]] + self.enc(suf) + [self.sp["<fim_middle>"]] + self.enc(mid) +
-                [self.sp["<|endoftext|>"]] + ([self.sp["<file_sep>"]] + self.tail(path) if self.footer else []))
+                [self.sp["<|endoftext|>"]] + ([self.sp["<file_sep>"]] + self.tail(path, text) if self.footer else []))
 
     def snippet(self, text):
         """A window of 6-60 lines, starting at a top-level definition when the file has one."""

@@ -16,6 +16,8 @@ export interface SpecialTokens {
   fileName: number | null;
   /** Files are framed with the path after the file too (tokenizer_config.json "sidewinder_file_footer"). */
   fileFooter: boolean;
+  /** The footer also lists the names the file defines (tokenizer_config.json "sidewinder_file_defs"). */
+  fileDefs: boolean;
 }
 
 export class TextTokenizer {
@@ -39,6 +41,7 @@ export class TextTokenizer {
       fileSep: find('<file_sep>', '<|file_sep|>'),
       fileName: find('<filename>', '<|filename|>'),
       fileFooter: config['sidewinder_file_footer'] === true,
+      fileDefs: config['sidewinder_file_footer'] === true && config['sidewinder_file_defs'] === true,
     };
   }
 

@@ -38,3 +38,20 @@ test('a model trained with file footers gets the path after <file_sep>, tokenize
   assert.deepEqual(ids.slice(sep + 1), path_);
   assert.equal(tok.decode(ids, false), '<filename>pkg/util.py\ndef helper():\n    return 1\n<file_sep>pkg/util.py\n');
 });
+
+test('a model trained with a definitions line lists them after the footer path; the flag needs the footer', () => {
+  assert.equal(TextTokenizer.load(folderWith({ sidewinder_file_defs: true })).special.fileDefs, false, 'no footer, no definitions line');
+  const tok = TextTokenizer.load(folderWith({ eos_token: '<|endoftext|>', sidewinder_file_footer: true, sidewinder_file_defs: true }));
+  assert.equal(tok.special.fileDefs, true);
+  const ids = frameFile('pkg/util.py', 'def helper():\n    return 1\n', tok.special, (s) => tok.encode(s));
+  assert.equal(tok.decode(ids, false), '<filename>pkg/util.py\ndef helper():\n    return 1\n<file_sep>pkg/util.py\ndefines `helper`\n');
+  // The path in the footer is tokenized as in the header, and the name as a question writes it.
+  const path_ = tok.encode('pkg/util.py\n');
+  const sep = ids.lastIndexOf(tok.special.fileSep!);
+  assert.deepEqual(ids.slice(sep + 1, sep + 1 + path_.length), path_);
+  const name = tok.encode(' `helper`');
+  const q = tok.encode('Where is `helper` defined?');
+  const inQuestion = q.findIndex((_, i) => name.every((t, j) => q[i + j] === t));
+  const inFooter = ids.findIndex((_, i) => i > sep && name.every((t, j) => ids[i + j] === t));
+  assert.ok(inQuestion >= 0 && inFooter > sep, 'the same tokens for the name in the question and in the footer');
+});

@@ -9,9 +9,12 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { cmdFiles } from '../../src/cli/files';
+import { MAX_LISTED_DEFINITIONS } from '../../src/workspace/frame';
 import { UsageError } from '../../src/engine/errors';
 import {
   DEFAULT_SECRET_PATTERNS,
+  definedNames,
+  definitionsLine,
   frameFile,
   readWorkspaceFile,
   walkWorkspace,
@@ -443,6 +446,19 @@ describe('frameFile', () => {
     // A model trained with a footer gets the path again after <file_sep>; without <file_sep> there is no footer.
     assert.deepEqual(frameFile('a/b.ts', 'xy', { fileName: 900, fileSep: 901, fileFooter: true }, encode), [900, ...encode('a/b.ts\n'), ...encode('xy'), 901, ...encode('a/b.ts\n')]);
     assert.deepEqual(frameFile('a/b.ts', 'xy', { fileName: 900, fileSep: null, fileFooter: true }, encode), [900, ...encode('a/b.ts\n'), ...encode('xy')]);
+  });
+  test('a model trained with a definitions line gets, after the footer path, the names the file defines', () => {
+    const text = 'import os\nclass Reader:\n    def read(self): pass\ndef load_all(x):\n    pass\ndef load_all(y): pass\ndef ab(): pass\n';
+    // top level only (not the method), 4+ characters, each once, in order, in backticks
+    assert.deepEqual(definedNames(text), ['Reader', 'load_all', 'load_all']);
+    assert.equal(definitionsLine(text), 'defines `Reader` `load_all`\n');
+    assert.equal(definitionsLine('export function parseArgs() {}\nexport class Walker {}\nfunction $helper() {}\n'), 'defines `parseArgs` `Walker` `$helper`\n');
+    assert.equal(definitionsLine('x = 1\n'), '', 'no line when nothing is defined');
+    const many = Array.from({ length: 60 }, (_, i) => `def name_${i}(): pass\n`).join('');
+    assert.equal(definitionsLine(many).split('`').length - 1, 2 * MAX_LISTED_DEFINITIONS, 'at most MAX_LISTED_DEFINITIONS names');
+    const special = { fileName: 900, fileSep: 901, fileFooter: true, fileDefs: true };
+    assert.deepEqual(frameFile('a/b.py', text, special, encode), [900, ...encode('a/b.py\n'), ...encode(text), 901, ...encode('a/b.py\ndefines `Reader` `load_all`\n')]);
+    assert.deepEqual(frameFile('a/b.py', 'x = 1\n', special, encode), [900, ...encode('a/b.py\n'), ...encode('x = 1\n'), 901, ...encode('a/b.py\n')]);
   });
   test('with <file_sep> only', () => {
     assert.deepEqual(frameFile('a/b.ts', 'xy', { fileName: null, fileSep: 901 }, encode), [901, ...encode('a/b.ts\nxy')]);
