@@ -1,7 +1,7 @@
 // Parameters and bindings of the two prefill attention kernels (kernels/attention.wgsl, kernels/attentionTiled.wgsl;
 // CommandList.attention in src/engine/gpu/ops.ts binds them), included (// #include attentionPrefill) at the end of
 // both. q: [T, nH, d] (offset/stride), k, v caches: [capacity, nKv, d], out: [T, nH * d] (offset/stride); query t
-// sits at position step.pos0 + t.
+// sits at position step.pos0 + t (kernels/step.wgsl).
 
 struct Params {
   T: u32,
@@ -14,16 +14,11 @@ struct Params {
   scale: f32,
 }
 
-struct Step {
-  pos0: u32,
-  nTokens: u32,
-  seed: u32,
-  pad: u32,
-}
-
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<uniform> step: Step;
+
+// #include step

@@ -18,13 +18,6 @@ struct Params {
   scale: f32,
 }
 
-struct Step {
-  pos0: u32,
-  nTokens: u32,
-  seed: u32,
-  pad: u32,
-}
-
 override WG: u32 = 256u;
 override SG: u32 = 32u;
 override DH: u32 = 64u; // head dim, a multiple of 4, <= WG
@@ -199,3 +192,4 @@ fn combine(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
 }
 
 // #include reduce
+// #include step

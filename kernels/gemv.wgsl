@@ -38,13 +38,6 @@ struct Params {
   oRows: u32, // rows of out; rows at or past it are dropped
 }
 
-struct Step {
-  pos0: u32,
-  nTokens: u32,
-  seed: u32,
-  pad: u32,
-}
-
 override WG: u32 = 256u;
 override TPR: u32 = 32u; // threads per row, a power of two, a multiple of SG
 override SG: u32 = 32u;
@@ -276,3 +269,4 @@ fn scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
 // #include rowSum
 // #include reduce
 // #include weights
+// #include step

@@ -9,13 +9,6 @@ struct Params {
   capacity: u32, // rows
 }
 
-struct Step {
-  pos0: u32,
-  nTokens: u32,
-  seed: u32,
-  pad: u32,
-}
-
 override WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -33,3 +26,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (row >= P.capacity) { return; }
   cache[row * P.rowLen + i] = src[P.srcOff + t * P.srcStride + i];
 }
+
+// #include step

@@ -11,13 +11,6 @@ struct Params {
   xStride: u32,
 }
 
-struct Step {
-  pos0: u32,
-  nTokens: u32,
-  seed: u32,
-  pad: u32,
-}
-
 override WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -48,3 +41,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   x[o + i] = x1 * c - x2 * s;
   x[o + half + i] = x2 * c + x1 * s;
 }
+
+// #include step

@@ -28,13 +28,6 @@ struct Params {
   seq: u32, // this dispatch's place in the chain
 }
 
-struct Step {
-  pos0: u32,
-  nTokens: u32,
-  seed: u32,
-  pad: u32,
-}
-
 override WG: u32 = 256u;
 override SG: u32 = 32u;
 const NEG = -3.0e38;
@@ -241,3 +234,4 @@ fn gumbelPart(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
 }
 
 // #include reduce
+// #include step

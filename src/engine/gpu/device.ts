@@ -332,56 +332,41 @@ export class Gpu {
    * are queued when this is called, not when the promise is awaited: the data is what the buffers hold after the
    * work submitted so far, and the caller may queue more work before it waits.
    */
-  readMany(parts: readonly { buffer: GPUBuffer; bytes?: number; offset?: number }[]): Promise<ArrayBuffer[]> {
-    const what = parts.length === 1 ? `buffer '${parts[0].buffer.label}'` : `${parts.length} buffers`;
-    const fail = (e: unknown): never => {
-      this.checkAlive();
-      if (e instanceof GpuError) throw e;
-      throw new GpuError(`reading ${what} failed: ${(e as Error).message}`);
-    };
+  async readMany(parts: readonly { buffer: GPUBuffer; bytes?: number; offset?: number }[]): Promise<ArrayBuffer[]> {
+    // An async function runs up to its first await when called: the copies below are queued at the call.
     const bytes = parts.map((p) => p.bytes ?? p.buffer.size);
     const sizes = bytes.map((b) => Math.ceil(b / 4) * 4);
     const total = sizes.reduce((n, b) => n + b, 0);
-    let staging: GPUBuffer | null = null;
+    this.checkAlive();
+    if (total === 0) return parts.map(() => new ArrayBuffer(0));
+    const staging = this.device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'staging' });
     try {
-      this.checkAlive();
-      if (total === 0) return Promise.resolve(parts.map(() => new ArrayBuffer(0)));
-      staging = this.device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'staging' });
       const enc = this.device.createCommandEncoder();
       let o = 0;
       parts.forEach((p, i) => {
-        if (sizes[i] > 0) enc.copyBufferToBuffer(p.buffer, p.offset ?? 0, staging!, o, sizes[i]);
+        if (sizes[i] > 0) enc.copyBufferToBuffer(p.buffer, p.offset ?? 0, staging, o, sizes[i]);
         o += sizes[i];
       });
       this.device.queue.submit([enc.finish()]);
+      await staging.mapAsync(GPUMapMode.READ);
+      const mapped = staging.getMappedRange();
+      let at = 0;
+      const out = parts.map((_, i) => {
+        const from = at;
+        at += sizes[i];
+        return mapped.slice(from, from + bytes[i]);
+      });
+      staging.unmap();
+      await this.check();
+      return out;
     } catch (e) {
-      staging?.destroy();
-      try {
-        fail(e);
-      } catch (err) {
-        return Promise.reject(err);
-      }
+      this.checkAlive();
+      if (e instanceof GpuError) throw e;
+      const what = parts.length === 1 ? `buffer '${parts[0].buffer.label}'` : `${parts.length} buffers`;
+      throw new GpuError(`reading ${what} failed: ${(e as Error).message}`);
+    } finally {
+      staging.destroy();
     }
-    const st = staging!;
-    return (async () => {
-      try {
-        await st.mapAsync(GPUMapMode.READ);
-        const mapped = st.getMappedRange();
-        let at = 0;
-        const out = parts.map((_, i) => {
-          const from = at;
-          at += sizes[i];
-          return mapped.slice(from, from + bytes[i]);
-        });
-        st.unmap();
-        await this.check();
-        return out;
-      } catch (e) {
-        return fail(e);
-      } finally {
-        st.destroy();
-      }
-    })();
   }
 
   /** Reads `bytes` from `buf` at `byteOffset` through a staging buffer (after all submitted work). */
@@ -396,16 +381,20 @@ export class Gpu {
   }
 
   /** The kernel's text after preprocessing; `// #include NAME` lines (kept at the end of a file, so that line
-   * numbers in compile errors stay right) are replaced by kernels/NAME.wgsl. */
+   * numbers in compile errors stay right) are replaced by kernels/NAME.wgsl, itself expanded the same way; a
+   * file included twice (e.g. `step` by a kernel and by a file it includes) is taken once. */
   private source(kernel: string): string {
     let src = this.sources.get(kernel);
     if (src === undefined) {
+      const seen = new Set<string>();
       const read = (name: string): string => {
+        if (seen.has(name)) return '';
+        seen.add(name);
         const file = path.join(this.dir, `${name}.wgsl`);
         if (!fs.existsSync(file)) throw new GpuError(`kernel '${name}' not found: ${file} does not exist.`);
-        return preprocess(fs.readFileSync(file, 'utf8'), this.defines);
+        return preprocess(fs.readFileSync(file, 'utf8'), this.defines).replace(/^\s*\/\/\s*#include\s+(\w+)\s*$/gm, (_, inc: string) => read(inc));
       };
-      src = read(kernel).replace(/^\s*\/\/\s*#include\s+(\w+)\s*$/gm, (_, name: string) => read(name));
+      src = read(kernel);
       this.sources.set(kernel, src);
     }
     return src;
