@@ -28,9 +28,6 @@ interface SourceFile {
   text: string;
 }
 
-/** Top-level definitions, as the footer's definitions line lists them (src/workspace/frame.ts). */
-const definitions = definedNames;
-
 function logSoftmaxAt(row: Float32Array, id: number): number {
   let max = -Infinity;
   for (const v of row) if (v > max) max = v;
@@ -111,9 +108,9 @@ async function main(): Promise<void> {
     let nameHit = 0;
     const total = intValue(args, 'lookup', 10);
     for (let i = 0; i < total; i++) {
-      const withDefs = files.filter((f) => definitions(f.text).length > 0);
+      const withDefs = files.filter((f) => definedNames(f.text).length > 0);
       const target = pick(withDefs);
-      const name = pick(definitions(target.text));
+      const name = pick(definedNames(target.text));
       const chosen: number[][] = [];
       let size = 0;
       for (let guard = 0; size < L && guard < 10 * files.length; guard++) {

@@ -81,6 +81,7 @@ export class SparseKv {
    */
   private readonly forwardBuffers: { k: GPUBuffer; v: GPUBuffer }[] | null;
   private readonly forwardRows: number;
+  private readonly appendRows: number; // rows appended to a host store at a time (whole blocks)
   private forwarded: { pos0: number; end: number; epoch: number } | null = null;
   private epoch = 0; // bumped when rows are dropped: a commit in flight from before is discarded
   /** Milliseconds of CPU-side work and waits, accumulated (the ingest bench reports them). */
@@ -112,6 +113,7 @@ export class SparseKv {
     // Forwarding buffers take only budget the slots leave over (never a slot), and SIDEWINDER_KV_FORWARD=0 turns
     // them off (to measure what they bring).
     this.forwardRows = BLOCK_ROWS * Math.ceil(maxChunk / BLOCK_ROWS);
+    this.appendRows = BLOCK_ROWS * Math.max(1, Math.round((opts.appendRows ?? 2048) / BLOCK_ROWS));
     const forwardBytes = 2 * this.forwardRows * this.kd * 4;
     const spare = perLayer - (this.tailRows / BLOCK_ROWS + this.maxSlots) * blockBytes;
     const forwardOn = process.env.SIDEWINDER_KV_FORWARD !== '0' && spare >= forwardBytes;
@@ -402,10 +404,10 @@ export class SparseKv {
         // The summaries are grouped by blocks from pos0; a store that is elsewhere (never, while the epoch
         // holds) computes its own.
         const s = store.length === pos0 ? summaries.subarray((j * sumBytes) / 4, ((j + 1) * sumBytes) / 4) : undefined;
-        // In slices of APPEND_ROWS (whole blocks, when the store ends on a block boundary), yielding between
+        // In slices of appendRows (whole blocks, when the store ends on a block boundary), yielding between
         // them: a score read-back that arrives meanwhile is answered after one slice, not after the chunk, so
         // the GPU does not wait for the whole chunk's rows to be stored. The epoch is checked again after each.
-        const slice = s && pos0 % BLOCK_ROWS === 0 ? BLOCK_ROWS * Math.max(1, Math.round((this.opts.appendRows ?? 2048) / BLOCK_ROWS)) : T;
+        const slice = s && pos0 % BLOCK_ROWS === 0 ? this.appendRows : T;
         for (let r = 0; r < T && epoch === this.epoch; r += slice) {
           const e = Math.min(T, r + slice);
           const g0 = r / BLOCK_ROWS;
