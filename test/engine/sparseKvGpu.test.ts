@@ -40,8 +40,18 @@ describe('sparse KV on WebGPU', () => {
   });
   after(() => gpu?.destroy());
 
-  for (const [name, forward] of [['granite-moe-rope', false], ['granite-dense-nope', false], ['granite-moe-rope', true]] as const) {
-    const how = forward ? ' (chunks forwarded on the GPU while their copy-out runs)' : '';
+  const cases = [
+    ['granite-moe-rope', false, false],
+    ['granite-dense-nope', false, false],
+    ['granite-moe-rope', true, false],
+    ['granite-dense-nope', false, true],
+  ] as const;
+  for (const [name, forward, grouped] of cases) {
+    const how = forward
+      ? ' (chunks forwarded on the GPU while their copy-out runs)'
+      : grouped
+        ? ' (a context past the summaries\' reserve: GPU summaries of groups of blocks, refined on the host)'
+        : '';
     test(`${name}: GPU selection and logits follow the CPU reference; export/import continues exactly${how}`, async () => {
       const folder = openModelFolder(path.join(FIXTURES, name));
       const cfg = folder.config;
@@ -50,8 +60,11 @@ describe('sparse KV on WebGPU', () => {
       const slots = 4;
       const budget = budgetFor(slots, kd, layers, forward);
       // Forwarding takes only budget the slots leave over: the slots are capped to leave it.
-      const attentionBlocks = forward ? slots : 1000;
-      const g = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2, attentionBlocks, maxContextTokens: MAX_CONTEXT } });
+      // Grouped: summaries reserved for 4 blocks only, so that the 12 blocks of the context go 4 to a summary.
+      const attentionBlocks = forward || grouped ? slots : 1000;
+      const maxContextTokens = grouped ? 4 * BLOCK_ROWS : MAX_CONTEXT;
+      const g = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2, attentionBlocks, maxContextTokens } });
+      const gpuBytesAtStart = g.memory().kvGpuBytes;
       assert.equal(g.kvForwarding, forward, 'forwarding buffers only with budget to spare beyond the slots');
       const workingRows = (slots + Math.ceil((BLOCK_ROWS - 1 + CHUNK) / BLOCK_ROWS)) * BLOCK_ROWS;
       const c = CpuModel.load(folder, { kvPolicy: { sinkBlocks: 1, recentBlocks: 2, maxBlocks: slots, denseRows: workingRows } });
@@ -79,14 +92,16 @@ describe('sparse KV on WebGPU', () => {
       const paged = g.kvPaging();
       assert.ok(paged.fromHost > 0, 'older blocks are paged in from the host');
       assert.equal(paged.fromForward > 0, forward, 'the previous chunk\'s blocks come from the forwarding buffers');
+      assert.equal(paged.groupedSelections > 0, grouped, 'selections from group summaries only past the reserve');
       const mem = g.memory();
       assert.ok(mem.kvHostBytes > 0, 'all blocks are kept on the host');
       assert.equal(mem.kvBudgetBytes, budget);
       assert.ok(mem.kvGpuBytes <= budget, `GPU KV ${mem.kvGpuBytes} within the budget ${budget}`);
+      assert.equal(mem.kvGpuBytes, gpuBytesAtStart, 'the GPU K/V buffers (summaries included) never grow');
 
       // Export / import into a fresh model continues exactly, and so does a snapshot on disk whose K/V blocks
       // are paged in lazily (nothing but the summaries is read until attention selects a block).
-      const opts = { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2, attentionBlocks, maxContextTokens: MAX_CONTEXT } };
+      const opts = { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: budget, sinkBlocks: 1, recentBlocks: 2, attentionBlocks, maxContextTokens } };
       const state = await g.exportState();
       const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sw-gpu-snap-')), 'ws.swsnap');
       saveSnapshot(file, 'm', await g.exportState({ kv: 'blocks' }), {});

@@ -4,7 +4,7 @@
 import type { ModelConfig } from '../config';
 import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
 import { loadWeights, type LayerWeights, type ModelWeights } from '../models/weights';
-import { BLOCK_ROWS, HostBudget, KvBlockStore, selectBlocks, type SelectionPolicy } from '../memory/kvBlocks';
+import { BLOCK_ROWS, HostBudget, KvBlockStore, questScore, selectBlocks, type SelectionPolicy } from '../memory/kvBlocks';
 import * as ops from './ops';
 
 interface MambaState {
@@ -261,22 +261,7 @@ export class CpuModel implements LanguageModel {
       }
     }
     const scores = new Float32Array(nb);
-    for (let b = 0; b < nb; b++) {
-      const s = cache.summary(b);
-      let best = -Infinity;
-      for (let g = 0; g < a.numKvHeads; g++) {
-        let sum = 0;
-        for (let j = 0; j < d; j++) {
-          const lo = s.min[g * d + j];
-          const hi = s.max[g * d + j];
-          const q0 = qmin[g * d + j];
-          const q1 = qmax[g * d + j];
-          sum += Math.max(q0 * lo, q0 * hi, q1 * lo, q1 * hi);
-        }
-        best = Math.max(best, sum);
-      }
-      scores[b] = best;
-    }
+    for (let b = 0; b < nb; b++) scores[b] = questScore(qmin, qmax, cache.summary(b), a.numKvHeads);
     // Past complete blocks compete for maxBlocks places; the current block and the chunk's are always in.
     const p = this.opts.kvPolicy!;
     const pos0 = cache.length - T;

@@ -15,7 +15,7 @@
 // them before that copy-out has landed: the host appends a chunk while the GPU runs the next one.
 
 import type { ModelConfig } from '../config';
-import { BLOCK_ROWS, HostBudget, KvBlockStore, selectBlocks, type KvBlockSource } from '../memory/kvBlocks';
+import { BLOCK_ROWS, HostBudget, KvBlockStore, mergeSummaries, questScore, selectBlocks, selectBlocksGrouped, type BlockSummary, type KvBlockSource } from '../memory/kvBlocks';
 import { GpuError } from '../errors';
 import type { Gpu } from './device';
 import type { Act } from './ops';
@@ -39,7 +39,9 @@ export interface SparseKvOptions {
   attentionBlocks?: number;
   /**
    * Context the block summaries (2 x kd floats per block, on the GPU) are budgeted for, default 2^20 tokens;
-   * their reserve is taken from the budget (at most a quarter of it) before the slots.
+   * their reserve is taken from the budget (at most a quarter of it) before the slots. Past it, a GPU summary
+   * covers a group of blocks and selection refines the best groups on the host (selectBlocksGrouped): the
+   * summaries never grow past their reserve.
    */
   maxContextTokens?: number;
   /** Rows of a chunk appended to a host store at a time (whole blocks; default 2,048), the event loop turning between them. */
@@ -50,9 +52,10 @@ interface LayerKv {
   store: KvBlockStore;
   slotBlock: Int32Array; // block held by each slot, -1 when empty
   slotUse: Float64Array; // last use, for LRU replacement
-  summaries: GPUBuffer; // [capacity, 2, kd]: min then max of each block's keys
-  summaryCapacity: number;
-  summariesUploaded: number;
+  summaries: GPUBuffer; // [capacity, 2, kd]: min then max of the keys of each block (of each group of blocks)
+  summaryCapacity: number; // entries; fixed, within the budget's reserve
+  summaryGroup: number; // blocks per entry: 1, or the power of two that fits the context into the capacity
+  summariesUploaded: number; // blocks
   scores: GPUBuffer;
   qr: GPUBuffer;
   selected: number[];
@@ -88,6 +91,8 @@ export class SparseKv {
   readonly profile = { scoreWaitMs: 0, selectMs: 0, pageInMs: 0, commitWaitMs: 0, appendMs: 0 };
   /** Blocks paged into slots, by where they came from. */
   readonly paged = { fromHost: 0, fromForward: 0 };
+  /** Selections made from summaries of groups of blocks (a context past the reserve), and the blocks they scored on the host. */
+  readonly grouped = { selections: 0, blocksScored: 0 };
 
   constructor(
     private readonly gpu: Gpu,
@@ -130,7 +135,7 @@ export class SparseKv {
     this.queryParts = gpu.buffer(4 * QUERY_SLICES * 2 * this.kd, 'kv.queryParts');
     this.summaryParams = gpu.buffer(32, 'kv.summaryParams', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     this.staging = gpu.device.createBuffer({ size: 4 * 65536, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'kv.staging' });
-    // Summaries and scores start at the reserved capacity (they grow past it only beyond maxContextTokens).
+    // Summaries and scores hold the reserved capacity; a longer context groups blocks instead of growing them.
     const reservedBlocks = Math.max(1, Math.floor(reserve / (numLayers * summaryBytesPerBlock)));
     this.layers = Array.from({ length: numLayers }, (_, i) => ({
       store: new KvBlockStore(this.kd, this.hostBudget, opts.spillDir ? `${opts.spillDir}/kv-${process.pid}-${i}.bin` : null),
@@ -138,6 +143,7 @@ export class SparseKv {
       slotUse: new Float64Array(this.maxSlots),
       summaries: gpu.buffer(4 * 2 * this.kd * reservedBlocks, `kv.summaries.${i}`),
       summaryCapacity: reservedBlocks,
+      summaryGroup: 1,
       summariesUploaded: 0,
       scores: gpu.buffer(4 * reservedBlocks, `kv.scores.${i}`),
       qr: gpu.buffer(4 * 2 * this.kd, `kv.qrange.${i}`),
@@ -260,13 +266,22 @@ export class SparseKv {
       this.uploadSummaries(l, nComplete);
     }
     const fromForward = forwarding && this.pendingCommits.length > 0 ? Math.floor(fw.pos0 / BLOCK_ROWS) : Infinity;
-    // 1. scores of every complete past block, on the GPU
+    // 1. scores of every complete past block (of every group of blocks), on the GPU
     let t = performance.now();
-    const scores = await this.scoreBlocks(l, q, T, nComplete);
+    const g = l.summaryGroup;
+    const scores = await this.scoreBlocks(l, q, T, Math.ceil(nComplete / g));
+    const qr = g > 1 ? await this.queryRange(l) : null;
     this.profile.scoreWaitMs += performance.now() - t;
     t = performance.now();
-    // 2. selection: sinks + recent + top by bound, exactly maxSlots blocks
-    const selected = selectBlocks(scores, nComplete, { sinkBlocks: this.opts.sinkBlocks ?? 1, recentBlocks: this.opts.recentBlocks ?? 2, maxBlocks: this.maxSlots });
+    // 2. selection: sinks + recent + top by bound, exactly maxSlots blocks (the best groups' blocks scored here)
+    const policy = { sinkBlocks: this.opts.sinkBlocks ?? 1, recentBlocks: this.opts.recentBlocks ?? 2, maxBlocks: this.maxSlots };
+    let selected: number[];
+    if (qr) {
+      const r = selectBlocksGrouped(scores, g, nComplete, (b) => questScore(qr.min, qr.max, l.store.summary(b), this.cfg.attention!.numKvHeads), policy);
+      selected = r.selected;
+      this.grouped.selections++;
+      this.grouped.blocksScored += r.scored;
+    } else selected = selectBlocks(scores, nComplete, policy);
     l.selected = selected;
     this.profile.selectMs += performance.now() - t;
     t = performance.now();
@@ -348,7 +363,7 @@ export class SparseKv {
       T <= this.forwardRows &&
       phase === 0 &&
       work.length === this.layers.length &&
-      this.layers.every((l) => l.summariesUploaded === first && first + fullBlocks <= l.summaryCapacity);
+      this.layers.every((l) => l.summaryGroup === 1 && l.summariesUploaded === first && first + fullBlocks <= l.summaryCapacity);
     if (!this.commitSummaries || this.commitSummaries.size < work.length * sumStride) {
       this.commitSummaries?.destroy();
       this.commitSummaries = this.gpu.buffer(work.length * sumStride, 'kv.commitSummaries');
@@ -462,26 +477,31 @@ export class SparseKv {
     this.commitSummaries?.destroy();
   }
 
+  /**
+   * Brings the GPU summaries up to nComplete blocks: one entry per block while they fit the reserved capacity,
+   * else one per group of blocks (the smallest power of two that fits; a change of group re-uploads them all).
+   */
   private uploadSummaries(l: LayerKv, nComplete: number): void {
-    if (nComplete > l.summaryCapacity) {
-      let cap = l.summaryCapacity;
-      while (cap < nComplete) cap *= 2;
-      l.summaries.destroy();
-      l.scores.destroy();
-      l.summaries = this.gpu.buffer(4 * 2 * this.kd * cap, 'kv.summaries');
-      l.scores = this.gpu.buffer(4 * cap, 'kv.scores');
-      l.summaryCapacity = cap;
+    let g = 1;
+    while (Math.ceil(nComplete / g) > l.summaryCapacity) g *= 2;
+    if (g !== l.summaryGroup) {
+      l.summaryGroup = g;
       l.summariesUploaded = 0;
     }
     if (l.summariesUploaded >= nComplete) return;
-    const n = nComplete - l.summariesUploaded;
-    const data = new Float32Array(n * 2 * this.kd);
-    for (let j = 0; j < n; j++) {
-      const s = l.store.summary(l.summariesUploaded + j);
-      data.set(s.min, j * 2 * this.kd);
-      data.set(s.max, j * 2 * this.kd + this.kd);
+    // From the entry holding the first block not uploaded (a group's last entry may have been partial).
+    const e0 = Math.floor(l.summariesUploaded / g);
+    const e1 = Math.ceil(nComplete / g);
+    const kd = this.kd;
+    const data = new Float32Array((e1 - e0) * 2 * kd);
+    for (let e = e0; e < e1; e++) {
+      const at = (e - e0) * 2 * kd;
+      const out = { min: data.subarray(at, at + kd), max: data.subarray(at + kd, at + 2 * kd) };
+      const parts: BlockSummary[] = [];
+      for (let b = e * g; b < Math.min(nComplete, (e + 1) * g); b++) parts.push(l.store.summary(b));
+      mergeSummaries(parts, out);
     }
-    this.gpu.write(l.summaries, data, 4 * 2 * this.kd * l.summariesUploaded);
+    this.gpu.write(l.summaries, data, 4 * 2 * kd * e0);
     l.summariesUploaded = nComplete;
   }
 
@@ -511,6 +531,19 @@ export class SparseKv {
     pass.end();
     this.gpu.device.queue.submit([enc.finish()]);
     return this.readScores(l, nb);
+  }
+
+  /** The chunk's query range that scoreBlocks left in l.qr ([nKv, 2, d]), as [nKv * d] min and max rows. */
+  private async queryRange(l: LayerKv): Promise<{ min: Float32Array; max: Float32Array }> {
+    const d = this.cfg.attention!.headDim;
+    const qr = new Float32Array(await this.gpu.read(l.qr, 4 * 2 * this.kd));
+    const min = new Float32Array(this.kd);
+    const max = new Float32Array(this.kd);
+    for (let g = 0; g < this.kd / d; g++) {
+      min.set(qr.subarray(2 * g * d, (2 * g + 1) * d), g * d);
+      max.set(qr.subarray((2 * g + 1) * d, (2 * g + 2) * d), g * d);
+    }
+    return { min, max };
   }
 
   /** Reads the scores back through the staging buffer, 65,536 blocks (4M tokens) at a time. */

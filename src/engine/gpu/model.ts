@@ -178,8 +178,18 @@ export class GpuModel implements LanguageModel {
   }
 
   /** Blocks paged into the attention slots so far, from the host stores and from the forwarding buffers. */
-  kvPaging(): { fromHost: number; fromForward: number } {
-    return { ...(this.sparseKv?.paged ?? { fromHost: 0, fromForward: 0 }) };
+  /**
+   * Blocks paged into the slots from the host stores and from the forwarding buffers; selections made from
+   * summaries of groups of blocks (a context past the summaries' reserve) and the blocks those scored on the host.
+   */
+  kvPaging(): { fromHost: number; fromForward: number; groupedSelections: number; hostScoredBlocks: number } {
+    const kv = this.sparseKv;
+    return {
+      fromHost: kv?.paged.fromHost ?? 0,
+      fromForward: kv?.paged.fromForward ?? 0,
+      groupedSelections: kv?.grouped.selections ?? 0,
+      hostScoredBlocks: kv?.grouped.blocksScored ?? 0,
+    };
   }
 
   /** Whether paged K/V keeps each chunk's rows on the GPU for the next chunk (budget permitting). */

@@ -426,3 +426,106 @@ export function selectBlocks(scores: ArrayLike<number>, numBlocks: number, p: Se
   }
   return [...chosen].sort((a, b) => a - b);
 }
+
+/** A summary of `group` consecutive blocks: the elementwise min/max over theirs (an upper bound for each). */
+export function mergeSummaries(parts: BlockSummary[], out?: { min: Float32Array; max: Float32Array }): BlockSummary {
+  const L = parts[0].min.length;
+  const min = out?.min ?? new Float32Array(L);
+  const max = out?.max ?? new Float32Array(L);
+  min.set(parts[0].min);
+  max.set(parts[0].max);
+  for (let p = 1; p < parts.length; p++) {
+    const s = parts[p];
+    for (let i = 0; i < L; i++) {
+      if (s.min[i] < min[i]) min[i] = s.min[i];
+      if (s.max[i] > max[i]) max[i] = s.max[i];
+    }
+  }
+  return { min, max };
+}
+
+/**
+ * selectBlocks when only summaries of groups of `group` consecutive blocks can be scored at once (entry e covers
+ * blocks [e*group, (e+1)*group)): branch and bound. Groups are visited from the highest bound down and their
+ * blocks scored one by one with `blockScore`; the search stops once the worst of the best blocks found so far
+ * beats the next group's bound, which bounds every block in it. The choice is then exactly the one selectBlocks
+ * makes from every block's score, at the cost of scoring the visited groups' blocks only.
+ */
+export function selectBlocksGrouped(
+  groupScores: ArrayLike<number>,
+  group: number,
+  numBlocks: number,
+  blockScore: (b: number) => number,
+  p: SelectionPolicy,
+): { selected: number[]; scored: number } {
+  if (numBlocks <= p.maxBlocks || group === 1) {
+    const scores = group === 1 ? groupScores : new Float32Array(0);
+    return { selected: selectBlocks(scores, numBlocks, p), scored: group === 1 ? numBlocks : 0 };
+  }
+  const always = new Set<number>();
+  for (let b = 0; b < Math.min(p.sinkBlocks, numBlocks); b++) always.add(b);
+  for (let b = Math.max(0, numBlocks - p.recentBlocks); b < numBlocks; b++) always.add(b);
+  const want = p.maxBlocks - always.size;
+  const entries = Math.ceil(numBlocks / group);
+  const order = Array.from({ length: entries }, (_, e) => e).sort((a, b) => groupScores[b] - groupScores[a] || a - b);
+  const scores = new Float32Array(numBlocks).fill(-Infinity);
+  // The `want` best block scores so far, as a min-heap: heap[0] is the one to beat.
+  const heap: number[] = [];
+  const push = (x: number) => {
+    if (heap.length === want) {
+      if (x <= heap[0]) return;
+      heap[0] = x;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < heap.length && heap[l] < heap[m]) m = l;
+        if (r < heap.length && heap[r] < heap[m]) m = r;
+        if (m === i) break;
+        [heap[i], heap[m]] = [heap[m], heap[i]];
+        i = m;
+      }
+      return;
+    }
+    heap.push(x);
+    for (let i = heap.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (heap[parent] <= heap[i]) break;
+      [heap[i], heap[parent]] = [heap[parent], heap[i]];
+      i = parent;
+    }
+  };
+  let scored = 0;
+  for (const e of order) {
+    if (want <= 0 || (heap.length === want && heap[0] > groupScores[e])) break;
+    for (let b = e * group; b < Math.min(numBlocks, (e + 1) * group); b++) {
+      if (always.has(b)) continue;
+      scores[b] = blockScore(b);
+      scored++;
+      push(scores[b]);
+    }
+  }
+  return { selected: selectBlocks(scores, numBlocks, p), scored };
+}
+
+/**
+ * The Quest bound of a chunk's queries over a block, as kernels/kvScore.wgsl computes it: with the queries'
+ * elementwise range [qmin, qmax] per KV head group ([nKv * d] each), max over groups of
+ * sum_i max(qmin_i kmin_i, qmin_i kmax_i, qmax_i kmin_i, qmax_i kmax_i).
+ */
+export function questScore(qmin: ArrayLike<number>, qmax: ArrayLike<number>, s: BlockSummary, nKv: number): number {
+  const d = s.min.length / nKv;
+  let best = -Infinity;
+  for (let g = 0; g < nKv; g++) {
+    let sum = 0;
+    for (let j = g * d; j < (g + 1) * d; j++) {
+      const lo = s.min[j];
+      const hi = s.max[j];
+      const q0 = qmin[j];
+      const q1 = qmax[j];
+      sum += Math.max(q0 * lo, q0 * hi, q1 * lo, q1 * hi);
+    }
+    best = Math.max(best, sum);
+  }
+  return best;
+}
