@@ -85,6 +85,13 @@ def definitions_line(text):
     return "defines " + " ".join(f"`{n}`" for n in names) + "\n" if names else ""
 
 
+def definitions_index(text, path):
+    """The footer's index (src/workspace/frame.ts definitionsIndex): one line ' `NAME` `path`' per top-level name, each
+    once, in order: the answer to "where is `NAME` defined?" is what follows the name there."""
+    names = list(dict.fromkeys(definitions(text)))[:MAX_LISTED_DEFINITIONS]
+    return "".join(f" `{n}` `{path}`\n" for n in names)
+
+
 class Examples:
     """Training rows built from a corpus split with a tokenizer (tokenizers.Tokenizer).
 
@@ -95,7 +102,7 @@ class Examples:
     whole row, so one row teaches the lookup at every context length up to its own.
     """
 
-    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7, snippet_rate=0.0, footer=False, far=False, defs=False):
+    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7, snippet_rate=0.0, footer=False, far=False, defs=False, index=False):
         self.tok = tok
         # far: each question is about the file whose end lies nearest to a distance drawn uniformly over the row
         # so far, and questions come more often in the row's second half (otherwise, asked about any open file
@@ -106,6 +113,9 @@ class Examples:
         # and, after it, the line of names the file defines ("sidewinder_file_defs"): a lookup matches the question's
         # `NAME` against that line, a few tokens after the file's path
         self.defs = defs and footer
+        # or, instead, an index line per name with the path after it ("sidewinder_file_index"): the answer is a copy of
+        # what follows the question's `NAME` where the index wrote it
+        self.index = index and footer
         self.snippet_rate = snippet_rate  # files cut to a window of lines: many short files, many questions
         self.files = files
         self.rng = random.Random(seed)
@@ -139,7 +149,8 @@ class Examples:
         names the file defines follow the path (tokenized together, as the engine does)."""
         if not self.footer:
             return []
-        return self.enc(path + "\n" + (definitions_line(text) if self.defs else ""))
+        defs = definitions_index(text, path) if self.index else definitions_line(text) if self.defs else ""
+        return self.enc(path + "\n" + defs)
 
     def fim_frame(self, path, text):
         """The file as the engine's completion prompt (src/engine/completion/fim.ts) plus the middle: a span

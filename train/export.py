@@ -34,7 +34,8 @@ def main():
         json.dump({"eos_token": "<|endoftext|>", "pad_token": "<fim_pad>", "bos_token": None,
                    "model_max_length": 131072, "tokenizer_class": "PreTrainedTokenizerFast",
                    **({"sidewinder_file_footer": True} if st.get("file_footer") else {}),
-                   **({"sidewinder_file_defs": True} if st.get("file_defs") else {})}, fh, indent=2)
+                   **({"sidewinder_file_defs": True} if st.get("file_defs") else {}),
+                   **({"sidewinder_file_index": True} if st.get("file_index") else {})}, fh, indent=2)
     size = sum(os.path.getsize(os.path.join(a.out, f)) for f in os.listdir(a.out))
     weights = sum(os.path.getsize(os.path.join(a.out, f)) for f in os.listdir(a.out) if f.endswith(".safetensors"))
     if weights > 24 * 2**20:

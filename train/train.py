@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--layers", default=None, help="layer pattern of a new model, m = Mamba-2, a = attention (default mmmammma)")
     ap.add_argument("--file-footer", action="store_true", help="frame files with the path after <file_sep> too (src/workspace/frame.ts); export marks the model so")
     ap.add_argument("--file-defs", action="store_true", help="with --file-footer: the footer also lists the names the file defines (src/workspace/frame.ts); export marks the model so")
+    ap.add_argument("--file-index", action="store_true", help="with --file-footer: the footer indexes the names the file defines, `NAME` `path` per line (src/workspace/frame.ts); export marks the model so")
     ap.add_argument("--far-questions", action="store_true", help="questions about files at distances drawn uniformly over the row (data.Examples far)")
     ap.add_argument("--question-rate", type=float, default=0.85, help="chance of one more question after each file (geometric)")
     ap.add_argument("--snippet-rate", type=float, default=0.0, help="share of files in short rows cut to a window of lines (more files and questions per row)")
@@ -138,7 +139,7 @@ def main():
         dist.barrier()
     tok = build_tokenizer(corpus["train"], os.path.join(a.work, "tokenizer.json"))
     seed = int(time.time()) + 1000 * rank
-    ex = data.Examples(tok, corpus["train"], seed=seed, footer=a.file_footer, defs=a.file_defs, far=a.far_questions, question_rate=a.question_rate)
+    ex = data.Examples(tok, corpus["train"], seed=seed, footer=a.file_footer, defs=a.file_defs, index=a.file_index, far=a.far_questions, question_rate=a.question_rate)
     conf = dict(MODEL, **(dict(hidden_size=64, mamba_n_heads=2, shared_intermediate_size=128, num_hidden_layers=4,
                                 layer_types=["mamba", "attention", "mamba", "attention"]) if a.small else {}))
     if a.layers:  # e.g. "mmamamma": m = Mamba-2, a = attention (a new model only; --init keeps its own)
@@ -164,13 +165,13 @@ def main():
         if not main0:
             return
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "trained": trained,
-                    "config": conf, "file_footer": a.file_footer, "file_defs": a.file_footer and a.file_defs}, ckpt + ".tmp")
+                    "config": conf, "file_footer": a.file_footer, "file_defs": a.file_footer and a.file_defs, "file_index": a.file_footer and a.file_index}, ckpt + ".tmp")
         os.replace(ckpt + ".tmp", ckpt)
         log({"saved": ckpt, "step": step, "trained_s": round(trained)})
 
     batches = Batches(ex, a.length, a.rows)
     # Short rows put more questions at short range, where the lookup is learned first; long rows teach distance.
-    short = Batches(data.Examples(tok, corpus["train"], seed=seed + 1, snippet_rate=a.snippet_rate, footer=a.file_footer, defs=a.file_defs, far=a.far_questions, question_rate=a.question_rate), a.short, a.rows * a.length // a.short) if a.short else None
+    short = Batches(data.Examples(tok, corpus["train"], seed=seed + 1, snippet_rate=a.snippet_rate, footer=a.file_footer, defs=a.file_defs, index=a.file_index, far=a.far_questions, question_rate=a.question_rate), a.short, a.rows * a.length // a.short) if a.short else None
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(dev).index] if dev.startswith("cuda") else None) if world > 1 else model
     fwd = torch.compile(ddp, dynamic=False) if a.compile else ddp
     model.train()

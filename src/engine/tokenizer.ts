@@ -18,6 +18,8 @@ export interface SpecialTokens {
   fileFooter: boolean;
   /** The footer also lists the names the file defines (tokenizer_config.json "sidewinder_file_defs"). */
   fileDefs: boolean;
+  /** The footer indexes them instead, one `NAME` `path` line each (tokenizer_config.json "sidewinder_file_index"). */
+  fileIndex: boolean;
 }
 
 export class TextTokenizer {
@@ -42,6 +44,7 @@ export class TextTokenizer {
       fileName: find('<filename>', '<|filename|>'),
       fileFooter: config['sidewinder_file_footer'] === true,
       fileDefs: config['sidewinder_file_footer'] === true && config['sidewinder_file_defs'] === true,
+      fileIndex: config['sidewinder_file_footer'] === true && config['sidewinder_file_index'] === true,
     };
   }
 

@@ -6,6 +6,10 @@
 //     A model trained with a definitions line too ("sidewinder_file_defs": true) gets, after that footer, the
 //     names the file defines at top level, in backticks as a question writes them: encode('defines `A` `B`\n'):
 //     a lookup then matches the question's name against a line that sits right after the file's path.
+//     A model trained with an index ("sidewinder_file_index": true) gets instead one line per name with the path
+//     after it, as an answer writes it: encode(' `A` `path`\n `B` `path`\n') (the space before the name makes it
+//     the same tokens as in a question). Answering "where is `A` defined?" is then a copy of what follows the
+//     question's name where it was seen last (what induction heads do).
 //   only <file_sep> token: [<file_sep>] encode(path + '\n' + text)
 //   neither:               encode('// File: ' + path + '\n' + text + '\n')
 // The path is always the workspace-relative path with '/' separators, so the framing does not depend on where
@@ -16,6 +20,7 @@ export interface FileTokens {
   fileName: number | null; // <filename> / <|filename|>
   fileFooter?: boolean; // the path repeated after <file_sep> (models trained so, see above)
   fileDefs?: boolean; // and a line of the names the file defines (models trained so, see above)
+  fileIndex?: boolean; // or an index line per name, `NAME` `path` (models trained so, see above)
 }
 
 /** Top-level definitions that the footer lists: Python def/class, JS/TS (exported) function/class; 4+ characters. */
@@ -35,12 +40,26 @@ export function definitionsLine(text: string): string {
   return names.length ? `defines ${names.map((n) => `\`${n}\``).join(' ')}\n` : '';
 }
 
+/** The footer's index: one line ' `NAME` `path`' per name, each name once, in order, at most MAX_LISTED_DEFINITIONS. */
+export function definitionsIndex(text: string, path: string): string {
+  return [...new Set(definedNames(text))]
+    .slice(0, MAX_LISTED_DEFINITIONS)
+    .map((n) => ` \`${n}\` \`${path}\`\n`)
+    .join('');
+}
+
+/** What follows the path in the footer of a model trained with definitions (a line, or an index). */
+function footerDefinitions(path: string, text: string, special: FileTokens): string {
+  if (special.fileIndex) return definitionsIndex(text, path);
+  return special.fileDefs ? definitionsLine(text) : '';
+}
+
 export function frameFile(path: string, text: string, special: FileTokens, encode: (s: string) => number[]): number[] {
   if (special.fileName !== null) {
     const out = [special.fileName, ...encode(path + '\n'), ...encode(text)];
     if (special.fileSep !== null) {
       out.push(special.fileSep);
-      if (special.fileFooter) out.push(...encode(path + '\n' + (special.fileDefs ? definitionsLine(text) : '')));
+      if (special.fileFooter) out.push(...encode(path + '\n' + footerDefinitions(path, text, special)));
     }
     return out;
   }

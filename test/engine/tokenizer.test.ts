@@ -55,3 +55,22 @@ test('a model trained with a definitions line lists them after the footer path; 
   const inFooter = ids.findIndex((_, i) => i > sep && name.every((t, j) => ids[i + j] === t));
   assert.ok(inQuestion >= 0 && inFooter > sep, 'the same tokens for the name in the question and in the footer');
 });
+
+test('a model trained with an index gets a `NAME` `path` line per name: the answer is the tokens after the name', () => {
+  assert.equal(TextTokenizer.load(folderWith({ sidewinder_file_index: true })).special.fileIndex, false, 'no footer, no index');
+  const tok = TextTokenizer.load(folderWith({ eos_token: '<|endoftext|>', sidewinder_file_footer: true, sidewinder_file_index: true }));
+  assert.equal(tok.special.fileIndex, true);
+  const text = 'def helper():\n    return 1\nclass Loader:\n    pass\n';
+  const ids = frameFile('pkg/util.py', text, tok.special, (s) => tok.encode(s));
+  assert.equal(tok.decode(ids, false), `<filename>pkg/util.py\n${text}<file_sep>pkg/util.py\n \`helper\` \`pkg/util.py\`\n \`Loader\` \`pkg/util.py\`\n`);
+  // The question's name and the answer as train/data.py writes them (" `path`") are the same tokens in the index,
+  // one right after the other.
+  const sep = ids.lastIndexOf(tok.special.fileSep!);
+  const q = tok.encode('Question: Where is `Loader` defined?\nAnswer:');
+  const name = tok.encode(' `Loader`');
+  const answer = tok.encode(' `pkg/util.py`');
+  const find = (xs: number[], ys: number[], from = 0) => xs.findIndex((_, i) => i >= from && ys.every((t, j) => xs[i + j] === t));
+  assert.ok(find(q, name) >= 0, 'the name in the question');
+  const at = find(ids, [...name, ...answer], sep);
+  assert.ok(at > sep, 'the name then the answer, verbatim, in the footer');
+});

@@ -14,6 +14,7 @@ import { UsageError } from '../../src/engine/errors';
 import {
   DEFAULT_SECRET_PATTERNS,
   definedNames,
+  definitionsIndex,
   definitionsLine,
   frameFile,
   readWorkspaceFile,
@@ -459,6 +460,16 @@ describe('frameFile', () => {
     const special = { fileName: 900, fileSep: 901, fileFooter: true, fileDefs: true };
     assert.deepEqual(frameFile('a/b.py', text, special, encode), [900, ...encode('a/b.py\n'), ...encode(text), 901, ...encode('a/b.py\ndefines `Reader` `load_all`\n')]);
     assert.deepEqual(frameFile('a/b.py', 'x = 1\n', special, encode), [900, ...encode('a/b.py\n'), ...encode('x = 1\n'), 901, ...encode('a/b.py\n')]);
+  });
+  test('a model trained with an index gets, after the footer path, a `NAME` `path` line per name', () => {
+    const text = 'class Reader:\n    def read(self): pass\ndef load_all(x):\n    pass\ndef load_all(y): pass\n';
+    assert.equal(definitionsIndex(text, 'a/b.py'), ' `Reader` `a/b.py`\n `load_all` `a/b.py`\n');
+    assert.equal(definitionsIndex('x = 1\n', 'a/b.py'), '', 'nothing when nothing is defined');
+    const many = Array.from({ length: 60 }, (_, i) => `def name_${i}(): pass\n`).join('');
+    assert.equal(definitionsIndex(many, 'p').split('\n').length - 1, MAX_LISTED_DEFINITIONS, 'at most MAX_LISTED_DEFINITIONS lines');
+    // The index takes the place of the definitions line when a model was trained with it.
+    const special = { fileName: 900, fileSep: 901, fileFooter: true, fileDefs: true, fileIndex: true };
+    assert.deepEqual(frameFile('a/b.py', text, special, encode), [900, ...encode('a/b.py\n'), ...encode(text), 901, ...encode('a/b.py\n `Reader` `a/b.py`\n `load_all` `a/b.py`\n')]);
   });
   test('with <file_sep> only', () => {
     assert.deepEqual(frameFile('a/b.ts', 'xy', { fileName: null, fileSep: 901 }, encode), [901, ...encode('a/b.ts\nxy')]);
