@@ -12,7 +12,7 @@
 // 64, the engine's) each query attends to a Quest selection of blocks; a larger N keeps longer contexts dense.
 
 import * as fs from 'fs';
-import { questionTokens } from '../src/engine/ask';
+import { ASK_EXACT_TAIL, questionTokens } from '../src/engine/ask';
 import { resolveModelDir } from '../src/engine/bundledModel';
 import { completeAt } from '../src/engine/completion/complete';
 import { CpuModel } from '../src/engine/cpu/model';
@@ -125,7 +125,7 @@ async function main(): Promise<void> {
       model.reset();
       for (const ids of chosen) await model.forward(ids, { skipLogits: true });
       const out: number[] = [];
-      for await (const id of generateTokens(model, questionTokens(tok, `Where is \`${name}\` defined?`), { maxNewTokens: 24, greedy: true, stopIds: folder.stopIds })) {
+      for await (const id of generateTokens(model, questionTokens(tok, `Where is \`${name}\` defined?`), { maxNewTokens: 24, greedy: true, stopIds: folder.stopIds, exactTail: ASK_EXACT_TAIL })) {
         if (folder.stopIds.includes(id)) break;
         out.push(id);
       }

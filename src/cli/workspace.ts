@@ -3,7 +3,7 @@
 import * as os from 'os';
 import * as path from 'path';
 import * as fs from 'fs';
-import { onFork, questionTokens } from '../engine/ask';
+import { ASK_EXACT_TAIL, onFork, questionTokens } from '../engine/ask';
 import { completeAt } from '../engine/completion/complete';
 import { resolveModelDir } from '../engine/bundledModel';
 import { UsageError } from '../engine/errors';
@@ -116,7 +116,7 @@ export async function cmdAsk(argv: string[]): Promise<void> {
     const stop = [...model.config.eosTokenIds, ...(tok.special.eos !== null ? [tok.special.eos] : [])];
     if (tok.special.fileSep !== null) stop.push(tok.special.fileSep);
     let printed = '';
-    for await (const id of onFork(model, questionTokens(tok, question), { maxNewTokens: intValue(args, 'max-new-tokens', 64), greedy: true, stopIds: stop })) {
+    for await (const id of onFork(model, questionTokens(tok, question), { maxNewTokens: intValue(args, 'max-new-tokens', 64), greedy: true, stopIds: stop, exactTail: ASK_EXACT_TAIL })) {
       if (stop.includes(id)) break;
       ids.push(id);
       if (!args.flags.has('json')) {

@@ -11,6 +11,12 @@ import type { TextTokenizer } from './tokenizer';
  * the assistant header; otherwise, with a file-separator token, the question is framed as one more "file"
  * after the workspace (the convention the bundled model is trained with), or as plain text.
  */
+/**
+ * Question tokens fed one at a time over a sparse context (GenerateOptions.exactTail): a question is short, and
+ * each of its tokens then selects the workspace blocks its own query points at (the name asked about, say).
+ */
+export const ASK_EXACT_TAIL = 16;
+
 export function questionTokens(tok: Pick<TextTokenizer, 'encode' | 'special'> & { config?: Record<string, unknown> }, question: string): number[] {
   // A chat model: the question closes the user turn that the workspace opened (see chat.ts).
   const format = chatFormat(tok.config);

@@ -8,6 +8,13 @@ export interface GenerateOptions extends SamplingOptions {
   stopIds?: readonly number[];
   seed?: number;
   signal?: AbortSignal;
+  /**
+   * When attention runs on a selection of K/V blocks (LanguageModel.attendsSparsely), the last `exactTail` prompt
+   * tokens are fed one at a time, so that each picks its own blocks: in a chunk, one selection made from the
+   * range of all the chunk's queries serves them all, which blurs what a question looks for. Default 1 (the
+   * token whose logits start the answer); ask uses ASK_EXACT_TAIL.
+   */
+  exactTail?: number;
 }
 
 /** Yields each new token id as it is produced. The model's state advances past the prompt and the output. */
@@ -15,7 +22,13 @@ export async function* generateTokens(model: LanguageModel, prompt: readonly num
   if (prompt.length === 0) throw new RangeError('generate needs at least one prompt token.');
   const random = rng(opts.seed ?? 0x5eed);
   const stop = new Set(opts.stopIds ?? []);
-  let logits = await model.forward(prompt);
+  let logits: Float32Array;
+  const tail = Math.min(prompt.length - 1, Math.max(0, opts.exactTail ?? 1));
+  if (tail > 0 && model.attendsSparsely?.()) {
+    await model.forward(prompt.slice(0, prompt.length - tail), { skipLogits: true });
+    for (let i = prompt.length - tail; i < prompt.length - 1; i++) await model.forward([prompt[i]], { skipLogits: true });
+    logits = await model.forward([prompt[prompt.length - 1]]);
+  } else logits = await model.forward(prompt);
   for (let n = 0; n < opts.maxNewTokens; n++) {
     if (opts.signal?.aborted) return;
     const id = sampleToken(logits, opts, random);

@@ -95,6 +95,11 @@ export interface LanguageModel {
    * backend return as soon as the work is queued, so the host prepares the next chunk while the GPU runs.
    */
   forward(ids: readonly number[], opts?: { allLogits?: boolean; skipLogits?: boolean }): Promise<Float32Array>;
+  /**
+   * Whether attention now runs on a selection of K/V blocks (the context is past what the GPU budget holds):
+   * a chunk of tokens then shares one selection, made from the range of all its queries.
+   */
+  attendsSparsely?(): boolean;
   /** Forgets all state (back to position 0). */
   reset(): void;
   /** Bytes used now, by component. */

@@ -6,7 +6,7 @@
 // holds one workspace folder at a time (multi-root windows switch folders by syncing, which restores that
 // folder's snapshot). Questions and completions run on a fork of the state and roll it back afterwards.
 
-import { onFork, questionTokens } from '../engine/ask';
+import { ASK_EXACT_TAIL, onFork, questionTokens } from '../engine/ask';
 import type { IngestProgress, IngestReport } from '../engine/ingest';
 import type { LanguageModel, MemoryReport } from '../engine/model';
 import type { SpecialTokens, TextTokenizer } from '../engine/tokenizer';
@@ -299,6 +299,7 @@ export class EngineServer {
       greedy: true,
       stopIds: stop,
       signal,
+      exactTail: ASK_EXACT_TAIL,
     })) {
       if (stop.includes(id)) {
         stoppedBy = 'eos';

@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { CpuModel } from '../../src/engine/cpu/model';
+import { generateTokens } from '../../src/engine/generate';
 import { BLOCK_ROWS, HostBudget, KvBlockStore, blockBound, mergeSummaries, questScore, selectBlocks, selectBlocksGrouped } from '../../src/engine/memory/kvBlocks';
 import { openModelFolder } from '../../src/engine/model';
 import { rng } from '../../src/engine/sampling';
@@ -50,6 +51,47 @@ describe('sparse KV', () => {
     const dev = relError(rows, want);
     console.log(`sparse KV, 6 of ${sel.numBlocks - 1} past blocks: decode logit deviation ${dev.toExponential(2)} (rel. to max |logit|)`);
     assert.ok(dev < 0.5, `deviation ${dev}`);
+  });
+
+  test('over a sparse context a prompt\'s last tokens are fed one at a time, each with its own selection', async () => {
+    const sparse = CpuModel.load(folder, { kvPolicy: { sinkBlocks: 1, recentBlocks: 2, maxBlocks: 4 } });
+    const dense = CpuModel.load(folder);
+    const context = ids.slice(0, 8 * BLOCK_ROWS);
+    assert.equal(sparse.attendsSparsely(), false, 'an empty context is dense');
+    await sparse.forward(context);
+    await dense.forward(context);
+    assert.equal(sparse.attendsSparsely(), true, '8 blocks past a selection of 4');
+    assert.equal(dense.attendsSparsely(), false);
+    const prompt = ids.slice(8 * BLOCK_ROWS, 8 * BLOCK_ROWS + 10);
+    const chunks = (m: CpuModel) => {
+      const seen: number[] = [];
+      const forward = m.forward.bind(m);
+      m.forward = (x, o) => (seen.push(x.length), forward(x, o));
+      return seen;
+    };
+    const take = async (m: CpuModel, exactTail?: number) => {
+      const mark = await m.fork();
+      const seen = chunks(m);
+      const out: number[] = [];
+      for await (const id of generateTokens(m, prompt, { maxNewTokens: 2, greedy: true, exactTail })) out.push(id);
+      await m.rollback(mark);
+      delete (m as Partial<CpuModel>).forward;
+      return { seen, out };
+    };
+    assert.deepEqual((await take(sparse, 4)).seen, [6, 1, 1, 1, 1, 1], 'head, 4 tail tokens, then one decode step');
+    assert.deepEqual((await take(sparse)).seen, [9, 1, 1], 'by default the last prompt token alone');
+    assert.deepEqual((await take(dense, 4)).seen, [10, 1], 'a dense context takes the prompt in one chunk');
+    // Fed alone, the last prompt token's selection is its own: the same as a model fed the same way by hand.
+    const byHand = CpuModel.load(folder, { kvPolicy: { sinkBlocks: 1, recentBlocks: 2, maxBlocks: 4 } });
+    await byHand.forward(context);
+    await byHand.forward(prompt.slice(0, 6));
+    for (const id of prompt.slice(6)) await byHand.forward([id]);
+    const want = byHand.lastSelection.map((x) => x.selected);
+    const mark = await sparse.fork();
+    const g = generateTokens(sparse, prompt, { maxNewTokens: 1, greedy: true, exactTail: 4 });
+    await g.next();
+    assert.deepEqual(sparse.lastSelection.map((x) => x.selected), want);
+    await sparse.rollback(mark);
   });
 
   test('the Quest bound finds the true top blocks (synthetic recall)', () => {

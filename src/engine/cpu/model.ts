@@ -60,6 +60,12 @@ export class CpuModel implements LanguageModel {
     return this.pos;
   }
 
+  attendsSparsely(): boolean {
+    const p = this.opts.kvPolicy;
+    if (!p) return false;
+    return p.denseRows !== undefined ? this.pos > p.denseRows : Math.floor(this.pos / BLOCK_ROWS) > p.maxBlocks;
+  }
+
   reset(): void {
     const m = this.config.mamba;
     this.pos = 0;

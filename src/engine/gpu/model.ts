@@ -121,6 +121,10 @@ export class GpuModel implements LanguageModel {
     return this.pos;
   }
 
+  attendsSparsely(): boolean {
+    return this.sparse;
+  }
+
   /**
    * Host time (ms, accumulated) around sparse-KV paging, plus the time inside forward()'s chunks (`forwardMs`),
    * of it encoding and submitting their passes (`encodeMs`) and flushing a benchmark's pass timer
