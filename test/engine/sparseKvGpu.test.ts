@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { CpuModel } from '../../src/engine/cpu/model';
 import { Gpu } from '../../src/engine/gpu/device';
-import { DeviceLostError } from '../../src/engine/errors';
+import { DeviceLostError, UsageError } from '../../src/engine/errors';
 import { GpuModel } from '../../src/engine/gpu/model';
 import { BLOCK_ROWS } from '../../src/engine/memory/kvBlocks';
 import { loadSnapshot, saveSnapshot } from '../../src/engine/memory/snapshot';
@@ -193,6 +193,21 @@ describe('sparse KV on WebGPU', () => {
     await own.lost;
     await assert.rejects(m.forward([4, 5, 6], { skipLogits: true }), DeviceLostError);
     own.destroy();
+  });
+
+  test('a budget too small for the working blocks: a clear error naming the least budget, which then works', async () => {
+    const folder = openModelFolder(path.join(FIXTURES, 'granite-moe-rope'));
+    let least = 0;
+    await assert.rejects(GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: 4096 } }), (e: Error) => {
+      assert.ok(e instanceof UsageError, `${e}`);
+      const m = /at least ([\d.]+) MiB/.exec(e.message);
+      assert.ok(m, e.message);
+      least = Number(m[1]);
+      return true;
+    });
+    const g = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv: { gpuBudgetBytes: least * 2 ** 20 } });
+    assert.ok(g.memory().kvGpuBytes <= least * 2 ** 20);
+    g.dispose();
   });
 
   test('a budget that holds the whole context: identical to the dense engine', async () => {

@@ -16,7 +16,7 @@
 
 import type { ModelConfig } from '../config';
 import { BLOCK_ROWS, HostBudget, KvBlockStore, mergeSummaries, questScore, selectBlocks, selectBlocksGrouped, type BlockSummary, type KvBlockSource } from '../memory/kvBlocks';
-import { GpuError } from '../errors';
+import { GpuError, UsageError } from '../errors';
 import type { Gpu } from './device';
 import type { Act } from './ops';
 
@@ -125,9 +125,13 @@ export class SparseKv {
     const sinks = opts.sinkBlocks ?? 1;
     const recent = opts.recentBlocks ?? 2;
     if (this.maxSlots < sinks + recent + 1) {
-      throw new RangeError(
-        `the KV budget of ${(opts.gpuBudgetBytes / 2 ** 20).toFixed(1)} MiB is too small: it must hold at least ` +
-          `${sinks + recent + 1 + this.tailRows / BLOCK_ROWS} blocks of ${BLOCK_ROWS} tokens per attention layer.`,
+      // The least budget that holds them: the blocks and query range of every layer, plus the summaries' reserve
+      // (a quarter of the budget at most).
+      const blocks = sinks + recent + 1 + this.tailRows / BLOCK_ROWS;
+      const least = ((4 / 3) * numLayers * (blocks * blockBytes + qrangeBytes)) / 2 ** 20;
+      throw new UsageError(
+        `the GPU KV budget of ${(opts.gpuBudgetBytes / 2 ** 20).toFixed(1)} MiB is too small for this model: it must ` +
+          `hold ${blocks} blocks of ${BLOCK_ROWS} tokens per attention layer; give it at least ${Math.ceil(least)} MiB.`,
       );
     }
     this.hostBudget = new HostBudget(opts.hostBudgetBytes ?? Infinity);
