@@ -78,18 +78,22 @@ def definitions(text):
 MAX_LISTED_DEFINITIONS = 48  # as src/workspace/frame.ts
 
 
+def listed_names(text):
+    """The names a footer lists (src/workspace/frame.ts listedNames): each top-level name once, in order."""
+    return list(dict.fromkeys(definitions(text)))[:MAX_LISTED_DEFINITIONS]
+
+
 def definitions_line(text):
-    """The footer's definitions line (src/workspace/frame.ts definitionsLine): each top-level name once, in
-    order, in backticks as a question writes them; '' when the file defines none."""
-    names = list(dict.fromkeys(definitions(text)))[:MAX_LISTED_DEFINITIONS]
+    """The footer's definitions line (src/workspace/frame.ts definitionsLine): the listed names in backticks as a
+    question writes them; '' when the file defines none."""
+    names = listed_names(text)
     return "defines " + " ".join(f"`{n}`" for n in names) + "\n" if names else ""
 
 
 def definitions_index(text, path):
     """The footer's index (src/workspace/frame.ts definitionsIndex): one line ' `NAME` `path`' per top-level name, each
     once, in order: the answer to "where is `NAME` defined?" is what follows the name there."""
-    names = list(dict.fromkeys(definitions(text)))[:MAX_LISTED_DEFINITIONS]
-    return "".join(f" `{n}` `{path}`\n" for n in names)
+    return "".join(f" `{n}` `{path}`\n" for n in listed_names(text))
 
 
 class Examples:

@@ -34,16 +34,20 @@ export function definedNames(text: string): string[] {
   return [...text.matchAll(DEF_RE)].map((m) => m[1] ?? m[2]);
 }
 
-/** The footer's definitions line: each name once, in order, at most MAX_LISTED_DEFINITIONS; '' when none. */
+/** The names a footer lists: each defined name once, in order, at most MAX_LISTED_DEFINITIONS. */
+function listedNames(text: string): string[] {
+  return [...new Set(definedNames(text))].slice(0, MAX_LISTED_DEFINITIONS);
+}
+
+/** The footer's definitions line: the listed names in backticks; '' when none. */
 export function definitionsLine(text: string): string {
-  const names = [...new Set(definedNames(text))].slice(0, MAX_LISTED_DEFINITIONS);
+  const names = listedNames(text);
   return names.length ? `defines ${names.map((n) => `\`${n}\``).join(' ')}\n` : '';
 }
 
-/** The footer's index: one line ' `NAME` `path`' per name, each name once, in order, at most MAX_LISTED_DEFINITIONS. */
+/** The footer's index: one line ' `NAME` `path`' per listed name. */
 export function definitionsIndex(text: string, path: string): string {
-  return [...new Set(definedNames(text))]
-    .slice(0, MAX_LISTED_DEFINITIONS)
+  return listedNames(text)
     .map((n) => ` \`${n}\` \`${path}\`\n`)
     .join('');
 }

@@ -181,7 +181,6 @@ export class GpuModel implements LanguageModel {
     };
   }
 
-  /** Blocks paged into the attention slots so far, from the host stores and from the forwarding buffers. */
   /**
    * Blocks paged into the slots from the host stores and from the forwarding buffers; selections made from
    * summaries of groups of blocks (a context past the summaries' reserve) and the blocks those scored on the host.

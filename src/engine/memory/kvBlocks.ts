@@ -458,10 +458,7 @@ export function selectBlocksGrouped(
   blockScore: (b: number) => number,
   p: SelectionPolicy,
 ): { selected: number[]; scored: number } {
-  if (numBlocks <= p.maxBlocks || group === 1) {
-    const scores = group === 1 ? groupScores : new Float32Array(0);
-    return { selected: selectBlocks(scores, numBlocks, p), scored: group === 1 ? numBlocks : 0 };
-  }
+  if (numBlocks <= p.maxBlocks) return { selected: selectBlocks([], numBlocks, p), scored: 0 };
   const always = new Set<number>();
   for (let b = 0; b < Math.min(p.sinkBlocks, numBlocks); b++) always.add(b);
   for (let b = Math.max(0, numBlocks - p.recentBlocks); b < numBlocks; b++) always.add(b);
@@ -469,40 +466,20 @@ export function selectBlocksGrouped(
   const entries = Math.ceil(numBlocks / group);
   const order = Array.from({ length: entries }, (_, e) => e).sort((a, b) => groupScores[b] - groupScores[a] || a - b);
   const scores = new Float32Array(numBlocks).fill(-Infinity);
-  // The `want` best block scores so far, as a min-heap: heap[0] is the one to beat.
-  const heap: number[] = [];
-  const push = (x: number) => {
-    if (heap.length === want) {
-      if (x <= heap[0]) return;
-      heap[0] = x;
-      for (let i = 0; ; ) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < heap.length && heap[l] < heap[m]) m = l;
-        if (r < heap.length && heap[r] < heap[m]) m = r;
-        if (m === i) break;
-        [heap[i], heap[m]] = [heap[m], heap[i]];
-        i = m;
-      }
-      return;
-    }
-    heap.push(x);
-    for (let i = heap.length - 1; i > 0; ) {
-      const parent = (i - 1) >> 1;
-      if (heap[parent] <= heap[i]) break;
-      [heap[i], heap[parent]] = [heap[parent], heap[i]];
-      i = parent;
-    }
-  };
+  // The `want` best block scores so far, highest first (want is a few dozen slots): best[want - 1] is the one to beat.
+  const best: number[] = [];
   let scored = 0;
   for (const e of order) {
-    if (want <= 0 || (heap.length === want && heap[0] > groupScores[e])) break;
+    if (want <= 0 || (best.length === want && best[want - 1] > groupScores[e])) break;
     for (let b = e * group; b < Math.min(numBlocks, (e + 1) * group); b++) {
       if (always.has(b)) continue;
-      scores[b] = blockScore(b);
+      const x = (scores[b] = blockScore(b));
       scored++;
-      push(scores[b]);
+      if (best.length === want && x <= best[want - 1]) continue;
+      let at = best.length;
+      while (at > 0 && best[at - 1] < x) at--;
+      best.splice(at, 0, x);
+      if (best.length > want) best.pop();
     }
   }
   return { selected: selectBlocks(scores, numBlocks, p), scored };
