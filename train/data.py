@@ -14,7 +14,8 @@ Three kinds of examples, mixed inside every training row (Examples.row):
   remembered), else files from anywhere under made-up paths;
 - definition lookup: after files, <file_sep>Question: Where is `NAME` defined?\\nAnswer: `path`<|endoftext|>
   about a file seen earlier in the row, at distances up to the row length (16K tokens), the same framing
-  the engine uses for `ask` (src/engine/ask.ts questionTokens).
+  the engine uses for `ask` (src/engine/ask.ts questionTokens); optionally (tail) a closing block of many
+  questions, one after another, as `ask` asks them after a workspace.
 """
 import json
 import lzma
@@ -106,8 +107,11 @@ class Examples:
     whole row, so one row teaches the lookup at every context length up to its own.
     """
 
-    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7, snippet_rate=0.0, footer=False, far=False, defs=False, index=False):
+    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7, snippet_rate=0.0, footer=False, far=False, defs=False, index=False, tail=0.0):
         self.tok = tok
+        # tail: the share of each row kept for a closing block of questions about the files before it, one after
+        # another as `ask` puts them after a workspace (many answers per row, at every distance up to the row's)
+        self.closing = tail
         # far: each question is about the file whose end lies nearest to a distance drawn uniformly over the row
         # so far, and questions come more often in the row's second half (otherwise, asked about any open file
         # right after each file, a file's names run out while it is recent: 71% of the questions of a 16K row
@@ -224,6 +228,28 @@ class Examples:
                 path = "/".join(self.rng.choice(self.parts) for _ in range(self.rng.randint(1, 4))) + ext
             yield path, text
 
+    def _ask(self, ids, w, dist, ends, seen, defined, asked, far):
+        """Appends a question about a file seen earlier in the row and its answer; False when none is left. No
+        question is repeated (the answer could be copied) and no name defined in two files is asked about. far:
+        about the file whose end is nearest to a distance drawn uniformly over the row so far."""
+        open_ = [(p, [n for n in ns if defined[n] == 1 and n not in asked]) for p, ns in seen]
+        open_ = [(p, ns) for p, ns in open_ if ns]
+        if not open_:
+            return False
+        if far:
+            at = len(ids) - self.rng.randrange(len(ids) + 1)
+            p, ns = min(open_, key=lambda e: abs(ends[e[0]] - at))
+        else:
+            p, ns = self.rng.choice(open_)
+        name = self.rng.choice(ns)
+        asked.add(name)
+        q, a = self.question(name, p)
+        ids += q
+        dist += [0] * len(q) + [len(ids) - ends[p]] * len(a)
+        ids += a
+        w += [0.0] * len(q) + [self.answer_weight, self.first_answer_weight] + [self.answer_weight] * (len(a) - 2)
+        return True
+
     def row(self, length):
         """(ids, weights, distances) of length + 1 tokens; distances: on answer tokens, how far (in tokens) the
         question is from the end of the file it asks about, else 0."""
@@ -234,6 +260,9 @@ class Examples:
         paths, asked = set(), set()
         files = self._files()
         while len(ids) < length + 1:
+            if self.closing and len(ids) >= length * (1 - self.closing):
+                if self._ask(ids, w, dist, ends, seen, defined, asked, far=False):
+                    continue
             path, text = next(files)
             if path in paths:
                 continue
@@ -253,24 +282,8 @@ class Examples:
                 seen.append((path, names))
             # far: questions come more often as the row fills, so that many are asked at long range
             rate = self.question_rate * (min(1.0, 2 * len(ids) / length) if self.far else 1.0)
-            while self.rng.random() < rate:
-                # no repeated question (the answer could be copied) and no name defined in two files
-                open_ = [(p, [n for n in ns if defined[n] == 1 and n not in asked]) for p, ns in seen]
-                open_ = [(p, ns) for p, ns in open_ if ns]
-                if not open_:
-                    break
-                if self.far:
-                    at = len(ids) - self.rng.randrange(len(ids) + 1)
-                    p, ns = min(open_, key=lambda e: abs(ends[e[0]] - at))
-                else:
-                    p, ns = self.rng.choice(open_)
-                name = self.rng.choice(ns)
-                asked.add(name)
-                q, a = self.question(name, p)
-                ids += q
-                dist += [0] * len(q) + [len(ids) - ends[p]] * len(a)
-                ids += a
-                w += [0.0] * len(q) + [self.answer_weight, self.first_answer_weight] + [self.answer_weight] * (len(a) - 2)
+            while self.rng.random() < rate and self._ask(ids, w, dist, ends, seen, defined, asked, far=self.far):
+                pass
         return ids[: length + 1], w[: length + 1], dist[: length + 1]
 
 

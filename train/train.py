@@ -97,7 +97,10 @@ def main():
     ap.add_argument("--js", default=os.path.join(os.path.dirname(__file__), "js_corpus.jsonl.xz"))
     ap.add_argument("--length", type=int, default=16384, help="row length in tokens")
     ap.add_argument("--rows", type=int, default=4, help="rows per batch")
-    ap.add_argument("--short", type=int, default=4096, help="every other batch has rows of this length (same token count); 0: off")
+    ap.add_argument("--short", type=int, default=4096, help="batches between the long ones have rows of this length (same token count); 0: off")
+    ap.add_argument("--long-every", type=int, default=2, help="with --short: one batch in this many has rows of --length")
+    ap.add_argument("--tail-questions", type=float, default=0.0, help="share of each row kept for a closing block of questions (data.Examples tail)")
+    ap.add_argument("--answer-weight", type=float, default=1.0, help="scales the loss weight of lookup answers (data.Examples)")
     ap.add_argument("--init", default=None, help="start from the weights of an exported model folder (train/export.py)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--save-every", type=float, default=240, help="seconds between checkpoints")
@@ -139,7 +142,9 @@ def main():
         dist.barrier()
     tok = build_tokenizer(corpus["train"], os.path.join(a.work, "tokenizer.json"))
     seed = int(time.time()) + 1000 * rank
-    ex = data.Examples(tok, corpus["train"], seed=seed, footer=a.file_footer, defs=a.file_defs, index=a.file_index, far=a.far_questions, question_rate=a.question_rate)
+    framing = dict(footer=a.file_footer, defs=a.file_defs, index=a.file_index, far=a.far_questions, question_rate=a.question_rate, tail=a.tail_questions,
+                   answer_weight=4.0 * a.answer_weight, first_answer_weight=8.0 * a.answer_weight)
+    ex = data.Examples(tok, corpus["train"], seed=seed, **framing)
     conf = dict(MODEL, **(dict(hidden_size=64, mamba_n_heads=2, shared_intermediate_size=128, num_hidden_layers=4,
                                 layer_types=["mamba", "attention", "mamba", "attention"]) if a.small else {}))
     if a.layers:  # e.g. "mmamamma": m = Mamba-2, a = attention (a new model only; --init keeps its own)
@@ -171,7 +176,7 @@ def main():
 
     batches = Batches(ex, a.length, a.rows)
     # Short rows put more questions at short range, where the lookup is learned first; long rows teach distance.
-    short = Batches(data.Examples(tok, corpus["train"], seed=seed + 1, snippet_rate=a.snippet_rate, footer=a.file_footer, defs=a.file_defs, index=a.file_index, far=a.far_questions, question_rate=a.question_rate), a.short, a.rows * a.length // a.short) if a.short else None
+    short = Batches(data.Examples(tok, corpus["train"], seed=seed + 1, snippet_rate=a.snippet_rate, **framing), a.short, a.rows * a.length // a.short) if a.short else None
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(dev).index] if dev.startswith("cuda") else None) if world > 1 else model
     fwd = torch.compile(ddp, dynamic=False) if a.compile else ddp
     model.train()
@@ -188,7 +193,7 @@ def main():
         if sync[1].item():
             break
         ts = t_prev  # from the end of the last step: GPU time the CPU waited for counts too
-        x, y, w, d = (short if short and step % 2 else batches).next(dev)
+        x, y, w, d = (short if short and step % a.long_every else batches).next(dev)
         lr = a.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, trained / total))))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -203,7 +208,7 @@ def main():
         seen += x.numel() * world
         if step % 25 == 0 and main0:
             with torch.no_grad():
-                ans = w.reshape(-1) > 4  # first path tokens of the lookup answers
+                ans = w.reshape(-1) > 4 * a.answer_weight  # first path tokens of the lookup answers
                 hit = logits.reshape(-1, logits.shape[-1]).argmax(-1) == y.reshape(-1)
                 acc = hit[ans].float().mean().item() if ans.any() else float("nan")
                 exact, _ = answer_exact_match(hit, w.reshape(-1))
