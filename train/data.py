@@ -69,11 +69,15 @@ def load_corpus(js_path=None, limit_chars=None):
     return out
 
 
-DEF_RE = re.compile(r"^(?:def|class)\s+([A-Za-z_][A-Za-z0-9_]{3,})|^(?:export\s+)?(?:function|class)\s+([A-Za-z_$][\w$]{3,})", re.M)
+# as src/workspace/frame.ts: Python (async) def/class; JS/TS (async, generator, default-exported) function and
+# (abstract) class, and exported const/let/interface/type/enum; 4+ characters
+DEF_RE = re.compile(r"^(?:async\s+)?(?:def|class)\s+([A-Za-z_][A-Za-z0-9_]{3,})"
+                    r"|^(?:export\s+(?:default\s+)?)?(?:async\s+)?(?:function\*?|(?:abstract\s+)?class)\s+([A-Za-z_$][\w$]{3,})"
+                    r"|^export\s+(?:const|let|interface|type|enum)\s+([A-Za-z_$][\w$]{3,})", re.M)
 
 
 def definitions(text):
-    return [m.group(1) or m.group(2) for m in DEF_RE.finditer(text)]
+    return [m.group(1) or m.group(2) or m.group(3) for m in DEF_RE.finditer(text)]
 
 
 MAX_LISTED_DEFINITIONS = 48  # as src/workspace/frame.ts

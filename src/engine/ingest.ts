@@ -12,7 +12,7 @@ import { saveSnapshot, loadSnapshot, SnapshotError, type Checkpoint, type SaveRe
 import type { LanguageModel, MemoryReport, ModelState } from './model';
 import { chatFormat, preambleTokens } from './chat';
 import type { TextTokenizer } from './tokenizer';
-import { frameFile, readWorkspaceFile, walkWorkspace, type WorkspaceOptions } from '../workspace';
+import { FRAME_VERSION, frameFile, readWorkspaceFile, walkWorkspace, type WorkspaceOptions } from '../workspace';
 
 export interface ManifestFile {
   path: string;
@@ -26,6 +26,8 @@ export interface WorkspaceManifest {
   files: ManifestFile[];
   /** A file cut short by cancellation: its first `done` tokens are in the state. */
   partial: { path: string; sha256: string; start: number; done: number } | null;
+  /** FRAME_VERSION of the framing the files were read with (absent: before versions). */
+  frame?: number;
 }
 
 export interface IngestProgress {
@@ -157,7 +159,7 @@ export class WorkspaceIngest {
     let skipTokens = 0; // tokens of texts[startFile] already in the state (restart inside a file)
     this.model.reset();
     this.checkpoints = [];
-    const manifest: WorkspaceManifest = { root: path.resolve(this.opts.workspace), files: [], partial: null };
+    const manifest: WorkspaceManifest = { root: path.resolve(this.opts.workspace), files: [], partial: null, frame: FRAME_VERSION };
     let snap: Snapshot<WorkspaceManifest> | null = null;
     if (snapFile) {
       try {
@@ -166,6 +168,11 @@ export class WorkspaceIngest {
       } catch (e) {
         if (!(e instanceof SnapshotError)) throw e;
         if (e.kind !== 'missing') snapshotProblem = e.message;
+      }
+      if (snap && snap.manifest.frame !== FRAME_VERSION) {
+        // Same files, same model, but read with another framing (e.g. a footer that lists more definitions).
+        snapshotProblem = 'the snapshot was read with an older file framing; the workspace will be re-read.';
+        snap = null;
       }
     }
     // The token limit: files the snapshot holds count by their span, the others are tokenized.

@@ -23,15 +23,26 @@ export interface FileTokens {
   fileIndex?: boolean; // or an index line per name, `NAME` `path` (models trained so, see above)
 }
 
-/** Top-level definitions that the footer lists: Python def/class, JS/TS (exported) function/class; 4+ characters. */
-const DEF_RE = /^(?:def|class)\s+([A-Za-z_]\w{3,})|^(?:export\s+)?(?:function|class)\s+([A-Za-z_$][\w$]{3,})/gm;
+/**
+ * Bumped whenever the same file text is framed into other tokens (snapshots read with another framing are
+ * re-read). 2: the footer lists async, default-exported and abstract definitions and exported
+ * const/let/interface/type/enum too.
+ */
+export const FRAME_VERSION = 2;
+
+/**
+ * Top-level definitions that the footer lists, 4+ characters: Python (async) def/class; JS/TS (async, generator,
+ * default-exported) function and (abstract) class, and exported const/let/interface/type/enum.
+ */
+const DEF_RE =
+  /^(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w{3,})|^(?:export\s+(?:default\s+)?)?(?:async\s+)?(?:function\*?|(?:abstract\s+)?class)\s+([A-Za-z_$][\w$]{3,})|^export\s+(?:const|let|interface|type|enum)\s+([A-Za-z_$][\w$]{3,})/gm;
 
 /** The most names a definitions line lists (a file of many small functions stays a few hundred tokens). */
 export const MAX_LISTED_DEFINITIONS = 48;
 
 /** Names a file defines at top level, in order of appearance (repeats included). */
 export function definedNames(text: string): string[] {
-  return [...text.matchAll(DEF_RE)].map((m) => m[1] ?? m[2]);
+  return [...text.matchAll(DEF_RE)].map((m) => m[1] ?? m[2] ?? m[3]);
 }
 
 /** The names a footer lists: each defined name once, in order, at most MAX_LISTED_DEFINITIONS. */

@@ -3,5 +3,5 @@
 export { walkWorkspace, readWorkspaceFile, WorkspaceError, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_LINE_LENGTH } from './walk';
 export type { WorkspaceFile, SkippedFile, WorkspaceListing, WorkspaceOptions } from './walk';
 export { DEFAULT_SECRET_PATTERNS, type SkipReason } from './classify';
-export { definedNames, definitionsIndex, definitionsLine, frameFile, type FileTokens } from './frame';
+export { FRAME_VERSION, definedNames, definitionsIndex, definitionsLine, frameFile, type FileTokens } from './frame';
 export { compileIgnore, isIgnored, type IgnoreRule, type IgnoreRuleSet } from './ignore';

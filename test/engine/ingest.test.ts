@@ -8,11 +8,11 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { CpuModel } from '../../src/engine/cpu/model';
-import { WorkspaceIngest, type IngestOptions } from '../../src/engine/ingest';
+import { WorkspaceIngest, type IngestOptions, type WorkspaceManifest } from '../../src/engine/ingest';
 import { onFork } from '../../src/engine/ask';
-import { snapshotBlockFile } from '../../src/engine/memory/snapshot';
+import { loadSnapshot, saveSnapshot, snapshotBlockFile } from '../../src/engine/memory/snapshot';
 import { openModelFolder, type ModelFolder } from '../../src/engine/model';
-import { frameFile, walkWorkspace } from '../../src/workspace';
+import { FRAME_VERSION, frameFile, walkWorkspace } from '../../src/workspace';
 import { FIXTURES, relError } from './helpers';
 
 const folder: ModelFolder = openModelFolder(path.join(FIXTURES, 'granite-dense-nope'));
@@ -230,6 +230,20 @@ describe('workspace ingest', () => {
     assert.ok(relError(await probe(healed), want) < 1e-6);
     const r3 = await session(root, cache, { modelId: 'another-model' }).sync();
     assert.equal(r3.resumedFromSnapshot, false);
+  });
+
+  test('a snapshot read with an older file framing is not used: the workspace is re-read', async () => {
+    const root = makeWorkspace();
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-'));
+    const r0 = await session(root, cache).sync();
+    const snap = loadSnapshot<WorkspaceManifest>(r0.snapshot!, 'fixture');
+    assert.equal(snap.manifest.frame, FRAME_VERSION);
+    saveSnapshot(r0.snapshot!, 'fixture', snap.state, { ...snap.manifest, frame: FRAME_VERSION - 1 }, snap.checkpoints);
+    const r1 = await session(root, cache).sync();
+    assert.equal(r1.resumedFromSnapshot, false);
+    assert.match(r1.snapshotProblem ?? '', /older file framing/);
+    const r2 = await session(root, cache).sync();
+    assert.equal(r2.resumedFromSnapshot, true, 'the re-read state is saved with the current framing');
   });
 
   test('a question on a fork leaves the workspace state untouched', async () => {

@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { ModelState } from '../../src/engine/model';
-import { SNAPSHOT_FORMAT_VERSION, SnapshotError, loadSnapshot, saveSnapshot, snapshotBlockFile, type Snapshot } from '../../src/engine/memory/snapshot';
+import { SNAPSHOT_FORMAT_VERSION, SnapshotError, loadSnapshot, modelIdentity, saveSnapshot, snapshotBlockFile, type Snapshot } from '../../src/engine/memory/snapshot';
 import { BLOCK_ROWS, HostBudget, KvBlockStore, readDense, type KvBlockSource } from '../../src/engine/memory/kvBlocks';
 
 function state(position: number, seed: number, kvRows = position, big = 1): ModelState {
@@ -259,5 +259,31 @@ describe('snapshots', () => {
     for (const f of fs.readdirSync(path.dirname(file))) if (f !== path.basename(file)) assert.match(f, /\.tmp$|\.kv$|\.lock$/);
     saveSnapshot(file, 'model-a', previous, { files: ['a'] });
     assert.deepEqual(fs.readdirSync(path.dirname(file)).sort(), [path.basename(file), path.basename(snapshotBlockFile(file))]);
+  });
+});
+
+describe('modelIdentity', () => {
+  test('a model retrained at the same shapes (same headers, same sizes) gets another identity; a copy the same one', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-identity-'));
+    const header = Buffer.from(JSON.stringify({ w: { dtype: 'F32', shape: [65536], data_offsets: [0, 262144] } }));
+    const weights = (seed: number, at: number) => {
+      const data = Buffer.alloc(262144, seed);
+      data[at] ^= 1; // one byte differs between the two "trainings"
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(header.length));
+      return Buffer.concat([len, header, data]);
+    };
+    fs.writeFileSync(path.join(dir, 'config.json'), '{"model_type":"mamba2"}');
+    const ids = [0, 100, 262143].map((at) => {
+      fs.writeFileSync(path.join(dir, 'model.safetensors'), weights(7, at));
+      return modelIdentity(dir);
+    });
+    assert.notEqual(ids[0], ids[2], 'a change in the last bytes');
+    assert.notEqual(ids[0], ids[1], 'a change in the first bytes');
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-identity-'));
+    for (const f of fs.readdirSync(dir)) fs.copyFileSync(path.join(dir, f), path.join(copy, f));
+    assert.equal(modelIdentity(copy), ids[2], 'the identity depends on the contents, not on the folder');
+    fs.rmSync(dir, { recursive: true });
+    fs.rmSync(copy, { recursive: true });
   });
 });

@@ -454,6 +454,11 @@ describe('frameFile', () => {
     assert.deepEqual(definedNames(text), ['Reader', 'load_all', 'load_all']);
     assert.equal(definitionsLine(text), 'defines `Reader` `load_all`\n');
     assert.equal(definitionsLine('export function parseArgs() {}\nexport class Walker {}\nfunction $helper() {}\n'), 'defines `parseArgs` `Walker` `$helper`\n');
+    assert.equal(
+      definitionsLine('export async function completeAt() {}\nexport default class Main {}\nexport abstract class Base {}\nexport interface FileTokens {}\nexport type Kind = 1;\nexport const LIMIT = 2;\nconst local = 3;\nasync def fetch_all(): pass\nfunction* walkTree() {}\n'),
+      'defines `completeAt` `Main` `Base` `FileTokens` `Kind` `LIMIT` `fetch_all` `walkTree`\n',
+      'async, default, abstract, generators, exported interfaces, types and constants',
+    );
     assert.equal(definitionsLine('x = 1\n'), '', 'no line when nothing is defined');
     const many = Array.from({ length: 60 }, (_, i) => `def name_${i}(): pass\n`).join('');
     assert.equal(definitionsLine(many).split('`').length - 1, 2 * MAX_LISTED_DEFINITIONS, 'at most MAX_LISTED_DEFINITIONS names');

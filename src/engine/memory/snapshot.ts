@@ -709,9 +709,12 @@ export function loadSnapshot<M>(file: string, modelId: string): Snapshot<M> {
 }
 
 /**
- * A stable identity for a model folder: config.json and every weight file's name, size and safetensors
- * header. Cheap (no weight bytes are hashed) and changes whenever the model does.
+ * A stable identity for a model folder: config.json, the tokenizer files, and every weight file's name, size,
+ * safetensors header and the first and last 64 KiB of its tensor data (a model retrained at the same shapes has
+ * the same headers). Cheap: a few hundred KiB are read whatever the model's size.
  */
+const IDENTITY_SAMPLE = 64 << 10;
+
 export function modelIdentity(dir: string): string {
   const h = createHash('sha256');
   const files = fs
@@ -724,13 +727,20 @@ export function modelIdentity(dir: string): string {
     h.update(`${f}\0${st.size}\0`);
     if (f.endsWith('.safetensors')) {
       const fd = fs.openSync(p, 'r');
-      const len = Buffer.alloc(8);
-      fs.readSync(fd, len, 0, 8, 0);
-      const n = Math.min(Number(len.readBigUInt64LE(0)), 100 << 20);
-      const hb = Buffer.alloc(n);
-      fs.readSync(fd, hb, 0, n, 8);
-      fs.closeSync(fd);
-      h.update(hb);
+      try {
+        const len = Buffer.alloc(8);
+        fs.readSync(fd, len, 0, 8, 0);
+        const n = Math.min(Number(len.readBigUInt64LE(0)), 100 << 20);
+        const header = Buffer.alloc(n);
+        fs.readSync(fd, header, 0, n, 8);
+        const head = Buffer.alloc(Math.max(0, Math.min(IDENTITY_SAMPLE, st.size - 8 - n)));
+        const tail = Buffer.alloc(head.length);
+        fs.readSync(fd, head, 0, head.length, 8 + n);
+        fs.readSync(fd, tail, 0, tail.length, st.size - tail.length);
+        h.update(header).update(head).update(tail);
+      } finally {
+        fs.closeSync(fd);
+      }
     } else {
       h.update(fs.readFileSync(p));
     }
