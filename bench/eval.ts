@@ -115,7 +115,7 @@ async function main(): Promise<void> {
       let size = 0;
       for (let guard = 0; size < L && guard < 10 * files.length; guard++) {
         const f = pick(files);
-        if (f.path === target.path) continue;
+        if (f.path === target.path || definedNames(f.text).includes(name)) continue; // one right answer
         const ids = frame(f);
         chosen.push(ids);
         size += ids.length;

@@ -111,7 +111,7 @@ class Examples:
     whole row, so one row teaches the lookup at every context length up to its own.
     """
 
-    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7, snippet_rate=0.0, footer=False, far=False, defs=False, index=False, tail=0.0):
+    def __init__(self, tok, files, seed=0, fim_rate=0.5, question_rate=0.85, answer_weight=4.0, first_answer_weight=8.0, fake_path_rate=0.8, workspace_rate=0.7, snippet_rate=0.0, footer=False, far=False, defs=False, index=False, tail=0.0, sub_root_rate=0.0, name_parts=False):
         self.tok = tok
         # tail: the share of each row kept for a closing block of questions about the files before it, one after
         # another as `ask` puts them after a workspace (many answers per row, at every distance up to the row's)
@@ -135,9 +135,14 @@ class Examples:
         # Path parts of the whole corpus: files in rows get made-up paths from them, so that "where is NAME
         # defined?" cannot be answered from memory (NAME -> path pairs repeat across training), only by reading.
         parts = set()
-        for _, p, _ in files:
+        for _, p, t in files:
             parts.update(x for x in p.rsplit(".", 1)[0].split("/") if x.isidentifier())
+            if name_parts:  # names the code defines too: many more, and spelled as held-out file names are
+                parts.update(definitions(t))
         self.parts = sorted(parts)
+        # sub_root_rate: share of workspace rows read from inside the package (no shared first folder; a file at the
+        # top is a bare name like `walk.ts`), as when a user opens a folder of a repository
+        self.sub_root_rate = sub_root_rate
         self.fim_rate = fim_rate
         self.fake_path_rate = fake_path_rate
         self.question_rate = question_rate
@@ -221,10 +226,12 @@ class Examples:
         else files from anywhere under paths of 1-4 random parts."""
         if self.rng.random() < self.workspace_rate:
             rename = self._renamer()
+            inside = self.rng.random() < self.sub_root_rate
             while True:
                 pkg = self.by_package[self.rng.choice(self.packages)]
                 for f in self.rng.sample(pkg, len(pkg)):
-                    yield rename(f[1]), f[2]
+                    path = rename(f[1])
+                    yield (path.split("/", 1)[-1] if inside else path), f[2]
         while True:
             _, path, text = self.rng.choice(self.files)
             if self.rng.random() < self.fake_path_rate:

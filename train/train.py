@@ -100,6 +100,8 @@ def main():
     ap.add_argument("--short", type=int, default=4096, help="batches between the long ones have rows of this length (same token count); 0: off")
     ap.add_argument("--long-every", type=int, default=2, help="with --short: one batch in this many has rows of --length")
     ap.add_argument("--tail-questions", type=float, default=0.0, help="share of each row kept for a closing block of questions (data.Examples tail)")
+    ap.add_argument("--sub-root-rate", type=float, default=0.0, help="share of workspace rows read from inside the package (data.Examples)")
+    ap.add_argument("--name-parts", action="store_true", help="made-up paths also use names the code defines (data.Examples)")
     ap.add_argument("--answer-weight", type=float, default=1.0, help="scales the loss weight of lookup answers (data.Examples)")
     ap.add_argument("--init", default=None, help="start from the weights of an exported model folder (train/export.py)")
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -143,6 +145,7 @@ def main():
     tok = build_tokenizer(corpus["train"], os.path.join(a.work, "tokenizer.json"))
     seed = int(time.time()) + 1000 * rank
     framing = dict(footer=a.file_footer, defs=a.file_defs, index=a.file_index, far=a.far_questions, question_rate=a.question_rate, tail=a.tail_questions,
+                   sub_root_rate=a.sub_root_rate, name_parts=a.name_parts,
                    answer_weight=4.0 * a.answer_weight, first_answer_weight=8.0 * a.answer_weight)
     ex = data.Examples(tok, corpus["train"], seed=seed, **framing)
     conf = dict(MODEL, **(dict(hidden_size=64, mamba_n_heads=2, shared_intermediate_size=128, num_hidden_layers=4,
