@@ -12,11 +12,11 @@
 // 64, the engine's) each query attends to a Quest selection of blocks; a larger N keeps longer contexts dense.
 
 import * as fs from 'fs';
-import { ASK_EXACT_TAIL, questionTokens } from '../src/engine/ask';
+import { ASK_EXACT_TAIL, onFork, pathAnswerConstraint, questionTokens } from '../src/engine/ask';
 import { resolveModelDir } from '../src/engine/bundledModel';
 import { completeAt } from '../src/engine/completion/complete';
 import { CpuModel } from '../src/engine/cpu/model';
-import { generateTokens } from '../src/engine/generate';
+import type { GenerateOptions } from '../src/engine/generate';
 import { GpuModel } from '../src/engine/gpu/model';
 import { openModelFolder, type LanguageModel } from '../src/engine/model';
 import { rng } from '../src/engine/sampling';
@@ -102,43 +102,57 @@ async function main(): Promise<void> {
   const lookup: Record<string, number> = {};
   // Partial credit, to follow progress while whole paths are still wrong: the file's name without its folders.
   const lookupName: Record<string, number> = {};
-  const examples: { length: number; name: string; expected: string; answer: string }[] = [];
+  // With the answer kept to the workspace's paths (ask's default for a path-answering model; see ask.ts).
+  const lookupKept: Record<string, number> = {};
+  const examples: { length: number; name: string; expected: string; answer: string; answerKeptToPaths: string }[] = [];
   for (const L of lengths) {
     let hit = 0;
     let nameHit = 0;
+    let keptHit = 0;
     const total = intValue(args, 'lookup', 10);
     for (let i = 0; i < total; i++) {
       const withDefs = files.filter((f) => definedNames(f.text).length > 0);
       const target = pick(withDefs);
       const name = pick(definedNames(target.text));
-      const chosen: number[][] = [];
+      const chosen: { path: string; ids: number[] }[] = [];
       let size = 0;
       for (let guard = 0; size < L && guard < 10 * files.length; guard++) {
         const f = pick(files);
         if (f.path === target.path || definedNames(f.text).includes(name)) continue; // one right answer
         const ids = frame(f);
-        chosen.push(ids);
+        chosen.push({ path: f.path, ids });
         size += ids.length;
       }
-      while (chosen.length && size > L) size -= chosen.shift()!.length;
-      chosen.splice(Math.floor(random() * (chosen.length + 1)), 0, frame(target));
+      while (chosen.length && size > L) size -= chosen.shift()!.ids.length;
+      chosen.splice(Math.floor(random() * (chosen.length + 1)), 0, { path: target.path, ids: frame(target) });
       model.reset();
-      for (const ids of chosen) await model.forward(ids, { skipLogits: true });
-      const out: number[] = [];
-      for await (const id of generateTokens(model, questionTokens(tok, `Where is \`${name}\` defined?`), { maxNewTokens: 24, greedy: true, stopIds: folder.stopIds, exactTail: ASK_EXACT_TAIL })) {
-        if (folder.stopIds.includes(id)) break;
-        out.push(id);
-      }
-      const answer = tok.decode(out);
+      for (const c of chosen) await model.forward(c.ids, { skipLogits: true });
+      // The model's own answer, then (for a path-answering model) the answer kept to the workspace's paths, as
+      // ask gives it; both on a fork of the same workspace state.
+      const answerWith = async (allowedNext: GenerateOptions['allowedNext']) => {
+        const out: number[] = [];
+        const gen = { maxNewTokens: 24, greedy: true, stopIds: folder.stopIds, exactTail: ASK_EXACT_TAIL, allowedNext };
+        for await (const id of onFork(model, questionTokens(tok, `Where is \`${name}\` defined?`), gen)) {
+          if (folder.stopIds.includes(id)) break;
+          out.push(id);
+        }
+        return tok.decode(out);
+      };
+      const answer = await answerWith(undefined);
+      const constraint = pathAnswerConstraint(tok, new Set(chosen.map((c) => c.path)));
+      const kept = constraint ? await answerWith(constraint) : answer;
       if (answer.includes(target.path)) hit++;
       if (answer.includes(target.path.split('/').pop()!)) nameHit++;
-      if (i < 5) examples.push({ length: L, name, expected: target.path, answer: answer.trim() });
+      if (kept.trim() === `\`${target.path}\``) keptHit++;
+      if (i < 5) examples.push({ length: L, name, expected: target.path, answer: answer.trim(), answerKeptToPaths: kept.trim() });
     }
     lookup[String(L)] = +(hit / Math.max(1, total)).toFixed(3);
     lookupName[String(L)] = +(nameHit / Math.max(1, total)).toFixed(3);
+    lookupKept[String(L)] = +(keptHit / Math.max(1, total)).toFixed(3);
   }
   result.definitionLookupAccuracy = lookup;
   result.definitionLookupFileNameAccuracy = lookupName;
+  result.definitionLookupKeptToPathsAccuracy = lookupKept;
   result.definitionLookupExamples = examples;
   console.log(JSON.stringify(result, null, 2));
   if (args.values.has('json')) fs.writeFileSync(args.values.get('json')!, JSON.stringify(result, null, 2) + '\n');

@@ -11,7 +11,7 @@
 //   sidewinder ingest   --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--json]
 //       -> progress on stderr; with --json {"files","skipped":{reason:count},"tokens","seconds","tokensPerSecond",
 //          "resumedFromSnapshot","reingestedTokens","snapshot","memory":{...}}
-//   sidewinder ask      --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"
+//   sidewinder ask      --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-new-tokens N] [--free-answer] [--json] "QUESTION"
 //       -> the answer streamed to stdout; with --json {"answer","ids","tokens","resumedFromSnapshot","reingestedTokens",
 //          "seconds","memory":{...}}
 //   sidewinder complete --file PATH --offset N [--workspace DIR] [--model DIR] [--max-new-tokens N] --json
@@ -36,7 +36,7 @@ const USAGE = `usage:
                       [--temperature T] [--top-p P] [--seed S] [--backend webgpu|cpu] [--json]
   sidewinder files    --workspace DIR [--json]
   sidewinder ingest   --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--json]
-  sidewinder ask      --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-new-tokens N] [--json] "QUESTION"
+  sidewinder ask      --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-new-tokens N] [--free-answer] [--json] "QUESTION"
   sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]
   sidewinder complete --file PATH --offset N [--workspace DIR] [--model DIR] [--max-new-tokens N] [--json]
 

@@ -3,7 +3,7 @@
 import * as os from 'os';
 import * as path from 'path';
 import * as fs from 'fs';
-import { ASK_EXACT_TAIL, onFork, questionTokens } from '../engine/ask';
+import { ASK_EXACT_TAIL, onFork, pathAnswerConstraint, questionTokens } from '../engine/ask';
 import { completeAt } from '../engine/completion/complete';
 import { resolveModelDir } from '../engine/bundledModel';
 import { UsageError } from '../engine/errors';
@@ -104,7 +104,7 @@ export async function cmdIngest(argv: string[]): Promise<void> {
 }
 
 export async function cmdAsk(argv: string[]): Promise<void> {
-  const args = parseArgs(argv, { values: [...COMMON, 'max-new-tokens'], flags: ['json', 'no-cache'] });
+  const args = parseArgs(argv, { values: [...COMMON, 'max-new-tokens'], flags: ['json', 'no-cache', 'free-answer'] });
   const question = args.positionals.join(' ').trim();
   if (!question) throw new UsageError('ask needs a QUESTION.');
   const t0 = performance.now();
@@ -116,7 +116,10 @@ export async function cmdAsk(argv: string[]): Promise<void> {
     const stop = [...model.config.eosTokenIds, ...(tok.special.eos !== null ? [tok.special.eos] : [])];
     if (tok.special.fileSep !== null) stop.push(tok.special.fileSep);
     let printed = '';
-    for await (const id of onFork(model, questionTokens(tok, question), { maxNewTokens: intValue(args, 'max-new-tokens', 64), greedy: true, stopIds: stop, exactTail: ASK_EXACT_TAIL })) {
+    // A model that answers with a path names a file of the workspace (--free-answer: as the model writes it).
+    const allowedNext = args.flags.has('free-answer') ? undefined : pathAnswerConstraint(tok, ingest.statePaths());
+    const gen = { maxNewTokens: intValue(args, 'max-new-tokens', 64), greedy: true, stopIds: stop, exactTail: ASK_EXACT_TAIL, allowedNext };
+    for await (const id of onFork(model, questionTokens(tok, question), gen)) {
       if (stop.includes(id)) break;
       ids.push(id);
       if (!args.flags.has('json')) {

@@ -7,22 +7,54 @@ import type { LanguageModel } from './model';
 import type { TextTokenizer } from './tokenizer';
 
 /**
- * The tokens that follow the workspace for a question. With a chat template, the rest of the user turn and
- * the assistant header; otherwise, with a file-separator token, the question is framed as one more "file"
- * after the workspace (the convention the bundled model is trained with), or as plain text.
- */
-/**
  * Question tokens fed one at a time over a sparse context (GenerateOptions.exactTail): a question is short, and
  * each of its tokens then selects the workspace blocks its own query points at (the name asked about, say).
  */
 export const ASK_EXACT_TAIL = 16;
 
+/**
+ * The tokens that follow the workspace for a question. With a chat template, the rest of the user turn and
+ * the assistant header; otherwise, with a file-separator token, the question is framed as one more "file"
+ * after the workspace (the convention the bundled model is trained with), or as plain text.
+ */
 export function questionTokens(tok: Pick<TextTokenizer, 'encode' | 'special'> & { config?: Record<string, unknown> }, question: string): number[] {
   // A chat model: the question closes the user turn that the workspace opened (see chat.ts).
   const format = chatFormat(tok.config);
   if (format) return chatQuestionTokens(tok, format, question);
   const body = tok.encode(`Question: ${question.trim()}\nAnswer:`);
   return tok.special.fileSep !== null ? [tok.special.fileSep, ...body] : [...tok.encode('\n\n'), ...body];
+}
+
+interface Trie extends Map<number, Trie> {}
+
+/**
+ * For a model trained to answer with a path from the file index (tokenizer flag sidewinder_file_index, as the
+ * bundled model is), the answer kept to the workspace's own paths: each token must continue ` `path`` of some
+ * file, tokenized as in training, then end the answer. The model still chooses the file; it can no longer name
+ * one that does not exist (a near-copy such as `_createCuryein.js`). undefined for other models (they answer in
+ * prose) and when there is no path or no end-of-text token.
+ */
+export function pathAnswerConstraint(
+  tok: Pick<TextTokenizer, 'encode' | 'special'>,
+  paths: Iterable<string>,
+): GenerateOptions['allowedNext'] {
+  const end = tok.special.eos;
+  if (!tok.special.fileIndex || end === null) return undefined;
+  const root: Trie = new Map();
+  for (const p of paths) {
+    let node = root;
+    for (const id of [...tok.encode(` \`${p}\``), end]) {
+      let next = node.get(id);
+      if (!next) node.set(id, (next = new Map()));
+      node = next;
+    }
+  }
+  if (!root.size) return undefined;
+  return (generated) => {
+    let node: Trie | undefined = root;
+    for (const id of generated) if (!(node = node.get(id))) return null;
+    return [...node.keys()];
+  };
 }
 
 /** Runs `prompt` + generation on a fork of the model's state; the state is restored afterwards. */

@@ -15,6 +15,18 @@ export interface GenerateOptions extends SamplingOptions {
    * token whose logits start the answer); ask uses ASK_EXACT_TAIL.
    */
   exactTail?: number;
+  /**
+   * Keeps each new token to a set (an answer that must be one of the workspace's paths, see ask.ts
+   * pathAnswerConstraint): given the tokens generated so far, the ids allowed next, or null for any.
+   */
+  allowedNext?: (generated: readonly number[]) => readonly number[] | null;
+}
+
+/** The logits with every id outside `allowed` at -Infinity. */
+function onlyAllowed(logits: Float32Array, allowed: readonly number[]): Float32Array {
+  const out = new Float32Array(logits.length).fill(-Infinity);
+  for (const id of allowed) if (id >= 0 && id < logits.length) out[id] = logits[id];
+  return out;
 }
 
 /** Yields each new token id as it is produced. The model's state advances past the prompt and the output. */
@@ -29,9 +41,12 @@ export async function* generateTokens(model: LanguageModel, prompt: readonly num
     for (let i = prompt.length - tail; i < prompt.length - 1; i++) await model.forward([prompt[i]], { skipLogits: true });
     logits = await model.forward([prompt[prompt.length - 1]]);
   } else logits = await model.forward(prompt);
+  const generated: number[] = [];
   for (let n = 0; n < opts.maxNewTokens; n++) {
     if (opts.signal?.aborted) return;
-    const id = sampleToken(logits, opts, random);
+    const allowed = opts.allowedNext?.(generated);
+    const id = sampleToken(allowed?.length ? onlyAllowed(logits, allowed) : logits, opts, random);
+    generated.push(id);
     yield id;
     if (stop.has(id) || n + 1 === opts.maxNewTokens) return;
     logits = await model.forward([id]);

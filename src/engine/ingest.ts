@@ -120,6 +120,12 @@ export class WorkspaceIngest {
     readonly opts: IngestOptions,
   ) {}
 
+  /** Paths of the files the state holds after sync (a file cut short by cancellation included). */
+  statePaths(): string[] {
+    const m = this.manifest;
+    return m ? [...m.files.map((f) => f.path), ...(m.partial ? [m.partial.path] : [])] : [];
+  }
+
   snapshotPath(): string | null {
     if (!this.opts.cacheDir) return null;
     const ws = createHash('sha256').update(path.resolve(this.opts.workspace)).digest('hex').slice(0, 16);

@@ -6,7 +6,7 @@
 // holds one workspace folder at a time (multi-root windows switch folders by syncing, which restores that
 // folder's snapshot). Questions and completions run on a fork of the state and roll it back afterwards.
 
-import { ASK_EXACT_TAIL, onFork, questionTokens } from '../engine/ask';
+import { ASK_EXACT_TAIL, onFork, pathAnswerConstraint, questionTokens } from '../engine/ask';
 import type { IngestProgress, IngestReport } from '../engine/ingest';
 import type { LanguageModel, MemoryReport } from '../engine/model';
 import type { SpecialTokens, TextTokenizer } from '../engine/tokenizer';
@@ -45,6 +45,8 @@ export interface EngineTokenizer {
 /** The part of WorkspaceIngest the engine process uses. */
 export interface FolderIngest {
   sync(opts: { signal?: AbortSignal; onProgress?: (p: IngestProgress) => void }): Promise<IngestReport>;
+  /** Paths of the files in the state (answers of a path-answering model are kept to them). */
+  statePaths?(): string[];
 }
 
 /** A loaded model with everything around it. */
@@ -300,6 +302,7 @@ export class EngineServer {
       stopIds: stop,
       signal,
       exactTail: ASK_EXACT_TAIL,
+      allowedNext: pathAnswerConstraint(tok, this.ingests.get(p.folder)?.ingest.statePaths?.() ?? []),
     })) {
       if (stop.includes(id)) {
         stoppedBy = 'eos';

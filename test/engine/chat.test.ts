@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { questionTokens } from '../../src/engine/ask';
+import { onFork, pathAnswerConstraint, questionTokens } from '../../src/engine/ask';
 import { chatFormat } from '../../src/engine/chat';
 import { CpuModel } from '../../src/engine/cpu/model';
 import { WorkspaceIngest } from '../../src/engine/ingest';
@@ -54,5 +54,62 @@ describe('chat templates', () => {
     for (const f of (await walkWorkspace(ws)).files) ids.push(...frameFile(f.path, fs.readFileSync(f.abs, 'utf8'), tok.special, (s) => tok.encode(s)));
     const want = await CpuModel.load(folder).forward([...ids, ...tok.encode(`\n\nQuestion: Where is beta defined?${format.epilogue}`)]);
     assert.ok(relError(got, want) < 1e-4, `${relError(got, want)}`);
+  });
+});
+
+describe('answers kept to the workspace paths', () => {
+  function pathModel(): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-path-model-'));
+    for (const f of fs.readdirSync(path.join(FIXTURES, 'granite-dense-nope'))) fs.copyFileSync(path.join(FIXTURES, 'granite-dense-nope', f), path.join(dir, f));
+    const config = { eos_token: '<|endoftext|>', sidewinder_file_footer: true, sidewinder_file_index: true };
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+    return dir;
+  }
+
+  test('the constraint walks the paths token by token, then allows only the end; other models get none', () => {
+    const tok = openModelFolder(pathModel()).tokenizer!;
+    const eos = tok.special.eos!;
+    const allowed = pathAnswerConstraint(tok, ['src/a.py', 'src/ab.py', 'lib/c.py'])!;
+    const seq = (p: string) => [...tok.encode(` \`${p}\``), eos];
+    const first = new Set([seq('src/a.py')[0], seq('lib/c.py')[0]]);
+    assert.deepEqual(new Set(allowed([])), first);
+    for (const p of ['src/a.py', 'src/ab.py', 'lib/c.py']) {
+      const ids = seq(p);
+      for (let i = 0; i < ids.length; i++) assert.ok(allowed(ids.slice(0, i))!.includes(ids[i]), `${p}: token ${i}`);
+      assert.deepEqual(allowed(ids), [], 'nothing after the end');
+    }
+    assert.deepEqual(allowed(seq('lib/c.py').slice(0, -1)), [eos], 'a whole path: only the end');
+    assert.equal(allowed([tok.encode('zzz')[0], 1, 2]), null, 'off every path: no constraint');
+    assert.equal(pathAnswerConstraint(tok, []), undefined, 'no paths');
+    const plain = openModelFolder(path.join(FIXTURES, 'granite-dense-nope')).tokenizer!;
+    assert.equal(pathAnswerConstraint(plain, ['a.py']), undefined, 'a model not trained with the index answers freely');
+  });
+
+  test('ask with the constraint names a file of the state, the best one by the model', async () => {
+    const folder = openModelFolder(pathModel());
+    const tok = folder.tokenizer!;
+    const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-path-ws-'));
+    fs.mkdirSync(path.join(ws, 'lib'));
+    fs.writeFileSync(path.join(ws, 'a.py'), 'def alpha():\n    return 1\n');
+    fs.writeFileSync(path.join(ws, 'b.py'), 'def beta():\n    return 2\n');
+    fs.writeFileSync(path.join(ws, 'lib', 'c.py'), 'def gamma():\n    return 3\n');
+    const ingest = new WorkspaceIngest(CpuModel.load(folder), tok, { workspace: ws, cacheDir: null, modelId: 'paths', chunkTokens: 16 });
+    await ingest.sync();
+    assert.deepEqual(ingest.statePaths().sort(), ['a.py', 'b.py', 'lib/c.py']);
+    const allowedNext = pathAnswerConstraint(tok, ingest.statePaths())!;
+    const q = questionTokens(tok, 'Where is `beta` defined?');
+    const eos = tok.special.eos!;
+    const ids: number[] = [];
+    for await (const id of onFork(ingest.model, q, { maxNewTokens: 64, greedy: true, stopIds: [eos], allowedNext })) ids.push(id);
+    assert.equal(ids.at(-1), eos, 'the answer ends');
+    assert.ok(['a.py', 'b.py', 'lib/c.py'].some((p) => tok.decode(ids.slice(0, -1)) === ` \`${p}\``), tok.decode(ids));
+    // Its first token is the model's best among the paths' first tokens (greedy over the allowed set).
+    const mark = await ingest.model.fork();
+    const logits = await ingest.model.forward(q);
+    await ingest.model.rollback(mark);
+    mark.release();
+    assert.equal(logits.length, folder.config.vocabSize, 'the last position\'s logits');
+    const best = allowedNext([])!.reduce((a, b) => (logits[b] > logits[a] ? b : a));
+    assert.equal(ids[0], best);
   });
 });
