@@ -39,6 +39,7 @@ function logSoftmaxAt(row: Float32Array, id: number): number {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
     values: ['model', 'data', 'files', 'fim', 'lookup', 'lengths', 'backend', 'json', 'seed', 'attention-blocks'],
+    flags: ['rename-paths'],
   });
   const modelDir = resolveModelDir(args.values.get('model')); // default: the bundled model
   const dataDir = args.values.get('data');
@@ -105,6 +106,32 @@ async function main(): Promise<void> {
   // With the answer kept to the workspace's paths (ask's default for a path-answering model; see ask.ts).
   const lookupKept: Record<string, number> = {};
   const examples: { length: number; name: string; expected: string; answer: string; answerKeptToPaths: string }[] = [];
+  // --rename-paths: every folder and file name of a lookup workspace replaced by another name of the held-out
+  // tree, consistently within the workspace (as in training): a file name no longer echoes what the file defines
+  // (lodash's `sortedIndex` in `sortedIndex.js`), so only reading the workspace finds it.
+  const renamePaths = args.flags.has('rename-paths');
+  const pool = [...new Set(files.flatMap((f) => f.path.replace(/\.[^./]*$/, '').split('/')))].filter((x) => /^[A-Za-z_]\w*$/.test(x)).sort();
+  const renamer = (): ((p: string) => string) => {
+    const names = new Map<string, string>();
+    const used = new Set<string>();
+    const nameOf = (part: string) => {
+      let n = names.get(part);
+      if (n === undefined) {
+        do n = pick(pool);
+        while (used.has(n) && used.size < pool.length);
+        used.add(n);
+        names.set(part, n);
+      }
+      return n;
+    };
+    return (p) => {
+      const parts = p.split('/');
+      const base = parts.pop()!;
+      const dot = base.lastIndexOf('.');
+      return [...parts, dot > 0 ? base.slice(0, dot) : base].map(nameOf).join('/') + (dot > 0 ? base.slice(dot) : '');
+    };
+  };
+  result.lookupPathsRenamed = renamePaths;
   for (const L of lengths) {
     let hit = 0;
     let nameHit = 0;
@@ -114,17 +141,19 @@ async function main(): Promise<void> {
       const withDefs = files.filter((f) => definedNames(f.text).length > 0);
       const target = pick(withDefs);
       const name = pick(definedNames(target.text));
+      const rename = renamePaths ? renamer() : (p: string) => p;
+      const expected = rename(target.path);
       const chosen: { path: string; ids: number[] }[] = [];
       let size = 0;
       for (let guard = 0; size < L && guard < 10 * files.length; guard++) {
         const f = pick(files);
         if (f.path === target.path || definedNames(f.text).includes(name)) continue; // one right answer
-        const ids = frame(f);
-        chosen.push({ path: f.path, ids });
+        const ids = frame({ path: rename(f.path), text: f.text });
+        chosen.push({ path: rename(f.path), ids });
         size += ids.length;
       }
       while (chosen.length && size > L) size -= chosen.shift()!.ids.length;
-      chosen.splice(Math.floor(random() * (chosen.length + 1)), 0, { path: target.path, ids: frame(target) });
+      chosen.splice(Math.floor(random() * (chosen.length + 1)), 0, { path: expected, ids: frame({ path: expected, text: target.text }) });
       model.reset();
       for (const c of chosen) await model.forward(c.ids, { skipLogits: true });
       // The model's own answer, then (for a path-answering model) the answer kept to the workspace's paths, as
@@ -141,10 +170,10 @@ async function main(): Promise<void> {
       const answer = await answerWith(undefined);
       const constraint = pathAnswerConstraint(tok, new Set(chosen.map((c) => c.path)));
       const kept = constraint ? await answerWith(constraint) : answer;
-      if (answer.includes(target.path)) hit++;
-      if (answer.includes(target.path.split('/').pop()!)) nameHit++;
-      if (kept.trim() === `\`${target.path}\``) keptHit++;
-      if (i < 5) examples.push({ length: L, name, expected: target.path, answer: answer.trim(), answerKeptToPaths: kept.trim() });
+      if (answer.includes(expected)) hit++;
+      if (answer.includes(expected.split('/').pop()!)) nameHit++;
+      if (kept.trim() === `\`${expected}\``) keptHit++;
+      if (i < 5) examples.push({ length: L, name, expected, answer: answer.trim(), answerKeptToPaths: kept.trim() });
     }
     lookup[String(L)] = +(hit / Math.max(1, total)).toFixed(3);
     lookupName[String(L)] = +(nameHit / Math.max(1, total)).toFixed(3);

@@ -17,11 +17,26 @@ export const ASK_EXACT_TAIL = 16;
  * the assistant header; otherwise, with a file-separator token, the question is framed as one more "file"
  * after the workspace (the convention the bundled model is trained with), or as plain text.
  */
+const WHERE_DEFINED =
+  /^\s*where\s+(?:is|are)\s+(?:the\s+)?(?:(?:function|class|method|type|interface|enum|const(?:ant)?|variable)\s+)?`?([A-Za-z_$][\w$]*)`?(?:\(\))?\s+(?:defined|declared|implemented)\s*\??\s*$/i;
+
+/**
+ * The question as a path-answering model was trained to read it (tokenizer flag sidewinder_file_index): "Where
+ * is `NAME` defined?", the name in backticks as the file index writes it. Typed without them ("where is
+ * completeAt defined", "where's the function foo() declared"), the name is tokenized differently from the index
+ * and the lookup misses it. Other questions, and other models, are left as they are.
+ */
+export function canonicalQuestion(tok: Pick<TextTokenizer, 'special'>, question: string): string {
+  if (!tok.special.fileIndex) return question.trim();
+  const m = WHERE_DEFINED.exec(question.replace(/^\s*where's\s+/i, 'where is '));
+  return m ? `Where is \`${m[1]}\` defined?` : question.trim();
+}
+
 export function questionTokens(tok: Pick<TextTokenizer, 'encode' | 'special'> & { config?: Record<string, unknown> }, question: string): number[] {
   // A chat model: the question closes the user turn that the workspace opened (see chat.ts).
   const format = chatFormat(tok.config);
   if (format) return chatQuestionTokens(tok, format, question);
-  const body = tok.encode(`Question: ${question.trim()}\nAnswer:`);
+  const body = tok.encode(`Question: ${canonicalQuestion(tok, question)}\nAnswer:`);
   return tok.special.fileSep !== null ? [tok.special.fileSep, ...body] : [...tok.encode('\n\n'), ...body];
 }
 

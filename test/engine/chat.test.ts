@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { onFork, pathAnswerConstraint, questionTokens } from '../../src/engine/ask';
+import { canonicalQuestion, onFork, pathAnswerConstraint, questionTokens } from '../../src/engine/ask';
 import { chatFormat } from '../../src/engine/chat';
 import { CpuModel } from '../../src/engine/cpu/model';
 import { WorkspaceIngest } from '../../src/engine/ingest';
@@ -83,6 +83,18 @@ describe('answers kept to the workspace paths', () => {
     assert.equal(pathAnswerConstraint(tok, []), undefined, 'no paths');
     const plain = openModelFolder(path.join(FIXTURES, 'granite-dense-nope')).tokenizer!;
     assert.equal(pathAnswerConstraint(plain, ['a.py']), undefined, 'a model not trained with the index answers freely');
+  });
+
+  test('a lookup question is put as the model was trained to read it: the name in backticks', () => {
+    const tok = openModelFolder(pathModel()).tokenizer!;
+    const want = 'Where is `completeAt` defined?';
+    for (const q of ['where is completeAt defined', 'Where is `completeAt` defined?', "where's the function completeAt() declared?", '  WHERE IS completeAt IMPLEMENTED ?  ', 'Where is the class completeAt defined?']) {
+      assert.equal(canonicalQuestion(tok, q), want, q);
+    }
+    assert.deepEqual(questionTokens(tok, 'where is completeAt defined'), questionTokens(tok, want));
+    for (const q of ['What does completeAt do?', 'Where is completeAt called from?', 'where is a b defined']) assert.equal(canonicalQuestion(tok, q), q, 'other questions stay');
+    const plain = openModelFolder(path.join(FIXTURES, 'granite-dense-nope')).tokenizer!;
+    assert.equal(canonicalQuestion(plain, 'where is completeAt defined'), 'where is completeAt defined', 'other models read the question as typed');
   });
 
   test('ask with the constraint names a file of the state, the best one by the model', async () => {
