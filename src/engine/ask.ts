@@ -12,11 +12,6 @@ import type { TextTokenizer } from './tokenizer';
  */
 export const ASK_EXACT_TAIL = 16;
 
-/**
- * The tokens that follow the workspace for a question. With a chat template, the rest of the user turn and
- * the assistant header; otherwise, with a file-separator token, the question is framed as one more "file"
- * after the workspace (the convention the bundled model is trained with), or as plain text.
- */
 const WHERE_DEFINED =
   /^\s*where\s+(?:is|are)\s+(?:the\s+)?(?:(?:function|class|method|type|interface|enum|const(?:ant)?|variable)\s+)?`?([A-Za-z_$][\w$]*)`?(?:\(\))?\s+(?:defined|declared|implemented)\s*\??\s*$/i;
 
@@ -32,6 +27,11 @@ export function canonicalQuestion(tok: Pick<TextTokenizer, 'special'>, question:
   return m ? `Where is \`${m[1]}\` defined?` : question.trim();
 }
 
+/**
+ * The tokens that follow the workspace for a question. With a chat template, the rest of the user turn and
+ * the assistant header; otherwise, with a file-separator token, the question is framed as one more "file"
+ * after the workspace (the convention the bundled model is trained with), or as plain text.
+ */
 export function questionTokens(tok: Pick<TextTokenizer, 'encode' | 'special'> & { config?: Record<string, unknown> }, question: string): number[] {
   // A chat model: the question closes the user turn that the workspace opened (see chat.ts).
   const format = chatFormat(tok.config);

@@ -708,13 +708,13 @@ export function loadSnapshot<M>(file: string, modelId: string): Snapshot<M> {
   }
 }
 
+const IDENTITY_SAMPLE = 64 << 10;
+
 /**
  * A stable identity for a model folder: config.json, the tokenizer files, and every weight file's name, size,
  * safetensors header and the first and last 64 KiB of its tensor data (a model retrained at the same shapes has
  * the same headers). Cheap: a few hundred KiB are read whatever the model's size.
  */
-const IDENTITY_SAMPLE = 64 << 10;
-
 export function modelIdentity(dir: string): string {
   const h = createHash('sha256');
   const files = fs
