@@ -23,8 +23,22 @@ const WHERE_DEFINED =
  */
 export function canonicalQuestion(tok: Pick<TextTokenizer, 'special'>, question: string): string {
   if (!tok.special.fileIndex) return question.trim();
-  const m = WHERE_DEFINED.exec(question.replace(/^\s*where's\s+/i, 'where is '));
-  return m ? `Where is \`${m[1]}\` defined?` : question.trim();
+  const name = lookupName(question);
+  return name ? `Where is \`${name}\` defined?` : question.trim();
+}
+
+/** The NAME of a "where is NAME defined?" question, however it is typed; null for other questions. */
+export function lookupName(question: string): string | null {
+  return WHERE_DEFINED.exec(question.replace(/^\s*where's\s+/i, 'where is '))?.[1] ?? null;
+}
+
+/**
+ * What to tell the user when a path-answering model (one trained for lookups only, like the bundled model) is
+ * asked something else: its answer is a file of the workspace whatever the question. null otherwise.
+ */
+export function lookupOnlyNote(tok: Pick<TextTokenizer, 'special'>, question: string): string | null {
+  if (!tok.special.fileIndex || lookupName(question)) return null;
+  return 'This model answers "Where is NAME defined?" with a file of the workspace, whatever the question. For other questions, use a chat model such as Granite 4.0-H (Sidewinder: Download Model, then Sidewinder: Select Model).';
 }
 
 /**

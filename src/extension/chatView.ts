@@ -184,6 +184,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         if (step.done) {
           turn.answer = step.value.answer;
           turn.stopped = step.value.stoppedBy === 'cancelled';
+          if (step.value.note) turn.note = step.value.note;
           break;
         }
         turn.answer += step.value.text;
@@ -201,7 +202,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         this.generating = null;
         void vscode.commands.executeCommand('setContext', 'sidewinder.generating', false);
       }
-      this.post({ type: 'turnEnd', id: turn.id, answer: turn.answer, error: turn.error, stopped: turn.stopped });
+      this.post({ type: 'turnEnd', id: turn.id, answer: turn.answer, error: turn.error, stopped: turn.stopped, note: turn.note });
       this.postStatus();
       await this.saveTurn(turn);
     }

@@ -6,7 +6,7 @@
 // holds one workspace folder at a time (multi-root windows switch folders by syncing, which restores that
 // folder's snapshot). Questions and completions run on a fork of the state and roll it back afterwards.
 
-import { ASK_EXACT_TAIL, onFork, pathAnswerConstraint, questionTokens } from '../engine/ask';
+import { ASK_EXACT_TAIL, lookupOnlyNote, onFork, pathAnswerConstraint, questionTokens } from '../engine/ask';
 import type { IngestProgress, IngestReport } from '../engine/ingest';
 import type { LanguageModel, MemoryReport } from '../engine/model';
 import type { SpecialTokens, TextTokenizer } from '../engine/tokenizer';
@@ -322,7 +322,8 @@ export class EngineServer {
     const text = ids.length ? tok.decode(ids) : '';
     if (text.startsWith(sent) && text.length > sent.length) stream({ text: text.slice(sent.length) });
     this.emitMemory();
-    return { answer: text.trim(), tokens: ids.length, stoppedBy };
+    const note = lookupOnlyNote(tok, p.question);
+    return { answer: text.trim(), tokens: ids.length, stoppedBy, ...(note ? { note } : {}) };
   }
 
   private noCompletion(reason: CompleteResult['reason'], t0 = performance.now()): CompleteResult {

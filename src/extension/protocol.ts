@@ -79,6 +79,8 @@ export interface AskResult {
   answer: string;
   tokens: number; // generated
   stoppedBy: 'eos' | 'length' | 'cancelled';
+  /** A word on the answer for the user (e.g. a lookup-only model asked something else); absent when none. */
+  note?: string;
 }
 
 export interface CompleteParams {

@@ -76,13 +76,13 @@ function turnElement(turn: ChatTurn): HTMLElement {
   const answer = el('div', 'answer markdown');
   renderAnswer(answer, turn.answer);
   section.append(answer, el('div', 'meta'));
-  setMeta(section, turn.error, turn.stopped);
+  setMeta(section, turn.error, turn.stopped, turn.note);
   return section;
 }
 
-function setMeta(section: HTMLElement, error?: string, stopped?: boolean): void {
+function setMeta(section: HTMLElement, error?: string, stopped?: boolean, note?: string): void {
   const meta = section.querySelector<HTMLElement>('.meta')!;
-  meta.textContent = error ? `Error: ${error}` : stopped ? 'Stopped.' : '';
+  meta.textContent = error ? `Error: ${error}` : stopped ? 'Stopped.' : (note ?? '');
   meta.classList.toggle('error', !!error);
 }
 
@@ -140,7 +140,7 @@ window.addEventListener('message', (event: MessageEvent) => {
       const section = findTurn(m.id);
       if (section) {
         renderAnswer(section.querySelector<HTMLElement>('.answer')!, m.answer);
-        setMeta(section, m.error, m.stopped);
+        setMeta(section, m.error, m.stopped, m.note);
       }
       setGenerating(live.size > 0);
       scrollIfFollowing(following);

@@ -15,6 +15,8 @@ export interface ChatTurn {
   /** Why the answer ended early, shown under it. */
   error?: string;
   stopped?: boolean;
+  /** A word from the engine on the answer, shown under it. */
+  note?: string;
 }
 
 /** Messages the chat webview sends to the host. */
@@ -33,7 +35,7 @@ export type HostToChat =
   | { type: 'history'; turns: ChatTurn[] }
   | { type: 'turnStart'; turn: ChatTurn }
   | { type: 'delta'; id: string; text: string }
-  | { type: 'turnEnd'; id: string; answer: string; error?: string; stopped?: boolean }
+  | { type: 'turnEnd'; id: string; answer: string; error?: string; stopped?: boolean; note?: string }
   | { type: 'status'; text: string; busy: boolean }
   | { type: 'focusInput' };
 

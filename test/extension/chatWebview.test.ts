@@ -107,6 +107,12 @@ test('chat page: answers stream in; Stop is enabled while one is generated and s
   post(w, { type: 'turnStart', turn: turn({ id: 't2' }) });
   post(w, { type: 'turnEnd', id: 't2', answer: '', error: 'the engine stopped' });
   assert.equal(w.document.querySelectorAll('section.turn .meta')[1].textContent, 'Error: the engine stopped');
+  // A note from the engine (a lookup-only model asked something else) too, and again from the history.
+  post(w, { type: 'turnStart', turn: turn({ id: 't3' }) });
+  post(w, { type: 'turnEnd', id: 't3', answer: '`a.ts`', note: 'This model answers lookups only.' });
+  assert.equal(w.document.querySelectorAll('section.turn .meta')[2].textContent, 'This model answers lookups only.');
+  post(w, { type: 'history', turns: [turn({ id: 'h1', answer: '`a.ts`', note: 'A note kept.' })] });
+  assert.equal(w.document.querySelector('section.turn .meta')!.textContent, 'A note kept.');
   w.close();
 });
 

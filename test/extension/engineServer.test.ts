@@ -125,7 +125,7 @@ interface Rig {
   ingestDelayMs: number;
 }
 
-function rig(opts: { loadError?: Error; resumeAt?: number; memoryMinGapMs?: number; memoryIntervalMs?: number } = {}): Rig {
+function rig(opts: { loadError?: Error; resumeAt?: number; memoryMinGapMs?: number; memoryIntervalMs?: number; paths?: string[] } = {}): Rig {
   const model = new ScriptedModel();
   let lose: (r: string) => void = () => undefined;
   const r: Partial<Rig> = { model, events: [], exits: [], ingestDelayMs: 1 };
@@ -134,11 +134,12 @@ function rig(opts: { loadError?: Error; resumeAt?: number; memoryMinGapMs?: numb
       if (opts.loadError) throw opts.loadError;
       return {
         model,
-        tokenizer,
+        // paths: a model trained with the file index (it answers with paths), over a folder of these files
+        tokenizer: opts.paths ? { ...tokenizer, special: { ...SPECIAL, fileFooter: true, fileIndex: true } } : tokenizer,
         modelId: 'fake',
         adapter: 'fake adapter',
         lost: new Promise<string>((res) => (lose = res)),
-        createIngest: () => fakeIngest(model, 400, 4, r.ingestDelayMs!, opts.resumeAt),
+        createIngest: () => ({ ...fakeIngest(model, 400, 4, r.ingestDelayMs!, opts.resumeAt), statePaths: () => opts.paths ?? [] }),
         dispose: () => model.dispose(),
       };
     },
@@ -308,6 +309,23 @@ test('ask streams the answer on a fork of the state and rolls it back', async ()
   assert.equal(r.model.prompts.at(-1)![0], SPECIAL.fileSep);
   const limited = await r.client.request('ask', { folder: '/ws', question: 'q', maxNewTokens: 5 });
   assert.deepEqual(limited, { answer: 'The i', tokens: 5, stoppedBy: 'length' });
+  r.server.dispose();
+});
+
+test('a path-answering model names a file of the folder, and says so when asked something else', async () => {
+  const r = rig({ paths: ['src/a.ts', 'lib/b.py'] });
+  await r.client.request('load', LOAD);
+  await r.client.request('sync', SYNC);
+  r.model.script = 'src/c.ts is not a file of the folder';
+  const other = await r.client.request('ask', { folder: '/ws', question: 'What does ingest do?', maxNewTokens: 40 });
+  assert.ok(['`src/a.ts`', '`lib/b.py`'].includes(other.answer), other.answer);
+  assert.equal(other.stoppedBy, 'eos');
+  assert.match(other.note ?? '', /Where is NAME defined/);
+  const lookup = await r.client.request('ask', { folder: '/ws', question: 'where is ingest defined', maxNewTokens: 40 });
+  assert.ok(['`src/a.ts`', '`lib/b.py`'].includes(lookup.answer), lookup.answer);
+  assert.equal(lookup.note, undefined);
+  // The question reached the model as it was trained to read it.
+  assert.equal(tokenizer.decode(r.model.prompts.at(-1)!), 'Question: Where is `ingest` defined?\nAnswer:');
   r.server.dispose();
 });
 
