@@ -57,6 +57,13 @@ export function questionTokens(tok: Pick<TextTokenizer, 'encode' | 'special'> & 
 interface Trie extends Map<number, Trie> {}
 
 /**
+ * Per tokenizer: each path's answer tokens (encoding is the slow part: ~0.15 ms a path, 3 s for 20K files), and
+ * the last trie with the path list it was built from (questions about one workspace reuse it).
+ */
+const answerCache = new WeakMap<object, { ids: Map<string, number[]>; key: string; trie: Trie | null }>();
+const MAX_CACHED_PATHS = 200_000;
+
+/**
  * For a model trained to answer with a path from the file index (tokenizer flag sidewinder_file_index, as the
  * bundled model is), the answer kept to the workspace's own paths: each token must continue ` `path`` of some
  * file, tokenized as in training, then end the answer. The model still chooses the file; it can no longer name
@@ -69,15 +76,27 @@ export function pathAnswerConstraint(
 ): GenerateOptions['allowedNext'] {
   const end = tok.special.eos;
   if (!tok.special.fileIndex || end === null) return undefined;
-  const root: Trie = new Map();
-  for (const p of paths) {
-    let node = root;
-    for (const id of [...tok.encode(` \`${p}\``), end]) {
-      let next = node.get(id);
-      if (!next) node.set(id, (next = new Map()));
-      node = next;
+  const list = [...paths];
+  let cache = answerCache.get(tok);
+  if (!cache) answerCache.set(tok, (cache = { ids: new Map(), key: '', trie: null }));
+  const key = list.join('\0');
+  if (cache.key !== key || !cache.trie) {
+    if (cache.ids.size > MAX_CACHED_PATHS) cache.ids.clear();
+    const root: Trie = new Map();
+    for (const p of list) {
+      let ids = cache.ids.get(p);
+      if (!ids) cache.ids.set(p, (ids = [...tok.encode(` \`${p}\``), end]));
+      let node = root;
+      for (const id of ids) {
+        let next = node.get(id);
+        if (!next) node.set(id, (next = new Map()));
+        node = next;
+      }
     }
+    cache.key = key;
+    cache.trie = root;
   }
+  const root = cache.trie;
   if (!root.size) return undefined;
   return (generated) => {
     let node: Trie | undefined = root;

@@ -81,6 +81,9 @@ describe('answers kept to the workspace paths', () => {
     assert.deepEqual(allowed(seq('lib/c.py').slice(0, -1)), [eos], 'a whole path: only the end');
     assert.equal(allowed([tok.encode('zzz')[0], 1, 2]), null, 'off every path: no constraint');
     assert.equal(pathAnswerConstraint(tok, []), undefined, 'no paths');
+    // Tokens and the trie are cached per tokenizer: another path list gets its own trie, the same one again too.
+    assert.deepEqual(pathAnswerConstraint(tok, ['lib/c.py'])!([]), [seq('lib/c.py')[0]]);
+    assert.deepEqual(new Set(pathAnswerConstraint(tok, ['src/a.py', 'src/ab.py', 'lib/c.py'])!([])), first);
     const plain = openModelFolder(path.join(FIXTURES, 'granite-dense-nope')).tokenizer!;
     assert.equal(pathAnswerConstraint(plain, ['a.py']), undefined, 'a model not trained with the index answers freely');
   });
