@@ -132,22 +132,23 @@ async function main(): Promise<void> {
     };
   };
   result.lookupPathsRenamed = renamePaths;
+  const names = new Map(files.map((f) => [f, definedNames(f.text)]));
+  const withDefs = files.filter((f) => names.get(f)!.length > 0);
   for (const L of lengths) {
     let hit = 0;
     let nameHit = 0;
     let keptHit = 0;
     const total = intValue(args, 'lookup', 10);
     for (let i = 0; i < total; i++) {
-      const withDefs = files.filter((f) => definedNames(f.text).length > 0);
       const target = pick(withDefs);
-      const name = pick(definedNames(target.text));
+      const name = pick(names.get(target)!);
       const rename = renamePaths ? renamer() : (p: string) => p;
       const expected = rename(target.path);
       const chosen: { path: string; ids: number[] }[] = [];
       let size = 0;
       for (let guard = 0; size < L && guard < 10 * files.length; guard++) {
         const f = pick(files);
-        if (f.path === target.path || definedNames(f.text).includes(name)) continue; // one right answer
+        if (f.path === target.path || names.get(f)!.includes(name)) continue; // one right answer
         const ids = frame({ path: rename(f.path), text: f.text });
         chosen.push({ path: rename(f.path), ids });
         size += ids.length;

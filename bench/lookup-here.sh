@@ -11,14 +11,15 @@ NAMES=$(mktemp)
 trap 'rm -f "$NAMES"' EXIT
 node dist/cli.js ingest --workspace "$DIR" 2>&1 | tail -1
 python3 - "$DIR" "$N" <<'PY' > "$NAMES"
-import os,re,sys,random
+import os,sys,random
+sys.path.insert(0, "train")
+from data import definitions  # the trainer's copy of the footer regex (src/workspace/frame.ts)
 d,n=sys.argv[1],int(sys.argv[2])
-R=re.compile(r"^(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w{3,})|^(?:export\s+(?:default\s+)?)?(?:async\s+)?(?:function\*?|(?:abstract\s+)?class)\s+([A-Za-z_$][\w$]{3,})|^export\s+(?:const|let|interface|type|enum)\s+([A-Za-z_$][\w$]{3,})",re.M)
 defs={}
 for root,_,fs in os.walk(d):
   for f in fs:
     p=os.path.join(root,f); t=open(p).read()
-    for m in R.finditer(t): defs.setdefault(m.group(1) or m.group(2) or m.group(3),set()).add(os.path.relpath(p,d))
+    for name in definitions(t): defs.setdefault(name,set()).add(os.path.relpath(p,d))
 one=sorted(k for k,v in defs.items() if len(v)==1)
 random.Random(1).shuffle(one)
 for k in one[:n]: print(k, next(iter(defs[k])))
