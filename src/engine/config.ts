@@ -1,8 +1,14 @@
 // Model configuration: parsed once from a Hugging Face config.json into one frozen, validated object that
 // the rest of the engine reads. Two architectures: `granitemoehybrid` (IBM Granite 4.0-H: Mamba-2 layers
 // and a few attention layers, dense or MoE feed-forward) and `mamba2` (Mamba-2 only, no feed-forward).
+//
+// The parse is strict: model_type (with architectures, when given) selects the implementation and anything
+// else is refused (UnknownModelTypeError); for a known type, every setting that changes the computation must
+// hold a value the engine implements, or it is refused by name (UnsupportedConfigValueError). Keys that are
+// absent take transformers' defaults for that config class; keys that only matter for training (dropout,
+// initialisation, router loss) or for other runtimes (dtype, use_cache) are ignored.
 
-import { UnsupportedModelError } from './errors';
+import { UnknownModelTypeError, UnsupportedConfigValueError, UnsupportedModelError } from './errors';
 
 export type Architecture = 'granitemoehybrid' | 'mamba2';
 export type LayerKind = 'mamba' | 'attention';
@@ -62,6 +68,28 @@ export interface ModelConfig {
 
 type Json = Record<string, unknown>;
 
+/** The model types Sidewinder runs, each with the one transformers class its checkpoints are saved from. */
+export const SUPPORTED_MODEL_TYPES: Readonly<Record<Architecture, { readonly architecture: string; readonly description: string }>> = {
+  granitemoehybrid: { architecture: 'GraniteMoeHybridForCausalLM', description: 'IBM Granite 4.0-H' },
+  mamba2: { architecture: 'Mamba2ForCausalLM', description: 'Mamba-2' },
+};
+
+function supportedTypes(): string {
+  return Object.entries(SUPPORTED_MODEL_TYPES)
+    .map(([t, s]) => `"${t}" (${s.architecture}, ${s.description})`)
+    .join(' and ');
+}
+
+const FIX = 'Convert the checkpoint to one of these (a Hugging Face transformers config.json) or pick another one.';
+
+function present(v: unknown): boolean {
+  return v !== undefined && v !== null;
+}
+
+function show(v: unknown): string {
+  return JSON.stringify(v) ?? String(v);
+}
+
 function num(raw: Json, key: string, fallback?: number): number {
   let v = raw[key];
   // transformers 5.x writes non-finite floats as {"__float__": "Infinity"}.
@@ -88,6 +116,13 @@ function int(raw: Json, key: string, fallback?: number): number {
   return v;
 }
 
+/** A size that must be at least 1 (heads, state size, kernel width...). */
+function positive(raw: Json, key: string, fallback?: number): number {
+  const v = int(raw, key, fallback);
+  if (v < 1) throw new UnsupportedModelError(`config.json: "${key}" must be a positive integer, got ${v}.`);
+  return v;
+}
+
 function bool(raw: Json, key: string, fallback: boolean): boolean {
   const v = raw[key];
   if (v === undefined || v === null) return fallback;
@@ -108,7 +143,9 @@ function timeStepLimit(raw: Json): [number, number] {
   if (!Array.isArray(v) || v.length !== 2) {
     throw new UnsupportedModelError('config.json: "time_step_limit" must be a pair [min, max].');
   }
-  return [num({ a: v[0] }, 'a'), num({ b: v[1] }, 'b')];
+  const lim: [number, number] = [num({ time_step_limit: v[0] }, 'time_step_limit'), num({ time_step_limit: v[1] }, 'time_step_limit')];
+  if (lim[0] > lim[1]) throw new UnsupportedModelError(`config.json: "time_step_limit" [${lim}] has min above max.`);
+  return lim;
 }
 
 /** Parses config.json text, accepting the non-standard Infinity/NaN literals Python's json writes. */
@@ -130,47 +167,146 @@ export function parseConfigJson(text: string): Json {
   return parsed as Json;
 }
 
-function layerKindsFrom(raw: Json, numLayers: number): LayerKind[] {
-  const v = raw['layer_types'] ?? raw['layers_block_type'];
-  if (v === undefined || v === null) {
-    // transformers 4.x Granite configs may give attention layer indices instead.
-    const idx = raw['attn_layer_indices'];
-    if (Array.isArray(idx)) {
-      return Array.from({ length: numLayers }, (_, i) => (idx.includes(i) ? 'attention' : 'mamba'));
-    }
-    throw new UnsupportedModelError('config.json: "layer_types" is missing; it must list each layer as mamba or attention.');
+/** model_type, checked against the supported ones and against architectures. */
+function modelTypeOf(raw: Json): Architecture {
+  const mt = raw['model_type'];
+  const rawArchs = raw['architectures'];
+  if (present(rawArchs) && !(Array.isArray(rawArchs) && rawArchs.every((a) => typeof a === 'string'))) {
+    throw new UnknownModelTypeError(`config.json: "architectures" must be a list of class names, got ${show(rawArchs)}.`, mt, Object.keys(SUPPORTED_MODEL_TYPES));
   }
-  if (!Array.isArray(v) || v.length !== numLayers) {
-    throw new UnsupportedModelError(
-      `config.json: "layer_types" must list exactly num_hidden_layers (${numLayers}) entries.`,
+  const archs = (rawArchs ?? []) as string[];
+  const supported = Object.keys(SUPPORTED_MODEL_TYPES);
+  const listed = `Sidewinder runs model_type ${supportedTypes()}.`;
+  if (!present(mt) || mt === '') {
+    // state-spaces/mamba2-* (mamba_ssm's own format) ship a config.json without model_type.
+    const native = 'ssm_cfg' in raw || 'd_model' in raw || 'n_layer' in raw;
+    throw new UnknownModelTypeError(
+      `config.json has no "model_type"${archs.length ? ` (architectures: ${show(archs)})` : ''}, so it names no implementation. ${listed} ` +
+        (native ? "It looks like a mamba_ssm (state-spaces) config: convert it with transformers' Mamba-2 conversion script, or pick another checkpoint." : FIX),
+      mt ?? null,
+      supported,
     );
   }
-  return v.map((t, i) => {
-    if (t === 'mamba' || t === 'linear_attention') return 'mamba';
-    if (t === 'attention' || t === 'full_attention') return 'attention';
-    throw new UnsupportedModelError(
-      `config.json: layer ${i} has type ${JSON.stringify(t)}; expected "mamba"/"linear_attention" or "attention"/"full_attention".`,
+  if (typeof mt !== 'string' || !Object.prototype.hasOwnProperty.call(SUPPORTED_MODEL_TYPES, mt)) {
+    throw new UnknownModelTypeError(`config.json: model_type ${show(mt)} is not supported. ${listed} ${FIX}`, mt, supported);
+  }
+  const type = mt as Architecture;
+  const expected = SUPPORTED_MODEL_TYPES[type].architecture;
+  const wrong = archs.filter((a) => a !== expected);
+  if (wrong.length > 0) {
+    throw new UnknownModelTypeError(
+      `config.json: architectures ${show(archs)} do not match model_type "${type}", whose checkpoints are ${expected}. ` +
+        `${listed} Fix the config.json if it was edited by hand; otherwise convert the checkpoint or pick another one.`,
+      mt,
+      supported,
     );
-  });
+  }
+  return type;
 }
 
-function ropeTheta(raw: Json): number | null {
-  const pe = raw['position_embedding_type'];
-  if (pe === undefined || pe === null || pe === 'nope' || pe === 'none') return null;
-  if (pe !== 'rope') {
-    throw new UnsupportedModelError(`config.json: position_embedding_type ${JSON.stringify(pe)} is not supported (use "rope" or "nope").`);
+const ACTIVATIONS = ['silu', 'swish'];
+
+/** Settings both architectures share (and some other configs spell), refused where the engine computes otherwise. */
+function checkCommon(raw: Json, mt: Architecture): void {
+  const refuse = (field: string, value: unknown, supported: string): never => {
+    throw new UnsupportedConfigValueError(field, value, supported, mt);
+  };
+  // SiLU is the conv activation, the SwiGLU gate and the Mamba gate: one activation for all of them.
+  for (const key of ['hidden_act', 'hidden_activation', 'mamba_hidden_act']) {
+    if (present(raw[key]) && !ACTIVATIONS.includes(raw[key] as string)) refuse(key, raw[key], '"silu" only (SiLU, also spelled "swish")');
   }
-  const params = raw['rope_parameters'] as Json | undefined;
-  if (params && typeof params === 'object') {
-    const type = params['rope_type'] ?? 'default';
-    if (type !== 'default') throw new UnsupportedModelError(`config.json: rope_type ${JSON.stringify(type)} is not supported.`);
-    if (params['rope_theta'] !== undefined) return num(params, 'rope_theta');
+  // The Mamba output is norm(y * silu(z)) * w: a gated RMSNorm, the gate applied before the norm.
+  for (const key of ['rms_norm', 'rmsnorm', 'mamba_rmsnorm', 'mamba_rms_norm']) {
+    if (present(raw[key]) && raw[key] !== true) refuse(key, raw[key], 'true only (the gated RMSNorm after the scan)');
+  }
+  for (const key of ['norm_before_gate', 'mamba_norm_before_gate']) {
+    if (present(raw[key]) && raw[key] !== false) refuse(key, raw[key], 'false only (the gate multiplies before the norm: norm(y * silu(z)))');
+  }
+  const q = raw['quantization_config'];
+  if (present(q)) {
+    const method = typeof q === 'object' && q !== null && 'quant_method' in q ? (q as Json)['quant_method'] : q;
+    refuse('quantization_config.quant_method', method, 'unquantized checkpoints only (f32, f16 or bf16 safetensors)');
+  }
+  // The residual stream is float32 on both backends, which is what residual_in_fp32 asks for; false (the
+  // residual in the weights' dtype) only loses precision, so both are accepted.
+  bool(raw, 'residual_in_fp32', true);
+}
+
+function layerKindsFrom(raw: Json, numLayers: number, mt: Architecture): LayerKind[] {
+  const kinds = (key: string, v: unknown): LayerKind[] => {
+    if (!Array.isArray(v) || v.length !== numLayers) {
+      throw new UnsupportedModelError(`config.json: "${key}" must list exactly num_hidden_layers (${numLayers}) entries.`);
+    }
+    return v.map((t, i) => {
+      if (t === 'mamba' || t === 'linear_attention') return 'mamba';
+      if (t === 'attention' || t === 'full_attention') return 'attention';
+      throw new UnsupportedConfigValueError(
+        `${key}[${i}]`,
+        t,
+        'the layer types "mamba" (or "linear_attention") and "attention" (or "full_attention")',
+        mt,
+        `layer ${i} has type ${show(t)} (${key}[${i}]), which`,
+      );
+    });
+  };
+  const fromTypes = present(raw['layer_types']) ? kinds('layer_types', raw['layer_types']) : null;
+  const fromBlocks = present(raw['layers_block_type']) ? kinds('layers_block_type', raw['layers_block_type']) : null;
+  const idx = raw['attn_layer_indices'];
+  let fromIdx: LayerKind[] | null = null;
+  if (present(idx)) {
+    if (!Array.isArray(idx) || !idx.every((i) => Number.isInteger(i) && i >= 0 && i < numLayers)) {
+      throw new UnsupportedModelError(`config.json: "attn_layer_indices" must list layer indices in [0, ${numLayers}), got ${show(idx)}.`);
+    }
+    fromIdx = Array.from({ length: numLayers }, (_, i) => (idx.includes(i) ? 'attention' : 'mamba'));
+  }
+  const given: [string, LayerKind[]][] = [];
+  if (fromTypes) given.push(['layer_types', fromTypes]);
+  if (fromBlocks) given.push(['layers_block_type', fromBlocks]);
+  if (fromIdx) given.push(['attn_layer_indices', fromIdx]);
+  if (given.length === 0) {
+    throw new UnsupportedModelError('config.json: "layer_types" is missing; it must list each layer as mamba or attention.');
+  }
+  for (const [key, k] of given.slice(1)) {
+    if (k.join() !== given[0][1].join()) {
+      throw new UnsupportedModelError(`config.json: "${key}" and "${given[0][0]}" disagree on which layers are attention; fix the config.json.`);
+    }
+  }
+  return given[0][1];
+}
+
+function checkPositionType(raw: Json, mt: Architecture): boolean {
+  const pe = raw['position_embedding_type'];
+  if (!present(pe) || pe === 'nope' || pe === 'none') return false;
+  if (pe !== 'rope') throw new UnsupportedConfigValueError('position_embedding_type', pe, '"rope" and "nope" (or null: no positional encoding)', mt);
+  return true;
+}
+
+/** rope_theta for rotary attention, refusing every rope variant but the plain one (rotate-half, all dims). */
+function ropeTheta(raw: Json, mt: Architecture, headDim: number): number {
+  const refuse = (field: string, value: unknown, supported: string): never => {
+    throw new UnsupportedConfigValueError(field, value, supported, mt);
+  };
+  const plain = '"default" rope only (no scaling)';
+  let theta = num(raw, 'rope_theta', 10000);
+  const params = raw['rope_parameters'];
+  if (present(params)) {
+    if (typeof params !== 'object' || Array.isArray(params)) refuse('rope_parameters', params, 'an object {rope_type, rope_theta}');
+    const p = params as Json;
+    const type = p['rope_type'] ?? p['type'] ?? 'default';
+    if (type !== 'default') refuse('rope_parameters.rope_type', type, plain);
+    if (present(p['partial_rotary_factor']) && p['partial_rotary_factor'] !== 1) refuse('rope_parameters.partial_rotary_factor', p['partial_rotary_factor'], '1 only (every channel rotated)');
+    if (p['rope_theta'] !== undefined) theta = num(p, 'rope_theta');
   }
   const scaling = raw['rope_scaling'];
-  if (scaling !== undefined && scaling !== null) {
-    throw new UnsupportedModelError('config.json: rope_scaling is not supported.');
+  if (present(scaling)) {
+    const s = typeof scaling === 'object' && !Array.isArray(scaling) ? (scaling as Json) : {};
+    const type = s['rope_type'] ?? s['type'];
+    if (type !== 'default') refuse('rope_scaling', scaling, `null or ${plain}`);
   }
-  return num(raw, 'rope_theta', 10000);
+  if (present(raw['partial_rotary_factor']) && raw['partial_rotary_factor'] !== 1) refuse('partial_rotary_factor', raw['partial_rotary_factor'], '1 only (every channel rotated)');
+  if (headDim % 2 !== 0) throw new UnsupportedModelError(`config.json: rotary attention needs an even head dim, got ${headDim}.`);
+  if (!(theta > 0) || !Number.isFinite(theta)) throw new UnsupportedModelError(`config.json: rope_theta must be a positive number, got ${theta}.`);
+  return theta;
 }
 
 function checkMamba(m: MambaConfig): void {
@@ -181,13 +317,17 @@ function checkMamba(m: MambaConfig): void {
   if (m.intermediate % m.normGroupSize !== 0) throw new UnsupportedModelError('gated norm group size must divide the intermediate size.');
 }
 
-/** The config.json keys of the Mamba-2 settings, which each architecture names its own way. */
+/** The config.json keys of the Mamba-2 settings, which each architecture names its own way, and their defaults. */
 interface MambaKeys {
   expand: string;
   heads: string;
   headDim: string;
+  /** transformers' default head dim; null: intermediate / heads ("auto"). */
+  headDimDefault: number | null;
   groups: string;
+  groupsDefault: number;
   state: string;
+  stateDefault: number;
   conv: string;
   chunk: string;
   convBias: string;
@@ -195,24 +335,29 @@ interface MambaKeys {
 }
 
 function mambaFrom(raw: Json, hiddenSize: number, k: MambaKeys): MambaConfig {
-  const intermediate = Math.round(num(raw, k.expand, 2) * hiddenSize);
-  const numHeads = int(raw, k.heads, 128);
-  const headDim = int(raw, k.headDim, Math.floor(intermediate / numHeads));
+  const expand = num(raw, k.expand, 2);
+  const intermediate = expand * hiddenSize;
+  if (!Number.isInteger(intermediate) || intermediate < 1) {
+    throw new UnsupportedModelError(`config.json: ${k.expand} (${expand}) x hidden_size (${hiddenSize}) must be a positive integer.`);
+  }
+  const numHeads = positive(raw, k.heads, 128);
+  const autoHeadDim = Math.floor(intermediate / numHeads);
+  const headDim = raw[k.headDim] === 'auto' ? autoHeadDim : positive(raw, k.headDim, k.headDimDefault ?? autoHeadDim);
   if (numHeads * headDim !== intermediate) {
     throw new UnsupportedModelError(
       `${k.heads} (${numHeads}) x ${k.headDim} (${headDim}) must equal ${k.expand} x hidden_size (${intermediate}).`,
     );
   }
-  const nGroups = int(raw, k.groups, 1);
-  const dState = int(raw, k.state, 128);
+  const nGroups = positive(raw, k.groups, k.groupsDefault);
+  const dState = positive(raw, k.state, k.stateDefault);
   const [tMin, tMax] = timeStepLimit(raw);
   const mamba: MambaConfig = {
     numHeads,
     headDim,
     dState,
     nGroups,
-    dConv: int(raw, k.conv, 4),
-    chunkSize: int(raw, k.chunk, 256),
+    dConv: positive(raw, k.conv, 4),
+    chunkSize: positive(raw, k.chunk, 256),
     intermediate,
     convDim: intermediate + 2 * nGroups * dState,
     inProjDim: 2 * intermediate + 2 * nGroups * dState + numHeads,
@@ -230,41 +375,64 @@ function mambaFrom(raw: Json, hiddenSize: number, k: MambaKeys): MambaConfig {
 }
 
 function granite(raw: Json): ModelConfig {
+  const mt: Architecture = 'granitemoehybrid';
+  const refuse = (field: string, value: unknown, supported: string): never => {
+    throw new UnsupportedConfigValueError(field, value, supported, mt);
+  };
   const hiddenSize = int(raw, 'hidden_size');
   const numLayers = int(raw, 'num_hidden_layers');
-  const layerKinds = layerKindsFrom(raw, numLayers);
+  const layerKinds = layerKindsFrom(raw, numLayers, mt);
   const mamba = mambaFrom(raw, hiddenSize, {
     expand: 'mamba_expand',
     heads: 'mamba_n_heads',
     headDim: 'mamba_d_head',
+    headDimDefault: null,
     groups: 'mamba_n_groups',
+    groupsDefault: 1,
     state: 'mamba_d_state',
+    stateDefault: 256,
     conv: 'mamba_d_conv',
     chunk: 'mamba_chunk_size',
     convBias: 'mamba_conv_bias',
     projBias: 'mamba_proj_bias',
   });
   const hasAttention = layerKinds.includes('attention');
-  const numAttnHeads = int(raw, 'num_attention_heads', 32);
-  const numKvHeads = int(raw, 'num_key_value_heads', numAttnHeads);
-  const attnHeadDim = int(raw, 'head_dim', Math.floor(hiddenSize / Math.max(1, numAttnHeads)));
-  if (hasAttention && numAttnHeads % Math.max(1, numKvHeads) !== 0) {
-    throw new UnsupportedModelError(`num_attention_heads (${numAttnHeads}) must be a multiple of num_key_value_heads (${numKvHeads}).`);
+  const rope = checkPositionType(raw, mt);
+  // Attention is full causal softmax attention with biases as attention_bias says; the MLPs have no bias.
+  if (present(raw['sliding_window'])) refuse('sliding_window', raw['sliding_window'], 'null only (full causal attention)');
+  if (present(raw['use_sliding_window']) && raw['use_sliding_window'] !== false) refuse('use_sliding_window', raw['use_sliding_window'], 'false only (full causal attention)');
+  if (present(raw['mlp_bias']) && raw['mlp_bias'] !== false) refuse('mlp_bias', raw['mlp_bias'], 'false only (the shared MLP and the experts have no bias)');
+  let attention: AttentionConfig | null = null;
+  if (hasAttention) {
+    const numAttnHeads = positive(raw, 'num_attention_heads', 32);
+    const numKvHeads = positive(raw, 'num_key_value_heads', numAttnHeads);
+    if (numAttnHeads % numKvHeads !== 0) {
+      throw new UnsupportedModelError(`num_attention_heads (${numAttnHeads}) must be a multiple of num_key_value_heads (${numKvHeads}).`);
+    }
+    // GraniteMoeHybrid attention splits hidden_size into the heads (head_dim = hidden_size / heads).
+    if (hiddenSize % numAttnHeads !== 0) {
+      throw new UnsupportedModelError(`config.json: hidden_size (${hiddenSize}) must be a multiple of num_attention_heads (${numAttnHeads}).`);
+    }
+    const attnHeadDim = hiddenSize / numAttnHeads;
+    if (present(raw['head_dim']) && raw['head_dim'] !== attnHeadDim) {
+      refuse('head_dim', raw['head_dim'], `hidden_size / num_attention_heads = ${attnHeadDim} only (the head dim GraniteMoeHybrid attention uses)`);
+    }
+    attention = {
+      numHeads: numAttnHeads,
+      numKvHeads,
+      headDim: attnHeadDim,
+      // transformers' default attention_multiplier is 1.0 (not 1/sqrt(head_dim)).
+      scaling: num(raw, 'attention_multiplier', 1),
+      bias: bool(raw, 'attention_bias', false),
+      ropeTheta: rope ? ropeTheta(raw, mt, attnHeadDim) : null,
+    };
   }
-  const attention: AttentionConfig | null = hasAttention
-    ? {
-        numHeads: numAttnHeads,
-        numKvHeads,
-        headDim: attnHeadDim,
-        scaling: num(raw, 'attention_multiplier', 1 / Math.sqrt(attnHeadDim)),
-        bias: bool(raw, 'attention_bias', false),
-        ropeTheta: ropeTheta(raw),
-      }
-    : null;
-  if (raw['hidden_act'] !== undefined && raw['hidden_act'] !== 'silu') {
-    throw new UnsupportedModelError(`hidden_act ${JSON.stringify(raw['hidden_act'])} is not supported (silu only).`);
+  const numExperts = int(raw, 'num_local_experts', 8);
+  let topK = 0;
+  if (numExperts > 0) {
+    topK = int(raw, 'num_experts_per_tok', 2);
+    if (topK < 1 || topK > numExperts) refuse('num_experts_per_tok', topK, `1 to num_local_experts (${numExperts}) experts per token`);
   }
-  const numExperts = int(raw, 'num_local_experts', 0);
   return {
     architecture: 'granitemoehybrid',
     vocabSize: int(raw, 'vocab_size'),
@@ -275,14 +443,14 @@ function granite(raw: Json): ModelConfig {
     embeddingMultiplier: num(raw, 'embedding_multiplier', 1),
     residualMultiplier: num(raw, 'residual_multiplier', 1),
     logitsScaling: num(raw, 'logits_scaling', 1),
-    tieWordEmbeddings: bool(raw, 'tie_word_embeddings', true),
+    tieWordEmbeddings: bool(raw, 'tie_word_embeddings', false),
     mamba,
     attention,
     feedForward: {
-      sharedIntermediate: int(raw, 'shared_intermediate_size', 0),
+      sharedIntermediate: int(raw, 'shared_intermediate_size', 1024),
       numExperts,
-      topK: numExperts > 0 ? int(raw, 'num_experts_per_tok', 2) : 0,
-      expertIntermediate: numExperts > 0 ? int(raw, 'intermediate_size') : 0,
+      topK,
+      expertIntermediate: numExperts > 0 ? positive(raw, 'intermediate_size', 11008) : 0,
     },
     bosTokenId: raw['bos_token_id'] == null ? null : int(raw, 'bos_token_id'),
     eosTokenIds: tokenIds(raw['eos_token_id']),
@@ -293,13 +461,15 @@ function granite(raw: Json): ModelConfig {
 function mamba2(raw: Json): ModelConfig {
   const hiddenSize = int(raw, 'hidden_size');
   const numLayers = int(raw, 'num_hidden_layers');
-  if (raw['rms_norm'] === false) throw new UnsupportedModelError('mamba2 with rms_norm=false is not supported.');
   const mamba = mambaFrom(raw, hiddenSize, {
     expand: 'expand',
     heads: 'num_heads',
     headDim: 'head_dim',
+    headDimDefault: 64,
     groups: 'n_groups',
+    groupsDefault: 8,
     state: 'state_size',
+    stateDefault: 128,
     conv: 'conv_kernel',
     chunk: 'chunk_size',
     convBias: 'use_conv_bias',
@@ -333,18 +503,15 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
-/** Builds the validated config from config.json's parsed contents. */
+/**
+ * Builds the validated config from config.json's parsed contents. Throws UnknownModelTypeError for a missing or
+ * unsupported model_type (or architectures that contradict it) and UnsupportedConfigValueError for a setting the
+ * engine does not implement, both UnsupportedModelErrors whose message names what was found and what is supported.
+ */
 export function configFromJson(raw: Json): ModelConfig {
-  const mt = raw['model_type'];
-  const archs = Array.isArray(raw['architectures']) ? (raw['architectures'] as unknown[]) : [];
-  let cfg: ModelConfig;
-  if (mt === 'granitemoehybrid' || archs.includes('GraniteMoeHybridForCausalLM')) cfg = granite(raw);
-  else if (mt === 'mamba2' || archs.includes('Mamba2ForCausalLM')) cfg = mamba2(raw);
-  else {
-    throw new UnsupportedModelError(
-      `model_type ${JSON.stringify(mt)} is not supported; Sidewinder runs "granitemoehybrid" (IBM Granite 4.0-H) and "mamba2" checkpoints.`,
-    );
-  }
+  const mt = modelTypeOf(raw);
+  checkCommon(raw, mt);
+  const cfg = mt === 'granitemoehybrid' ? granite(raw) : mamba2(raw);
   if (cfg.hiddenSize === 0 || cfg.vocabSize === 0 || cfg.numLayers === 0) {
     throw new UnsupportedModelError('config.json: hidden_size, vocab_size and num_hidden_layers must be positive.');
   }

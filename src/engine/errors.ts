@@ -13,6 +13,34 @@ export class ModelFormatError extends SidewinderError {}
 /** config.json describes something the engine does not run (architecture, option, inconsistent sizes). */
 export class UnsupportedModelError extends SidewinderError {}
 
+/** config.json's model_type (or architectures) names no implementation the engine has, or is missing. */
+export class UnknownModelTypeError extends UnsupportedModelError {
+  constructor(
+    message: string,
+    readonly modelType: unknown,
+    readonly supported: readonly string[],
+  ) {
+    super(message);
+  }
+}
+
+/** A supported model type with a setting whose value changes the computation in a way the engine does not implement. */
+export class UnsupportedConfigValueError extends UnsupportedModelError {
+  constructor(
+    readonly field: string,
+    readonly value: unknown,
+    supported: string,
+    modelType: string,
+    /** How the message names the setting; default `field = value`. */
+    subject = `${field} = ${JSON.stringify(value) ?? String(value)}`,
+  ) {
+    super(
+      `config.json: ${subject} is not supported for model_type ${JSON.stringify(modelType)}; ` +
+        `Sidewinder implements ${supported}. Convert the checkpoint or pick another one.`,
+    );
+  }
+}
+
 /** No WebGPU adapter could be found (no Vulkan driver, or none that Dawn accepts). */
 export class WebGPUNotAvailableError extends SidewinderError {
   constructor(detail: string) {

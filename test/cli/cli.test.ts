@@ -85,6 +85,32 @@ describe('cli', () => {
     assert.match(missing.stderr, /does not exist/);
   });
 
+  test('a model folder whose config.json the engine does not implement is refused: exit 1, the reason, no stack trace', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cli-strict-'));
+    const src = path.join(FIXTURES, 'granite-dense-nope');
+    for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+    const config = JSON.parse(fs.readFileSync(path.join(src, 'config.json'), 'utf8'));
+    const cases: [Record<string, unknown>, RegExp[]][] = [
+      [{ model_type: 'llama' }, [/model_type "llama" is not supported/, /"granitemoehybrid"/, /"mamba2"/, /Convert the checkpoint/]],
+      [{ model_type: undefined }, [/no "model_type"/, /"granitemoehybrid"/, /"mamba2"/]],
+      [{ architectures: ['Mamba2ForCausalLM'] }, [/do not match model_type "granitemoehybrid"/, /GraniteMoeHybridForCausalLM/]],
+      [{ hidden_act: 'gelu' }, [/hidden_act = "gelu" is not supported/, /"silu" only/]],
+    ];
+    for (const [patch, res] of cases) {
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, ...patch }));
+      for (const backend of ['webgpu', 'cpu']) {
+        const r = await cli('logits', '--model', dir, '--ids', '1,2', '--backend', backend);
+        const label = `${JSON.stringify(patch)} ${backend}`;
+        assert.equal(r.code, 1, label);
+        assert.equal(r.stdout, '', label);
+        assert.match(r.stderr, /^sidewinder: config\.json/, label);
+        for (const re of res) assert.match(r.stderr, re, label);
+        assert.doesNotMatch(r.stderr, /\n\s+at /, `${label}: no stack trace`);
+      }
+    }
+    fs.rmSync(dir, { recursive: true });
+  });
+
   test('files / ingest / ask --json: the workspace contracts', async () => {
     const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cli-ws-'));
     const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cli-cache-'));
