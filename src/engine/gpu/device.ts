@@ -122,6 +122,11 @@ export class Gpu {
   private zeros: GPUBuffer | null = null;
   /** Times compute passes when started (startTimer); benchmarks only. */
   timer: PassTimer | null = null;
+  /**
+   * Buffers mapped for reading (each a host round trip: the host waits for the GPU to get there) and the bytes
+   * read back, since the device was created: the work per decoded token is bounded by these (a test checks it).
+   */
+  readonly readBacks = { maps: 0, bytes: 0 };
 
   private constructor(
     readonly device: GPUDevice,
@@ -348,6 +353,8 @@ export class Gpu {
         o += sizes[i];
       });
       this.device.queue.submit([enc.finish()]);
+      this.readBacks.maps++;
+      this.readBacks.bytes += total;
       await staging.mapAsync(GPUMapMode.READ);
       const mapped = staging.getMappedRange();
       let at = 0;

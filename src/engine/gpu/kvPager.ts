@@ -22,6 +22,11 @@ import type { Act } from './ops';
 
 /** Runs of tokens over which a chunk's query min/max is taken in parallel before the final fold. */
 const QUERY_SLICES = 64;
+/**
+ * Past the summaries' reserve, the most blocks one selection scores on the host per selectable slot (see
+ * selectBlocksGrouped's maxScored): 16 x 61 blocks of the 350m shape is ~1M multiply-adds per layer and token.
+ */
+const HOST_SCORED_PER_SLOT = 16;
 
 export interface SparseKvOptions {
   /** GPU bytes for K/V across all attention layers (working buffers included). */
@@ -38,10 +43,12 @@ export interface SparseKvOptions {
    */
   attentionBlocks?: number;
   /**
-   * Context the block summaries (2 x kd floats per block, on the GPU) are budgeted for, default 2^20 tokens;
-   * their reserve is taken from the budget (at most a quarter of it) before the slots. Past it, a GPU summary
-   * covers a group of blocks and selection refines the best groups on the host (selectBlocksGrouped): the
-   * summaries never grow past their reserve.
+   * Context the block summaries (2 x kd floats per block, on the GPU) are budgeted for; their reserve is taken
+   * from the budget (at most a quarter of it) before the slots. Default: at least 2^20 tokens, and all the budget
+   * that the slots, the tail and the forwarding buffers leave (still at most a quarter), so that a large budget
+   * scores every block on the GPU far past 1M tokens. Past it, a GPU summary covers a group of blocks and selection
+   * refines the best groups on the host (selectBlocksGrouped, its work per selection capped): the summaries never
+   * grow past their reserve.
    */
   maxContextTokens?: number;
   /** Rows of a chunk appended to a host store at a time (whole blocks; default 2,048), the event loop turning between them. */
@@ -59,6 +66,23 @@ interface LayerKv {
   scores: GPUBuffer;
   qr: GPUBuffer;
   selected: number[];
+}
+
+/**
+ * GPU bytes kept for block summaries (and their scores) out of a K/V budget: see SparseKvOptions.maxContextTokens.
+ * `maxBinding` is the adapter's largest storage binding (one layer's summaries are one binding).
+ */
+export function summaryReserve(kd: number, numLayers: number, maxChunk: number, opts: SparseKvOptions, maxBinding: number): number {
+  const blockBytes = 2 * BLOCK_ROWS * kd * 4;
+  const summaryBytesPerBlock = (2 * kd + 1) * 4;
+  const tailBlocks = Math.ceil((BLOCK_ROWS - 1 + maxChunk) / BLOCK_ROWS);
+  const forwardBytes = 2 * BLOCK_ROWS * Math.ceil(maxChunk / BLOCK_ROWS) * kd * 4;
+  const forTokens = (tokens: number) => numLayers * Math.ceil(tokens / BLOCK_ROWS) * summaryBytesPerBlock;
+  // What the default slots, the tail, the query ranges and the forwarding buffers need; the rest may go to summaries.
+  const others = numLayers * (((opts.attentionBlocks ?? 64) + tailBlocks) * blockBytes + 2 * kd * 4 + forwardBytes);
+  const bindingMax = numLayers * Math.floor(maxBinding / (2 * kd * 4)) * summaryBytesPerBlock;
+  const wanted = opts.maxContextTokens !== undefined ? forTokens(opts.maxContextTokens) : Math.max(forTokens(2 ** 20), opts.gpuBudgetBytes - others);
+  return Math.floor(Math.min(opts.gpuBudgetBytes / 4, bindingMax, wanted));
 }
 
 export class SparseKv {
@@ -92,7 +116,7 @@ export class SparseKv {
   /** Blocks paged into slots, by where they came from. */
   readonly paged = { fromHost: 0, fromForward: 0 };
   /** Selections made from summaries of groups of blocks (a context past the reserve), and the blocks they scored on the host. */
-  readonly grouped = { selections: 0, blocksScored: 0 };
+  readonly grouped = { selections: 0, blocksScored: 0, capped: 0 };
 
   constructor(
     private readonly gpu: Gpu,
@@ -106,20 +130,17 @@ export class SparseKv {
     const blockBytes = 2 * BLOCK_ROWS * this.kd * 4;
     this.tailRows = BLOCK_ROWS * Math.ceil((BLOCK_ROWS - 1 + maxChunk) / BLOCK_ROWS);
     const summaryBytesPerBlock = (2 * this.kd + 1) * 4;
-    const reserve = Math.min(
-      opts.gpuBudgetBytes / 4,
-      numLayers * Math.ceil((opts.maxContextTokens ?? 2 ** 20) / BLOCK_ROWS) * summaryBytesPerBlock,
-    );
-    this.summaryReserveBytes = reserve;
     const qrangeBytes = 2 * this.kd * 4;
+    this.forwardRows = BLOCK_ROWS * Math.ceil(maxChunk / BLOCK_ROWS);
+    const forwardBytes = 2 * this.forwardRows * this.kd * 4;
+    const reserve = summaryReserve(this.kd, numLayers, maxChunk, opts, gpu.device.limits.maxStorageBufferBindingSize);
+    this.summaryReserveBytes = reserve;
     const perLayer = Math.floor((opts.gpuBudgetBytes - reserve) / Math.max(1, numLayers)) - qrangeBytes;
     const fit = Math.floor((perLayer - (this.tailRows / BLOCK_ROWS) * blockBytes) / blockBytes);
     this.maxSlots = Math.min(fit, opts.attentionBlocks ?? 64);
     // Forwarding buffers take only budget the slots leave over (never a slot), and SIDEWINDER_KV_FORWARD=0 turns
     // them off (to measure what they bring).
-    this.forwardRows = BLOCK_ROWS * Math.ceil(maxChunk / BLOCK_ROWS);
     this.appendRows = BLOCK_ROWS * Math.max(1, Math.round((opts.appendRows ?? 2048) / BLOCK_ROWS));
-    const forwardBytes = 2 * this.forwardRows * this.kd * 4;
     const spare = perLayer - (this.tailRows / BLOCK_ROWS + this.maxSlots) * blockBytes;
     const forwardOn = process.env.SIDEWINDER_KV_FORWARD !== '0' && spare >= forwardBytes;
     const sinks = opts.sinkBlocks ?? 1;
@@ -281,10 +302,13 @@ export class SparseKv {
     const policy = { sinkBlocks: this.opts.sinkBlocks ?? 1, recentBlocks: this.opts.recentBlocks ?? 2, maxBlocks: this.maxSlots };
     let selected: number[];
     if (qr) {
-      const r = selectBlocksGrouped(scores, g, nComplete, (b) => questScore(qr.min, qr.max, l.store.summary(b), this.cfg.attention!.numKvHeads), policy);
+      const nKv = this.cfg.attention!.numKvHeads;
+      const cap = HOST_SCORED_PER_SLOT * this.maxSlots;
+      const r = selectBlocksGrouped(scores, g, nComplete, (b) => questScore(qr.min, qr.max, l.store.summary(b), nKv), policy, cap);
       selected = r.selected;
       this.grouped.selections++;
       this.grouped.blocksScored += r.scored;
+      if (!r.exact) this.grouped.capped++;
     } else selected = selectBlocks(scores, nComplete, policy);
     l.selected = selected;
     this.profile.selectMs += performance.now() - t;
@@ -409,6 +433,8 @@ export class SparseKv {
     this.forwarded = forward ? { pos0, end: pos0 + T, epoch } : null;
     // The rows reach the stores in order: this copy-out's rows are appended after the previous one's.
     const before = this.pendingCommits.at(-1) ?? Promise.resolve();
+    this.gpu.readBacks.maps++;
+    this.gpu.readBacks.bytes += size;
     const p = Promise.all([staging.mapAsync(GPUMapMode.READ, 0, size), before]).then(async () => {
       let t = performance.now();
       const mapped = staging.getMappedRange(0, size);
@@ -558,6 +584,8 @@ export class SparseKv {
       const enc = this.gpu.device.createCommandEncoder();
       enc.copyBufferToBuffer(l.scores, 4 * o, this.staging, 0, 4 * n);
       this.gpu.device.queue.submit([enc.finish()]);
+      this.gpu.readBacks.maps++;
+      this.gpu.readBacks.bytes += 4 * n;
       await this.staging.mapAsync(GPUMapMode.READ, 0, 4 * n);
       out.set(new Float32Array(this.staging.getMappedRange(0, 4 * n)), o);
       this.staging.unmap();

@@ -185,14 +185,24 @@ export class GpuModel implements LanguageModel {
    * Blocks paged into the slots from the host stores and from the forwarding buffers; selections made from
    * summaries of groups of blocks (a context past the summaries' reserve) and the blocks those scored on the host.
    */
-  kvPaging(): { fromHost: number; fromForward: number; groupedSelections: number; hostScoredBlocks: number } {
+  kvPaging(): { fromHost: number; fromForward: number; groupedSelections: number; hostScoredBlocks: number; cappedSelections: number } {
     const kv = this.sparseKv;
     return {
       fromHost: kv?.paged.fromHost ?? 0,
       fromForward: kv?.paged.fromForward ?? 0,
       groupedSelections: kv?.grouped.selections ?? 0,
       hostScoredBlocks: kv?.grouped.blocksScored ?? 0,
+      cappedSelections: kv?.grouped.capped ?? 0,
     };
+  }
+
+  /**
+   * Work counters, accumulated since the model was made (the K/V paging) and the device was created (read-backs):
+   * take the difference over a span of decoded tokens to get the work per token.
+   */
+  workCounters(): { blocksPaged: number; hostScoredBlocks: number; readBackMaps: number; readBackBytes: number } {
+    const p = this.kvPaging();
+    return { blocksPaged: p.fromHost + p.fromForward, hostScoredBlocks: p.hostScoredBlocks, readBackMaps: this.gpu.readBacks.maps, readBackBytes: this.gpu.readBacks.bytes };
   }
 
   /** Whether paged K/V keeps each chunk's rows on the GPU for the next chunk (budget permitting). */

@@ -386,45 +386,49 @@ export function selectBlocks(scores: ArrayLike<number>, numBlocks: number, p: Se
   const chosen = new Set<number>();
   for (let b = 0; b < Math.min(p.sinkBlocks, numBlocks); b++) chosen.add(b);
   for (let b = Math.max(0, numBlocks - p.recentBlocks); b < numBlocks; b++) chosen.add(b);
-  const want = p.maxBlocks - chosen.size;
-  if (want > 0) {
-    // The `want` best of the rest (higher score first, then lower index), without sorting all of them:
-    // a bounded min-heap, O(n log want).
-    const better = (a: number, b: number) => scores[a] > scores[b] || (scores[a] === scores[b] && a < b);
-    const heap: number[] = [];
-    const down = (i: number) => {
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < heap.length && better(heap[m], heap[l])) m = l;
-        if (r < heap.length && better(heap[m], heap[r])) m = r;
-        if (m === i) return;
-        [heap[i], heap[m]] = [heap[m], heap[i]];
-        i = m;
-      }
-    };
-    const up = (i: number) => {
-      while (i > 0) {
-        const parent = (i - 1) >> 1;
-        if (!better(heap[parent], heap[i])) return;
-        [heap[i], heap[parent]] = [heap[parent], heap[i]];
-        i = parent;
-      }
-    };
-    for (let b = 0; b < numBlocks; b++) {
-      if (chosen.has(b)) continue;
-      if (heap.length < want) {
-        heap.push(b);
-        up(heap.length - 1);
-      } else if (better(b, heap[0])) {
-        heap[0] = b;
-        down(0);
-      }
-    }
-    for (const b of heap) chosen.add(b);
-  }
+  for (const b of topIndices(scores, numBlocks, p.maxBlocks - chosen.size, chosen)) chosen.add(b);
   return [...chosen].sort((a, b) => a - b);
+}
+
+/**
+ * The `k` best of indices [0, n) outside `skip`, best first (higher score, then lower index), without sorting
+ * all of them: a bounded min-heap, O(n log k).
+ */
+export function topIndices(scores: ArrayLike<number>, n: number, k: number, skip?: ReadonlySet<number>): number[] {
+  if (k <= 0) return [];
+  const better = (a: number, b: number) => scores[a] > scores[b] || (scores[a] === scores[b] && a < b);
+  const heap: number[] = [];
+  const down = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < heap.length && better(heap[m], heap[l])) m = l;
+      if (r < heap.length && better(heap[m], heap[r])) m = r;
+      if (m === i) return;
+      [heap[i], heap[m]] = [heap[m], heap[i]];
+      i = m;
+    }
+  };
+  const up = (i: number) => {
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!better(heap[parent], heap[i])) return;
+      [heap[i], heap[parent]] = [heap[parent], heap[i]];
+      i = parent;
+    }
+  };
+  for (let b = 0; b < n; b++) {
+    if (skip?.has(b)) continue;
+    if (heap.length < k) {
+      heap.push(b);
+      up(heap.length - 1);
+    } else if (better(b, heap[0])) {
+      heap[0] = b;
+      down(0);
+    }
+  }
+  return heap.sort((a, b) => (better(a, b) ? -1 : 1));
 }
 
 /** A summary of `group` consecutive blocks: the elementwise min/max over theirs (an upper bound for each). */
@@ -450,6 +454,11 @@ export function mergeSummaries(parts: BlockSummary[], out?: { min: Float32Array;
  * blocks scored one by one with `blockScore`; the search stops once the worst of the best blocks found so far
  * beats the next group's bound, which bounds every block in it. The choice is then exactly the one selectBlocks
  * makes from every block's score, at the cost of scoring the visited groups' blocks only.
+ *
+ * Merged bounds are loose (random-looking keys make every group's bound beat the best blocks), so the search may
+ * visit most groups: `maxScored` caps the blocks scored on the host per selection (once `want` are found), which
+ * bounds the work per decoded token at any context length. The choice is exact whenever the search ends before
+ * the cap (`exact`); past it, the best of the visited groups' blocks, visited best bound first.
  */
 export function selectBlocksGrouped(
   groupScores: ArrayLike<number>,
@@ -457,20 +466,33 @@ export function selectBlocksGrouped(
   numBlocks: number,
   blockScore: (b: number) => number,
   p: SelectionPolicy,
-): { selected: number[]; scored: number } {
-  if (numBlocks <= p.maxBlocks) return { selected: selectBlocks([], numBlocks, p), scored: 0 };
+  maxScored = Infinity,
+): { selected: number[]; scored: number; exact: boolean } {
+  if (numBlocks <= p.maxBlocks) return { selected: selectBlocks([], numBlocks, p), scored: 0, exact: true };
   const always = new Set<number>();
   for (let b = 0; b < Math.min(p.sinkBlocks, numBlocks); b++) always.add(b);
   for (let b = Math.max(0, numBlocks - p.recentBlocks); b < numBlocks; b++) always.add(b);
   const want = p.maxBlocks - always.size;
   const entries = Math.ceil(numBlocks / group);
-  const order = Array.from({ length: entries }, (_, e) => e).sort((a, b) => groupScores[b] - groupScores[a] || a - b);
+  // The search fills `want` from at most want + |always| groups, then scores at most maxScored more blocks: only
+  // that many of the best groups can be visited, so only they are ordered.
+  const visitable = Number.isFinite(maxScored) ? want + always.size + Math.ceil(maxScored / group) + 1 : entries;
+  const order = topIndices(groupScores, entries, Math.min(entries, visitable));
   const scores = new Float32Array(numBlocks).fill(-Infinity);
   // The `want` best block scores so far, highest first (want is a few dozen slots): best[want - 1] is the one to beat.
   const best: number[] = [];
   let scored = 0;
+  // Exact when the bound stops the search, or when every group was visited.
+  let exact = order.length === entries;
   for (const e of order) {
-    if (want <= 0 || (best.length === want && best[want - 1] > groupScores[e])) break;
+    if (want <= 0 || (best.length === want && best[want - 1] > groupScores[e])) {
+      exact = true;
+      break;
+    }
+    if (best.length === want && scored + group > maxScored) {
+      exact = false;
+      break;
+    }
     for (let b = e * group; b < Math.min(numBlocks, (e + 1) * group); b++) {
       if (always.has(b)) continue;
       const x = (scores[b] = blockScore(b));
@@ -482,7 +504,7 @@ export function selectBlocksGrouped(
       if (best.length > want) best.pop();
     }
   }
-  return { selected: selectBlocks(scores, numBlocks, p), scored };
+  return { selected: selectBlocks(scores, numBlocks, p), scored, exact };
 }
 
 /**
