@@ -60,6 +60,24 @@ export interface IngestReport {
   memory: MemoryReport;
 }
 
+export interface SyncOptions {
+  signal?: AbortSignal;
+  onProgress?: (p: IngestProgress) => void;
+  /**
+   * Called at every point where the model's state is consistent and may be lent out (forked, used, rolled back)
+   * before the sync goes on: while files are read (the previous state), after the restore, after each chunk and
+   * before the save. Completions are served there, so they never wait for a whole sync.
+   */
+  yieldPoint?: () => Promise<void>;
+  /** Tokens of the next chunk, asked before each one (default: IngestOptions.chunkTokens): smaller while typing. */
+  chunkTokens?: () => number;
+  /**
+   * The model still holds exactly the state this ingest's last sync left (nothing else ran on it since): when no
+   * file changed, the sync returns at once, without resetting or restoring anything.
+   */
+  stateHeld?: boolean;
+}
+
 export interface IngestOptions {
   workspace: string;
   cacheDir: string | null; // null: no snapshot
@@ -113,6 +131,7 @@ export function thinLadder(ladder: Checkpoint[], max: number): void {
 export class WorkspaceIngest {
   private checkpoints: Checkpoint[] = [];
   manifest: WorkspaceManifest | null = null;
+  private heldPosition = -1; // the model's position when the last sync returned
 
   constructor(
     readonly model: LanguageModel,
@@ -133,11 +152,13 @@ export class WorkspaceIngest {
   }
 
   /** Brings the model's state up to date with the workspace, reading only what changed since the snapshot. */
-  async sync(opts: { signal?: AbortSignal; onProgress?: (p: IngestProgress) => void } = {}): Promise<IngestReport> {
+  async sync(opts: SyncOptions = {}): Promise<IngestReport> {
     const t0 = performance.now();
     const progress = opts.onProgress ?? (() => undefined);
     const everyOpt = this.opts.checkpointEvery;
-    const chunk = this.opts.chunkTokens ?? 2048;
+    const chunkOf = () => Math.max(1, Math.floor(opts.chunkTokens?.() ?? this.opts.chunkTokens ?? 2048));
+    const yieldPoint = opts.yieldPoint ?? (() => Promise.resolve());
+    const held = opts.stateHeld === true && this.manifest !== null && this.model.position === this.heldPosition;
     progress({ phase: 'scanning', files: 0, filesTotal: 0, tokens: 0, tokensPerSecond: 0, etaSeconds: null });
     const listing = await walkWorkspace(this.opts.workspace, { ...this.opts.walk, signal: opts.signal });
     const skipped: Record<string, number> = {};
@@ -146,8 +167,13 @@ export class WorkspaceIngest {
     // Read and hash every file. Tokens are made only for files that are (re)ingested: those the snapshot
     // already holds unchanged are known by their token span in its manifest.
     const texts: FileText[] = [];
+    let lastYield = performance.now();
     for (const f of listing.files) {
       if (opts.signal?.aborted) break;
+      if (performance.now() - lastYield > 20) {
+        await yieldPoint(); // the model still holds the previous state: completions run on it
+        lastYield = performance.now();
+      }
       const r = await readWorkspaceFile(f, this.opts.walk);
       if ('skipped' in r) {
         skipped[r.skipped] = (skipped[r.skipped] ?? 0) + 1;
@@ -156,6 +182,33 @@ export class WorkspaceIngest {
       texts.push({ path: f.path, sha256: sha256(r.text), text: r.text, tokens: null });
     }
     const tokensOf = (t: FileText): number[] => (t.tokens ??= frameFile(t.path, t.text, this.tokenizer.special, (s) => this.tokenizer.encode(s)));
+
+    // The state is this ingest's own and no file changed: nothing to restore or read.
+    const unchanged = (m: WorkspaceManifest) =>
+      !m.partial &&
+      m.frame === FRAME_VERSION &&
+      m.files.length === texts.length &&
+      m.files.every((f, i) => f.path === texts[i].path && f.sha256 === texts[i].sha256);
+    if (held && !opts.signal?.aborted && unchanged(this.manifest!)) {
+      const m = this.manifest!;
+      progress({ phase: 'done', files: m.files.length, filesTotal: texts.length, tokens: this.model.position, tokensPerSecond: 0, etaSeconds: 0 });
+      return {
+        files: m.files.length,
+        skipped,
+        tokens: this.model.position,
+        seconds: (performance.now() - t0) / 1000,
+        tokensPerSecond: 0,
+        resumedFromSnapshot: true,
+        reingestedTokens: 0,
+        snapshot: this.snapshotPath(),
+        snapshotProblem: null,
+        restoreSeconds: 0,
+        saveSeconds: 0,
+        save: null,
+        cancelled: false,
+        memory: this.model.memory(),
+      };
+    }
 
     // Restore what the snapshot still covers.
     const snapFile = this.snapshotPath();
@@ -242,6 +295,8 @@ export class WorkspaceIngest {
       }
     }
     const restoreSeconds = (performance.now() - t0) / 1000;
+    this.manifest = null; // until this sync is done, the state is not a whole sync's
+    await yieldPoint();
 
     // Ingest the tail as one token stream cut into equal chunks (one recorded GPU pass serves them all),
     // keeping a Mamba checkpoint at a chunk boundary every `every` tokens. A checkpoint may fall inside a
@@ -270,8 +325,10 @@ export class WorkspaceIngest {
       // the last row's logits made every chunk wait for the whole GPU queue, then left the GPU idle while
       // the host stored the chunk's K/V).
       await this.model.forward(ids, { skipLogits: true });
-      // Let the event loop run (a cancel message, progress output) between chunks, also on the CPU backend.
+      // Let the event loop run (a cancel message, progress output) between chunks, also on the CPU backend, and
+      // lend the state out (a completion on what is read so far) at this chunk boundary.
       await new Promise((r) => setImmediate(r));
+      await yieldPoint();
       while (queued.length && queued[0].end <= this.model.position) manifest.files.push(queued.shift()!);
       if (this.model.position - lastCheckpoint >= every && (pending.length > 0 || queued.length > 0)) {
         const taken = this.model.exportState({ kv: false });
@@ -304,8 +361,8 @@ export class WorkspaceIngest {
       fedEnd += tokens.length - skip;
       pending = pending.concat(skip ? tokens.slice(skip) : tokens);
       current = t.path;
-      while (pending.length >= chunk) {
-        if (!(await feed(chunk))) {
+      for (let n = chunkOf(); pending.length >= n; n = chunkOf()) {
+        if (!(await feed(n))) {
           cancelled = true;
           break;
         }
@@ -317,8 +374,9 @@ export class WorkspaceIngest {
       const f = queued[0];
       manifest.partial = { path: f.path, sha256: f.sha256, start: f.start, done: this.model.position - f.start };
     }
-    this.manifest = manifest;
     const reingested = this.model.position - startPos;
+    await yieldPoint();
+    this.manifest = manifest;
 
     let saved: string | null = null;
     let save: SaveReport | null = null;
@@ -339,6 +397,7 @@ export class WorkspaceIngest {
       }
     } else if (snapFile) saved = snapFile;
     const saveSeconds = (performance.now() - tSave) / 1000;
+    this.heldPosition = this.model.position;
     const seconds = (performance.now() - t0) / 1000;
     const ingestSecs = (performance.now() - tIngest) / 1000;
     progress({ phase: 'done', files: manifest.files.length, filesTotal: texts.length, tokens: this.model.position, tokensPerSecond: reingested / Math.max(ingestSecs, 1e-6), etaSeconds: 0 });

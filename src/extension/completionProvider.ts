@@ -42,7 +42,8 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     if (context.selectedCompletionInfo) return [];
     const folder = folderOf(document.uri.fsPath, this.indexer.folders());
     const client = this.engine.ready;
-    if (!folder || !client || this.indexer.loadedFolder !== folder) return [];
+    // While the folder is being read, the engine completes on what it has read so far (never "busy").
+    if (!folder || !client || !this.indexer.holds(folder)) return [];
 
     const offset = document.offsetAt(position);
     const key: CompletionKey = {

@@ -5,9 +5,12 @@
 // The model has one state, so model work is serialised: one sync, question or completion at a time. The state
 // holds one workspace folder at a time (multi-root windows switch folders by syncing, which restores that
 // folder's snapshot). Questions and completions run on a fork of the state and roll it back afterwards.
+// Completions never wait behind other work: a sync lends the state out at each point where it is consistent
+// (between files read, after the restore, after each chunk, before the save) and an answer between its tokens;
+// a completion that arrives meanwhile runs there, on what the state holds so far.
 
 import { ASK_EXACT_TAIL, lookupOnlyNote, onFork, pathAnswerConstraint, questionTokens } from '../engine/ask';
-import type { IngestProgress, IngestReport } from '../engine/ingest';
+import type { IngestProgress, IngestReport, SyncOptions } from '../engine/ingest';
 import type { LanguageModel, MemoryReport } from '../engine/model';
 import type { SpecialTokens, TextTokenizer } from '../engine/tokenizer';
 import { completeAt } from '../engine/completion/complete';
@@ -44,7 +47,7 @@ export interface EngineTokenizer {
 
 /** The part of WorkspaceIngest the engine process uses. */
 export interface FolderIngest {
-  sync(opts: { signal?: AbortSignal; onProgress?: (p: IngestProgress) => void }): Promise<IngestReport>;
+  sync(opts: SyncOptions): Promise<IngestReport>;
   /** Paths of the files in the state (answers of a path-answering model are kept to them). */
   statePaths?(): string[];
 }
@@ -89,20 +92,40 @@ export class NotLoadedError extends Error {
 class ModelQueue {
   private tail: Promise<unknown> = Promise.resolve();
   busyWith: 'sync' | 'ask' | 'complete' | 'load' | null = null;
+  /** Tasks queued or running, of every kind but completions. */
+  others = 0;
 
-  run<T>(what: NonNullable<ModelQueue['busyWith']>, fn: () => Promise<T>): Promise<T> {
+  /** `after` runs when `fn` is done, before the next task starts (completions that waited meanwhile). */
+  run<T>(what: NonNullable<ModelQueue['busyWith']>, fn: () => Promise<T>, after?: () => Promise<void>): Promise<T> {
+    if (what !== 'complete') this.others++;
     const next = this.tail.then(async () => {
       this.busyWith = what;
       try {
         return await fn();
       } finally {
-        this.busyWith = null;
+        if (what !== 'complete') this.others--;
+        try {
+          await after?.();
+        } finally {
+          this.busyWith = null;
+        }
       }
     });
     this.tail = next.catch(() => undefined);
     return next;
   }
 }
+
+/** A completion waiting for the task that holds the model to lend the state out. */
+interface WaitingCompletion {
+  run(): Promise<void>;
+}
+
+/** While a sync runs with completions coming in, its chunks are cut to take about this long (ms). */
+const CHUNK_MS_WHILE_TYPING = 100;
+/** How long after the last completion request the user counts as typing (ms). */
+const TYPING_MS = 10_000;
+const SYNC_CHUNK_TOKENS = 2048;
 
 /**
  * Lets the event loop run, so a cancel message can arrive between tokens (the CPU backend computes a whole
@@ -115,9 +138,16 @@ const sameWalk = (a: SyncParams, b: SyncParams) => a.maxFileBytes === b.maxFileB
 export class EngineServer {
   private loaded: LoadedModel | null = null;
   private loadedFolder: string | null = null;
+  /** The ingest whose last sync left the state as it is (null once anything else reset it). */
+  private heldBy: FolderIngest | null = null;
   private readonly ingests = new Map<string, { params: SyncParams; ingest: FolderIngest }>();
   private readonly running = new Map<number, AbortController>();
   private readonly queue = new ModelQueue();
+  private waiting: WaitingCompletion[] = [];
+  /** The folder a running sync is reading (its state so far serves completions). */
+  private syncingFolder: string | null = null;
+  private lastCompletionAt = -Infinity;
+  private msPerToken = 0; // of the last sync chunks, host time (smoothed)
   private readonly timer: ReturnType<typeof setInterval> | null;
   private lastMemoryEvent = 0;
   private disposed = false;
@@ -185,14 +215,15 @@ export class EngineServer {
       case 'hello':
         return Promise.resolve({ protocolVersion: PROTOCOL_VERSION, pid: process.pid, node: process.versions.node });
       case 'load':
-        return this.queue.run('load', () => this.load(m.params));
+        return this.queue.run('load', () => this.load(m.params), this.serveWaiting);
       case 'sync':
-        return this.queue.run('sync', () => this.sync(m.params, signal, stream));
+        return this.queue.run('sync', () => this.sync(m.params, signal, stream), this.serveWaiting);
       case 'ask':
-        return this.queue.run('ask', () => this.ask(m.params, signal, stream));
+        return this.queue.run('ask', () => this.ask(m.params, signal, stream), this.serveWaiting);
       case 'complete':
-        // A completion never waits behind an ingest or a question: it would be stale by the time it ran.
-        if (this.queue.busyWith !== null && this.queue.busyWith !== 'complete') return Promise.resolve(this.noCompletion('busy'));
+        this.lastCompletionAt = performance.now();
+        // A completion never waits for a whole sync or answer: it runs at their next yield point.
+        if (this.queue.others > 0) return this.whenLent(m.params, signal);
         return this.queue.run('complete', () => this.complete(m.params, signal));
       case 'memory':
         return Promise.resolve(this.memory());
@@ -204,6 +235,52 @@ export class EngineServer {
       default:
         return Promise.reject(new Error(`unknown request kind ${(m as { kind: RequestKind }).kind}`));
     }
+  }
+
+  /** A completion served by the task holding the model at its next yield point (or when it ends). */
+  private whenLent(p: CompleteParams, signal: AbortSignal): Promise<CompleteResult> {
+    const t0 = performance.now();
+    return new Promise<CompleteResult>((resolve, reject) => {
+      let done = false;
+      const entry: WaitingCompletion = {
+        run: async () => {
+          if (done) return;
+          done = true;
+          signal.removeEventListener('abort', onAbort);
+          try {
+            const r = await this.complete(p, signal);
+            resolve({ ...r, ms: performance.now() - t0 });
+          } catch (e) {
+            reject(e);
+          }
+        },
+      };
+      // Cancelled while waiting (the user typed on): answered at once, and it leaves the queue.
+      const onAbort = () => {
+        if (done) return;
+        done = true;
+        this.waiting = this.waiting.filter((w) => w !== entry);
+        resolve(this.noCompletion('cancelled', t0));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(entry);
+    });
+  }
+
+  /** Runs the completions waiting for the model (the state is consistent whenever this is called). */
+  private readonly serveWaiting = async (): Promise<void> => {
+    while (this.waiting.length) await this.waiting.shift()!.run();
+  };
+
+  /**
+   * Tokens for the next sync chunk: whole chunks, unless the user is typing; then as many as take about
+   * CHUNK_MS_WHILE_TYPING, so that a completion waits at most about that long for the chunk boundary.
+   */
+  private syncChunkTokens(): number {
+    if (performance.now() - this.lastCompletionAt > TYPING_MS || this.msPerToken <= 0) return SYNC_CHUNK_TOKENS;
+    let n = SYNC_CHUNK_TOKENS;
+    while (n > 64 && n * this.msPerToken > CHUNK_MS_WHILE_TYPING) n /= 2;
+    return n;
   }
 
   private requireModel(): LoadedModel {
@@ -238,6 +315,7 @@ export class EngineServer {
     const old = this.loaded;
     this.loaded = null;
     this.loadedFolder = null;
+    this.heldBy = null;
     this.ingests.clear();
     old?.dispose();
   }
@@ -249,21 +327,46 @@ export class EngineServer {
       entry = { params: p, ingest: loaded.createIngest(p) };
       this.ingests.set(p.folder, entry);
     }
-    // sync() starts by resetting the state: until it returns, the model holds no complete folder.
+    // The state is this folder's own, as the last sync of it left it: nothing to restore if nothing changed.
+    const stateHeld = this.loadedFolder === p.folder && this.heldBy === entry.ingest;
+    // sync() may reset the state: until it returns, the model holds no complete folder, but what it holds so far
+    // serves completions of this folder.
     this.loadedFolder = null;
+    this.heldBy = null;
+    this.syncingFolder = p.folder;
+    let mark = { at: performance.now(), position: loaded.model.position };
+    const yieldPoint = async () => {
+      const now = performance.now();
+      const fed = loaded.model.position - mark.position;
+      if (fed > 0) {
+        const ms = (now - mark.at) / fed;
+        this.msPerToken = this.msPerToken > 0 ? 0.5 * this.msPerToken + 0.5 * ms : ms;
+      }
+      await this.serveWaiting();
+      mark = { at: performance.now(), position: loaded.model.position };
+    };
     // Memory is reported at each new phase (the state reset or restored from the snapshot, K/V moved to the
     // saved snapshot) and after each ingest chunk, at most one chunk report per memoryMinGapMs.
     let phase: IngestProgress['phase'] = 'scanning';
-    const r = await entry.ingest.sync({
-      signal,
-      onProgress: (progress) => {
-        stream(progress);
-        const changed = progress.phase !== phase;
-        phase = progress.phase;
-        if (changed || phase === 'ingesting') this.emitMemory(changed);
-      },
-    });
+    let r: IngestReport;
+    try {
+      r = await entry.ingest.sync({
+        signal,
+        stateHeld,
+        yieldPoint,
+        chunkTokens: () => this.syncChunkTokens(),
+        onProgress: (progress) => {
+          stream(progress);
+          const changed = progress.phase !== phase;
+          phase = progress.phase;
+          if (changed || phase === 'ingesting') this.emitMemory(changed);
+        },
+      });
+    } finally {
+      this.syncingFolder = null;
+    }
     this.loadedFolder = p.folder;
+    this.heldBy = entry.ingest;
     this.emitMemory();
     return {
       folder: p.folder,
@@ -316,6 +419,8 @@ export class EngineServer {
       this.emitMemory(false); // the fork's K/V grows with the answer
       await letMessagesIn();
       if (signal.aborted) break;
+      // A completion that came in meanwhile runs now, on a fork of this answer's fork, then the answer goes on.
+      await this.serveWaiting();
     }
     if (signal.aborted) stoppedBy = 'cancelled';
     // What was held back (an incomplete character at the end) goes out now, so the deltas add up to the answer.
@@ -334,7 +439,8 @@ export class EngineServer {
     const t0 = performance.now();
     if (signal.aborted) return this.noCompletion('cancelled', t0);
     const loaded = this.loaded;
-    if (!loaded || this.loadedFolder !== p.folder) return this.noCompletion('not-loaded', t0);
+    // The folder's state, whole or (while its sync runs) as far as it is read.
+    if (!loaded || (this.loadedFolder !== p.folder && this.syncingFolder !== p.folder)) return this.noCompletion('not-loaded', t0);
     const r = await completeAt(loaded.model, loaded.tokenizer, {
       path: p.path,
       prefix: p.prefix,

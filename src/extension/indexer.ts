@@ -54,7 +54,7 @@ export class WorkspaceIndexer implements vscode.Disposable {
       if (folder === this.activeFolder()) this.enqueue({ folder, notify: false });
     });
     this.switcher = new KeyedDebouncer(SWITCH_DEBOUNCE_MS, (folder) => {
-      if (folder === this.activeFolder() && folder !== this.loadedFolder) this.enqueue({ folder, notify: false });
+      if (folder === this.activeFolder() && !this.holds(folder)) this.enqueue({ folder, notify: false });
     });
     this.disposables.push(
       this.progressEmitter,
@@ -71,8 +71,9 @@ export class WorkspaceIndexer implements vscode.Disposable {
       }),
       vscode.workspace.onDidRenameFiles((e) => e.files.forEach((f) => this.onChange(f.newUri))),
       vscode.window.onDidChangeActiveTextEditor(() => {
+        // Opening a file of the folder the engine holds (or is reading) reads nothing again.
         const f = this.activeFolder();
-        if (this.started && f && f !== this.loadedFolder) this.switcher.schedule(f);
+        if (this.started && f && !this.holds(f)) this.switcher.schedule(f);
       }),
       engine.onDidRestart(() => {
         // A new engine has an empty state: bring the active folder back (restored from its snapshot).
@@ -81,6 +82,14 @@ export class WorkspaceIndexer implements vscode.Disposable {
         if (this.started && f) this.enqueue({ folder: f, notify: false });
       }),
     );
+  }
+
+  /**
+   * Whether the engine's state is (or is becoming) `folder`'s: it holds it, or a sync of it is running or queued.
+   * Completions are asked for then (while a sync runs they use what it has read so far).
+   */
+  holds(folder: string): boolean {
+    return this.loadedFolder === folder || this.running?.folder === folder || this.queued.has(folder);
   }
 
   /** Local folders of the workspace (virtual ones are skipped with a message). */

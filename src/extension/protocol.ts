@@ -94,7 +94,7 @@ export interface CompleteParams {
 export interface CompleteResult {
   text: string;
   /** Why there is no text or why it ended. */
-  reason: 'done' | 'length' | 'cancelled' | 'busy' | 'not-loaded' | 'empty';
+  reason: 'done' | 'length' | 'cancelled' | 'not-loaded' | 'empty';
   mode: 'fim' | 'prefix-only' | null;
   ms: number;
 }

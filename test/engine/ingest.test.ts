@@ -260,6 +260,62 @@ describe('workspace ingest', () => {
   });
 });
 
+describe('ingest that lends its state out (completions while it runs)', () => {
+  test('a completion at every yield point (files read, restore, each chunk, before the save) changes nothing; the state grows between them', async () => {
+    const root = makeWorkspace();
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-'));
+    const s = session(root, cache);
+    const positions: number[] = [];
+    const prompt = tok.encode('def f3(x):\n    return');
+    const r = await s.sync({
+      yieldPoint: async () => {
+        positions.push(s.model.position);
+        const out: number[] = [];
+        for await (const id of onFork(s.model, prompt, { maxNewTokens: 3, greedy: true })) out.push(id);
+        assert.equal(out.length, 3);
+        assert.equal(s.model.position, positions.at(-1), 'the completion rolled back');
+      },
+      chunkTokens: () => 29 + (positions.length % 3) * 20, // chunks of changing sizes, as while typing
+    });
+    assert.ok(positions.length > 8, `${positions.length} yield points`);
+    assert.ok(positions.some((p) => p > 0 && p < r.tokens), 'completions ran on a partly read state');
+    for (let i = 1; i < positions.length; i++) assert.ok(positions[i] >= positions[i - 1], 'the state only grows while it is lent out');
+    assert.equal(positions.at(-1), r.tokens, 'the last one before the save sees the whole workspace');
+    assert.ok(relError(await probe(s), await oneShot(root)) < 1e-3, 'the ingested state is exactly the workspace');
+    // And the snapshot it saved resumes exactly.
+    const again = session(root, cache);
+    assert.equal((await again.sync()).reingestedTokens, 0);
+    assert.ok(relError(await probe(again), await probe(s)) < 1e-6);
+  });
+
+  test('a sync of the state it already holds, with nothing changed, restores nothing; a change is re-read', async () => {
+    const root = makeWorkspace();
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cache-'));
+    const s = session(root, cache);
+    await s.sync();
+    const want = await probe(s);
+    const phases: string[] = [];
+    let resets = 0;
+    const reset = s.model.reset.bind(s.model);
+    s.model.reset = () => (resets++, reset());
+    const r = await s.sync({ stateHeld: true, onProgress: (p) => phases.push(p.phase) });
+    assert.equal(resets, 0, 'the state was not reset');
+    assert.ok(!phases.includes('restoring') && !phases.includes('saving'), `phases: ${phases.join(',')}`);
+    assert.equal(r.reingestedTokens, 0);
+    assert.equal(r.resumedFromSnapshot, true);
+    assert.ok(relError(await probe(s), want) < 1e-6);
+    // Held, but a file changed: the usual re-read of the tail, exact.
+    fs.appendFileSync(path.join(root, 'src/mod7.py'), 'def h():\n    return 1\n');
+    const r2 = await s.sync({ stateHeld: true });
+    assert.ok(r2.reingestedTokens > 0);
+    assert.ok(relError(await probe(s), await oneShot(root)) < 1e-3);
+    // Not held (another folder ran meanwhile): restored even though nothing changed.
+    phases.length = 0;
+    await s.sync({ stateHeld: false, onProgress: (p) => phases.push(p.phase) });
+    assert.ok(phases.includes('restoring'));
+  });
+});
+
 describe('checkpoint ladder', () => {
   test('thinning keeps the count bounded, the newest checkpoints dense and older ones sparser', async () => {
     const { thinLadder } = await import('../../src/engine/ingest');

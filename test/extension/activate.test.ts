@@ -547,7 +547,7 @@ test('inline completions: debounce, a new keystroke or the token cancels, LRU ca
     },
   };
   const engine = { ready: client };
-  const indexer = { folders: () => [ws], loadedFolder: ws as string | null };
+  const indexer = { folders: () => [ws], loadedFolder: ws as string | null, holds(folder: string) { return this.loadedFolder === folder; } };
   const provider = new InlineCompletionProvider(engine as never, indexer as never, () => readSettings((k) => values[k]), f.vscode.window.createOutputChannel('test') as never);
   const doc = (text: string, file = '/ws/src/a.ts') => ({
     uri: Uri.file(file),

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ModelConfig } from '../../src/engine/config';
-import type { IngestProgress, IngestReport } from '../../src/engine/ingest';
+import type { IngestProgress, IngestReport, SyncOptions } from '../../src/engine/ingest';
 import type { LanguageModel, MemoryReport, ModelState, StateMark } from '../../src/engine/model';
 import { EngineClient, EngineExitedError, type EngineTransport } from '../../src/extension/engineClient';
 import { EngineServer, type EngineBackend, type EngineTokenizer, type LoadedModel } from '../../src/extension/engineServer';
@@ -72,10 +72,11 @@ class ScriptedModel implements LanguageModel {
  * the phases of a resumed sync as WorkspaceIngest does: scan, reset, restore the snapshot's `resumeAt` tokens,
  * read the rest, save.
  */
-function fakeIngest(model: ScriptedModel, tokens: number, chunks: number, delayMs: number, resumeAt?: number) {
+function fakeIngest(model: ScriptedModel, tokens: number, chunks: number, delayMs: number, resumeAt?: number, seen: SyncOptions[] = []) {
   const at = (phase: IngestProgress['phase'], files: number): IngestProgress => ({ phase, files, filesTotal: chunks, tokens: model.position, tokensPerSecond: 1000, etaSeconds: 0 });
   return {
-    async sync(opts: { signal?: AbortSignal; onProgress?: (p: IngestProgress) => void }): Promise<IngestReport> {
+    async sync(opts: SyncOptions): Promise<IngestReport> {
+      seen.push(opts);
       if (resumeAt !== undefined) opts.onProgress?.(at('scanning', 0));
       model.reset();
       const start = resumeAt ?? 0;
@@ -92,6 +93,7 @@ function fakeIngest(model: ScriptedModel, tokens: number, chunks: number, delayM
         await new Promise((r) => setTimeout(r, delayMs));
         model.position = start + Math.round(((tokens - start) * i) / chunks);
         opts.onProgress?.(at('ingesting', i));
+        await opts.yieldPoint?.(); // a chunk boundary: the state may be lent out
       }
       if (resumeAt !== undefined) opts.onProgress?.(at('saving', chunks));
       opts.onProgress?.(at('done', chunks));
@@ -123,12 +125,14 @@ interface Rig {
   exits: number[];
   lose(reason: string): void;
   ingestDelayMs: number;
+  /** The options of every sync the fake ingest was given. */
+  syncs: SyncOptions[];
 }
 
 function rig(opts: { loadError?: Error; resumeAt?: number; memoryMinGapMs?: number; memoryIntervalMs?: number; paths?: string[] } = {}): Rig {
   const model = new ScriptedModel();
   let lose: (r: string) => void = () => undefined;
-  const r: Partial<Rig> = { model, events: [], exits: [], ingestDelayMs: 1 };
+  const r: Partial<Rig> = { model, events: [], exits: [], ingestDelayMs: 1, syncs: [] };
   const backend: EngineBackend = {
     async load(): Promise<LoadedModel> {
       if (opts.loadError) throw opts.loadError;
@@ -139,7 +143,7 @@ function rig(opts: { loadError?: Error; resumeAt?: number; memoryMinGapMs?: numb
         modelId: 'fake',
         adapter: 'fake adapter',
         lost: new Promise<string>((res) => (lose = res)),
-        createIngest: () => ({ ...fakeIngest(model, 400, 4, r.ingestDelayMs!, opts.resumeAt), statePaths: () => opts.paths ?? [] }),
+        createIngest: () => ({ ...fakeIngest(model, 400, 4, r.ingestDelayMs!, opts.resumeAt, r.syncs), statePaths: () => opts.paths ?? [] }),
         dispose: () => model.dispose(),
       };
     },
@@ -370,17 +374,74 @@ test('complete: FIM prompt, stop rules, and the state restored', async () => {
   r.server.dispose();
 });
 
-test('a completion never waits behind an ingest: it is answered "busy" at once', async () => {
+test('a completion during the first ingest is served at the next chunk boundary, on what is read so far', async () => {
   const r = rig();
   await r.client.request('load', LOAD);
-  r.ingestDelayMs = 30;
+  r.ingestDelayMs = 40;
+  r.model.script = 'ok';
   const sync = r.client.request('sync', SYNC);
   await new Promise((res) => setTimeout(res, 10));
   const t0 = performance.now();
+  let positionAtPrompt = -1;
+  const forward = r.model.forward.bind(r.model);
+  r.model.forward = async (ids) => {
+    if (ids.length > 1 && positionAtPrompt < 0) positionAtPrompt = r.model.position;
+    return forward(ids);
+  };
   const c = await r.client.request('complete', { folder: '/ws', path: 'a.ts', prefix: 'x', suffix: '', maxTokens: 4, maxLines: 1 });
-  assert.equal(c.reason, 'busy');
-  assert.ok(performance.now() - t0 < 60, 'answered without waiting for the ingest');
+  const waited = performance.now() - t0;
+  assert.equal(c.text, 'ok');
+  assert.ok(positionAtPrompt > 0 && positionAtPrompt < 400, `completed on the first chunk's state (${positionAtPrompt} of 400 tokens)`);
+  assert.ok(waited < 4 * 40, `served at the first chunk boundary (${waited.toFixed(0)} ms), not after the whole ingest`);
+  const res = await sync;
+  assert.equal(res.tokens, 400, 'the ingest went on from where it lent the state: nothing lost');
+  assert.equal(r.model.position, 400);
+  r.server.dispose();
+});
+
+test('a completion during a streaming answer runs between its tokens; the answer is unchanged', async () => {
+  const r = await loaded();
+  r.model.script = 'abcdefghij';
+  r.model.stepDelayMs = 5;
+  const deltas: string[] = [];
+  const asking = r.client.request('ask', { folder: '/ws', question: 'q', maxNewTokens: 10 }, { onStream: (d) => deltas.push(d.text) });
+  await new Promise((res) => setTimeout(res, 20));
+  const c = await r.client.request('complete', { folder: '/ws', path: 'a.ts', prefix: 'x', suffix: '', maxTokens: 2, maxLines: 1 });
+  assert.equal(c.reason === 'done' || c.reason === 'length', true, `completion ${c.reason}`);
+  assert.ok(deltas.join('').length < 10, 'the completion came back before the answer was done');
+  const a = await asking;
+  assert.ok(a.answer.length > 0);
+  assert.equal(r.model.position, 400, 'every fork rolled back');
+  r.server.dispose();
+});
+
+test('a completion cancelled while it waits is answered at once and never runs', async () => {
+  const r = rig();
+  await r.client.request('load', LOAD);
+  r.ingestDelayMs = 60;
+  const sync = r.client.request('sync', SYNC);
+  await new Promise((res) => setTimeout(res, 10));
+  const prompts = r.model.prompts.length;
+  const ac = new AbortController();
+  const t0 = performance.now();
+  const pending = r.client.request('complete', { folder: '/ws', path: 'a.ts', prefix: 'x', suffix: '', maxTokens: 4, maxLines: 1 }, { signal: ac.signal });
+  setTimeout(() => ac.abort(), 5);
+  assert.equal((await pending).reason, 'cancelled');
+  assert.ok(performance.now() - t0 < 50, 'answered before the chunk boundary');
   await sync;
+  assert.equal(r.model.prompts.length, prompts, 'the cancelled completion never ran');
+  r.server.dispose();
+});
+
+test('syncing the folder the state holds says so (nothing restored when nothing changed); another folder clears it', async () => {
+  const r = await loaded();
+  assert.equal(r.syncs.at(-1)!.stateHeld, false, 'the first sync has nothing to keep');
+  await r.client.request('sync', SYNC);
+  assert.equal(r.syncs.at(-1)!.stateHeld, true);
+  await r.client.request('sync', { ...SYNC, folder: '/other' });
+  assert.equal(r.syncs.at(-1)!.stateHeld, false);
+  await r.client.request('sync', SYNC);
+  assert.equal(r.syncs.at(-1)!.stateHeld, false, 'the state was another folder\'s meanwhile');
   r.server.dispose();
 });
 
