@@ -1,6 +1,8 @@
 // npm run bench -- --shape granite-4.0-h-350m [--dtype bf16|f16|f32] [--prompt 2048] [--decode 128]
 //                  [--ingest DIR [--max-tokens N] [--kv-budget-mb N] [--chunk N] [--gpu-profile]]
-//                  [--peak-gbps N] [--peak-tflops N] [--json FILE]
+//                  [--completions N [--during-sync DIR --max-tokens N]]
+//                  [--peak-gbps N] [--peak-tflops N] [--gpu-name NAME] [--json FILE]
+// --gpu-name (e.g. from nvidia-smi; WebGPU does not name the GPU) picks the recorded figures --ingest compares with.
 //
 // Builds random weights at a real model's shape directly on the GPU and measures prefill and decode tokens/s,
 // with the ratio to the rooflines: decode against weight bandwidth (every weight byte, the state and the KV
@@ -19,6 +21,8 @@ import { TextTokenizer } from '../src/engine/tokenizer';
 import * as os from 'os';
 import * as path from 'path';
 import { SHAPES } from './shapes';
+import { EngineServer, type EngineBackend, type LoadedModel } from '../src/extension/engineServer';
+import type { CompleteResult, EngineToHost, HostToEngine, SyncResult } from '../src/extension/protocol';
 
 type Dtype = 'F32' | 'F16' | 'BF16';
 
@@ -112,7 +116,7 @@ function hostCopyGBps(): number {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
-    values: ['shape', 'dtype', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk', 'ingest', 'max-tokens', 'kv-budget-mb', 'tokenizer', 'completions'],
+    values: ['shape', 'dtype', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk', 'ingest', 'max-tokens', 'kv-budget-mb', 'tokenizer', 'completions', 'during-sync', 'gpu-name'],
     flags: ['gpu-profile'],
   });
   const shapeName = args.values.get('shape') ?? 'granite-4.0-h-350m';
@@ -126,6 +130,18 @@ async function main(): Promise<void> {
 
   const gpu = await Gpu.create();
   const info = gpu.adapterInfo;
+  if (args.values.has('completions') && args.values.has('during-sync')) {
+    await benchCompletionsDuringSync(gpu, cfg, dtype, args.values.get('during-sync')!, {
+      n: intValue(args, 'completions'),
+      maxTokens: intValue(args, 'max-tokens', 120_000),
+      kvBudgetMB: intValue(args, 'kv-budget-mb', 1024),
+      tokenizer: args.values.get('tokenizer') ?? path.join(__dirname, '..', 'test', 'fixtures', 'granite-dense-nope'),
+      json: args.values.get('json'),
+      shape: shapeName,
+    });
+    gpu.destroy();
+    return;
+  }
   if (args.values.has('completions')) {
     await benchCompletions(gpu, cfg, dtype, {
       n: intValue(args, 'completions'),
@@ -147,6 +163,7 @@ async function main(): Promise<void> {
       shape: shapeName,
       chunk: intValue(args, 'chunk', 2048),
       gpuProfile: args.flags.has('gpu-profile'),
+      gpuName: args.values.get('gpu-name'),
     });
     gpu.destroy();
     return;
@@ -236,6 +253,39 @@ async function main(): Promise<void> {
   gpu.destroy();
 }
 
+/** The first maxTokens tokens of DIR in ingest order, copied to `ws` with their mtimes. */
+async function copyWorkspace(dir: string, ws: string, maxTokens: number, tok: TextTokenizer) {
+  const listing = await walkWorkspace(dir);
+  let copied = 0;
+  const files: string[] = [];
+  for (const f of listing.files) {
+    if (copied >= maxTokens) break;
+    const r = await readWorkspaceFile(f);
+    if (!('text' in r)) continue;
+    copied += frameFile(f.path, r.text, tok.special, (s) => tok.encode(s)).length;
+    const dest = path.join(ws, f.path);
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    fs.writeFileSync(dest, r.text);
+    fs.utimesSync(dest, f.mtimeMs / 1000, f.mtimeMs / 1000);
+    files.push(f.path);
+  }
+  console.error(`workspace: ${files.length} files, ${copied} tokens copied from ${dir}`);
+  return { listing, files, tokens: copied };
+}
+
+/**
+ * The last decode figures at 1M context recorded in BENCHMARKS.md (bench/baselines.json), for the adapter
+ * this run is on (matched by its name), so that a fall is seen when the bench runs, not by a user.
+ */
+function decodeBaseline(adapter: string, shape: string, gpuName: string | undefined): { adapter: string; date: string; tokens: number; decodeTokensPerSecondAtContext: number; resumeDecodeTokensPerSecond: number; source: string } | null {
+  const file = path.join(__dirname, '..', 'bench', 'baselines.json');
+  if (!fs.existsSync(file)) return null;
+  const all = JSON.parse(fs.readFileSync(file, 'utf8')).ingestDecode as { shape: string; adapter: string; date: string; tokens: number; decodeTokensPerSecondAtContext: number; resumeDecodeTokensPerSecond: number; source: string }[];
+  const mine = all.filter((b) => b.shape === shape);
+  const name = `${gpuName ?? ''} ${adapter}`.toLowerCase();
+  return mine.find((b) => name.includes(b.adapter.toLowerCase())) ?? null;
+}
+
 /**
  * --ingest DIR: stream a real source tree into the model at the benchmark shape (random weights) with the KV
  * under a GPU budget and a snapshot on disk; then decode at that context; then, as after a restart, resume
@@ -248,7 +298,7 @@ async function benchIngest(
   cfg: ModelConfig,
   dtype: Dtype,
   dir: string,
-  o: { maxTokens: number; kvBudgetMB: number; tokenizer: string; decode: number; json?: string; shape: string; chunk: number; gpuProfile?: boolean },
+  o: { maxTokens: number; kvBudgetMB: number; tokenizer: string; decode: number; json?: string; shape: string; chunk: number; gpuProfile?: boolean; gpuName?: string },
 ): Promise<void> {
   let seed = 1;
   const weights = loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
@@ -257,23 +307,8 @@ async function benchIngest(
   const spill = path.join(tmp, 'spill');
   const cacheDir = path.join(tmp, 'cache');
   const tok = TextTokenizer.load(o.tokenizer);
-  // The workspace: the first maxTokens tokens of DIR in ingest order, copied with their mtimes.
   const ws = path.join(tmp, 'workspace');
-  const listing = await walkWorkspace(dir);
-  let copied = 0;
-  let files = 0;
-  for (const f of listing.files) {
-    if (copied >= o.maxTokens) break;
-    const r = await readWorkspaceFile(f);
-    if (!('text' in r)) continue;
-    copied += frameFile(f.path, r.text, tok.special, (s) => tok.encode(s)).length;
-    const dest = path.join(ws, f.path);
-    fs.mkdirSync(path.dirname(dest), { recursive: true });
-    fs.writeFileSync(dest, r.text);
-    fs.utimesSync(dest, f.mtimeMs / 1000, f.mtimeMs / 1000);
-    files++;
-  }
-  console.error(`workspace: ${files} files, ${copied} tokens copied from ${dir}`);
+  const { listing } = await copyWorkspace(dir, ws, o.maxTokens, tok);
   const newModel = () => GpuModel.fromWeights(gpu, cfg, weights, { prefillChunk: o.chunk, kv: { gpuBudgetBytes: budget, hostBudgetBytes: 48 * 2 ** 30, spillDir: spill } });
   const session = (model: GpuModel) => new WorkspaceIngest(model, tok, { workspace: ws, cacheDir, modelId: 'bench', chunkTokens: o.chunk });
   let model = newModel();
@@ -332,6 +367,7 @@ async function benchIngest(
     shape: o.shape,
     dtype,
     adapter: `${gpu.adapterInfo.vendor} ${gpu.adapterInfo.description}`.trim(),
+    ...(o.gpuName ? { gpuName: o.gpuName } : {}),
     date: new Date().toISOString(),
     workspace: dir,
     files: r.files,
@@ -380,8 +416,21 @@ async function benchIngest(
       syncSeconds: +editWall.toFixed(3),
     },
   };
-  console.log(JSON.stringify(result, null, 2));
-  if (o.json) fs.writeFileSync(o.json, JSON.stringify(result, null, 2) + '\n');
+  const base = decodeBaseline(result.adapter, o.shape, o.gpuName);
+  const withBase = { ...result, decodeBaseline: base };
+  console.log(JSON.stringify(withBase, null, 2));
+  if (o.json) fs.writeFileSync(o.json, JSON.stringify(withBase, null, 2) + '\n');
+  const ctx = r.tokens.toLocaleString('en-US');
+  if (base) {
+    const ratio = decodeTps / base.decodeTokensPerSecondAtContext;
+    const resumeRatio = decodeAfterResume / base.resumeDecodeTokensPerSecond;
+    console.error(
+      `decode at ${ctx} tokens: ${decodeTps} tok/s after ingest, ${decodeAfterResume} after resume; last recorded (${base.adapter}, ${base.date}, ` +
+        `${base.tokens.toLocaleString('en-US')} tokens, ${base.source}): ${base.decodeTokensPerSecondAtContext} / ${base.resumeDecodeTokensPerSecond} tok/s ` +
+        `(x${ratio.toFixed(2)} / x${resumeRatio.toFixed(2)})`,
+    );
+    if (ratio < 0.8 || resumeRatio < 0.8) console.error(`WARNING: decode at long context is slower than last recorded: find out why before recording this run.`);
+  } else console.error(`decode at ${ctx} tokens: ${decodeTps} tok/s after ingest, ${decodeAfterResume} after resume; no recorded figure for this adapter and shape (bench/baselines.json)`);
   fs.rmSync(tmp, { recursive: true, force: true });
 }
 
@@ -437,3 +486,125 @@ main().then(
     process.exit(1);
   },
 );
+
+/** An EngineServer in this process, spoken to as the extension host does (requests by id, streamed data). */
+function inProcessEngine(backend: EngineBackend) {
+  let next = 1;
+  const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  const server = new EngineServer(
+    (m: EngineToHost) => {
+      if (m.type !== 'response') return;
+      const w = waiting.get(m.id);
+      waiting.delete(m.id);
+      if (m.ok) w?.resolve(m.result);
+      else w?.reject(new Error(m.error.message));
+    },
+    backend,
+    { memoryIntervalMs: 0 },
+  );
+  const request = <T>(kind: string, params: unknown): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const id = next++;
+      waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      server.handle({ type: 'request', id, kind, params } as HostToEngine);
+    });
+  return { server, request };
+}
+
+/**
+ * --completions N --during-sync DIR: inline-completion latency through the engine server, as the extension asks for
+ * it: N completions with the workspace idle, then completions one after another (60 ms apart, as while typing)
+ * while a re-read of the whole workspace (an edit of its first file: everything after it is read again) runs.
+ * Reports p50 / p95 for both and the re-read's time with and without completions.
+ */
+async function benchCompletionsDuringSync(
+  gpu: Gpu,
+  cfg: ModelConfig,
+  dtype: Dtype,
+  dir: string,
+  o: { n: number; maxTokens: number; kvBudgetMB: number; tokenizer: string; json?: string; shape: string },
+): Promise<void> {
+  let seed = 1;
+  const weights = loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
+  const tok = TextTokenizer.load(o.tokenizer);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-bench-complete-'));
+  const ws = path.join(tmp, 'workspace');
+  const copied = await copyWorkspace(dir, ws, o.maxTokens, tok);
+  const model = GpuModel.fromWeights(gpu, cfg, weights, { prefillChunk: 2048, kv: { gpuBudgetBytes: o.kvBudgetMB * 2 ** 20, spillDir: path.join(tmp, 'spill') } });
+  const loaded: LoadedModel = {
+    model,
+    tokenizer: tok,
+    modelId: 'bench',
+    adapter: gpu.adapterInfo.description,
+    lost: null,
+    createIngest: (p) => new WorkspaceIngest(model, tok, { workspace: p.folder, cacheDir: path.join(tmp, 'cache'), modelId: 'bench' }),
+    dispose: () => model.dispose(),
+  };
+  const engine = inProcessEngine({ load: async () => loaded, download: () => Promise.reject(new Error('no downloads')) });
+  await engine.request('load', { modelDir: '-', backend: 'webgpu', cacheDir: path.join(tmp, 'cache'), kvGpuBudgetBytes: 0, kvHostBudgetBytes: 0 });
+  const syncParams = { folder: ws, maxFileBytes: 512 * 1024, extraIgnore: [] };
+  const first = await engine.request<SyncResult>('sync', syncParams);
+  console.error(`first ingest: ${first.tokens} tokens in ${first.seconds.toFixed(1)} s`);
+  const source = fs.readFileSync(__filename, 'utf8');
+  let i = 0;
+  const completeOnce = async (): Promise<{ ms: number; reason: string }> => {
+    const at = 2000 + ((i++ * 977) % (source.length - 4000));
+    const t0 = performance.now();
+    const r = await engine.request<CompleteResult>('complete', { folder: ws, path: 'bench.ts', prefix: source.slice(at - 1500, at), suffix: source.slice(at, at + 500), maxTokens: 16, maxLines: 1 });
+    return { ms: performance.now() - t0, reason: r.reason };
+  };
+  const quantiles = (xs: number[]) => {
+    const t = [...xs].sort((a, b) => a - b);
+    const q = (p: number) => +t[Math.min(t.length - 1, Math.floor(p * t.length))].toFixed(1);
+    return { count: t.length, p50Ms: q(0.5), p95Ms: q(0.95), maxMs: +t[t.length - 1].toFixed(1) };
+  };
+  for (let w = 0; w < 2; w++) await completeOnce(); // pipelines and recorded passes
+  const idle: number[] = [];
+  for (let k = 0; k < o.n; k++) idle.push((await completeOnce()).ms);
+  // A re-read of (nearly) everything: the first file in ingest order changes, so it moves to the end and the state
+  // restarts from its start. First alone, then again with completions coming in.
+  const reread = async (withCompletions: boolean) => {
+    const firstFile = (await walkWorkspace(ws)).files[0].abs; // least recently modified: first in ingest order
+    fs.appendFileSync(firstFile, `\n// edited ${Date.now()}\n`);
+    const t0 = performance.now();
+    let running = true;
+    const sync = engine.request<SyncResult>('sync', syncParams).finally(() => (running = false));
+    const during: number[] = [];
+    const reasons: Record<string, number> = {};
+    if (withCompletions) {
+      await new Promise((r) => setTimeout(r, 200)); // the re-read is under way
+      while (running) {
+        const r = await completeOnce();
+        if (running) {
+          during.push(r.ms);
+          reasons[r.reason] = (reasons[r.reason] ?? 0) + 1;
+        }
+        await new Promise((res) => setTimeout(res, 60));
+      }
+    }
+    const res = await sync;
+    return { seconds: (performance.now() - t0) / 1000, reingestedTokens: res.reingestedTokens, during, reasons };
+  };
+  const alone = await reread(false);
+  const busy = await reread(true);
+  const idleQ = quantiles(idle);
+  const duringQ = busy.during.length ? quantiles(busy.during) : null;
+  const result = {
+    mode: 'completions-during-sync',
+    shape: o.shape,
+    dtype,
+    adapter: `${gpu.adapterInfo.vendor} ${gpu.adapterInfo.description}`.trim(),
+    date: new Date().toISOString(),
+    workspaceTokens: first.tokens,
+    maxNewTokens: 16,
+    idle: idleQ,
+    duringReread: { ...duringQ, reasons: busy.reasons, rereadTokens: busy.reingestedTokens, rereadSeconds: +busy.seconds.toFixed(2) },
+    rereadAloneSeconds: +alone.seconds.toFixed(2),
+    rereadAloneTokens: alone.reingestedTokens,
+    p95Ratio: duringQ ? +(duringQ.p95Ms / idleQ.p95Ms).toFixed(2) : null,
+  };
+  console.log(JSON.stringify(result, null, 2));
+  if (o.json) fs.writeFileSync(o.json, JSON.stringify(result, null, 2) + '\n');
+  engine.server.dispose();
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
