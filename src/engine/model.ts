@@ -27,8 +27,21 @@ export function openModelFolder(dir: string, opts: { requireTokenizer?: boolean 
   if (!fs.existsSync(cfgFile)) throw new ModelFormatError(`${dir} has no config.json; is this a Hugging Face model folder?`);
   const config = configFromJson(parseConfigJson(fs.readFileSync(cfgFile, 'utf8')));
   const store = WeightStore.open(dir);
+  try {
+    return { dir, config, store, ...openRest(dir, config, opts) };
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+}
+
+/** The tokenizer and the stop ids (after the weights, which are closed again when this throws). */
+function openRest(dir: string, config: ModelConfig, opts: { requireTokenizer?: boolean }): { tokenizer: TextTokenizer | null; stopIds: number[] } {
   let tokenizer: TextTokenizer | null = null;
   if (fs.existsSync(path.join(dir, 'tokenizer.json')) || opts.requireTokenizer) tokenizer = TextTokenizer.load(dir);
+  for (const id of config.eosTokenIds) {
+    if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) throw new ModelFormatError(`config.json: eos_token_id ${JSON.stringify(id)} is not a token id.`);
+  }
   const stop = new Set<number>(config.eosTokenIds);
   const genFile = path.join(dir, 'generation_config.json');
   if (fs.existsSync(genFile)) {
@@ -38,6 +51,7 @@ export function openModelFolder(dir: string, opts: { requireTokenizer?: boolean 
     } catch (e) {
       throw new ModelFormatError(`generation_config.json is not valid JSON: ${(e as Error).message}`);
     }
+    if (typeof gen !== 'object' || gen === null || Array.isArray(gen)) throw new ModelFormatError('generation_config.json must hold a JSON object.');
     const eos = gen['eos_token_id'];
     for (const id of Array.isArray(eos) ? eos : eos == null ? [] : [eos]) {
       if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) throw new ModelFormatError(`generation_config.json: eos_token_id ${JSON.stringify(id)} is not a token id.`);
@@ -45,7 +59,7 @@ export function openModelFolder(dir: string, opts: { requireTokenizer?: boolean 
     }
   }
   if (tokenizer?.special.eos != null) stop.add(tokenizer.special.eos);
-  return { dir, config, store, tokenizer, stopIds: [...stop] };
+  return { tokenizer, stopIds: [...stop] };
 }
 
 /**

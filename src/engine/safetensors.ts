@@ -43,6 +43,9 @@ function parseHeader(file: string, fd: number, fileSize: number): TensorInfo[] {
   } catch (e) {
     throw new ModelFormatError(`${name}: header is not valid JSON (${(e as Error).message}); the file is corrupt.`);
   }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+    throw new ModelFormatError(`${name}: header is ${JSON.stringify(header)?.slice(0, 40)}, not a JSON object of tensors; the file is corrupt.`);
+  }
   const dataStart = 8 + headerLen;
   const dataLen = fileSize - dataStart;
   const out: TensorInfo[] = [];
@@ -88,17 +91,27 @@ export class WeightStore {
   /** Opens model.safetensors, or the shards listed by model.safetensors.index.json, in `dir`. */
   static open(dir: string): WeightStore {
     const store = new WeightStore(dir);
+    try {
+      return store.openFiles();
+    } catch (e) {
+      store.close(); // the shards opened before the one that failed
+      throw e;
+    }
+  }
+
+  private openFiles(): WeightStore {
+    const dir = this.dir;
     const single = path.join(dir, 'model.safetensors');
     const index = path.join(dir, 'model.safetensors.index.json');
     let files: string[];
     if (fs.existsSync(index)) {
-      let parsed: { weight_map?: Record<string, string> };
+      let parsed: { weight_map?: Record<string, string> } | null;
       try {
         parsed = JSON.parse(fs.readFileSync(index, 'utf8'));
       } catch (e) {
         throw new ModelFormatError(`model.safetensors.index.json is not valid JSON: ${(e as Error).message}`);
       }
-      if (!parsed.weight_map || typeof parsed.weight_map !== 'object') {
+      if (typeof parsed !== 'object' || parsed === null || !parsed.weight_map || typeof parsed.weight_map !== 'object') {
         throw new ModelFormatError('model.safetensors.index.json has no "weight_map".');
       }
       files = [...new Set(Object.values(parsed.weight_map))];
@@ -106,22 +119,22 @@ export class WeightStore {
         if (typeof f !== 'string' || f.includes('/') || f.includes('\\') || f.startsWith('.')) {
           throw new ModelFormatError(`model.safetensors.index.json names an invalid shard ${JSON.stringify(f)}.`);
         }
-        if (!fs.existsSync(path.join(dir, f))) {
+        if (!fs.existsSync(path.join(dir, f)) || !fs.statSync(path.join(dir, f)).isFile()) {
           throw new ModelFormatError(`shard ${f} listed in model.safetensors.index.json is missing from ${dir}; download it again.`);
         }
       }
-      store.load(files.map((f) => path.join(dir, f)));
+      this.load(files.map((f) => path.join(dir, f)));
       for (const [t, f] of Object.entries(parsed.weight_map)) {
-        const info = store.tensors.get(t);
+        const info = this.tensors.get(t);
         if (!info) throw new ModelFormatError(`tensor ${t} is listed in the index but not found in shard ${f}.`);
         if (path.basename(info.file) !== f) throw new ModelFormatError(`tensor ${t} is in ${path.basename(info.file)}, but the index says ${f}.`);
       }
     } else if (fs.existsSync(single)) {
-      store.load([single]);
+      this.load([single]);
     } else {
       throw new ModelFormatError(`${dir} has neither model.safetensors nor model.safetensors.index.json.`);
     }
-    return store;
+    return this;
   }
 
   private load(files: string[]): void {

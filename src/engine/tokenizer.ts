@@ -22,6 +22,30 @@ export interface SpecialTokens {
   fileIndex: boolean;
 }
 
+/**
+ * Token ids in tokenizer.json must be non-negative integers: @huggingface/tokenizers takes any JSON value as an
+ * id (null, 0.5, "3") and encode would then hand it to the model.
+ */
+function checkIds(json: { model: unknown; added_tokens?: unknown }): void {
+  const isId = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  const vocab = typeof json.model === 'object' && json.model !== null ? (json.model as { vocab?: unknown }).vocab : undefined;
+  // BPE, WordPiece and WordLevel map token -> id; Unigram lists [piece, score] pairs (ids are positions).
+  if (typeof vocab === 'object' && vocab !== null && !Array.isArray(vocab)) {
+    for (const [t, id] of Object.entries(vocab)) {
+      if (!isId(id)) throw new ModelFormatError(`tokenizer.json: token ${JSON.stringify(t)} has id ${JSON.stringify(id)}, not a token id; the file is corrupt.`);
+    }
+  }
+  if (json.added_tokens !== undefined && json.added_tokens !== null) {
+    if (!Array.isArray(json.added_tokens)) throw new ModelFormatError('tokenizer.json: "added_tokens" must be a list.');
+    for (const a of json.added_tokens as unknown[]) {
+      const t = a as { id?: unknown; content?: unknown } | null;
+      if (typeof t !== 'object' || t === null || !isId(t.id) || typeof t.content !== 'string') {
+        throw new ModelFormatError(`tokenizer.json: added token ${JSON.stringify(a)?.slice(0, 80)} needs an integer "id" and a string "content".`);
+      }
+    }
+  }
+}
+
 export class TextTokenizer {
   readonly special: SpecialTokens;
 
@@ -61,6 +85,7 @@ export class TextTokenizer {
     if (typeof json !== 'object' || json === null || !('model' in json)) {
       throw new ModelFormatError('tokenizer.json has no "model" section; it is not a Hugging Face tokenizer file.');
     }
+    checkIds(json as { model: unknown; added_tokens?: unknown });
     let config: Record<string, unknown> = {};
     const cfgFile = path.join(dir, 'tokenizer_config.json');
     if (fs.existsSync(cfgFile)) {
@@ -68,6 +93,9 @@ export class TextTokenizer {
         config = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
       } catch (e) {
         throw new ModelFormatError(`tokenizer_config.json is not valid JSON (${(e as Error).message}).`);
+      }
+      if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+        throw new ModelFormatError('tokenizer_config.json must hold a JSON object.');
       }
     }
     try {
@@ -78,10 +106,19 @@ export class TextTokenizer {
   }
 
   encode(text: string, addSpecialTokens = false): number[] {
-    return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    const ids = this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    // A model without a usable unk_token (say WordPiece without one) yields undefined for what it cannot map.
+    for (const id of ids) {
+      if (!Number.isInteger(id)) {
+        throw new ModelFormatError(`tokenizer.json has no token for part of ${JSON.stringify(text.slice(0, 40))} (and no usable unk_token); the tokenizer is broken.`);
+      }
+    }
+    return ids;
   }
 
   decode(ids: readonly number[], skipSpecialTokens = true): string {
+    // @huggingface/tokenizers throws on an empty list; no tokens decode to no text.
+    if (ids.length === 0) return '';
     return this.tok.decode([...ids], { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: false });
   }
 

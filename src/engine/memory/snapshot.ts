@@ -494,7 +494,13 @@ class BlockFile {
     const st = fs.fstatSync(fd);
     this.dev = st.dev;
     this.ino = st.ino;
-    BlockFile.closer.register(this, fd);
+    BlockFile.closer.register(this, fd, this);
+  }
+
+  /** Closes the file now (a load that failed after opening it), instead of when it is collected. */
+  release(): void {
+    BlockFile.closer.unregister(this);
+    fs.closeSync(this.fd);
   }
 
   read(pos: number, len: number): Buffer {
@@ -572,6 +578,29 @@ class SnapshotKv implements KvBlockSource {
 }
 
 /**
+ * Whether a parsed header has the fields the loader uses, with their types and ranges (the checksum only says
+ * that it was written whole, not by whom): offsets, lengths and counts are non-negative safe integers.
+ */
+function wellFormed(h: unknown): h is Header<unknown> {
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const count = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+  const u32 = (v: unknown) => count(v) && v <= 0xffffffff;
+  const list = (v: unknown, ok: (e: Record<string, unknown>) => boolean) => Array.isArray(v) && v.every((e) => isObj(e) && ok(e));
+  return (
+    isObj(h) &&
+    typeof h.modelId === 'string' &&
+    typeof h.blockFile === 'string' &&
+    typeof h.createdAt === 'string' &&
+    count(h.position) &&
+    count(h.blockFileBytes) &&
+    count(h.dataBytes) &&
+    list(h.tensors, (t) => typeof t.name === 'string' && count(t.offset) && count(t.length) && u32(t.crc32)) &&
+    list(h.kv, (e) => count(e.rows) && e.rows <= (h.position as number) && count(e.rowLen) && (e.rows === 0 || e.rowLen > 0) && count(e.blockBytes)) &&
+    (h.checkpoints == null || list(h.checkpoints, (c) => count(c.position) && count(c.offset) && count(c.length) && u32(c.crc32)))
+  );
+}
+
+/**
  * The snapshot file's header, checked (magic, version, trailer, checksum), and a reader of its data section.
  * The file is read whole by loadSnapshot; saveSnapshot only needs the header (which block file it names).
  */
@@ -606,6 +635,7 @@ function readHeader<M>(file: string): { header: Header<M>; size: number; dev: nu
     } catch {
       throw new SnapshotError('snapshot header is corrupt; the workspace will be re-read.', 'corrupt');
     }
+    if (!wellFormed(header)) throw new SnapshotError('snapshot header is malformed (a field of the wrong type or range); the workspace will be re-read.', 'corrupt');
     if (PREFIX_BYTES + header.dataBytes !== headerOffset) {
       throw new SnapshotError(`snapshot data is ${headerOffset - PREFIX_BYTES} bytes, expected ${header.dataBytes}; the workspace will be re-read.`, 'corrupt');
     }
@@ -634,6 +664,8 @@ export function snapshotBlockFile(file: string): string {
  */
 export function loadSnapshot<M>(file: string, modelId: string): Snapshot<M> {
   const h = readHeader<M>(file);
+  let opened: BlockFile | null = null; // closed again unless the load succeeds
+  let loaded = false;
   try {
     const header = h.header;
     if (header.modelId !== modelId) {
@@ -647,7 +679,7 @@ export function loadSnapshot<M>(file: string, modelId: string): Snapshot<M> {
     } catch {
       throw new SnapshotError(`the snapshot's block file ${header.blockFile} is missing; the workspace will be re-read.`, 'corrupt');
     }
-    const bf = new BlockFile(blockPath, bfd, { file, dev: h.dev, ino: h.ino });
+    const bf = (opened = new BlockFile(blockPath, bfd, { file, dev: h.dev, ino: h.ino }));
     const blockFileBytes = fs.fstatSync(bfd).size;
     if (blockFileBytes < header.blockFileBytes) {
       throw new SnapshotError(`the snapshot's block file is ${blockFileBytes} bytes, shorter than the ${header.blockFileBytes} it needs (truncated); the workspace will be re-read.`, 'corrupt');
@@ -702,9 +734,11 @@ export function loadSnapshot<M>(file: string, modelId: string): Snapshot<M> {
       });
     });
     const bytesRead = h.bytesRead() + PREFIX_BYTES;
+    loaded = true;
     return { modelId, state, checkpoints, manifest: header.manifest, createdAt: header.createdAt, fileBytes: h.size, blockFileBytes, bytesRead };
   } finally {
     h.close();
+    if (!loaded) opened?.release();
   }
 }
 
@@ -730,7 +764,8 @@ export function modelIdentity(dir: string): string {
       try {
         const len = Buffer.alloc(8);
         fs.readSync(fd, len, 0, 8, 0);
-        const n = Math.min(Number(len.readBigUInt64LE(0)), 100 << 20);
+        // (A corrupt length is cut to the file: a few bytes claiming a 1 TB header allocate no 100 MiB.)
+        const n = Math.min(Number(len.readBigUInt64LE(0)), 100 << 20, Math.max(0, st.size - 8));
         const header = Buffer.alloc(n);
         fs.readSync(fd, header, 0, n, 8);
         const head = Buffer.alloc(Math.max(0, Math.min(IDENTITY_SAMPLE, st.size - 8 - n)));
