@@ -8,12 +8,16 @@
 //       -> {"ids": [...], "text": "..."}
 //   sidewinder files    --workspace DIR --json
 //       -> {"files":[{"path","bytes","mtimeMs"}...],"skipped":[{"path","reason"}...]}  in ingest order
-//   sidewinder ingest   --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--json]
+//   sidewinder ingest   --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-file-kb N] [--ignore GLOB,...] [--json]
 //       -> progress on stderr; with --json {"files","skipped":{reason:count},"tokens","seconds","tokensPerSecond",
 //          "resumedFromSnapshot","reingestedTokens","snapshot","memory":{...}}
-//   sidewinder ask      --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-new-tokens N] [--free-answer] [--json] "QUESTION"
+//   sidewinder ask      --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-file-kb N] [--ignore GLOB,...]
+//                       [--max-new-tokens N] [--free-answer] [--json] "QUESTION"
 //       -> the answer streamed to stdout; with --json {"answer","ids","tokens","resumedFromSnapshot","reingestedTokens",
 //          "seconds","memory":{...}}
+//       The workspace is read and the question asked exactly as the extension's chat does (same walk defaults:
+//       --max-file-kb 512, --ignore as sidewinder.extraIgnore; same prompt tokens; --max-new-tokens 512 as
+//       sidewinder.chat.maxAnswerTokens).
 //   sidewinder complete --file PATH --offset N [--workspace DIR] [--model DIR] [--max-new-tokens N] --json
 //       -> {"completion": "..."}  fill-in-the-middle at the offset, on the workspace state when given
 //   sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]
@@ -35,8 +39,9 @@ const USAGE = `usage:
   sidewinder generate [--model DIR] (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--greedy]
                       [--temperature T] [--top-p P] [--seed S] [--backend webgpu|cpu] [--json]
   sidewinder files    --workspace DIR [--json]
-  sidewinder ingest   --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--json]
-  sidewinder ask      --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-new-tokens N] [--free-answer] [--json] "QUESTION"
+  sidewinder ingest   --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-file-kb N] [--ignore GLOB,...] [--json]
+  sidewinder ask      --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-file-kb N] [--ignore GLOB,...]
+                      [--max-new-tokens N] [--free-answer] [--json] "QUESTION"
   sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]
   sidewinder complete --file PATH --offset N [--workspace DIR] [--model DIR] [--max-new-tokens N] [--json]
 

@@ -3,24 +3,33 @@
 import * as os from 'os';
 import * as path from 'path';
 import * as fs from 'fs';
-import { ASK_EXACT_TAIL, onFork, pathAnswerConstraint, questionTokens } from '../engine/ask';
+import { answerQuestion, DEFAULT_ANSWER_TOKENS, lookupOnlyNote } from '../engine/ask';
 import { completeAt } from '../engine/completion/complete';
 import { resolveModelDir } from '../engine/bundledModel';
 import { UsageError } from '../engine/errors';
-import { WorkspaceIngest, type IngestProgress, type IngestReport } from '../engine/ingest';
+import { workspaceIngest, type IngestProgress, type IngestReport, type WorkspaceIngest } from '../engine/ingest';
 import { modelIdentity } from '../engine/memory/snapshot';
 import { openModelFolder, type LanguageModel } from '../engine/model';
 import { CpuModel } from '../engine/cpu/model';
 import { GpuModel } from '../engine/gpu/model';
+import { DEFAULT_MAX_FILE_BYTES } from '../workspace';
 import { intValue, parseArgs, type ParsedArgs } from './args';
+
+/** Where a command writes (tests pass their own). */
+export interface CliStreams {
+  out: { write(s: string): unknown };
+  err: { write(s: string): unknown; isTTY?: boolean };
+}
+
+const STDIO: CliStreams = { out: process.stdout, err: process.stderr };
 
 export function defaultCacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
   return path.join(base, 'sidewinder');
 }
 
-function progressPrinter(): (p: IngestProgress) => void {
-  const tty = process.stderr.isTTY;
+function progressPrinter(err: CliStreams['err']): (p: IngestProgress) => void {
+  const tty = err.isTTY === true;
   let last = 0;
   return (p) => {
     const now = Date.now();
@@ -31,8 +40,8 @@ function progressPrinter(): (p: IngestProgress) => void {
       p.phase === 'ingesting'
         ? `${bar(p.files / Math.max(1, p.filesTotal))} ${p.files}/${p.filesTotal} files, ${p.tokens} tokens, ${p.tokensPerSecond.toFixed(0)} tok/s${eta}`
         : `${p.phase}${p.phase === 'done' ? `: ${p.files} files, ${p.tokens} tokens` : '...'}`;
-    if (tty) process.stderr.write(`\r\x1b[2K${line}${p.phase === 'done' ? '\n' : ''}`);
-    else process.stderr.write(line + '\n');
+    if (tty) err.write(`\r\x1b[2K${line}${p.phase === 'done' ? '\n' : ''}`);
+    else err.write(line + '\n');
   };
 }
 
@@ -56,11 +65,14 @@ async function openWorkspace(args: ParsedArgs, requireWorkspace = true): Promise
     backend === 'cpu'
       ? CpuModel.load(folder)
       : await GpuModel.load(folder, { kv: { gpuBudgetBytes: kvBudget, hostBudgetBytes: hostBudget, spillDir: path.join(cacheDir, 'kv-spill') } });
-  const ingest = new WorkspaceIngest(model, folder.tokenizer!, {
-    workspace: path.resolve(ws),
+  // The same walk and ingest options as the extension's (its settings' defaults are these defaults).
+  const ingest = workspaceIngest(model, folder.tokenizer!, {
+    workspace: ws,
     cacheDir: args.flags.has('no-cache') ? null : cacheDir,
     modelId: modelIdentity(dir),
-    walk: { maxFileBytes: intValue(args, 'max-file-kb', 512) * 1024 },
+    maxFileBytes: intValue(args, 'max-file-kb', DEFAULT_MAX_FILE_BYTES / 1024) * 1024,
+    // gitignore lines, comma-separated, as `files --ignore` takes them (the extension's sidewinder.extraIgnore).
+    extraIgnore: (args.values.get('ignore') ?? '').split(',').map((g) => g.trim()).filter((g) => g.length > 0),
   });
   return { ingest, model };
 }
@@ -79,20 +91,20 @@ function reportJson(r: IngestReport) {
   };
 }
 
-const COMMON = ['workspace', 'model', 'kv-budget-mb', 'kv-host-budget-mb', 'cache-dir', 'backend', 'max-file-kb'];
+const COMMON = ['workspace', 'model', 'kv-budget-mb', 'kv-host-budget-mb', 'cache-dir', 'backend', 'max-file-kb', 'ignore'];
 
-export async function cmdIngest(argv: string[]): Promise<void> {
+export async function cmdIngest(argv: string[], io: CliStreams = STDIO): Promise<void> {
   const args = parseArgs(argv, { values: COMMON, flags: ['json', 'no-cache'] });
   const { ingest, model } = await openWorkspace(args);
   const ac = new AbortController();
   const onSig = () => ac.abort();
   process.once('SIGINT', onSig);
   try {
-    const r = await ingest.sync({ signal: ac.signal, onProgress: progressPrinter() });
-    if (r.snapshotProblem) process.stderr.write(`note: ${r.snapshotProblem}\n`);
-    if (args.flags.has('json')) process.stdout.write(JSON.stringify(reportJson(r)) + '\n');
+    const r = await ingest.sync({ signal: ac.signal, onProgress: progressPrinter(io.err) });
+    if (r.snapshotProblem) io.err.write(`note: ${r.snapshotProblem}\n`);
+    if (args.flags.has('json')) io.out.write(JSON.stringify(reportJson(r)) + '\n');
     else {
-      process.stdout.write(
+      io.out.write(
         `${r.files} files, ${r.tokens} tokens in the state (${r.reingestedTokens} read now, ${r.tokensPerSecond.toFixed(0)} tok/s)` +
           `${r.resumedFromSnapshot ? ', resumed from snapshot' : ''}${r.cancelled ? ', cancelled' : ''}\n`,
       );
@@ -103,38 +115,40 @@ export async function cmdIngest(argv: string[]): Promise<void> {
   }
 }
 
-export async function cmdAsk(argv: string[]): Promise<void> {
+export async function cmdAsk(argv: string[], io: CliStreams = STDIO): Promise<void> {
   const args = parseArgs(argv, { values: [...COMMON, 'max-new-tokens'], flags: ['json', 'no-cache', 'free-answer'] });
   const question = args.positionals.join(' ').trim();
   if (!question) throw new UsageError('ask needs a QUESTION.');
+  const json = args.flags.has('json');
   const t0 = performance.now();
   const { ingest, model } = await openWorkspace(args);
   try {
-    const r = await ingest.sync({ onProgress: args.flags.has('json') ? undefined : progressPrinter() });
+    const r = await ingest.sync({ onProgress: json ? undefined : progressPrinter(io.err) });
     const tok = ingest.tokenizer;
     const ids: number[] = [];
-    const stop = [...model.config.eosTokenIds, ...(tok.special.eos !== null ? [tok.special.eos] : [])];
-    if (tok.special.fileSep !== null) stop.push(tok.special.fileSep);
     let printed = '';
-    // A model that answers with a path names a file of the workspace (--free-answer: as the model writes it).
-    const allowedNext = args.flags.has('free-answer') ? undefined : pathAnswerConstraint(tok, ingest.statePaths());
-    const gen = { maxNewTokens: intValue(args, 'max-new-tokens', 64), greedy: true, stopIds: stop, exactTail: ASK_EXACT_TAIL, allowedNext };
-    for await (const id of onFork(model, questionTokens(tok, question), gen)) {
-      if (stop.includes(id)) break;
+    // The chat's way to the answer (engineServer.ts): the same prompt tokens and generation for the same question.
+    const answer = answerQuestion(model, tok, {
+      question,
+      statePaths: ingest.statePaths(),
+      maxNewTokens: intValue(args, 'max-new-tokens', DEFAULT_ANSWER_TOKENS),
+      freeAnswer: args.flags.has('free-answer'),
+    });
+    for await (const id of answer.tokens()) {
       ids.push(id);
-      if (!args.flags.has('json')) {
+      if (!json) {
         const text = tok.decode(ids);
         if (!text.endsWith('\uFFFD')) {
-          process.stdout.write(text.slice(printed.length));
+          io.out.write(text.slice(printed.length));
           printed = text;
         }
       }
     }
-    const answer = tok.decode(ids).trim();
-    if (args.flags.has('json')) {
-      process.stdout.write(
+    const text = tok.decode(ids).trim();
+    if (json) {
+      io.out.write(
         JSON.stringify({
-          answer,
+          answer: text,
           ids,
           tokens: r.tokens,
           resumedFromSnapshot: r.resumedFromSnapshot,
@@ -143,7 +157,11 @@ export async function cmdAsk(argv: string[]): Promise<void> {
           memory: model.memory(),
         }) + '\n',
       );
-    } else process.stdout.write('\n');
+    } else {
+      io.out.write('\n');
+      const note = lookupOnlyNote(tok, question);
+      if (note) io.err.write(`note: ${note}\n`);
+    }
   } finally {
     model.dispose();
   }
@@ -165,7 +183,7 @@ export async function cmdComplete(argv: string[]): Promise<void> {
   const withWorkspace = args.values.has('workspace');
   const { ingest, model } = await openWorkspace(args, false);
   try {
-    if (withWorkspace) await ingest.sync({ onProgress: args.flags.has('json') ? undefined : progressPrinter() });
+    if (withWorkspace) await ingest.sync({ onProgress: args.flags.has('json') ? undefined : progressPrinter(process.stderr) });
     const root = withWorkspace ? path.resolve(args.values.get('workspace')!) : path.dirname(path.resolve(file));
     const rel = path.relative(root, path.resolve(file)).split(path.sep).join('/');
     const r = await completeAt(model, ingest.tokenizer, {

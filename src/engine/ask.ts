@@ -115,3 +115,80 @@ export async function* onFork(model: LanguageModel, prompt: readonly number[], o
     mark.release();
   }
 }
+
+/**
+ * Tokens an answer may have when the caller does not say: the chat's default (sidewinder.chat.maxAnswerTokens in
+ * package.json and settings.ts) and the CLI's (`ask --max-new-tokens`).
+ */
+export const DEFAULT_ANSWER_TOKENS = 512;
+
+/** The tokenizer an answer needs: TextTokenizer's encode/decode and special tokens, and its config (the chat template). */
+export type AnswerTokenizer = Pick<TextTokenizer, 'encode' | 'decode' | 'special'> & { readonly config?: Record<string, unknown> };
+
+export interface AnswerRequest {
+  /** As the user typed it (canonicalised and trimmed here). */
+  question: string;
+  /** Paths of the files in the state (WorkspaceIngest.statePaths): a path-answering model names one of them. */
+  statePaths: Iterable<string>;
+  /** Default DEFAULT_ANSWER_TOKENS. */
+  maxNewTokens?: number;
+  /** A path-answering model writes the path as it likes, not kept to the workspace's paths (CLI --free-answer). */
+  freeAnswer?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Token ids that end an answer: the model's end-of-sequence ids, the tokenizer's end of text and file separator. */
+export function answerStopIds(model: Pick<LanguageModel, 'config'>, tok: Pick<TextTokenizer, 'special'>): number[] {
+  const ids = [...model.config.eosTokenIds, tok.special.eos, tok.special.fileSep];
+  return [...new Set(ids.filter((x): x is number => x !== null))];
+}
+
+export interface Answer {
+  /** The tokens fed after the workspace state: the question, framed for the model. */
+  readonly prompt: readonly number[];
+  /** How the answer is generated (greedy, stop ids, exact tail, the path constraint, the token limit). */
+  readonly options: Readonly<GenerateOptions> & { readonly stopIds: readonly number[] };
+  /** Why tokens() ended; null until it has ended by itself (a caller that breaks out of it leaves it null). */
+  stoppedBy: 'eos' | 'length' | 'cancelled' | null;
+  /**
+   * The answer's tokens, one at a time (a stop token ends it and is not yielded), generated on a fork of the
+   * model's state that is rolled back afterwards, also when the caller stops early. Run it once.
+   */
+  tokens(): AsyncGenerator<number>;
+}
+
+/**
+ * A question about the workspace the model's state holds, answered: the one way from a question to the model's
+ * input. The chat (the engine server's `ask`) and the CLI's `ask` both come here, so for the same workspace
+ * state, model and question they feed the model the same tokens and get the same answer.
+ */
+export function answerQuestion(model: LanguageModel, tok: AnswerTokenizer, req: AnswerRequest): Answer {
+  const stopIds = answerStopIds(model, tok);
+  const options: Answer['options'] = {
+    maxNewTokens: req.maxNewTokens ?? DEFAULT_ANSWER_TOKENS,
+    greedy: true,
+    stopIds,
+    signal: req.signal,
+    exactTail: ASK_EXACT_TAIL,
+    // A model that answers with a path names a file of the workspace.
+    allowedNext: req.freeAnswer ? undefined : pathAnswerConstraint(tok, req.statePaths),
+  };
+  const prompt = questionTokens(tok, req.question);
+  const answer: Answer = {
+    prompt,
+    options,
+    stoppedBy: null,
+    async *tokens() {
+      let stopped = false;
+      for await (const id of onFork(model, prompt, options)) {
+        if (stopIds.includes(id)) {
+          stopped = true;
+          break;
+        }
+        yield id;
+      }
+      answer.stoppedBy = stopped ? 'eos' : req.signal?.aborted ? 'cancelled' : 'length';
+    },
+  };
+  return answer;
+}

@@ -12,7 +12,7 @@ import { saveSnapshot, loadSnapshot, SnapshotError, type Checkpoint, type SaveRe
 import type { LanguageModel, MemoryReport, ModelState } from './model';
 import { chatFormat, preambleTokens } from './chat';
 import type { TextTokenizer } from './tokenizer';
-import { FRAME_VERSION, frameFile, readWorkspaceFile, walkWorkspace, type WorkspaceOptions } from '../workspace';
+import { DEFAULT_MAX_FILE_BYTES, FRAME_VERSION, frameFile, readWorkspaceFile, walkWorkspace, type WorkspaceOptions } from '../workspace';
 
 export interface ManifestFile {
   path: string;
@@ -418,4 +418,28 @@ export class WorkspaceIngest {
       memory: this.model.memory(),
     };
   }
+}
+
+/** A workspace folder as the user's settings say to read it. */
+export interface WorkspaceParams {
+  workspace: string;
+  cacheDir: string | null; // null: no snapshot
+  modelId: string;
+  /** Larger files are not read (default DEFAULT_MAX_FILE_BYTES, 512 KiB: CLI --max-file-kb, setting sidewinder.maxFileKB). */
+  maxFileBytes?: number;
+  /** gitignore lines applied after every ignore file (CLI --ignore, setting sidewinder.extraIgnore). */
+  extraIgnore?: readonly string[];
+}
+
+/**
+ * The ingest of a workspace folder, made the same way for the CLI (ingest, ask, complete) and the engine process
+ * (the chat and completions): the same walk and ingest options, so the same files become the same tokens.
+ */
+export function workspaceIngest(model: LanguageModel, tokenizer: TextTokenizer, p: WorkspaceParams): WorkspaceIngest {
+  return new WorkspaceIngest(model, tokenizer, {
+    workspace: path.resolve(p.workspace),
+    cacheDir: p.cacheDir,
+    modelId: p.modelId,
+    walk: { maxFileBytes: p.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES, extraIgnore: [...(p.extraIgnore ?? [])] },
+  });
 }

@@ -8,7 +8,7 @@ import { StoppedError, unlessAborted } from './completion/debounce';
 import type { EngineHost } from './engineHost';
 import type { WorkspaceIndexer } from './indexer';
 import { resolveWorkspaceFile } from './paths';
-import type { Settings } from './settings';
+import { askParams, type Settings } from './settings';
 import { makeNonce, webviewHtml } from './webviewHtml';
 
 const HISTORY_KEY = 'sidewinder.chatHistory';
@@ -178,7 +178,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
       this.post({ type: 'status', text: 'Reading the workspace…', busy: true });
       await unlessAborted(this.indexer.ensureLoaded(folder), abort.signal);
       this.post({ type: 'status', text: '', busy: true });
-      const stream = client.stream('ask', { folder, question: turn.question, maxNewTokens: this.settings().chat.maxAnswerTokens }, abort.signal);
+      const stream = client.stream('ask', askParams(folder, turn.question, this.settings()), abort.signal);
       for (;;) {
         const step = await stream.next();
         if (step.done) {

@@ -9,10 +9,10 @@
 // (between files read, after the restore, after each chunk, before the save) and an answer between its tokens;
 // a completion that arrives meanwhile runs there, on what the state holds so far.
 
-import { ASK_EXACT_TAIL, lookupOnlyNote, onFork, pathAnswerConstraint, questionTokens } from '../engine/ask';
+import { answerQuestion, lookupOnlyNote } from '../engine/ask';
 import type { IngestProgress, IngestReport, SyncOptions } from '../engine/ingest';
 import type { LanguageModel, MemoryReport } from '../engine/model';
-import type { SpecialTokens, TextTokenizer } from '../engine/tokenizer';
+import type { SpecialTokens } from '../engine/tokenizer';
 import { completeAt } from '../engine/completion/complete';
 import { hasFim } from '../engine/completion/fim';
 import {
@@ -41,6 +41,8 @@ import {
 /** The part of TextTokenizer the engine process uses. */
 export interface EngineTokenizer {
   readonly special: SpecialTokens;
+  /** tokenizer_config.json (a chat model's template is in it). */
+  readonly config?: Record<string, unknown>;
   encode(text: string): number[];
   decode(ids: readonly number[]): string;
 }
@@ -121,7 +123,11 @@ interface WaitingCompletion {
   run(): Promise<void>;
 }
 
-/** While a sync runs with completions coming in, its chunks are cut to take about this long (ms). */
+/**
+ * While a sync runs with completions coming in, its chunks are cut to take about this long (ms), or half a
+ * completion if that is longer: a completion then waits at most about half its own time for the chunk boundary
+ * (p95 within ~1.5x of idle), and the sync still gets a third of the model's time under constant typing.
+ */
 const CHUNK_MS_WHILE_TYPING = 100;
 /** How long after the last completion request the user counts as typing (ms). */
 const TYPING_MS = 10_000;
@@ -148,6 +154,7 @@ export class EngineServer {
   private syncingFolder: string | null = null;
   private lastCompletionAt = -Infinity;
   private msPerToken = 0; // of the last sync chunks, host time (smoothed)
+  private completionMs = 0; // of the last completions (smoothed)
   private readonly timer: ReturnType<typeof setInterval> | null;
   private lastMemoryEvent = 0;
   private disposed = false;
@@ -278,8 +285,9 @@ export class EngineServer {
    */
   private syncChunkTokens(): number {
     if (performance.now() - this.lastCompletionAt > TYPING_MS || this.msPerToken <= 0) return SYNC_CHUNK_TOKENS;
+    const target = Math.max(CHUNK_MS_WHILE_TYPING, 0.5 * this.completionMs);
     let n = SYNC_CHUNK_TOKENS;
-    while (n > 64 && n * this.msPerToken > CHUNK_MS_WHILE_TYPING) n /= 2;
+    while (n > 64 && n * this.msPerToken > target) n /= 2;
     return n;
   }
 
@@ -383,34 +391,20 @@ export class EngineServer {
     };
   }
 
-  /** Token ids that end an answer or a completion. */
-  private stopIds(loaded: LoadedModel, forCompletion: boolean): number[] {
-    const s = loaded.tokenizer.special;
-    const ids = [...loaded.model.config.eosTokenIds, s.eos, s.fileSep];
-    if (forCompletion) ids.push(s.fimPrefix, s.fimSuffix, s.fimMiddle, s.fimPad);
-    return [...new Set(ids.filter((x): x is number => x !== null))];
-  }
-
   private async ask(p: AskParams, signal: AbortSignal, stream: (d: AskDelta) => void): Promise<AskResult> {
     const loaded = this.requireModel();
     if (this.loadedFolder !== p.folder) throw new NotLoadedError(`the workspace folder ${p.folder} is not loaded; sync it first.`);
     const tok = loaded.tokenizer;
-    const stop = this.stopIds(loaded, false);
     const ids: number[] = [];
     let sent = '';
-    let stoppedBy: AskResult['stoppedBy'] = 'length';
-    for await (const id of onFork(loaded.model, questionTokens(tok as unknown as TextTokenizer, p.question), {
+    // The CLI's way to the answer (cli/workspace.ts cmdAsk): the same prompt tokens and generation for the same question.
+    const answer = answerQuestion(loaded.model, tok, {
+      question: p.question,
+      statePaths: this.ingests.get(p.folder)?.ingest.statePaths?.() ?? [],
       maxNewTokens: p.maxNewTokens,
-      greedy: true,
-      stopIds: stop,
       signal,
-      exactTail: ASK_EXACT_TAIL,
-      allowedNext: pathAnswerConstraint(tok, this.ingests.get(p.folder)?.ingest.statePaths?.() ?? []),
-    })) {
-      if (stop.includes(id)) {
-        stoppedBy = 'eos';
-        break;
-      }
+    });
+    for await (const id of answer.tokens()) {
       ids.push(id);
       const text = tok.decode(ids);
       if (text.endsWith('\uFFFD') || !text.startsWith(sent)) continue; // half a UTF-8 character
@@ -422,7 +416,7 @@ export class EngineServer {
       // A completion that came in meanwhile runs now, on a fork of this answer's fork, then the answer goes on.
       await this.serveWaiting();
     }
-    if (signal.aborted) stoppedBy = 'cancelled';
+    const stoppedBy: AskResult['stoppedBy'] = signal.aborted ? 'cancelled' : (answer.stoppedBy ?? 'length');
     // What was held back (an incomplete character at the end) goes out now, so the deltas add up to the answer.
     const text = ids.length ? tok.decode(ids) : '';
     if (text.startsWith(sent) && text.length > sent.length) stream({ text: text.slice(sent.length) });
@@ -451,6 +445,10 @@ export class EngineServer {
       onToken: letMessagesIn,
     });
     this.emitMemory(false);
+    if (r.reason !== 'cancelled') {
+      const ms = performance.now() - t0;
+      this.completionMs = this.completionMs > 0 ? 0.7 * this.completionMs + 0.3 * ms : ms;
+    }
     if (r.reason === 'cancelled' || r.reason === 'empty') return { ...this.noCompletion(r.reason, t0), mode: r.mode };
     return { text: r.text, reason: r.reason, mode: r.mode, ms: performance.now() - t0 };
   }

@@ -15,7 +15,7 @@ import type { EngineHost } from './engineHost';
 import { formatDuration, formatTokens } from './format';
 import { folderOf } from './paths';
 import type { SyncResult } from './protocol';
-import type { Settings } from './settings';
+import { syncParams, type Settings } from './settings';
 
 const CHANGE_DEBOUNCE_MS = 1500;
 const SWITCH_DEBOUNCE_MS = 1000;
@@ -211,7 +211,7 @@ export class WorkspaceIndexer implements vscode.Disposable {
           const sub = token.onCancellationRequested(() => abort.abort());
           let reported = 0;
           try {
-            const stream = client.stream('sync', { folder: job.folder, maxFileBytes: s.maxFileKB * 1024, extraIgnore: [...s.extraIgnore] }, abort.signal);
+            const stream = client.stream('sync', syncParams(job.folder, s), abort.signal);
             for (;;) {
               const step = await stream.next();
               if (step.done) return step.value;

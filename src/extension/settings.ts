@@ -1,6 +1,8 @@
 // The extension's settings, read once per change into one frozen, validated object that is passed down.
 // No vscode import: `readSettings` takes a getter (WorkspaceConfiguration.get in the extension).
 
+import type { AskParams, SyncParams } from './protocol';
+
 export type Backend = 'webgpu' | 'cpu';
 
 export interface Settings {
@@ -59,4 +61,14 @@ export function needsEngineRestart(a: Settings, b: Settings): boolean {
 /** Settings whose change needs the workspace re-read. */
 export function needsReingest(a: Settings, b: Settings): boolean {
   return a.maxFileKB !== b.maxFileKB || a.extraIgnore.join('\0') !== b.extraIgnore.join('\0');
+}
+
+/** How the engine is asked to read a workspace folder: these settings' walk options (the CLI's defaults are the same). */
+export function syncParams(folder: string, s: Settings): SyncParams {
+  return { folder, maxFileBytes: s.maxFileKB * 1024, extraIgnore: [...s.extraIgnore] };
+}
+
+/** How the engine is asked a question about a folder. */
+export function askParams(folder: string, question: string, s: Settings): AskParams {
+  return { folder, question, maxNewTokens: s.chat.maxAnswerTokens };
 }
