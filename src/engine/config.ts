@@ -108,11 +108,22 @@ function num(raw: Json, key: string, fallback?: number): number {
   return v;
 }
 
+/**
+ * The largest size any config field may give (2^24: vocabularies, widths, heads, state sizes, layers): every
+ * buffer size made from them stays a safe integer, and a config claiming more is refused before anything is
+ * allocated from it (a billion layers would be a billion-entry layer table).
+ */
+const MAX_SIZE = 2 ** 24;
+/** The most layers a model may have. */
+const MAX_LAYERS = 4096;
+
 function int(raw: Json, key: string, fallback?: number): number {
   const v = num(raw, key, fallback);
   if (!Number.isInteger(v) || v < 0) {
     throw new UnsupportedModelError(`config.json: "${key}" must be a non-negative integer, got ${v}.`);
   }
+  const max = key === 'num_hidden_layers' ? MAX_LAYERS : MAX_SIZE;
+  if (v > max) throw new UnsupportedModelError(`config.json: "${key}" is ${v}, more than the ${max} Sidewinder supports; the file is likely corrupt.`);
   return v;
 }
 
