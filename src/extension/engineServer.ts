@@ -124,14 +124,21 @@ interface WaitingCompletion {
 }
 
 /**
- * While a sync runs with completions coming in, its chunks are cut to take about this long (ms), or half a
- * completion if that is longer: a completion then waits at most about half its own time for the chunk boundary
- * (p95 within ~1.5x of idle), and the sync still gets a third of the model's time under constant typing.
+ * A sync's chunks are cut to take at most about this long (ms), so that a completion asked for at any moment waits
+ * at most that long for the next chunk boundary (on a GPU whole chunks take less; on a CPU adapter a 2,048-token
+ * chunk of the bundled model takes ~12 s).
+ */
+const CHUNK_MS = 500;
+/**
+ * While completions are coming in, chunks take about half a completion (at least this long, ms): a completion
+ * then waits at most about half its own time (p95 within ~1.5x of idle), and the sync keeps a share of the model.
  */
 const CHUNK_MS_WHILE_TYPING = 100;
 /** How long after the last completion request the user counts as typing (ms). */
 const TYPING_MS = 10_000;
 const SYNC_CHUNK_TOKENS = 2048;
+/** The first chunk, before the speed of this model is known. */
+const FIRST_CHUNK_TOKENS = 256;
 
 /**
  * Lets the event loop run, so a cancel message can arrive between tokens (the CPU backend computes a whole
@@ -280,12 +287,14 @@ export class EngineServer {
   };
 
   /**
-   * Tokens for the next sync chunk: whole chunks, unless the user is typing; then as many as take about
-   * CHUNK_MS_WHILE_TYPING, so that a completion waits at most about that long for the chunk boundary.
+   * Tokens for the next sync chunk: as many as take about CHUNK_MS at the speed measured between yield points (at
+   * most a whole chunk), or about half a completion while the user types, so that a completion waits at most about
+   * that long for the chunk boundary whenever it comes.
    */
   private syncChunkTokens(): number {
-    if (performance.now() - this.lastCompletionAt > TYPING_MS || this.msPerToken <= 0) return SYNC_CHUNK_TOKENS;
-    const target = Math.max(CHUNK_MS_WHILE_TYPING, 0.5 * this.completionMs);
+    if (this.msPerToken <= 0) return FIRST_CHUNK_TOKENS;
+    const typing = performance.now() - this.lastCompletionAt <= TYPING_MS;
+    const target = typing ? Math.min(CHUNK_MS, Math.max(CHUNK_MS_WHILE_TYPING, 0.5 * this.completionMs)) : CHUNK_MS;
     let n = SYNC_CHUNK_TOKENS;
     while (n > 64 && n * this.msPerToken > target) n /= 2;
     return n;

@@ -72,6 +72,8 @@ class ScriptedModel implements LanguageModel {
  * the phases of a resumed sync as WorkspaceIngest does: scan, reset, restore the snapshot's `resumeAt` tokens,
  * read the rest, save.
  */
+const chunkSizes: number[] = [];
+
 function fakeIngest(model: ScriptedModel, tokens: number, chunks: number, delayMs: number, resumeAt?: number, seen: SyncOptions[] = []) {
   const at = (phase: IngestProgress['phase'], files: number): IngestProgress => ({ phase, files, filesTotal: chunks, tokens: model.position, tokensPerSecond: 1000, etaSeconds: 0 });
   return {
@@ -93,6 +95,7 @@ function fakeIngest(model: ScriptedModel, tokens: number, chunks: number, delayM
         await new Promise((r) => setTimeout(r, delayMs));
         model.position = start + Math.round(((tokens - start) * i) / chunks);
         opts.onProgress?.(at('ingesting', i));
+        chunkSizes.push(opts.chunkTokens?.() ?? -1); // what the next chunk would be
         await opts.yieldPoint?.(); // a chunk boundary: the state may be lent out
       }
       if (resumeAt !== undefined) opts.onProgress?.(at('saving', chunks));
@@ -396,6 +399,17 @@ test('a completion during the first ingest is served at the next chunk boundary,
   const res = await sync;
   assert.equal(res.tokens, 400, 'the ingest went on from where it lent the state: nothing lost');
   assert.equal(r.model.position, 400);
+  r.server.dispose();
+});
+
+test('sync chunks are cut to a time, not a token count: small before the speed is known, then what takes ~0.5 s', async () => {
+  const r = rig();
+  await r.client.request('load', LOAD);
+  r.ingestDelayMs = 40; // 100 tokens per 40 ms chunk: 0.4 ms a token
+  chunkSizes.length = 0;
+  await r.client.request('sync', SYNC);
+  assert.equal(chunkSizes[0], 256, 'the first chunk, before any is measured');
+  for (const n of chunkSizes.slice(1)) assert.ok(n >= 64 && n < 2048 && n * 0.4 <= 500, `then chunks of ~0.5 s: ${chunkSizes.join(',')}`);
   r.server.dispose();
 });
 
