@@ -513,8 +513,8 @@ function inProcessEngine(backend: EngineBackend) {
 
 /**
  * --completions N --during-sync DIR: inline-completion latency through the engine server, as the extension asks for
- * it: N completions with the workspace idle, then completions one after another (60 ms apart, as while typing)
- * while a re-read of the whole workspace (an edit of its first file: everything after it is read again) runs.
+ * it: N completions with the workspace idle, then N more one after another (60 ms apart, as while typing) while a
+ * re-read of the whole workspace (an edit of its first file: everything after it is read again) runs.
  * Reports p50 / p95 for both and the re-read's time with and without completions.
  */
 async function benchCompletionsDuringSync(
@@ -573,7 +573,7 @@ async function benchCompletionsDuringSync(
     const reasons: Record<string, number> = {};
     if (withCompletions) {
       await new Promise((r) => setTimeout(r, 200)); // the re-read is under way
-      while (running) {
+      while (running && during.length < o.n) {
         const r = await completeOnce();
         if (running) {
           during.push(r.ms);
