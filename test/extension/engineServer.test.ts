@@ -402,14 +402,14 @@ test('a completion during the first ingest is served at the next chunk boundary,
   r.server.dispose();
 });
 
-test('sync chunks are cut to a time, not a token count: small before the speed is known, then what takes ~0.5 s', async () => {
+test('sync chunks are cut to a time, not a token count: small before the speed is known, then what takes ~1 s', async () => {
   const r = rig();
   await r.client.request('load', LOAD);
-  r.ingestDelayMs = 40; // 100 tokens per 40 ms chunk: 0.4 ms a token
+  r.ingestDelayMs = 100; // 100 tokens per 100 ms chunk: 1 ms a token (or more, on a slow machine)
   chunkSizes.length = 0;
   await r.client.request('sync', SYNC);
   assert.equal(chunkSizes[0], 256, 'the first chunk, before any is measured');
-  for (const n of chunkSizes.slice(1)) assert.ok(n >= 64 && n < 2048 && n * 0.4 <= 500, `then chunks of ~0.5 s: ${chunkSizes.join(',')}`);
+  for (const n of chunkSizes.slice(1)) assert.ok(n >= 64 && n < 2048 && n <= 1000, `then chunks of ~1 s: ${chunkSizes.join(',')}`);
   r.server.dispose();
 });
 
