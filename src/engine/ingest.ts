@@ -8,7 +8,7 @@
 
 import { createHash } from 'crypto';
 import * as path from 'path';
-import { saveSnapshot, loadSnapshot, SnapshotError, type Checkpoint, type SaveReport, type Snapshot } from './memory/snapshot';
+import { saveSnapshotLending, loadSnapshot, SnapshotError, type Checkpoint, type SaveReport, type Snapshot } from './memory/snapshot';
 import type { LanguageModel, MemoryReport, ModelState } from './model';
 import { chatFormat, preambleTokens } from './chat';
 import type { TextTokenizer } from './tokenizer';
@@ -65,8 +65,8 @@ export interface SyncOptions {
   onProgress?: (p: IngestProgress) => void;
   /**
    * Called at every point where the model's state is consistent and may be lent out (forked, used, rolled back)
-   * before the sync goes on: while files are read (the previous state), after the restore, after each chunk and
-   * before the save. Completions are served there, so they never wait for a whole sync.
+   * before the sync goes on: while files are read (the previous state), after the restore, after each chunk, and
+   * before and during the save (every 32 MiB written). Completions are served there, so they never wait for a whole sync.
    */
   yieldPoint?: () => Promise<void>;
   /** Tokens of the next chunk, asked before each one (default: IngestOptions.chunkTokens): smaller while typing. */
@@ -384,7 +384,9 @@ export class WorkspaceIngest {
     if (snapFile && (reingested > 0 || !resumed || snapshotProblem)) {
       progress({ phase: 'saving', files: manifest.files.length, filesTotal: texts.length, tokens: this.model.position, tokensPerSecond: 0, etaSeconds: 0 });
       // Only what the snapshot's block file lacks is written (after an edit of the last file: its blocks).
-      save = saveSnapshot(snapFile, this.opts.modelId, await this.model.exportState({ kv: 'blocks' }), manifest, this.checkpoints);
+      // Written in pieces, the state lent out between them (a completion there forks it, runs and rolls back).
+      const state = await this.model.exportState({ kv: 'blocks' });
+      save = await saveSnapshotLending(snapFile, this.opts.modelId, state, manifest, this.checkpoints, yieldPoint);
       saved = snapFile;
       // The K/V now lives in the new snapshot: take it from there (host memory held for it is released), and
       // the checkpoints too.

@@ -270,6 +270,44 @@ function fsyncDir(dir: string): void {
  * to a new block file when the old one would be mostly unreferenced (or there is none).
  */
 export function saveSnapshot<M>(file: string, modelId: string, state: ModelState, manifest: M, checkpoints: readonly Checkpoint[] = []): SaveReport {
+  const steps = saveSteps(file, modelId, state, manifest, checkpoints, Infinity);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** Bytes written to the block file between two of saveSnapshotLending's pauses. */
+const LEND_EVERY_BYTES = 32 << 20;
+
+/**
+ * saveSnapshot that pauses every `everyBytes` of block data written and awaits `between` (the ingest lends the
+ * model's state to a waiting completion there: it forks the state, runs and rolls back, leaving every block as
+ * it was, so the blocks written after the pause are the state's). A save at 1M tokens writes gigabytes.
+ */
+export async function saveSnapshotLending<M>(
+  file: string,
+  modelId: string,
+  state: ModelState,
+  manifest: M,
+  checkpoints: readonly Checkpoint[],
+  between: () => Promise<void>,
+  everyBytes = LEND_EVERY_BYTES,
+): Promise<SaveReport> {
+  const steps = saveSteps(file, modelId, state, manifest, checkpoints, everyBytes);
+  try {
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+      await between();
+    }
+  } finally {
+    steps.return(undefined as never); // a pause that threw: the save's own cleanup (file closed, lock released)
+  }
+}
+
+/** The save, as steps: it yields after every `everyBytes` of block data, and returns what it wrote. */
+function* saveSteps<M>(file: string, modelId: string, state: ModelState, manifest: M, checkpoints: readonly Checkpoint[], everyBytes: number): Generator<void, SaveReport> {
   const dir = path.dirname(file);
   const base = path.basename(file);
   fs.mkdirSync(dir, { recursive: true });
@@ -339,10 +377,17 @@ export function saveSnapshot<M>(file: string, modelId: string, state: ModelState
     try {
       const out = new FileWriter(fd, start);
       if (newFile) out.write(prefix(BLOCKS_MAGIC));
-      sources.forEach((src, i) => {
+      let lentAt = out.offset;
+      for (let i = 0; i < sources.length; i++) {
+        const src = sources[i];
         const l = layers[i];
         const L = src.rowLen;
-        l.reuse.forEach((r, b) => {
+        for (let b = 0; b < l.reuse.length; b++) {
+          const r = l.reuse[b];
+          if (out.offset - lentAt >= everyBytes) {
+            yield;
+            lentAt = out.offset;
+          }
           if (r) {
             l.offsets[b] = r.offset;
             l.crcs[2 * b] = r.crcK;
@@ -368,10 +413,15 @@ export function saveSnapshot<M>(file: string, modelId: string, state: ModelState
             out.write(vb);
           }
           blockFileBytes = Math.max(blockFileBytes, l.offsets[b] + l.entry.blockBytes);
-        });
-      });
-      checkpoints.forEach((c, j) => {
+        }
+      }
+      for (let j = 0; j < checkpoints.length; j++) {
+        const c = checkpoints[j];
         const r = ckptReuse[j];
+        if (out.offset - lentAt >= everyBytes) {
+          yield;
+          lentAt = out.offset;
+        }
         let e: CheckpointEntry;
         if (r) e = { position: c.position, offset: r.offset, length: mambaBytes, crc32: r.crcK };
         else {
@@ -388,7 +438,7 @@ export function saveSnapshot<M>(file: string, modelId: string, state: ModelState
         }
         ckpts.push(e);
         blockFileBytes = Math.max(blockFileBytes, e.offset + e.length);
-      });
+      }
       out.flush();
       fs.fsyncSync(fd);
       end = out.offset;
