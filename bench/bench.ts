@@ -14,6 +14,7 @@ import { Gpu, type GpuWeight } from '../src/engine/gpu/device';
 import { GpuModel } from '../src/engine/gpu/model';
 import { loadWeights, type ModelWeights } from '../src/engine/models/weights';
 import { parseArgs, intValue } from '../src/cli/args';
+import { f32ToF16 } from '../src/engine/safetensors';
 import { WorkspaceIngest, type IngestProgress } from '../src/engine/ingest';
 import { frameFile, readWorkspaceFile, walkWorkspace } from '../src/workspace';
 import { completeAt } from '../src/engine/completion/complete';
@@ -53,19 +54,11 @@ function randomTensor(name: string, shape: number[], dtype: Dtype, seed: number)
   for (let i = 0; i < n; i++) {
     f[0] = value();
     if (dtype === 'BF16') u[i] = bits[0] >>> 16;
-    else u[i] = toHalf(f[0]);
+    else u[i] = f32ToF16(f[0]);
   }
   return new Uint8Array(u.buffer);
 }
 
-function toHalf(x: number): number {
-  const sign = x < 0 ? 0x8000 : 0;
-  x = Math.abs(x);
-  if (x < 6.1e-5) return sign | Math.round(x / 5.96e-8);
-  const e = Math.floor(Math.log2(x));
-  const m = Math.round((x / 2 ** e - 1) * 1024);
-  return sign | ((e + 15) << 10) | (m & 0x3ff);
-}
 
 function weightBytes(w: ModelWeights<GpuWeight>): { total: number; perToken: number } {
   const seen = new Set<GpuWeight>();

@@ -13,7 +13,7 @@
 //   scales: [N, ceil(K / 32)] f16, packed two per u32 (the low half first); an odd count ends in a zero half
 // Per group that is 34 bytes for q8 (8.5 bits a weight) and 18 bytes for q4 (4.5 bits a weight).
 
-import { f16ToF32 } from './safetensors';
+import { f16ToF32, f32ToF16 } from './safetensors';
 
 export const QUANT_GROUP = 32;
 export type QuantBits = 4 | 8;
@@ -35,35 +35,6 @@ export function groupWords(bits: QuantBits): number {
 export function quantizedBytes(bits: QuantBits, rows: number, cols: number): number {
   const groups = rows * Math.ceil(cols / QUANT_GROUP);
   return 4 * groups * groupWords(bits) + 4 * Math.ceil(groups / 2);
-}
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** The f16 bits of x, rounded to nearest, ties to even (overflow to infinity, NaN kept). */
-export function f32ToF16(x: number): number {
-  f32[0] = x;
-  const b = u32[0];
-  const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  let mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    // subnormal half (or zero): shift the implicit bit in, round to nearest even
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = mant >>> shift;
-    const rest = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    return sign | (half + (rest > mid || (rest === mid && (half & 1)) ? 1 : 0));
-  }
-  const half = (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  // a carry out of the mantissa moves to the next exponent, which is the right rounding
-  return sign | (half + (rest > 0x1000 || (rest === 0x1000 && (half & 1)) ? 1 : 0));
 }
 
 /** Quantizes a row-major [rows, cols] f32 weight. */

@@ -194,6 +194,35 @@ export class WeightStore {
   }
 }
 
+const f16Scratch = new Float32Array(1);
+const f16ScratchBits = new Uint32Array(f16Scratch.buffer);
+
+/** The f16 bits of x, rounded to nearest, ties to even (overflow to infinity, NaN kept). */
+export function f32ToF16(x: number): number {
+  f16Scratch[0] = x;
+  const b = f16ScratchBits[0];
+  const sign = (b >>> 16) & 0x8000;
+  const exp = (b >>> 23) & 0xff;
+  let mant = b & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    // subnormal half (or zero): shift the implicit bit in, round to nearest even
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    const mid = 1 << (shift - 1);
+    return sign | (half + (rest > mid || (rest === mid && (half & 1)) ? 1 : 0));
+  }
+  const half = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  // a carry out of the mantissa moves to the next exponent, which is the right rounding
+  return sign | (half + (rest > 0x1000 || (rest === 0x1000 && (half & 1)) ? 1 : 0));
+}
+
 /** IEEE half to float. */
 export function f16ToF32(h: number): number {
   const s = h & 0x8000 ? -1 : 1;

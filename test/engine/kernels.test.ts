@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { Gpu, type GpuWeight } from '../../src/engine/gpu/device';
 import { CommandList, type Act } from '../../src/engine/gpu/ops';
 import * as cpu from '../../src/engine/cpu/ops';
-import type { DType } from '../../src/engine/safetensors';
+import { f16ToF32, f32ToF16, type DType } from '../../src/engine/safetensors';
 
 const TOL = 1e-4;
 let gpu: Gpu;
@@ -33,36 +33,8 @@ function randn(n: number, scale = 1): Float32Array {
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-function toF16(v: number): number {
-  f32[0] = v;
-  const x = u32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = ((x >>> 23) & 0xff) - 112;
-  let mant = x & 0x7fffff;
-  if (exp >= 31) return sign | 0x7c00;
-  if (exp <= 0) {
-    if (exp < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - exp;
-    let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && h & 1)) h++;
-    return sign | h;
-  }
-  let h = (exp << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
-  return sign | h;
-}
-function fromF16(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
+const toF16 = f32ToF16;
+const fromF16 = f16ToF32;
 function toBF16(v: number): number {
   f32[0] = v;
   const x = u32[0];

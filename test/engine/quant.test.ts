@@ -4,8 +4,8 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { QUANT_GROUP, dequantize, f32ToF16, groupWords, quantize, quantizedBytes, type QuantBits } from '../../src/engine/quant';
-import { f16ToF32 } from '../../src/engine/safetensors';
+import { QUANT_GROUP, dequantize, groupWords, quantize, quantizedBytes, type QuantBits } from '../../src/engine/quant';
+import { f16ToF32, f32ToF16 } from '../../src/engine/safetensors';
 import { rng } from '../../src/engine/sampling';
 
 describe('quantized weights (q8, q4)', () => {
