@@ -60,6 +60,12 @@ function randomTensor(name: string, shape: number[], dtype: Dtype, seed: number)
 }
 
 
+/** The model's weights at `cfg`'s shape, random (randomTensor, seeded 1, 2, ... in load order), on the GPU. */
+function randomWeights(gpu: Gpu, cfg: ModelConfig, dtype: Dtype): ModelWeights<GpuWeight> {
+  let seed = 1;
+  return loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
+}
+
 function weightBytes(w: ModelWeights<GpuWeight>): { total: number; perToken: number } {
   const seen = new Set<GpuWeight>();
   let total = 0;
@@ -162,11 +168,8 @@ async function main(): Promise<void> {
     return;
   }
   console.error(`adapter: ${info.vendor} ${info.architecture} ${info.description} ${info.device}`);
-  let seed = 1;
   const tLoad = performance.now();
-  const weights = loadWeights(cfg, { has: () => false }, (name, shape) =>
-    gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape),
-  );
+  const weights = randomWeights(gpu, cfg, dtype);
   await gpu.device.queue.onSubmittedWorkDone();
   console.error(`random weights uploaded in ${((performance.now() - tLoad) / 1000).toFixed(1)} s`);
   const wb = weightBytes(weights);
@@ -293,8 +296,7 @@ async function benchIngest(
   dir: string,
   o: { maxTokens: number; kvBudgetMB: number; tokenizer: string; decode: number; json?: string; shape: string; chunk: number; gpuProfile?: boolean; gpuName?: string },
 ): Promise<void> {
-  let seed = 1;
-  const weights = loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
+  const weights = randomWeights(gpu, cfg, dtype);
   const budget = o.kvBudgetMB * 2 ** 20;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-bench-ingest-'));
   const spill = path.join(tmp, 'spill');
@@ -438,8 +440,7 @@ async function benchCompletions(
   dtype: Dtype,
   o: { n: number; context: number; tokenizer: string; json?: string; shape: string },
 ): Promise<void> {
-  let seed = 1;
-  const weights = loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
+  const weights = randomWeights(gpu, cfg, dtype);
   const model = GpuModel.fromWeights(gpu, cfg, weights, { prefillChunk: 512, kv: { gpuBudgetBytes: 1 << 30 } });
   const tok = TextTokenizer.load(o.tokenizer);
   const context = Array.from({ length: o.context }, (_, i) => (i * 7919 + 13) % Math.min(cfg.vocabSize, 300));
@@ -517,8 +518,7 @@ async function benchCompletionsDuringSync(
   dir: string,
   o: { n: number; maxTokens: number; kvBudgetMB: number; tokenizer: string; json?: string; shape: string },
 ): Promise<void> {
-  let seed = 1;
-  const weights = loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
+  const weights = randomWeights(gpu, cfg, dtype);
   const tok = TextTokenizer.load(o.tokenizer);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-bench-complete-'));
   const ws = path.join(tmp, 'workspace');
