@@ -10,6 +10,7 @@ struct Params {
   oOff: u32,
   oStride: u32,
   multiplier: f32,
+  sOff: u32, // quantized formats: word offset of the scales plane in the part's buffer
 }
 
 override WG: u32 = 256u;
@@ -28,8 +29,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let d = i % P.D;
   let id = ids[t];
   if (id < P.rowStart || id - P.rowStart >= P.rows) { return; }
-  let e = (id - P.rowStart) * P.D + d;
-  out[P.oOff + t * P.oStride + d] = decode(W[wordIndex(e, WFMT)], e, WFMT) * P.multiplier;
+  var v: f32;
+  if (isQuant(WFMT)) {
+    let gi = (id - P.rowStart) * ((P.D + 31u) / 32u) + d / 32u;
+    let j = d % 32u;
+    v = qScale(W[P.sOff + gi / 2u], gi) * qValue(W[gi * qWords(WFMT) + j / (32u / qWords(WFMT))], j, WFMT);
+  } else {
+    let e = (id - P.rowStart) * P.D + d;
+    v = decode(W[wordIndex(e, WFMT)], e, WFMT);
+  }
+  out[P.oOff + t * P.oStride + d] = v * P.multiplier;
 }
 
 // #include weights

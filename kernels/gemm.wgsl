@@ -1,6 +1,7 @@
 // Tiled matrix products for prefill (many rows of x):
 //   out[t, nOff + n] = (accumulate ? out : 0) + alpha * (sum_k x[t, k] W[n, k] + bias[nOff + n])
-// x: [T, K] f32 (offset/stride), W: [N, K] one part of a weight (any format), out: [T, *].
+// x: [T, K] f32 (offset/stride), W: [N, K] one part of a weight (any format, group-wise quantized ones too:
+// dequantized as they are staged, never expanded in memory), out: [T, *].
 // Entry points:
 //   main     vec4 loads, prefetching the next k-slice; needs K % 8 == 0 (K % 4 for f32 weights) and x
 //            offset/stride % 4 == 0
@@ -20,6 +21,7 @@ struct Params {
   alpha: f32,
   accumulate: u32,
   hasBias: u32,
+  sOff: u32, // quantized formats: word offset of the scales plane in the part's buffer
 }
 
 override WFMT: u32 = 0u;
@@ -62,8 +64,7 @@ fn generic(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
       var b = 0.0;
       if (t < P.T && k < P.K) { a = x[P.xOff + t * P.xStride + k]; }
       if (n < P.N && k < P.K) {
-        let i = n * P.K + k;
-        b = decode(W[wordIndex(i, WFMT)], i, WFMT);
+        b = weightAt(n, k);
       }
       As[(lk + j) * TM + lr / 4u][lr % 4u] = a;
       Bs[(lk + j) * TN + lr / 4u][lr % 4u] = b;
@@ -87,19 +88,49 @@ fn generic(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
 // k-slice is loaded into registers while the current one is multiplied out of workgroup memory. (A 128 x 128
 // tile with 8 x 8 per thread measured 10x slower on the H100: register spills.)
 
-/** Raw global data of one k-slice: 4 values of x and 4 (f32) or 8 (16-bit) values of W. */
+/** Raw global data of one k-slice: 4 values of x and 4 (f32) or 8 (16-bit, quantized) values of W. */
 struct Slice {
   x: vec4f,
   w: vec4u,
+  d: f32, // quantized: the scale of W's values
+}
+
+/** W[n, k] of this part, any format. */
+fn weightAt(n: u32, k: u32) -> f32 {
+  if (isQuant(WFMT)) {
+    let gi = n * ((P.K + 31u) / 32u) + k / 32u;
+    let j = k % 32u;
+    return qScale(W[P.sOff + gi / 2u], gi) * qValue(W[gi * qWords(WFMT) + j / (32u / qWords(WFMT))], j, WFMT);
+  }
+  let i = n * P.K + k;
+  return decode(W[wordIndex(i, WFMT)], i, WFMT);
+}
+
+/** Word i of W through its vec4 view (main may not bind both views of one buffer). */
+fn word4(i: u32) -> u32 {
+  return W4[i / 4u][i % 4u];
 }
 
 fn loadSlice(t0: u32, n0: u32, k0: u32, lid: u32) -> Slice {
-  var s = Slice(vec4f(0.0), vec4u(0u));
+  var s = Slice(vec4f(0.0), vec4u(0u), 0.0);
   // x: 64 rows x 16 k, 4 threads per row.
   let t = t0 + lid / 4u;
   let kx = k0 + (lid % 4u) * 4u;
   if (t < P.T && kx < P.K) { s.x = x4[P.xOff / 4u + t * (P.xStride / 4u) + kx / 4u]; }
-  if (WFMT == 0u) {
+  if (isQuant(WFMT)) {
+    // 64 rows x 16 k, 2 threads per row, 8 values each: one q4 word or two q8 words of one group (8 | 32).
+    if (lid < 128u) {
+      let n = n0 + lid / 2u;
+      let k = k0 + (lid % 2u) * 8u;
+      if (n < P.N && k < P.K) {
+        let G = (P.K + 31u) / 32u;
+        let gi = n * G + k / 32u;
+        let w0 = gi * qWords(WFMT) + (k % 32u) / (32u / qWords(WFMT));
+        s.w = vec4u(word4(w0), select(0u, word4(w0 + 1u), WFMT == 3u), 0u, 0u);
+        s.d = qScale(word4(P.sOff + gi / 2u), gi);
+      }
+    }
+  } else if (WFMT == 0u) {
     // f32 W: 64 rows x 16 k, 4 threads per row.
     let n = n0 + lid / 4u;
     if (n < P.N && kx < P.K) { s.w = W4[(n * P.K + kx) / 4u]; }
@@ -121,7 +152,18 @@ fn storeSlice(s: Slice, lid: u32) {
   let r = lid / 4u;
   let kk = (lid % 4u) * 4u;
   for (var c = 0u; c < 4u; c++) { As[(kk + c) * 16u + r / 4u][r % 4u] = s.x[c]; }
-  if (WFMT == 0u) {
+  if (isQuant(WFMT)) {
+    if (lid < 128u) {
+      let k = (lid % 2u) * 8u;
+      if (WFMT == 3u) {
+        storeB(k, lid / 2u, s.d * q8x4(s.w.x), 1u);
+        storeB(k + 4u, lid / 2u, s.d * q8x4(s.w.y), 1u);
+      } else {
+        storeB(k, lid / 2u, s.d * q4lo(s.w.x), 1u);
+        storeB(k + 4u, lid / 2u, s.d * q4hi(s.w.x), 1u);
+      }
+    }
+  } else if (WFMT == 0u) {
     storeB(kk, r, bitcast<vec4f>(s.w), 1u);
   } else if (lid < 128u) {
     var ev = vec4f(0.0);

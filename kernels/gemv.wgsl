@@ -9,8 +9,10 @@
 //   IN = 1  x[t] is RMS-normalised with weight nw [K] (eps in Params): x * nw, times 1/rms(x[t]) at the end
 //   IN = 2  x is [T, 2K] (gate | up) and the input is silu(gate) * up (SwiGLU)
 //   IN = 3  Mamba-2's gated norm: h = x * silu(z), RMS-normalised over groups of G channels, times nw [K]
-// Entry points: main (vec4 loads; K % 8 == 0 for 16-bit, K % 4 == 0 for f32, x offset/stride % 4 == 0) and
-// scalar (any shape).
+// Weights may be group-wise quantized (WFMT 3 = q8, 4 = q4, weights.wgsl): dequantized here, a group at a time,
+// never expanded in memory.
+// Entry points: main (vec4 loads; K % 8 == 0 for 16-bit, K % 4 == 0 for f32, K % 32 == 0 quantized, x
+// offset/stride % 4 == 0) and scalar (any shape).
 // #if SUBGROUPS
 enable subgroups;
 // #endif
@@ -36,6 +38,7 @@ struct Params {
   G: u32, // IN = 3: group size, a multiple of 8 (K / G <= 16 groups)
   stepRows: u32, // 1: out rows start at row pos0 (from `step`): appending to a KV cache
   oRows: u32, // rows of out; rows at or past it are dropped
+  sOff: u32, // quantized formats: word offset of the scales plane in the part's buffer
 }
 
 override WG: u32 = 256u;
@@ -146,6 +149,20 @@ fn gatedScales(xBase: u32, xs: u32, zBase: u32, zs: u32, lid: u32) {
   workgroupBarrier();
 }
 
+/** x row t's vec4 k4 (values 4*k4 ..) with the input transform applied (IN; the 1/rms of IN = 1 comes later). */
+fn xIn(t: u32, k4: u32, xBase: u32, xs: u32, zBase: u32, zs: u32) -> vec4f {
+  var a = x4[xBase + t * xs + k4];
+  if (IN == 1u || IN == 3u) {
+    let k = 4u * k4;
+    var nw = vec4f(nwAt(k), nwAt(k + 1u), nwAt(k + 2u), nwAt(k + 3u));
+    if (NFMT == 0u) { nw = bitcast<vec4f>(NW[k4]); }
+    a *= nw;
+  }
+  if (IN == 2u) { a = silu4(a) * x4[xBase + t * xs + P.K / 4u + k4]; }
+  if (IN == 3u) { a *= silu4(z4[zBase + t * zs + k4]) * groupScale[4u * k4 / P.G][t]; }
+  return a;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let r = rowOf(wid, nwg, lid);
@@ -156,7 +173,33 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let zBase = P.zOff / 4u;
   if (IN == 3u) { gatedScales(xBase, xs, zBase, zs, lid); }
   var acc = vec4f(0.0);
-  if (r.n < P.N) {
+  if (r.n < P.N && isQuant(WFMT)) {
+    // One vec4<u32> is a whole q4 group (32 values) or half a q8 group (16); its scale multiplies its sum.
+    let vpg = qWords(WFMT) / 4u; // vec4<u32> per group
+    let G = P.K / 32u;
+    let rowV = G * vpg;
+    for (var v = lid % TPR; v < rowV; v += TPR) {
+      let q = W4[r.wRow * rowV + v];
+      let gi = r.wRow * G + v / vpg;
+      let sw = P.sOff + gi / 2u; // (main reads W only as vec4s: one entry point may not bind both views)
+      let d = qScale(W4[sw / 4u][sw % 4u], gi);
+      let k4 = v * (8u / vpg); // first x vec4 of this vec4<u32>
+      var part = vec4f(0.0);
+      for (var c = 0u; c < 4u; c++) {
+        if (WFMT == 3u) {
+          let wv = q8x4(q[c]);
+          for (var t = 0u; t < TT; t++) { part[t] += dot(wv, xIn(t, k4 + c, xBase, xs, zBase, zs)); }
+        } else {
+          let lo = q4lo(q[c]);
+          let hi = q4hi(q[c]);
+          for (var t = 0u; t < TT; t++) {
+            part[t] += dot(lo, xIn(t, k4 + 2u * c, xBase, xs, zBase, zs)) + dot(hi, xIn(t, k4 + 2u * c + 1u, xBase, xs, zBase, zs));
+          }
+        }
+      }
+      acc += d * part;
+    }
+  } else if (r.n < P.N) {
     let per = select(8u, 4u, WFMT == 0u); // values per vec4<u32>
     let rowV = P.K / per;
     let wBase = r.wRow * rowV;
@@ -248,7 +291,15 @@ fn scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     let wBase = r.wRow * P.K;
     for (var k = lid % TPR; k < P.K; k += TPR) {
       let i = wBase + k;
-      let wv = decode(W1[wordIndex(i, WFMT)], i, WFMT);
+      var wv: f32;
+      if (isQuant(WFMT)) {
+        // Row wRow's group k / 32 of ceil(K / 32), value k % 32.
+        let gi = r.wRow * ((P.K + 31u) / 32u) + k / 32u;
+        let j = k % 32u;
+        wv = qScale(W1[P.sOff + gi / 2u], gi) * qValue(W1[gi * qWords(WFMT) + j / (32u / qWords(WFMT))], j, WFMT);
+      } else {
+        wv = decode(W1[wordIndex(i, WFMT)], i, WFMT);
+      }
       var nw = 1.0;
       if (IN == 1u || IN == 3u) { nw = nwAt(k); }
       for (var t = 0u; t < TT; t++) {

@@ -41,3 +41,41 @@ fn x8even(a: vec4f, b: vec4f) -> vec4f {
 fn x8odd(a: vec4f, b: vec4f) -> vec4f {
   return vec4f(a.y, a.w, b.y, b.w);
 }
+
+// Group-wise quantized weights (src/engine/quant.ts): format 3 = q8, 4 = q4. A weight row of K values is
+// ceil(K / 32) groups, each QWORDS(fmt) words of signed values (q8: four int8 a word, byte j = value 4w + j; q4:
+// eight nibbles a word, nibble j = value 8w + j, stored as q + 8) and one f16 scale; a part's buffer holds the
+// data plane [rows, groups, words] and then, at word sOff (a Params field), the scales [rows, groups] two f16 a
+// word. Value = scale * q.
+
+fn isQuant(fmt: u32) -> bool {
+  return fmt >= 3u;
+}
+
+fn qWords(fmt: u32) -> u32 {
+  return select(4u, 8u, fmt == 3u);
+}
+
+/** Scale gi from the scales word holding it (f16 as decode() widens it). */
+fn qScale(word: u32, gi: u32) -> f32 {
+  return decode(word, gi, 1u);
+}
+
+/** The four int8 values of a q8 word, in order. */
+fn q8x4(w: u32) -> vec4f {
+  return vec4f(bitcast<vec4i>(vec4u(w) << vec4u(24u, 16u, 8u, 0u)) >> vec4u(24u));
+}
+
+/** Values 0..3 (lo) and 4..7 (hi) of a q4 word. */
+fn q4lo(w: u32) -> vec4f {
+  return vec4f(vec4i((vec4u(w) >> vec4u(0u, 4u, 8u, 12u)) & vec4u(15u)) - vec4i(8));
+}
+fn q4hi(w: u32) -> vec4f {
+  return vec4f(vec4i((vec4u(w) >> vec4u(16u, 20u, 24u, 28u)) & vec4u(15u)) - vec4i(8));
+}
+
+/** Value j (0..31) of a group, unscaled, from the word that holds it. */
+fn qValue(word: u32, j: u32, fmt: u32) -> f32 {
+  if (fmt == 3u) { return f32(bitcast<i32>(word << (24u - 8u * (j % 4u))) >> 24u); }
+  return f32(i32((word >> (4u * (j % 8u))) & 15u) - 8);
+}

@@ -1,68 +1,165 @@
-// The quantized GEMV kernel (kernels/gemvQuant.wgsl, issue 17 groundwork) against the CPU reference of the same
-// dequantized weights (src/engine/quant.ts), for q8 and q4, 1-4 rows of x, widths that are not a multiple of the
-// group: within 1e-3 of the largest output (f32 sums in another order).
+// Group-wise quantized weights (q8, q4: src/engine/quant.ts) through the engine's ops on WebGPU: the GEMV (every
+// input transform, 1-4 rows, the scalar form for widths that are not whole groups), the tiled and generic GEMM,
+// the MoE expert products and the embedding, each against the CPU reference of the same dequantized weights
+// (within 1e-3 of the largest output: f32 sums in another order), also with the weight split in parts.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Gpu } from '../../src/engine/gpu/device';
-import { dequantize, quantize, type QuantBits } from '../../src/engine/quant';
+import * as cpu from '../../src/engine/cpu/ops';
+import { Gpu, type GpuWeight } from '../../src/engine/gpu/device';
+import { CommandList } from '../../src/engine/gpu/ops';
+import { dequantize, quantize, quantizedBytes, type QuantBits } from '../../src/engine/quant';
 import { rng } from '../../src/engine/sampling';
 import { relError } from './helpers';
 
-describe('quantized GEMV on WebGPU', () => {
+const TOL = 1e-3;
+
+describe('quantized weights in the WebGPU ops', () => {
   let gpu: Gpu;
+  const r = rng(17);
+  const randn = (n: number, scale = 1) => Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale);
+  const buf = (data: Float32Array | Uint32Array | number): GPUBuffer => {
+    const b = gpu.buffer(typeof data === 'number' ? 4 * data : Math.max(16, data.byteLength), 'act');
+    if (typeof data !== 'number') gpu.write(b, data);
+    return b;
+  };
+  const read = async (b: GPUBuffer, n: number) => new Float32Array(await gpu.read(b, 4 * n));
+  /** A quantized weight on the GPU and its dequantized f32 values (the reference). */
+  const qweight = (shape: number[], bits: QuantBits, maxPartBytes?: number): { w: GpuWeight; ref: Float32Array } => {
+    const K = shape[shape.length - 1];
+    const rows = shape.slice(0, -1).reduce((a, b) => a * b, 1);
+    const q = quantize(randn(rows * K, 0.5), rows, K, bits);
+    return { w: gpu.uploadQuantized('w', q, shape, { maxPartBytes }), ref: dequantize(q) };
+  };
+  const close = (got: Float32Array, want: Float32Array, what: string) => {
+    const e = relError(got, want);
+    assert.ok(e < TOL, `${what}: relative error ${e}`);
+  };
+
   before(async () => {
     gpu = await Gpu.create();
   });
   after(() => gpu?.destroy());
 
   for (const bits of [8, 4] as QuantBits[]) {
-    test(`q${bits}: gemvQuant equals x . dequantize(W) on the CPU`, async () => {
-      const r = rng(40 + bits);
-      for (const [N, K, T] of [
-        [70, 100, 1],
-        [33, 32, 2],
-        [256, 768, 3],
-        [9, 1000, 4],
-      ]) {
-        const w = Float32Array.from({ length: N * K }, () => (r() - 0.5) * 0.1);
-        const q = quantize(w, N, K, bits);
-        const x = Float32Array.from({ length: T * K }, () => r() * 2 - 1);
-        const dq = dequantize(q);
-        const want = new Float32Array(T * N);
-        for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) {
-          let s = 0;
-          for (let k = 0; k < K; k++) s += x[t * K + k] * dq[n * K + k];
-          want[t * N + n] = s;
+    const fmt = `q${bits}`;
+
+    test(`${fmt}: upload keeps the planes, splits by rows, reports the real bytes`, async () => {
+      const { w } = qweight([70, 96], bits, 30 * (96 / 32) * (bits * 4 + 2) + 16); // <= 30 rows a part (+ padding)
+      assert.equal(w.format, fmt);
+      assert.deepEqual(w.parts.map((p) => [p.rowStart, p.rows]), [[0, 30], [30, 30], [60, 10]]);
+      assert.equal(w.bytes, quantizedBytes(bits, 70, 96));
+      assert.equal(w.parts[0].scaleOffset, 30 * 3 * (bits === 8 ? 8 : 4));
+    });
+
+    test(`${fmt}: linear (GEMV 1-4 rows, scalar GEMV, tiled and generic GEMM), bias, alpha, accumulate, parts`, async () => {
+      const cases = [
+        { T: 1, K: 64, N: 130 },
+        { T: 4, K: 96, N: 33 },
+        { T: 2, K: 40, N: 19 }, // scalar GEMV (not whole groups)
+        { T: 37, K: 64, N: 130 }, // tiled GEMM
+        { T: 70, K: 40, N: 65 }, // tiled GEMM, a padded last group
+        { T: 9, K: 37, N: 20 }, // generic GEMM
+      ];
+      for (const { T, K, N } of cases) {
+        for (const split of [false, true]) {
+          const G = Math.ceil(K / 32);
+          const { w, ref } = qweight([N, K], bits, split ? 8 * G * (bits * 4 + 2) : undefined);
+          if (split) assert.ok(w.parts.length > 1);
+          const x = randn(T * K);
+          const bias = gpu.uploadWeight('b', new Uint8Array(randn(N).buffer), 'F32', [N]);
+          const bRef = new Float32Array(await gpu.read(bias.parts[0].buffer, 4 * N));
+          const init = randn(T * N);
+          const out = buf(init);
+          const list = new CommandList(gpu);
+          list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { bias, alpha: 0.7, accumulate: true });
+          await list.run();
+          const y = cpu.linear(x, ref, K, N, bRef);
+          close(await read(out, T * N), init.map((v, i) => v + 0.7 * y[i]), `${fmt} T=${T} K=${K} N=${N}${split ? ' parts' : ''}`);
+          list.destroy();
         }
-        const G = Math.ceil(K / 32);
-        const params = gpu.buffer(32, 'params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-        gpu.write(params, new Uint32Array([K, N, T, G, 0, K, N, 0]));
-        const xb = gpu.buffer(4 * x.length, 'x');
-        gpu.write(xb, x);
-        const db = gpu.buffer(4 * q.data.length, 'data');
-        gpu.write(db, q.data);
-        const sb = gpu.buffer(4 * q.scales.length, 'scales');
-        gpu.write(sb, q.scales);
-        const ob = gpu.buffer(4 * T * N, 'out');
-        const pipeline = gpu.pipeline('gemvQuant', { BITS: bits });
-        const bind = gpu.device.createBindGroup({
-          layout: pipeline.getBindGroupLayout(0),
-          entries: [params, xb, db, sb, ob].map((buffer, binding) => ({ binding, resource: { buffer } })),
-        });
-        const enc = gpu.device.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(0, bind);
-        pass.dispatchWorkgroups(Math.ceil(N / 8));
-        pass.end();
-        gpu.device.queue.submit([enc.finish()]);
-        const got = new Float32Array(await gpu.read(ob, 4 * T * N));
-        await gpu.check();
-        const err = relError(got, want);
-        assert.ok(err < 1e-3, `q${bits} [${N}, ${K}] x ${T}: ${err}`);
-        for (const b of [params, xb, db, sb, ob]) b.destroy();
       }
+    });
+
+    test(`${fmt}: GEMV with the input RMS-normalised, SwiGLU-gated or gated-RMS-normalised on the fly`, async () => {
+      const N = 50;
+      for (const { T, K } of [{ T: 1, K: 64 }, { T: 3, K: 128 }, { T: 2, K: 40 }]) {
+        const { w, ref } = qweight([N, K], bits);
+        const nwv = randn(K);
+        const nw = gpu.uploadWeight('nw', new Uint8Array(nwv.buffer), 'F32', [K]);
+        const x = randn(T * K, 3);
+        const out = buf(T * N);
+        const list = new CommandList(gpu);
+        list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { inputNorm: { w: nw, eps: 1e-5 } });
+        const x2 = randn(T * 2 * K, 2);
+        const out2 = buf(T * N);
+        list.linear({ buffer: buf(x2) }, w, { buffer: out2 }, T, K, N, { inputSwiglu: true });
+        const G = K % 16 === 0 ? 16 : K;
+        const z = randn(T * K, 2);
+        const out3 = buf(T * N);
+        list.linear({ buffer: buf(x) }, w, { buffer: out3 }, T, K, N, { inputGatedNorm: { z: { buffer: buf(z) }, w: nw, groupSize: G, eps: 1e-6 } });
+        await list.run();
+        close(await read(out, T * N), cpu.linear(cpu.rmsNorm(x, nwv, K, 1e-5), ref, K, N), `${fmt} norm T=${T} K=${K}`);
+        close(await read(out2, T * N), cpu.linear(cpu.swiglu(x2, K), ref, K, N), `${fmt} swiglu T=${T} K=${K}`);
+        close(await read(out3, T * N), cpu.linear(cpu.gatedRmsNorm(x, z, nwv, K, G, 1e-6), ref, K, N), `${fmt} gated norm T=${T} K=${K}`);
+        list.destroy();
+      }
+    });
+
+    test(`${fmt}: MoE expert products (up and down), experts split in parts`, async () => {
+      const E = 6;
+      const T = 3;
+      const k = 2;
+      const K = 64;
+      const N = 48;
+      const up = qweight([E, N, K], bits, 2 * N * 2 * (bits * 4 + 2) + 16); // 2 experts a part (+ padding)
+      const down = qweight([E, K, N], bits);
+      assert.ok(up.w.parts.length === 3);
+      const ids = [0, 5, 3, 3, 2, 4];
+      const experts = buf(new Uint32Array(ids));
+      const x = randn(T * K);
+      const h = buf(T * k * N);
+      const y = buf(T * k * K);
+      const list = new CommandList(gpu);
+      list.moeLinear({ buffer: buf(x) }, up.w, experts, { buffer: h }, T, k, K, N);
+      list.moeLinear({ buffer: h }, down.w, experts, { buffer: y }, T, k, N, K, { perSlotInput: true });
+      await list.run();
+      const wantH = new Float32Array(T * k * N);
+      const wantY = new Float32Array(T * k * K);
+      for (let s = 0; s < T * k; s++) {
+        const e = ids[s];
+        const t = Math.floor(s / k);
+        wantH.set(cpu.linear(x.subarray(t * K, (t + 1) * K), up.ref.subarray(e * N * K, (e + 1) * N * K), K, N), s * N);
+      }
+      const gotH = await read(h, T * k * N);
+      close(gotH, wantH, `${fmt} moe up`);
+      for (let s = 0; s < T * k; s++) {
+        const e = ids[s];
+        wantY.set(cpu.linear(gotH.subarray(s * N, (s + 1) * N), down.ref.subarray(e * K * N, (e + 1) * K * N), N, K), s * K);
+      }
+      close(await read(y, T * k * K), wantY, `${fmt} moe down`);
+      list.destroy();
+    });
+
+    test(`${fmt}: embedding rows, table split in parts`, async () => {
+      const V = 50;
+      const D = 48;
+      const { w, ref } = qweight([V, D], bits, 11 * 2 * (bits * 4 + 2));
+      assert.ok(w.parts.length >= 4);
+      const ids = [3, 0, 49, 17, 17, 25, 12];
+      const out = buf(ids.length * D);
+      const list = new CommandList(gpu);
+      list.embedding(buf(new Uint32Array(ids)), w, { buffer: out }, ids.length, D, 1.5);
+      await list.run();
+      close(await read(out, ids.length * D), cpu.embed(ref, ids, D, 1.5), `${fmt} embedding`);
+      list.destroy();
+    });
+
+    test(`${fmt}: ops that need full-precision weights refuse a quantized one`, async () => {
+      const { w } = qweight([4, 32], bits);
+      const list = new CommandList(gpu);
+      assert.throws(() => list.rmsNorm({ buffer: buf(128) }, w, { buffer: buf(128) }, 1, 128, 1e-5), /quantized/);
+      list.destroy();
     });
   }
 });

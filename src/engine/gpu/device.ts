@@ -5,11 +5,12 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { DeviceLostError, GpuError, WebGPUNotAvailableError } from '../errors';
+import { QUANT_GROUP, groupWords, quantizedBytes, type QuantizedWeight } from '../quant';
 import type { DType } from '../safetensors';
 import { PassTimer, type PassTimes } from './passTimer';
 
-/** How a weight's values are stored in its u32 words. */
-export type WFormat = 'f32' | 'f16' | 'bf16';
+/** How a weight's values are stored in its u32 words (q8 / q4: group-wise quantized, src/engine/quant.ts). */
+export type WFormat = 'f32' | 'f16' | 'bf16' | 'q8' | 'q4';
 
 /**
  * A weight tensor on the GPU, stored as u32 words (f32: one value per word; f16/bf16: two per word, element i
@@ -19,12 +20,20 @@ export type WFormat = 'f32' | 'f16' | 'bf16';
 export interface GpuWeight {
   format: WFormat;
   shape: number[];
-  parts: { buffer: GPUBuffer; rowStart: number; rows: number }[];
+  /**
+   * scaleOffset (quantized formats): the word where the part's scales plane starts, after its data plane
+   * (kernels/weights.wgsl); 0 otherwise.
+   */
+  parts: { buffer: GPUBuffer; rowStart: number; rows: number; scaleOffset: number }[];
   bytes: number;
 }
 
 /** The `override WFMT` value each kernel uses to decode weights. */
-export const WFMT: Record<WFormat, number> = { f32: 0, f16: 1, bf16: 2 };
+export const WFMT: Record<WFormat, number> = { f32: 0, f16: 1, bf16: 2, q8: 3, q4: 4 };
+
+export function isQuantized(format: WFormat): format is 'q8' | 'q4' {
+  return format === 'q8' || format === 'q4';
+}
 
 const DTYPE_FORMAT: Record<DType, WFormat> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
 const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
@@ -310,9 +319,45 @@ export class Gpu {
       // Rounded up to 16 bytes so kernels may read whole vec4<u32> words.
       const buffer = this.buffer(Math.ceil(slice.byteLength / 16) * 16, parts.length || rowsTotal > rowsPerPart ? `${label}[${parts.length}]` : label);
       this.write(buffer, slice);
-      parts.push({ buffer, rowStart: r0, rows: Math.max(rows, 0) });
+      parts.push({ buffer, rowStart: r0, rows: Math.max(rows, 0), scaleOffset: 0 });
     }
     return { format, shape: [...shape], parts, bytes: n * eb };
+  }
+
+  /**
+   * Uploads a group-wise quantized weight of logical shape `shape` ([N, K], or [E, N, K] for experts: the rows of
+   * q are then E * N), split by shape[0] into parts of at most maxBinding bytes; each part's buffer holds its rows'
+   * data plane, then their scales (GpuWeight.parts[].scaleOffset).
+   */
+  uploadQuantized(label: string, q: QuantizedWeight, shape: number[], opts: { maxPartBytes?: number } = {}): GpuWeight {
+    const K = shape[shape.length - 1];
+    const inner = shape.slice(1, -1).reduce((a, b) => a * b, 1); // matrix rows per unit of shape[0]
+    const units = shape[0];
+    if (shape.length < 2 || q.cols !== K || q.rows !== units * inner) {
+      throw new GpuError(`weight '${label}': quantized as [${q.rows}, ${q.cols}], which is not shape [${shape}].`);
+    }
+    const G = Math.ceil(K / QUANT_GROUP);
+    const wpg = groupWords(q.bits);
+    const halves = new Uint16Array(q.scales.buffer, q.scales.byteOffset, 2 * q.scales.length);
+    const unitBytes = inner * (4 * G * wpg + 2 * G);
+    const limit = Math.min(this.maxBinding, opts.maxPartBytes ?? Infinity);
+    const perPart = Math.min(units, Math.floor((limit - 16) / unitBytes));
+    if (perPart < 1) throw new GpuError(`weight '${label}': one row (${unitBytes} bytes) is larger than the binding limit ${limit}.`);
+    const parts: GpuWeight['parts'] = [];
+    for (let u0 = 0; u0 < units; u0 += perPart) {
+      const n = Math.min(perPart, units - u0);
+      const r0 = u0 * inner;
+      const rows = n * inner;
+      const dataWords = rows * G * wpg;
+      const scaleWords = Math.ceil((rows * G) / 2);
+      const words = new Uint32Array(Math.ceil((dataWords + scaleWords) / 4) * 4);
+      words.set(q.data.subarray(r0 * G * wpg, (r0 + rows) * G * wpg));
+      new Uint16Array(words.buffer, 4 * dataWords, 2 * scaleWords).set(halves.subarray(r0 * G, (r0 + rows) * G));
+      const buffer = this.buffer(words.byteLength, parts.length || units > perPart ? `${label}[${parts.length}]` : label);
+      this.write(buffer, words);
+      parts.push({ buffer, rowStart: u0, rows: n, scaleOffset: dataWords });
+    }
+    return { format: q.bits === 8 ? 'q8' : 'q4', shape: [...shape], parts, bytes: quantizedBytes(q.bits, q.rows, q.cols) };
   }
 
   /** Writes `data` at `byteOffset`; pads to a multiple of 4 bytes, as writeBuffer requires. */

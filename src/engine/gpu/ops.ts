@@ -8,7 +8,7 @@
 // submit: pos0 = tokens already in the caches; kernels that depend on position read it.
 
 import { GpuError } from '../errors';
-import { WFMT, type Gpu, type GpuWeight } from './device';
+import { WFMT, isQuantized, type Gpu, type GpuWeight } from './device';
 
 /** An f32 activation: rows of a buffer, the first at `offset` elements (default 0), `stride` elements apart
  * (default: the row length the op reads). */
@@ -168,7 +168,7 @@ export class CommandList {
     const o = this.span(op, 'out', out, T, D);
     this.noAlias(op, [out.buffer], [ids, ...table.parts.map((p) => p.buffer)]);
     for (const part of table.parts) {
-      this.add(op, this.gpu.pipeline('embedding', { WFMT: WFMT[table.format] }), [u(T), u(D), u(part.rowStart), u(part.rows), u(o.off), u(o.stride), f(multiplier)], { 1: ids, 2: part.buffer, 3: out.buffer }, this.flat(Math.ceil((T * D) / 256)));
+      this.add(op, this.gpu.pipeline('embedding', { WFMT: WFMT[table.format] }), [u(T), u(D), u(part.rowStart), u(part.rows), u(o.off), u(o.stride), f(multiplier), u(part.scaleOffset)], { 1: ids, 2: part.buffer, 3: out.buffer }, this.flat(Math.ceil((T * D) / 256)));
     }
   }
 
@@ -247,14 +247,14 @@ export class CommandList {
         const zAligned = !gated || (zs.off % 4 === 0 && (T === 1 || zs.stride % 4 === 0) && gated.groupSize % 8 === 0);
         const g = this.gemvVariant(w.format, bfmt, K, xs.off, T > 1 ? xs.stride : 4, T, IN, norm ? WFMT[norm.w.format] : 0, zAligned);
         const rpw = 256 / g.constants.TPR;
-        const params = [u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(0), u(1), u(0), u(0), f(norm?.eps ?? 0), u(zs.off), u(zs.stride), u(gated?.groupSize ?? 0), u(opts.outAtStep ? 1 : 0), u(oRows)];
+        const params = [u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(0), u(1), u(0), u(0), f(norm?.eps ?? 0), u(zs.off), u(zs.stride), u(gated?.groupSize ?? 0), u(opts.outAtStep ? 1 : 0), u(oRows), u(part.scaleOffset)];
         const bind = { 1: x.buffer, 2: part.buffer, 3: bias, 4: this.gpu.zeroBuffer(), 5: out.buffer, 6: nw, 7: gated ? gated.z.buffer : this.gpu.zeroBuffer(), 8: opts.outAtStep ?? this.stepDummy() };
         this.add(`${op}.gemv`, g.pipeline(this.gpu), params, bind, this.flat(Math.ceil(part.rows / rpw)));
       } else {
         // The tiled kernel needs whole vec4 loads of x and W; anything else runs the generic one.
         const tiled = K % (w.format === 'f32' ? 4 : 8) === 0 && xs.off % 4 === 0 && xs.stride % 4 === 0;
         const constants = { WFMT: WFMT[w.format], BFMT: bfmt };
-        this.add(`${op}.gemm`, this.gpu.pipeline('gemm', constants, tiled ? 'main' : 'generic'), [u(T), u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias)], { 1: x.buffer, 2: part.buffer, 3: bias, 4: out.buffer }, [Math.ceil(part.rows / 64), Math.ceil(T / 64), 1]);
+        this.add(`${op}.gemm`, this.gpu.pipeline('gemm', constants, tiled ? 'main' : 'generic'), [u(T), u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(part.scaleOffset)], { 1: x.buffer, 2: part.buffer, 3: bias, 4: out.buffer }, [Math.ceil(part.rows / 64), Math.ceil(T / 64), 1]);
       }
     }
   }
@@ -459,7 +459,7 @@ export class CommandList {
     const g = this.gemvVariant(w.format, 0, K, xs.off, xs.stride, 1, 0, 0, true);
     const rpw = 256 / g.constants.TPR;
     for (const part of w.parts) {
-      this.add(op, g.pipeline(this.gpu), [u(K), u(N), u(0), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(1), u(0), u(0), u(opts.perSlotInput ? 2 : 1), u(k), u(part.rowStart), u(part.rows), f(0), u(0), u(0), u(0), u(0), u(0xffffffff)], { 1: x.buffer, 2: part.buffer, 3: this.gpu.zeroBuffer(), 4: experts, 5: out.buffer, 6: this.gpu.zeroBuffer(), 7: this.gpu.zeroBuffer(), 8: this.stepDummy() }, [Math.ceil(N / rpw), T * k, 1]);
+      this.add(op, g.pipeline(this.gpu), [u(K), u(N), u(0), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(1), u(0), u(0), u(opts.perSlotInput ? 2 : 1), u(k), u(part.rowStart), u(part.rows), f(0), u(0), u(0), u(0), u(0), u(0xffffffff), u(part.scaleOffset)], { 1: x.buffer, 2: part.buffer, 3: this.gpu.zeroBuffer(), 4: experts, 5: out.buffer, 6: this.gpu.zeroBuffer(), 7: this.gpu.zeroBuffer(), 8: this.stepDummy() }, [Math.ceil(N / rpw), T * k, 1]);
     }
   }
 
@@ -539,8 +539,9 @@ export class CommandList {
 
   /** The GEMV entry point and threads per row for a weight format and shape (IN: input transform, gemv.wgsl). */
   private gemvVariant(format: GpuWeight['format'], bfmt: number, K: number, xOff: number, xStride: number, T: number, IN: number, nfmt: number, aligned: boolean): { constants: Record<string, number> & { TPR: number }; pipeline: (gpu: Gpu) => GPUComputePipeline } {
-    const per = format === 'f32' ? 4 : 8;
-    const vec = aligned && K % per === 0 && xOff % 4 === 0 && xStride % 4 === 0;
+    // Values per vec4<u32> load; a quantized row is read a group (or half a q8 group) at a time.
+    const per = format === 'f32' ? 4 : format === 'q4' ? 32 : format === 'q8' ? 16 : 8;
+    const vec = aligned && K % (isQuantized(format) ? 32 : per) === 0 && xOff % 4 === 0 && xStride % 4 === 0;
     const perRow = vec ? K / per : K; // loads per weight row
     // About four loads per lane (measured best on the H100: 32 lanes for K = 768, 64 for K = 1536..2048).
     const TPR = Math.min(256, Math.max(this.sg(), 8, pow2ceil(Math.ceil(perRow / 4))));
@@ -651,6 +652,7 @@ export class CommandList {
     const n = w.shape.reduce((a, b) => a * b, 1);
     if (n !== numel) throw new GpuError(`${op}: ${name} has shape [${w.shape}] (${n} values), ${numel} expected.`);
     if (w.parts.length !== 1) throw new GpuError(`${op}: ${name} is split in ${w.parts.length} parts; it must fit one binding.`);
+    if (isQuantized(w.format)) throw new GpuError(`${op}: ${name} is ${w.format}-quantized; only matrices of linear layers and the embedding may be.`);
     return w.parts[0].buffer;
   }
 
