@@ -8,14 +8,18 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { ModelFormatError } from './errors';
+import { QUANT_GROUP, dequantize, type QuantBits, type QuantizedWeight } from './quant';
 
+/** Float dtypes of weights. */
 export type DType = 'F32' | 'F16' | 'BF16';
-const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
+/** What a tensor may be stored as: a float dtype, or U32 (the data plane of a quantized weight, README "Quantized weights"). */
+export type StoredDType = DType | 'U32';
+const DTYPE_BYTES: Record<StoredDType, number> = { F32: 4, F16: 2, BF16: 2, U32: 4 };
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 export interface TensorInfo {
   readonly name: string;
-  readonly dtype: DType;
+  readonly dtype: StoredDType;
   readonly shape: readonly number[];
   readonly file: string;
   readonly offset: number; // absolute byte offset in `file`
@@ -26,7 +30,7 @@ export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-function parseHeader(file: string, fd: number, fileSize: number): TensorInfo[] {
+function parseHeader(file: string, fd: number, fileSize: number): { tensors: TensorInfo[]; metadata: Record<string, string> } {
   const name = path.basename(file);
   if (fileSize < 8) throw new ModelFormatError(`${name}: file is ${fileSize} bytes, too short to be safetensors (truncated download?).`);
   const lenBuf = Buffer.alloc(8);
@@ -49,12 +53,16 @@ function parseHeader(file: string, fd: number, fileSize: number): TensorInfo[] {
   const dataStart = 8 + headerLen;
   const dataLen = fileSize - dataStart;
   const out: TensorInfo[] = [];
+  const metadata: Record<string, string> = {};
   for (const [tname, v] of Object.entries(header)) {
-    if (tname === '__metadata__') continue;
+    if (tname === '__metadata__') {
+      if (typeof v === 'object' && v !== null) for (const [k, m] of Object.entries(v)) if (typeof m === 'string') metadata[k] = m;
+      continue;
+    }
     const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof t !== 'object' || t === null) throw new ModelFormatError(`${name}: entry ${tname} is not an object.`);
-    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') {
-      throw new ModelFormatError(`${name}: tensor ${tname} has dtype ${JSON.stringify(t.dtype)}; only F32, F16 and BF16 are supported.`);
+    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16' && t.dtype !== 'U32') {
+      throw new ModelFormatError(`${name}: tensor ${tname} has dtype ${JSON.stringify(t.dtype)}; only F32, F16 and BF16 are supported (and U32 for quantized weights).`);
     }
     if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) {
       throw new ModelFormatError(`${name}: tensor ${tname} has an invalid shape ${JSON.stringify(t.shape)}.`);
@@ -79,14 +87,79 @@ function parseHeader(file: string, fd: number, fileSize: number): TensorInfo[] {
       throw new ModelFormatError(`${name}: tensors ${sorted[i - 1].name} and ${sorted[i].name} overlap; the file is corrupt.`);
     }
   }
-  return out;
+  return { tensors: out, metadata };
+}
+
+export interface TensorToWrite {
+  name: string;
+  dtype: StoredDType;
+  shape: readonly number[];
+  data: ArrayBufferView;
+}
+
+/**
+ * Writes a safetensors file: the header (padded with spaces to a multiple of 8 bytes), then each tensor's bytes in
+ * order. Written to a temporary name and renamed, so a reader never sees half a file.
+ */
+export function writeSafetensors(file: string, tensors: readonly TensorToWrite[], metadata: Record<string, string> = {}): void {
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let off = 0;
+  for (const t of tensors) {
+    const bytes = numel(t.shape) * DTYPE_BYTES[t.dtype];
+    if (t.data.byteLength !== bytes) throw new RangeError(`writeSafetensors: ${t.name} has ${t.data.byteLength} bytes, [${t.shape}] ${t.dtype} needs ${bytes}.`);
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + bytes] };
+    off += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = fs.openSync(tmp, 'w');
+  const writeAll = (b: Uint8Array) => {
+    for (let done = 0; done < b.byteLength; ) done += fs.writeSync(fd, b, done, b.byteLength - done);
+  };
+  try {
+    writeAll(len);
+    writeAll(Buffer.from(json));
+    for (const t of tensors) writeAll(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    fs.closeSync(fd);
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // already closed
+    }
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
 }
 
 export class WeightStore {
   private readonly tensors = new Map<string, TensorInfo>();
   private readonly fds = new Map<string, number>();
+  private meta: Record<string, string> = {};
 
   private constructor(readonly dir: string) {}
+
+  /** Opens one safetensors file (a cache of quantized weights, say). */
+  static openFile(file: string): WeightStore {
+    const store = new WeightStore(path.dirname(file));
+    try {
+      store.load([file]);
+      return store;
+    } catch (e) {
+      store.close();
+      throw e;
+    }
+  }
+
+  /** The header's __metadata__ string values of the first file that has them ({} if none). */
+  metadata(): Record<string, string> {
+    return { ...this.meta };
+  }
 
   /** Opens model.safetensors, or the shards listed by model.safetensors.index.json, in `dir`. */
   static open(dir: string): WeightStore {
@@ -141,7 +214,9 @@ export class WeightStore {
     for (const f of files) {
       const fd = fs.openSync(f, 'r');
       this.fds.set(f, fd);
-      for (const t of parseHeader(f, fd, fs.fstatSync(fd).size)) {
+      const { tensors, metadata } = parseHeader(f, fd, fs.fstatSync(fd).size);
+      if (!Object.keys(this.meta).length) this.meta = metadata;
+      for (const t of tensors) {
         if (this.tensors.has(t.name)) throw new ModelFormatError(`tensor ${t.name} appears in more than one shard.`);
         this.tensors.set(t.name, t);
       }
@@ -159,6 +234,11 @@ export class WeightStore {
   info(name: string, shape?: readonly number[]): TensorInfo {
     const t = this.tensors.get(name);
     if (!t) throw new ModelFormatError(`the checkpoint has no tensor ${name}; is it the right architecture, and complete?`);
+    if (t.dtype === 'U32') {
+      if (!shape) throw new ModelFormatError(`tensor ${name} is stored quantized (U32); its shape must be known to read it.`);
+      this.quantizedShape(t, shape);
+      return t;
+    }
     if (shape) {
       // Trailing singleton dims are tolerated (e.g. conv1d weight [C, 1, K] read as [C, K]).
       const a = t.shape.filter((d) => d !== 1).join('x');
@@ -170,7 +250,11 @@ export class WeightStore {
 
   /** Raw bytes in the checkpoint's own dtype. */
   bytes(name: string, shape?: readonly number[]): Uint8Array {
-    const t = this.info(name, shape);
+    return this.read(this.info(name, shape));
+  }
+
+  private read(t: TensorInfo): Uint8Array {
+    const name = t.name;
     const buf = new Uint8Array(t.byteLength);
     let done = 0;
     const fd = this.fds.get(t.file)!;
@@ -182,10 +266,51 @@ export class WeightStore {
     return buf;
   }
 
-  /** The tensor widened to float32. */
+  /** The tensor widened to float32 (a quantized weight: its values dequantized, shape [..., K]). */
   f32(name: string, shape?: readonly number[]): Float32Array {
     const t = this.info(name, shape);
+    if (t.dtype === 'U32') return dequantize(this.quantized(name, shape!)!);
     return toF32(this.bytes(name, shape), t.dtype);
+  }
+
+  /** Whether `name` is stored quantized (a U32 data plane with its NAME.scales). */
+  isQuantized(name: string): boolean {
+    return this.tensors.get(name)?.dtype === 'U32';
+  }
+
+  /**
+   * A weight stored group-wise quantized, of logical shape `shape` ([N, K] or [E, N, K]), as the engine's planes
+   * (src/engine/quant.ts): NAME is U32 [..., G, words a group] (4: q4, 8: q8), NAME.scales F16 [..., G],
+   * G = ceil(K / 32). null when the tensor is stored as floats.
+   */
+  quantized(name: string, shape: readonly number[]): QuantizedWeight | null {
+    const t = this.info(name, shape);
+    if (t.dtype !== 'U32') return null;
+    const { bits, scales } = this.quantizedShape(t, shape);
+    const K = shape[shape.length - 1];
+    const rows = numel(shape) / Math.max(1, K);
+    const data = this.read(t);
+    const half = this.read(scales);
+    const sw = new Uint32Array(Math.ceil(half.byteLength / 4));
+    new Uint8Array(sw.buffer).set(half);
+    return { bits, rows, cols: K, data: new Uint32Array(data.buffer, data.byteOffset, data.byteLength / 4), scales: sw };
+  }
+
+  /** Checks a quantized tensor's planes against the logical shape; its bits and its scales tensor. */
+  private quantizedShape(t: TensorInfo, shape: readonly number[]): { bits: QuantBits; scales: TensorInfo } {
+    const K = shape[shape.length - 1];
+    const G = Math.ceil(K / QUANT_GROUP);
+    const lead = shape.slice(0, -1);
+    const words = t.shape[t.shape.length - 1];
+    const planes = t.shape.length === shape.length + 1 && lead.every((d, i) => t.shape[i] === d) && t.shape[lead.length] === G && (words === 4 || words === 8);
+    if (!planes) {
+      throw new ModelFormatError(`quantized tensor ${t.name} has shape [${t.shape}]; [${[...lead, G]}, 4 or 8] (q4 or q8 groups of ${QUANT_GROUP}) expected for [${shape}] from config.json.`);
+    }
+    const scales = this.tensors.get(`${t.name}.scales`);
+    if (!scales || scales.dtype !== 'F16' || scales.shape.join('x') !== [...lead, G].join('x')) {
+      throw new ModelFormatError(`quantized tensor ${t.name} needs ${t.name}.scales, F16 [${[...lead, G]}]; it is ${scales ? `${scales.dtype} [${scales.shape}]` : 'missing'}.`);
+    }
+    return { bits: words === 4 ? 4 : 8, scales };
   }
 
   close(): void {
@@ -233,7 +358,8 @@ export function f16ToF32(h: number): number {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
-export function toF32(bytes: Uint8Array, dtype: DType): Float32Array {
+export function toF32(bytes: Uint8Array, dtype: StoredDType): Float32Array {
+  if (dtype === 'U32') throw new ModelFormatError('a quantized (U32) tensor cannot be widened without its scales.');
   if (dtype === 'F32') {
     return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
   }

@@ -4,6 +4,9 @@
 import type { ModelConfig } from '../config';
 import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
 import { loadWeights, type LayerWeights, type ModelWeights } from '../models/weights';
+import { dequantize } from '../quant';
+import { QuantizedLoader, type QuantLoadOptions } from '../quantLoad';
+import { toF32 } from '../safetensors';
 import { BLOCK_ROWS, HostBudget, KvBlockStore, questScore, selectBlocks, type SelectionPolicy } from '../memory/kvBlocks';
 import * as ops from './ops';
 
@@ -52,8 +55,17 @@ export class CpuModel implements LanguageModel {
     this.reset();
   }
 
-  static load(folder: ModelFolder, opts: CpuModelOptions = {}): CpuModel {
-    return new CpuModel(folder.config, loadWeights(folder.config, folder.store, (name, shape) => folder.store.f32(name, shape)), opts);
+  /**
+   * Weights in f32: a quantized checkpoint's dequantized; with opts.quant, a float checkpoint's matrices quantized
+   * and dequantized again as the GPU loader quantizes them, so this reference computes with the same values.
+   */
+  static load(folder: ModelFolder, opts: CpuModelOptions & { quant?: QuantLoadOptions } = {}): CpuModel {
+    const loader = new QuantizedLoader(folder.store, folder.dir, { mode: opts.quant?.mode ?? 'none' });
+    const w = loadWeights(folder.config, folder.store, (name, shape, role) => {
+      const t = loader.load(name, shape, role);
+      return t.kind === 'quantized' ? dequantize(t.q) : toF32(t.bytes, t.dtype);
+    });
+    return new CpuModel(folder.config, w, opts);
   }
 
   get position(): number {

@@ -10,6 +10,7 @@
 import type { ModelConfig } from '../config';
 import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
 import { loadWeights, type ModelWeights } from '../models/weights';
+import { QuantizedLoader, type QuantLoadOptions, type WeightsLoad } from '../quantLoad';
 import { denseKvSource, readDense } from '../memory/kvBlocks';
 import { Gpu, type GpuWeight } from './device';
 import { SparseKv, type SparseKvOptions } from './kvPager';
@@ -46,6 +47,8 @@ export interface GpuModelOptions {
   kvCapacity?: number;
   /** Sparse attention KV under a GPU budget (Quest selection, host/disk paging). Without it KV is dense. */
   kv?: SparseKvOptions;
+  /** Quantize a float checkpoint's matrices at load (quantLoad.ts); default none. A quantized checkpoint loads as stored. */
+  quant?: QuantLoadOptions;
 }
 
 /** A fork point: copies of every Mamba layer's state on the GPU, and the KV length at that time. */
@@ -76,6 +79,8 @@ export class GpuModel implements LanguageModel {
   private kvCapacity: number;
   private pos = 0;
   private readonly prefillChunk: number;
+  /** How the weights were loaded: the quantization mode, tensors quantized now / read from the cache / stored quantized. */
+  weightsLoad: WeightsLoad = { mode: 'none', quantized: 0, fromCache: 0, storedQuantized: 0, cachePath: null };
 
   private constructor(
     readonly gpu: Gpu,
@@ -105,11 +110,21 @@ export class GpuModel implements LanguageModel {
   static async load(folder: ModelFolder, opts: GpuModelOptions = {}): Promise<GpuModel> {
     const gpu = opts.gpu ?? (await Gpu.create());
     const { config, store } = folder;
-    const weights = loadWeights(config, store, (name, shape) => {
-      const info = store.info(name, shape);
-      return gpu.uploadWeight(name, store.bytes(name, shape), info.dtype, [...info.shape]);
-    });
-    return new GpuModel(gpu, config, weights, opts, !opts.gpu);
+    const loader = new QuantizedLoader(store, folder.dir, opts.quant ?? { mode: 'none' });
+    try {
+      const weights = loadWeights(config, store, (name, shape, role) => {
+        const t = loader.load(name, shape, role);
+        if (t.kind === 'quantized') return gpu.uploadQuantized(name, t.q, shape);
+        return gpu.uploadWeight(name, t.bytes, t.dtype, [...store.info(name, shape).shape]);
+      });
+      loader.finish();
+      const model = new GpuModel(gpu, config, weights, opts, !opts.gpu);
+      model.weightsLoad = { mode: loader.opts.mode, ...loader.counts, cachePath: loader.cachePath };
+      return model;
+    } catch (e) {
+      if (!opts.gpu) gpu.destroy();
+      throw e;
+    }
   }
 
   /** Builds a model from weights already on the GPU (used by the bench with random weights). */

@@ -53,18 +53,26 @@ export interface ModelWeights<T> {
   lmHead: T; // [V, H] (the embedding itself when tied)
 }
 
-export type TensorLoader<T> = (name: string, shape: number[]) => T;
+/**
+ * What a tensor is, for quantization: the matrices of linear layers (`matrix`) and the embedding table (also the
+ * tied lm_head, `embedding`) may be stored or loaded quantized; everything else (norms, conv, biases, the MoE
+ * router, the SSM's per-head parameters) stays in floats.
+ */
+export type TensorRole = 'matrix' | 'embedding' | 'other';
+
+export type TensorLoader<T> = (name: string, shape: number[], role: TensorRole) => T;
 
 /** Walks the checkpoint's tensors for `cfg`, calling `load` once per tensor. */
-export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boolean }, load: TensorLoader<T>): ModelWeights<T> {
+export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boolean }, loadTensor: TensorLoader<T>): ModelWeights<T> {
+  const load = (name: string, shape: number[], role: TensorRole = 'other') => loadTensor(name, shape, role);
   const H = cfg.hiddenSize;
   const m = cfg.mamba;
   const granite = cfg.architecture === 'granitemoehybrid';
   const root = granite ? 'model' : 'backbone';
-  const opt = (name: string, shape: number[]) => (store.has(name) ? load(name, shape) : null);
+  const opt = (name: string, shape: number[], role: TensorRole = 'other') => (store.has(name) ? load(name, shape, role) : null);
 
   const mambaAt = (p: string): MambaWeights<T> => ({
-    inProj: load(`${p}.in_proj.weight`, [m.inProjDim, H]),
+    inProj: load(`${p}.in_proj.weight`, [m.inProjDim, H], 'matrix'),
     inProjBias: m.projBias ? load(`${p}.in_proj.bias`, [m.inProjDim]) : null,
     conv: load(`${p}.conv1d.weight`, [m.convDim, 1, m.dConv]),
     convBias: m.convBias ? load(`${p}.conv1d.bias`, [m.convDim]) : null,
@@ -72,7 +80,7 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
     aLog: load(`${p}.A_log`, [m.numHeads]),
     D: load(`${p}.D`, [m.numHeads]),
     gatedNorm: load(`${p}.norm.weight`, [m.intermediate]),
-    outProj: load(`${p}.out_proj.weight`, [H, m.intermediate]),
+    outProj: load(`${p}.out_proj.weight`, [H, m.intermediate], 'matrix'),
     outProjBias: m.projBias ? load(`${p}.out_proj.bias`, [H]) : null,
   });
 
@@ -89,10 +97,10 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
       const kd = a.numKvHeads * a.headDim;
       const b = (n: string, d: number) => (a.bias ? load(`${p}.self_attn.${n}.bias`, [d]) : null);
       attention = {
-        q: load(`${p}.self_attn.q_proj.weight`, [qd, H]),
-        k: load(`${p}.self_attn.k_proj.weight`, [kd, H]),
-        v: load(`${p}.self_attn.v_proj.weight`, [kd, H]),
-        o: load(`${p}.self_attn.o_proj.weight`, [H, qd]),
+        q: load(`${p}.self_attn.q_proj.weight`, [qd, H], 'matrix'),
+        k: load(`${p}.self_attn.k_proj.weight`, [kd, H], 'matrix'),
+        v: load(`${p}.self_attn.v_proj.weight`, [kd, H], 'matrix'),
+        o: load(`${p}.self_attn.o_proj.weight`, [H, qd], 'matrix'),
         qBias: b('q_proj', qd),
         kBias: b('k_proj', kd),
         vBias: b('v_proj', kd),
@@ -110,21 +118,21 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
       attention,
       feedForward: {
         norm: load(`${p}.post_attention_layernorm.weight`, [H]),
-        sharedIn: S > 0 ? load(`${p}.shared_mlp.input_linear.weight`, [2 * S, H]) : null,
-        sharedOut: S > 0 ? load(`${p}.shared_mlp.output_linear.weight`, [H, S]) : null,
+        sharedIn: S > 0 ? load(`${p}.shared_mlp.input_linear.weight`, [2 * S, H], 'matrix') : null,
+        sharedOut: S > 0 ? load(`${p}.shared_mlp.output_linear.weight`, [H, S], 'matrix') : null,
         router: E > 0 ? load(`${p}.block_sparse_moe.router.layer.weight`, [E, H]) : null,
-        expertsIn: E > 0 ? load(`${p}.block_sparse_moe.input_linear.weight`, [E, 2 * I, H]) : null,
-        expertsOut: E > 0 ? load(`${p}.block_sparse_moe.output_linear.weight`, [E, H, I]) : null,
+        expertsIn: E > 0 ? load(`${p}.block_sparse_moe.input_linear.weight`, [E, 2 * I, H], 'matrix') : null,
+        expertsOut: E > 0 ? load(`${p}.block_sparse_moe.output_linear.weight`, [E, H, I], 'matrix') : null,
       },
     };
   });
 
   const embedName = granite ? 'model.embed_tokens.weight' : 'backbone.embeddings.weight';
-  const embed = load(embedName, [cfg.vocabSize, H]);
+  const embed = load(embedName, [cfg.vocabSize, H], 'embedding');
   let lmHead: T;
   if (cfg.tieWordEmbeddings) lmHead = embed;
   else {
-    const head = opt('lm_head.weight', [cfg.vocabSize, H]);
+    const head = opt('lm_head.weight', [cfg.vocabSize, H], 'embedding');
     if (head === null) throw new ModelFormatError('config.json says tie_word_embeddings is false, but the checkpoint has no lm_head.weight.');
     lmHead = head;
   }
