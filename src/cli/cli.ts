@@ -22,6 +22,10 @@
 //       -> {"completion": "..."}  fill-in-the-middle at the offset, on the workspace state when given
 //   sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]
 //       -> fetches config, tokenizer and safetensors from the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN honoured)
+//   sidewinder quantize [--model DIR] --out DIR [--quant q4|q8] [--json]
+//       -> {"out","quant","bytes","quantizedTensors"}  the checkpoint stored quantized (README "Quantized weights")
+//   Every command that loads a model (logits, generate, ingest, ask, complete) takes --quant q4|q8|none (default
+//   none) and --cache-dir DIR (where the quantized planes are cached).
 
 import { bundledModelDir, resolveModelDir } from '../engine/bundledModel';
 import { SidewinderError, UsageError } from '../engine/errors';
@@ -29,28 +33,36 @@ import { generateTokens } from '../engine/generate';
 import { openModelFolder, type LanguageModel, type ModelFolder } from '../engine/model';
 import { CpuModel } from '../engine/cpu/model';
 import { GpuModel } from '../engine/gpu/model';
-import { idList, intValue, parseArgs } from './args';
+import * as path from 'path';
+import { parseQuantMode, writeQuantizedCheckpoint } from '../engine/quantLoad';
+import { idList, intValue, parseArgs, type ParsedArgs } from './args';
 import { cmdDownload } from './download';
 import { cmdFiles } from './files';
-import { cmdAsk, cmdComplete, cmdIngest } from './workspace';
+import { cmdAsk, cmdComplete, cmdIngest, defaultCacheDir } from './workspace';
 
 const USAGE = `usage:
-  sidewinder logits   [--model DIR] --ids 1,2,3 [--decode-from H] [--backend webgpu|cpu]
+  sidewinder logits   [--model DIR] --ids 1,2,3 [--decode-from H] [--backend webgpu|cpu] [--quant q4|q8|none]
   sidewinder generate [--model DIR] (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--greedy]
-                      [--temperature T] [--top-p P] [--seed S] [--backend webgpu|cpu] [--json]
+                      [--temperature T] [--top-p P] [--seed S] [--backend webgpu|cpu] [--quant q4|q8|none] [--json]
   sidewinder files    --workspace DIR [--json]
   sidewinder ingest   --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-file-kb N] [--ignore GLOB,...] [--json]
   sidewinder ask      --workspace DIR [--model DIR] [--kv-budget-mb N] [--cache-dir DIR] [--max-file-kb N] [--ignore GLOB,...]
                       [--max-new-tokens N] [--free-answer] [--json] "QUESTION"
   sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]
   sidewinder complete --file PATH --offset N [--workspace DIR] [--model DIR] [--max-new-tokens N] [--json]
+  sidewinder quantize [--model DIR] --out DIR [--quant q4|q8] [--json]
 
 --model DIR: a Hugging Face model folder (config.json, *.safetensors, tokenizer.json). Default: the bundled
-model, ${bundledModelDir()}.`;
+model, ${bundledModelDir()}.
+--quant q4|q8|none (every command that loads a model; default none): quantize a bf16/f16/f32 checkpoint's
+matrices at load, group-wise (32 a group, f16 scales; under q4 the embedding in q8), cached in the cache dir
+(--cache-dir, default ${defaultCacheDir()}). A checkpoint stored quantized (the bundled model) loads as stored.`;
 
-async function loadModel(folder: ModelFolder, backend: string): Promise<LanguageModel> {
-  if (backend === 'cpu') return CpuModel.load(folder);
-  if (backend === 'webgpu') return GpuModel.load(folder);
+async function loadModel(folder: ModelFolder, args: ParsedArgs): Promise<LanguageModel> {
+  const backend = args.values.get('backend') ?? 'webgpu';
+  const quant = { mode: parseQuantMode(args.values.get('quant')), cacheDir: path.resolve(args.values.get('cache-dir') ?? defaultCacheDir()) };
+  if (backend === 'cpu') return CpuModel.load(folder, { quant });
+  if (backend === 'webgpu') return GpuModel.load(folder, { quant });
   throw new UsageError(`--backend must be webgpu or cpu, got ${JSON.stringify(backend)}.`);
 }
 
@@ -66,7 +78,7 @@ function rows(logits: Float32Array, vocab: number): number[][] {
 }
 
 async function cmdLogits(argv: string[]): Promise<void> {
-  const args = parseArgs(argv, { values: ['model', 'ids', 'decode-from', 'backend'] });
+  const args = parseArgs(argv, { values: ['model', 'ids', 'decode-from', 'backend', 'quant', 'cache-dir'] });
   const dir = resolveModelDir(args.values.get('model'));
   const ids = idList(args.values.get('ids') ?? '');
   const folder = openModelFolder(dir);
@@ -74,7 +86,7 @@ async function cmdLogits(argv: string[]): Promise<void> {
   const V = folder.config.vocabSize;
   const H = args.values.has('decode-from') ? intValue(args, 'decode-from') : null;
   if (H !== null && (H < 1 || H > ids.length)) throw new UsageError(`--decode-from must be between 1 and the number of ids (${ids.length}).`);
-  const model = await loadModel(folder, args.values.get('backend') ?? 'webgpu');
+  const model = await loadModel(folder, args);
   try {
     let result: number[][];
     if (H !== null) {
@@ -91,7 +103,7 @@ async function cmdLogits(argv: string[]): Promise<void> {
 
 async function cmdGenerate(argv: string[]): Promise<void> {
   const args = parseArgs(argv, {
-    values: ['model', 'ids', 'prompt', 'max-new-tokens', 'temperature', 'top-p', 'seed', 'backend'],
+    values: ['model', 'ids', 'prompt', 'max-new-tokens', 'temperature', 'top-p', 'seed', 'backend', 'quant', 'cache-dir'],
     flags: ['greedy', 'json'],
   });
   const dir = resolveModelDir(args.values.get('model'));
@@ -107,7 +119,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const topP = args.values.has('top-p') ? Number(args.values.get('top-p')) : 0.95;
   if (!(temperature >= 0) || !(topP > 0 && topP <= 1)) throw new UsageError('--temperature must be >= 0 and --top-p in (0, 1].');
   const json = args.flags.has('json');
-  const model = await loadModel(folder, args.values.get('backend') ?? 'webgpu');
+  const model = await loadModel(folder, args);
   const tok = folder.tokenizer;
   const stopIds = folder.stopIds;
   const out: number[] = [];
@@ -139,6 +151,24 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   else process.stdout.write(tok ? '\n' : out.join(',') + '\n');
 }
 
+async function cmdQuantize(argv: string[]): Promise<void> {
+  const args = parseArgs(argv, { values: ['model', 'out', 'quant'], flags: ['json'] });
+  const out = args.values.get('out');
+  if (!out) throw new UsageError('--out DIR is required.');
+  const mode = parseQuantMode(args.values.get('quant') ?? 'q4');
+  if (mode === 'none') throw new UsageError('--quant must be q4 or q8 for quantize.');
+  const dir = resolveModelDir(args.values.get('model'));
+  const folder = openModelFolder(dir);
+  if (path.resolve(out) === path.resolve(dir)) throw new UsageError('--out must be another folder than --model.');
+  try {
+    const r = writeQuantizedCheckpoint(folder, path.resolve(out), mode);
+    if (args.flags.has('json')) process.stdout.write(JSON.stringify({ out: path.resolve(out), quant: mode, bytes: r.bytes, quantizedTensors: r.quantized }) + '\n');
+    else process.stdout.write(`${path.resolve(out)}: ${r.quantized} tensors ${mode}, ${(r.bytes / 2 ** 20).toFixed(1)} MiB\n`);
+  } finally {
+    folder.store.close();
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
@@ -162,6 +192,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'complete':
       await cmdComplete(rest);
+      return 0;
+    case 'quantize':
+      await cmdQuantize(rest);
       return 0;
     case undefined:
     case 'help':

@@ -3,7 +3,7 @@
 import * as os from 'os';
 import * as path from 'path';
 import * as fs from 'fs';
-import { answerQuestion, DEFAULT_ANSWER_TOKENS, lookupOnlyNote } from '../engine/ask';
+import { answerQuestion, DEFAULT_ANSWER_TOKENS, questionNote } from '../engine/ask';
 import { completeAt } from '../engine/completion/complete';
 import { resolveModelDir } from '../engine/bundledModel';
 import { UsageError } from '../engine/errors';
@@ -12,6 +12,7 @@ import { modelIdentity } from '../engine/memory/snapshot';
 import { openModelFolder, type LanguageModel } from '../engine/model';
 import { CpuModel } from '../engine/cpu/model';
 import { GpuModel } from '../engine/gpu/model';
+import { parseQuantMode, quantizedModelId } from '../engine/quantLoad';
 import { DEFAULT_MAX_FILE_BYTES } from '../workspace';
 import { intValue, parseArgs, type ParsedArgs } from './args';
 
@@ -61,15 +62,17 @@ async function openWorkspace(args: ParsedArgs, requireWorkspace = true): Promise
   // Attention KV is paged under a GPU budget (default 1 GiB); past the host budget blocks spill to the cache dir.
   const kvBudget = intValue(args, 'kv-budget-mb', 1024) * 2 ** 20;
   const hostBudget = intValue(args, 'kv-host-budget-mb', 8192) * 2 ** 20;
+  // --quant q4|q8 quantizes a float checkpoint at load (planes cached in the cache dir); a quantized one loads as stored.
+  const quant = { mode: parseQuantMode(args.values.get('quant')), cacheDir };
   const model: LanguageModel =
     backend === 'cpu'
-      ? CpuModel.load(folder)
-      : await GpuModel.load(folder, { kv: { gpuBudgetBytes: kvBudget, hostBudgetBytes: hostBudget, spillDir: path.join(cacheDir, 'kv-spill') } });
+      ? CpuModel.load(folder, { quant })
+      : await GpuModel.load(folder, { quant, kv: { gpuBudgetBytes: kvBudget, hostBudgetBytes: hostBudget, spillDir: path.join(cacheDir, 'kv-spill') } });
   // The same walk and ingest options as the extension's (its settings' defaults are these defaults).
   const ingest = workspaceIngest(model, folder.tokenizer!, {
     workspace: ws,
     cacheDir: args.flags.has('no-cache') ? null : cacheDir,
-    modelId: modelIdentity(dir),
+    modelId: quantizedModelId(modelIdentity(dir), quant.mode),
     maxFileBytes: intValue(args, 'max-file-kb', DEFAULT_MAX_FILE_BYTES / 1024) * 1024,
     // gitignore lines, comma-separated, as `files --ignore` takes them (the extension's sidewinder.extraIgnore).
     extraIgnore: (args.values.get('ignore') ?? '').split(',').map((g) => g.trim()).filter((g) => g.length > 0),
@@ -91,7 +94,7 @@ function reportJson(r: IngestReport) {
   };
 }
 
-const COMMON = ['workspace', 'model', 'kv-budget-mb', 'kv-host-budget-mb', 'cache-dir', 'backend', 'max-file-kb', 'ignore'];
+const COMMON = ['workspace', 'model', 'kv-budget-mb', 'kv-host-budget-mb', 'cache-dir', 'backend', 'max-file-kb', 'ignore', 'quant'];
 
 export async function cmdIngest(argv: string[], io: CliStreams = STDIO): Promise<void> {
   const args = parseArgs(argv, { values: COMMON, flags: ['json', 'no-cache'] });
@@ -159,7 +162,7 @@ export async function cmdAsk(argv: string[], io: CliStreams = STDIO): Promise<vo
       );
     } else {
       io.out.write('\n');
-      const note = lookupOnlyNote(tok, question);
+      const note = questionNote(tok, question);
       if (note) io.err.write(`note: ${note}\n`);
     }
   } finally {

@@ -81,6 +81,8 @@ export interface ModelState {
 /** Where the bytes are, for the status-bar gauge and the memory panel. */
 export interface MemoryReport {
   weightsBytes: number;
+  /** The weights' bytes by how they are stored: q4, q8 (group-wise quantized), bf16, f16, f32. */
+  weightsByFormat?: Record<string, number>;
   stateBytes: number; // Mamba conv + SSM state (constant in the context length)
   kvGpuBytes: number; // attention K/V resident on the GPU
   kvHostBytes: number; // K/V paged out to host memory

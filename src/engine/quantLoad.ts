@@ -31,6 +31,14 @@ export function parseQuantMode(value: string | undefined, what = '--quant'): Qua
   throw new UsageError(`${what} must be one of ${QUANT_MODES.join(', ')}; got ${JSON.stringify(value)}.`);
 }
 
+/**
+ * The identity snapshots are keyed by: the model's, plus the mode when it quantizes (a state computed with q4
+ * weights is not the bf16 model's state).
+ */
+export function quantizedModelId(identity: string, mode: QuantMode): string {
+  return mode === 'none' ? identity : `${identity}-${mode}`;
+}
+
 /** The bits a float tensor is quantized to under `mode`; null: kept as stored. */
 export function quantBitsFor(mode: QuantMode, role: TensorRole): QuantBits | null {
   if (mode === 'none' || role === 'other') return null;

@@ -69,6 +69,14 @@ export interface Budgets {
   kvHostBytes: number;
 }
 
+/** ' (q4 18.2 MB, q8 4.3 MB, bf16 0.2 MB)': where the weights' bytes are by format, largest first; '' if one format. */
+export function weightFormats(r: MemoryReport): string {
+  const parts = Object.entries(r.weightsByFormat ?? {}).filter(([, b]) => b > 0).sort((a, b) => b[1] - a[1]);
+  if (parts.length === 0) return '';
+  if (parts.length === 1) return ` (${parts[0][0]})`;
+  return ` (${parts.map(([f, b]) => `${f} ${formatBytes(b)}`).join(', ')})`;
+}
+
 function ofBudget(used: number, budget: number): string {
   return budget > 0 ? `${formatBytes(used)} / ${formatBytes(budget)} (${Math.round((100 * used) / budget)}%)` : formatBytes(used);
 }
@@ -77,7 +85,7 @@ function ofBudget(used: number, budget: number): string {
 export function memoryTable(r: MemoryReport, budgets: Budgets, tokens: number): string {
   const kvGpuBudget = r.kvBudgetBytes > 0 ? r.kvBudgetBytes : budgets.kvGpuBytes;
   const rows: [string, string][] = [
-    ['Weights', formatBytes(r.weightsBytes)],
+    ['Weights', formatBytes(r.weightsBytes) + weightFormats(r)],
     ['Mamba state (constant)', formatBytes(r.stateBytes)],
     ['KV cache on GPU', ofBudget(r.kvGpuBytes, kvGpuBudget)],
     ['KV cache in host memory', ofBudget(r.kvHostBytes, budgets.kvHostBytes)],

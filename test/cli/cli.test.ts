@@ -37,6 +37,38 @@ describe('cli', () => {
     }
   });
 
+  test('--quant q4|q8: quantized at load (WebGPU = CPU reference), cached; `quantize` stores it; bad values refused', async () => {
+    const exp = loadExpected(name);
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cli-quant-'));
+    try {
+      const model = path.join(FIXTURES, name);
+      const ids = exp.ids.join(',');
+      const rowsOf = (r: { stdout: string; stderr: string; code: number }) => {
+        assert.equal(r.code, 0, r.stderr);
+        return (JSON.parse(r.stdout) as { logits: number[][] }).logits.flat();
+      };
+      for (const mode of ['q8', 'q4']) {
+        const gpu = rowsOf(await cli('logits', '--model', model, '--ids', ids, '--quant', mode, '--cache-dir', cacheDir));
+        const cpu = rowsOf(await cli('logits', '--model', model, '--ids', ids, '--quant', mode, '--backend', 'cpu', '--cache-dir', cacheDir));
+        assert.ok(relError(gpu, cpu) < 1e-3, `${mode}: WebGPU vs CPU`);
+        assert.ok(relError(gpu, exp.prefill_logits) > 1e-5, `${mode}: the logits should differ from full precision`);
+        const out = path.join(cacheDir, `stored-${mode}`);
+        const q = await cli('quantize', '--model', model, '--out', out, '--quant', mode, '--json');
+        assert.equal(q.code, 0, q.stderr);
+        const info = JSON.parse(q.stdout) as { out: string; quant: string; bytes: number; quantizedTensors: number };
+        assert.deepEqual(Object.keys(info), ['out', 'quant', 'bytes', 'quantizedTensors']);
+        assert.equal(info.quant, mode);
+        assert.deepEqual(rowsOf(await cli('logits', '--model', out, '--ids', ids)), gpu, `${mode}: stored = quantized at load`);
+      }
+      assert.ok(fs.readdirSync(path.join(cacheDir, 'quantized')).length === 2, 'one cache file per mode');
+      const bad = await cli('logits', '--model', model, '--ids', ids, '--quant', 'int4');
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /--quant must be one of q4, q8, none; got "int4"/);
+    } finally {
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
   test('logits --decode-from H: rows for positions H-1 .. end', async () => {
     const exp = loadExpected(name);
     const r = await cli('logits', '--model', path.join(FIXTURES, name), '--ids', exp.ids.join(','), '--decode-from', String(exp.decode_from));

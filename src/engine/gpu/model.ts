@@ -172,11 +172,15 @@ export class GpuModel implements LanguageModel {
   memory(): MemoryReport {
     const seen = new Set<GpuWeight>();
     let weightsBytes = 0;
+    const byFormat: Record<string, number> = {};
     const visit = (t: unknown): void => {
       if (!t || typeof t !== 'object') return;
       if ('parts' in t && 'format' in t) {
         const g = t as GpuWeight;
-        if (!seen.has(g)) weightsBytes += (seen.add(g), g.bytes);
+        if (seen.has(g)) return;
+        seen.add(g);
+        weightsBytes += g.bytes;
+        byFormat[g.format] = (byFormat[g.format] ?? 0) + g.bytes;
       } else for (const v of Object.values(t)) visit(v);
     };
     visit(this.w);
@@ -187,6 +191,7 @@ export class GpuModel implements LanguageModel {
     const paged = this.sparseKv?.bytes() ?? { gpu: 0, host: 0, disk: 0 };
     return {
       weightsBytes,
+      weightsByFormat: byFormat,
       stateBytes: st.mamba,
       kvGpuBytes: st.kv + paged.gpu,
       kvHostBytes: paged.host,
