@@ -11,6 +11,7 @@ import { CpuModel } from '../engine/cpu/model';
 import { downloadModel, DownloadError, type DownloadProgress as EngineDownloadProgress } from '../engine/download';
 import { DeviceLostError, GpuError, ModelFormatError, UnsupportedModelError, UsageError, WebGPUNotAvailableError } from '../engine/errors';
 import { GpuModel, type GpuModelOptions } from '../engine/gpu/model';
+import { quantizedModelId } from '../engine/quantLoad';
 import { workspaceIngest } from '../engine/ingest';
 import { modelIdentity } from '../engine/memory/snapshot';
 import { openModelFolder, type LanguageModel } from '../engine/model';
@@ -76,11 +77,14 @@ export const engineBackend: EngineBackend = {
       let model: LanguageModel;
       let adapter: string | null = null;
       let lost: Promise<string> | null = null;
-      if (p.backend === 'cpu') model = CpuModel.load(folder);
+      // Quantized planes are cached next to the snapshots, keyed by the model and the mode.
+      const quant = { mode: p.quant ?? 'none', cacheDir: p.cacheDir };
+      if (p.backend === 'cpu') model = CpuModel.load(folder, { quant });
       else {
         await preloadWebgpu();
         // Attention KV is paged under the GPU budget (0: dense, unbounded); past the host budget it spills to disk.
         const options: GpuModelOptions = {
+          quant,
           kv:
             p.kvGpuBudgetBytes > 0
               ? {
@@ -96,7 +100,7 @@ export const engineBackend: EngineBackend = {
         lost = gpuModel.gpu.lost;
         model = gpuModel;
       }
-      const modelId = modelIdentity(p.modelDir);
+      const modelId = quantizedModelId(modelIdentity(p.modelDir), quant.mode);
       return {
         model,
         tokenizer,

@@ -118,6 +118,7 @@ export class EngineHost implements vscode.Disposable {
         cacheDir,
         kvGpuBudgetBytes: s.kvGpuBudgetMB * 1024 * 1024,
         kvHostBudgetBytes: s.kvHostBudgetMB * 1024 * 1024,
+        quant: s.quantization,
       });
       this.log.info(
         `model ${info.architecture} loaded on ${info.backend}${info.adapter ? ` (${info.adapter})` : ''}: ${info.layers.mamba} Mamba + ` +

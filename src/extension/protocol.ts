@@ -36,6 +36,8 @@ export interface LoadParams {
   cacheDir: string;
   kvGpuBudgetBytes: number; // 0: unbounded
   kvHostBudgetBytes: number;
+  /** sidewinder.quantization: a float checkpoint's matrices quantized at load (cached under cacheDir); default none. */
+  quant?: 'q4' | 'q8' | 'none';
 }
 export interface LoadResult {
   modelId: string;

@@ -9,6 +9,8 @@ export interface Settings {
   /** Model folder (config.json + safetensors + tokenizer); '' means the bundled default model. */
   readonly model: string;
   readonly backend: Backend;
+  /** sidewinder.quantization: quantize a float checkpoint at load (a quantized one, the bundled model, loads as stored). */
+  readonly quantization: 'q4' | 'q8' | 'none';
   readonly kvGpuBudgetMB: number; // 0: unbounded
   readonly kvHostBudgetMB: number;
   readonly maxFileKB: number;
@@ -34,9 +36,11 @@ export function readSettings(get: (key: string) => unknown): Settings {
   const model = get('model');
   const backend = get('backend');
   const extra = get('extraIgnore');
+  const quant = get('quantization');
   return Object.freeze({
     model: typeof model === 'string' ? model.trim() : '',
     backend: backend === 'cpu' ? 'cpu' : 'webgpu',
+    quantization: quant === 'q4' || quant === 'q8' ? quant : 'none',
     kvGpuBudgetMB: int(get('kvGpuBudgetMB'), 1024, 0, 1 << 20),
     kvHostBudgetMB: int(get('kvHostBudgetMB'), 4096, 0, 1 << 22),
     maxFileKB: int(get('maxFileKB'), 512, 1, 1 << 20),
@@ -55,7 +59,7 @@ export function readSettings(get: (key: string) => unknown): Settings {
 
 /** Settings whose change needs the engine reloaded (the rest apply to the next request). */
 export function needsEngineRestart(a: Settings, b: Settings): boolean {
-  return a.model !== b.model || a.backend !== b.backend || a.kvGpuBudgetMB !== b.kvGpuBudgetMB || a.kvHostBudgetMB !== b.kvHostBudgetMB;
+  return a.model !== b.model || a.backend !== b.backend || a.quantization !== b.quantization || a.kvGpuBudgetMB !== b.kvGpuBudgetMB || a.kvHostBudgetMB !== b.kvHostBudgetMB;
 }
 
 /** Settings whose change needs the workspace re-read. */

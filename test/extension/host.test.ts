@@ -77,6 +77,12 @@ test('settings: defaults, clamping, bad values ignored', () => {
   assert.ok(needsEngineRestart(d, s));
   assert.ok(needsReingest(d, s));
   assert.ok(!needsEngineRestart(d, readSettings(() => undefined)));
+  // sidewinder.quantization: none by default, q4/q8 taken, anything else falls back; a change reloads the model.
+  assert.equal(d.quantization, 'none');
+  const q4 = readSettings((k) => (k === 'quantization' ? 'q4' : undefined));
+  assert.equal(q4.quantization, 'q4');
+  assert.equal(readSettings((k) => (k === 'quantization' ? 'int4' : undefined)).quantization, 'none');
+  assert.ok(needsEngineRestart(d, q4));
 });
 
 test('paths from model output resolve only to files inside the workspace', () => {
