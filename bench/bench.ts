@@ -1,4 +1,4 @@
-// npm run bench -- --shape granite-4.0-h-350m [--dtype bf16|f16|f32] [--prompt 2048] [--decode 128]
+// npm run bench -- --shape granite-4.0-h-350m [--dtype bf16|f16|f32] [--quant bf16,q8,q4] [--prompt 2048] [--decode 128]
 //                  [--ingest DIR [--max-tokens N] [--kv-budget-mb N] [--chunk N] [--gpu-profile]]
 //                  [--completions N [--during-sync DIR --max-tokens N]]
 //                  [--peak-gbps N] [--peak-tflops N] [--gpu-name NAME] [--json FILE]
@@ -15,6 +15,8 @@ import { GpuModel } from '../src/engine/gpu/model';
 import { loadWeights, type ModelWeights } from '../src/engine/models/weights';
 import { parseArgs, intValue } from '../src/cli/args';
 import { f32ToF16 } from '../src/engine/safetensors';
+import { quantize } from '../src/engine/quant';
+import { quantBitsFor } from '../src/engine/quantLoad';
 import { WorkspaceIngest, type IngestProgress } from '../src/engine/ingest';
 import { frameFile, readWorkspaceFile, walkWorkspace } from '../src/workspace';
 import { completeAt } from '../src/engine/completion/complete';
@@ -66,6 +68,27 @@ function randomWeights(gpu: Gpu, cfg: ModelConfig, dtype: Dtype): ModelWeights<G
   return loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
 }
 
+/** The same random weights quantized as `--quant` loads a float checkpoint (src/engine/quantLoad.ts quantBitsFor). */
+function randomQuantizedWeights(gpu: Gpu, cfg: ModelConfig, mode: 'q4' | 'q8'): ModelWeights<GpuWeight> {
+  let seed = 1;
+  return loadWeights(cfg, { has: () => false }, (name, shape, role) => {
+    const bytes = randomTensor(name, shape, 'F32', seed++);
+    const bits = quantBitsFor(mode, role);
+    if (bits === null || shape.length < 2) return gpu.uploadWeight(name, bytes, 'F32', shape);
+    const K = shape[shape.length - 1];
+    const f = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    return gpu.uploadQuantized(name, quantize(f, f.length / K, K, bits), shape);
+  });
+}
+
+/** A weight format the decode/prefill bench runs: a float dtype, or q8 / q4 (group-wise quantized). */
+type BenchFormat = 'bf16' | 'f16' | 'f32' | 'q8' | 'q4';
+
+function benchWeights(gpu: Gpu, cfg: ModelConfig, format: BenchFormat): ModelWeights<GpuWeight> {
+  if (format === 'q8' || format === 'q4') return randomQuantizedWeights(gpu, cfg, format);
+  return randomWeights(gpu, cfg, format.toUpperCase() as Dtype);
+}
+
 function weightBytes(w: ModelWeights<GpuWeight>): { total: number; perToken: number } {
   const seen = new Set<GpuWeight>();
   let total = 0;
@@ -115,7 +138,7 @@ function hostCopyGBps(): number {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
-    values: ['shape', 'dtype', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk', 'ingest', 'max-tokens', 'kv-budget-mb', 'tokenizer', 'completions', 'during-sync', 'gpu-name'],
+    values: ['shape', 'dtype', 'quant', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk', 'ingest', 'max-tokens', 'kv-budget-mb', 'tokenizer', 'completions', 'during-sync', 'gpu-name'],
     flags: ['gpu-profile'],
   });
   const shapeName = args.values.get('shape') ?? 'granite-4.0-h-350m';
@@ -168,10 +191,38 @@ async function main(): Promise<void> {
     return;
   }
   console.error(`adapter: ${info.vendor} ${info.architecture} ${info.description} ${info.device}`);
+  // --quant bf16,q8,q4: the same shape with each weight format, one after another in this process (side by side).
+  const formats = (args.values.get('quant') ?? dtype.toLowerCase()).split(',').map((f) => f.trim()) as BenchFormat[];
+  for (const f of formats) if (!['bf16', 'f16', 'f32', 'q8', 'q4'].includes(f)) throw new Error(`--quant: unknown format ${f}; use bf16, f16, f32, q8, q4`);
+  const peaks = { gbps: args.values.has('peak-gbps') ? Number(args.values.get('peak-gbps')) : undefined, tflops: args.values.has('peak-tflops') ? Number(args.values.get('peak-tflops')) : undefined };
+  const runs = [];
+  for (const format of formats) runs.push(await benchDecodePrefill(gpu, cfg, format, { shapeName, promptLen, decodeLen, chunk, peaks }));
+  if (runs.length > 1) {
+    console.error('format   weights MB   prefill tok/s   (of FMA peak)   decode tok/s   (of bandwidth roofline)   GPU memory MB');
+    for (const r of runs) {
+      const pr = r.prefillComputeRooflineRatio === null ? '   -' : `${(100 * r.prefillComputeRooflineRatio).toFixed(1)}%`;
+      console.error(`${r.weights.padEnd(6)} ${(r.weightsBytes / 2 ** 20).toFixed(1).padStart(11)} ${r.prefillTokensPerSecond.toFixed(0).padStart(15)} ${pr.padStart(15)} ${r.decodeTokensPerSecond.toFixed(1).padStart(14)} ${(100 * r.decodeRooflineRatio).toFixed(1).padStart(24)}% ${(r.gpuBytes / 2 ** 20).toFixed(0).padStart(15)}`);
+    }
+  }
+  const result = runs.length === 1 ? runs[0] : { shape: shapeName, adapter: runs[0].adapter, date: runs[0].date, runs };
+  console.log(JSON.stringify(result, null, 2));
+  if (args.values.has('json')) fs.writeFileSync(args.values.get('json')!, JSON.stringify(result, null, 2) + '\n');
+  gpu.destroy();
+}
+
+/**
+ * Decode and prefill tokens/s at a shape with random weights in one format, and their ratios to the rooflines:
+ * decode against the bytes a token reads (the weights as stored, the Mamba state twice, the KV), prefill against
+ * the f32 FMA rate.
+ */
+async function benchDecodePrefill(gpu: Gpu, cfg: ModelConfig, format: BenchFormat, o: { shapeName: string; promptLen: number; decodeLen: number; chunk: number; peaks: { gbps?: number; tflops?: number } }) {
+  const { shapeName, promptLen, decodeLen, chunk } = o;
+  const info = gpu.adapterInfo;
+  const gpuBefore = gpu.bytesAllocated();
   const tLoad = performance.now();
-  const weights = randomWeights(gpu, cfg, dtype);
+  const weights = benchWeights(gpu, cfg, format);
   await gpu.device.queue.onSubmittedWorkDone();
-  console.error(`random weights uploaded in ${((performance.now() - tLoad) / 1000).toFixed(1)} s`);
+  console.error(`${format}: random weights uploaded in ${((performance.now() - tLoad) / 1000).toFixed(1)} s`);
   const wb = weightBytes(weights);
   const model = GpuModel.fromWeights(gpu, cfg, weights, { prefillChunk: chunk, kvCapacity: promptLen + decodeLen + 16 });
   const vocab = cfg.vocabSize;
@@ -210,8 +261,8 @@ async function main(): Promise<void> {
   // Datasheet peaks (SXM parts): HBM bandwidth and dense f32 FMA rate. Elsewhere the host copy bandwidth.
   const known = /H200/i.test(`${info.description} ${info.device}`) ? { gbps: 4800, tflops: 67 }
     : /H100/i.test(`${info.description} ${info.device}`) ? { gbps: 3350, tflops: 67 } : null;
-  const peakGBps = args.values.has('peak-gbps') ? Number(args.values.get('peak-gbps')) : known ? known.gbps : hostCopyGBps();
-  const peakTflops = args.values.has('peak-tflops') ? Number(args.values.get('peak-tflops')) : known ? known.tflops : NaN;
+  const peakGBps = o.peaks.gbps ?? (known ? known.gbps : hostCopyGBps());
+  const peakTflops = o.peaks.tflops ?? (known ? known.tflops : NaN);
   const st = model.stateBytes();
   const ctx = promptLen + decodeLen / 2;
   const a = cfg.attention;
@@ -221,12 +272,14 @@ async function main(): Promise<void> {
   const rooflineTps = (peakGBps * 1e9) / bytesPerToken;
   const prefillTps = promptLen / prefillS;
   const flops = matmulFlopsPerToken(cfg);
+  const gpuBytes = gpu.bytesAllocated() - gpuBefore; // weights, state, KV and scratch of this model
   const result = {
     shape: shapeName,
-    dtype,
+    weights: format,
     adapter: `${info.vendor} ${info.architecture} ${info.description}`.trim(),
     date: new Date().toISOString(),
     weightsBytes: wb.total,
+    gpuBytes,
     mambaStateBytes: st.mamba,
     promptTokens: promptLen,
     prefillChunk: chunk,
@@ -243,10 +296,8 @@ async function main(): Promise<void> {
     decodeDispatchesPerToken: model.dispatchesPerToken(),
     logitsFinite: finite,
   };
-  console.log(JSON.stringify(result, null, 2));
-  if (args.values.has('json')) fs.writeFileSync(args.values.get('json')!, JSON.stringify(result, null, 2) + '\n');
   model.dispose();
-  gpu.destroy();
+  return result;
 }
 
 /** The first maxTokens tokens of DIR in ingest order, copied to `ws` with their mtimes. */

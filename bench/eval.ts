@@ -1,5 +1,5 @@
 // npm run eval -- [--model DIR] --data DIR [--files N] [--fim N] [--lookup N] [--lengths 4096,16384,65536]
-//                 [--backend webgpu|cpu] [--attention-blocks N] [--json FILE]
+//                 [--backend webgpu|cpu] [--attention-blocks N] [--quant q4|q8|none] [--json FILE]
 //
 // Quality of a model on code it has not seen (DIR should hold held-out sources: packages left out of
 // training, see train/data.py HELD_OUT), measured on the engine itself:
@@ -22,6 +22,7 @@ import { openModelFolder, type LanguageModel } from '../src/engine/model';
 import { rng } from '../src/engine/sampling';
 import { definedNames, frameFile, readWorkspaceFile, walkWorkspace } from '../src/workspace';
 import { intValue, parseArgs } from '../src/cli/args';
+import { parseQuantMode } from '../src/engine/quantLoad';
 
 interface SourceFile {
   path: string;
@@ -38,7 +39,7 @@ function logSoftmaxAt(row: Float32Array, id: number): number {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
-    values: ['model', 'data', 'files', 'fim', 'lookup', 'lengths', 'backend', 'json', 'seed', 'attention-blocks'],
+    values: ['model', 'data', 'files', 'fim', 'lookup', 'lengths', 'backend', 'json', 'seed', 'attention-blocks', 'quant'],
     flags: ['rename-paths'],
   });
   const modelDir = resolveModelDir(args.values.get('model')); // default: the bundled model
@@ -47,8 +48,10 @@ async function main(): Promise<void> {
   const folder = openModelFolder(modelDir, { requireTokenizer: true });
   const tok = folder.tokenizer!;
   const attentionBlocks = intValue(args, 'attention-blocks', 64);
+  // --quant q4|q8: the model's float weights quantized at load, as `--quant` does everywhere (perplexity vs bf16).
+  const quant = { mode: parseQuantMode(args.values.get('quant')) };
   const model: LanguageModel =
-    args.values.get('backend') === 'cpu' ? CpuModel.load(folder) : await GpuModel.load(folder, { kv: { gpuBudgetBytes: 1 << 30, attentionBlocks } });
+    args.values.get('backend') === 'cpu' ? CpuModel.load(folder, { quant }) : await GpuModel.load(folder, { quant, kv: { gpuBudgetBytes: 1 << 30, attentionBlocks } });
   const random = rng(intValue(args, 'seed', 1));
   const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)];
 
