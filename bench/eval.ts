@@ -7,12 +7,19 @@
 // - FIM next-line exact match: a line cut out of a held-out file, completed with prefix and suffix;
 // - definition lookup: a synthetic workspace of held-out files of about L tokens, then
 //   "Where is `NAME` defined?" (the `ask` framing); correct when the answer names the defining file (and, as
-//   partial credit, when it names the file without its folders); the first answers of each length are kept.
+//   partial credit, when it names the file without its folders); the first answers of each length are kept;
+// - the five question kinds (--kinds N, default 0: off): one synthetic workspace of about L tokens per length,
+//   N questions of each kind about it in their canonical form, answered as `ask` answers them (answerQuestion,
+//   with its answer constraint), scored against the ground truth of src/workspace/symbols.ts: definition, the
+//   path exactly; usages, F1 of the path sets ("none" is the empty set); signature and summary, the answer's
+//   first line exactly; outline, F1 of the name sets ("nothing" is the empty set). Subjects are drawn so that the
+//   ground truth exists: names defined in one file of the workspace, for usages names used in another file too,
+//   for summary half with a docstring (when there are both), for outline the workspace's files.
 // On WebGPU the K/V is paged as in the product (1 GiB budget): past --attention-blocks blocks of 64 tokens (default
 // 64, the engine's) each query attends to a Quest selection of blocks; a larger N keeps longer contexts dense.
 
 import * as fs from 'fs';
-import { ASK_EXACT_TAIL, onFork, pathAnswerConstraint, questionTokens } from '../src/engine/ask';
+import { answerQuestion, ASK_EXACT_TAIL, kindQuestion, onFork, pathAnswerConstraint, questionTokens } from '../src/engine/ask';
 import { resolveModelDir } from '../src/engine/bundledModel';
 import { completeAt } from '../src/engine/completion/complete';
 import { CpuModel } from '../src/engine/cpu/model';
@@ -20,13 +27,45 @@ import type { GenerateOptions } from '../src/engine/generate';
 import { GpuModel } from '../src/engine/gpu/model';
 import { openModelFolder, type LanguageModel } from '../src/engine/model';
 import { rng } from '../src/engine/sampling';
-import { definedNames, frameFile, readWorkspaceFile, walkWorkspace } from '../src/workspace';
+import {
+  answerText,
+  definedNames,
+  frameFile,
+  listedNames,
+  readWorkspaceFile,
+  summaryOf,
+  usagesOf,
+  walkWorkspace,
+  type QuestionKind,
+  type SourceText,
+} from '../src/workspace';
 import { intValue, parseArgs } from '../src/cli/args';
 import { parseQuantMode } from '../src/engine/quantLoad';
 
 interface SourceFile {
   path: string;
   text: string;
+}
+
+const KINDS: readonly QuestionKind[] = ['definition', 'usages', 'signature', 'summary', 'outline'];
+/** Answer tokens per kind: up to 5 paths; a signature or sentence of up to 200 characters and a path; names. */
+const KIND_ANSWER_TOKENS: Record<QuestionKind, number> = { definition: 32, usages: 96, signature: 96, summary: 112, outline: 160 };
+
+/** The items of an answer in backticks (paths, names); none for "none" or "nothing". */
+const codeItems = (answer: string) => new Set([...answer.matchAll(/`([^`]+)`/g)].map((m) => m[1]));
+
+/** F1 of two sets; two empty sets agree. */
+function f1(got: Set<string>, want: Set<string>): number {
+  if (!got.size && !want.size) return 1;
+  const both = [...got].filter((x) => want.has(x)).length;
+  return both ? (2 * both) / (got.size + want.size) : 0;
+}
+
+/** How well `answer` matches the ground truth `truth` of a question of `kind` (see the header): 0 to 1. */
+function kindScore(kind: QuestionKind, answer: string, truth: string): number {
+  const firstLine = answer.trim().split('\n')[0].trim();
+  if (kind === 'usages' || kind === 'outline') return f1(codeItems(firstLine), codeItems(truth));
+  return firstLine === truth ? 1 : 0;
 }
 
 function logSoftmaxAt(row: Float32Array, id: number): number {
@@ -39,7 +78,7 @@ function logSoftmaxAt(row: Float32Array, id: number): number {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
-    values: ['model', 'data', 'files', 'fim', 'lookup', 'lengths', 'backend', 'json', 'seed', 'attention-blocks', 'quant'],
+    values: ['model', 'data', 'files', 'fim', 'lookup', 'kinds', 'lengths', 'backend', 'json', 'seed', 'attention-blocks', 'quant'],
     flags: ['rename-paths'],
   });
   const modelDir = resolveModelDir(args.values.get('model')); // default: the bundled model
@@ -135,6 +174,20 @@ async function main(): Promise<void> {
     };
   };
   result.lookupPathsRenamed = renamePaths;
+  // Held-out files drawn at random, framed, until about L tokens (the earliest dropped to fit), none that `skip`s.
+  const sampleWorkspace = (L: number, rename: (p: string) => string, skip: (f: SourceFile, chosen: readonly { path: string; ids: number[] }[]) => boolean) => {
+    const chosen: { path: string; text: string; ids: number[] }[] = [];
+    let size = 0;
+    for (let guard = 0; size < L && guard < 10 * files.length; guard++) {
+      const f = pick(files);
+      if (skip(f, chosen)) continue;
+      const ids = frame({ path: rename(f.path), text: f.text });
+      chosen.push({ path: rename(f.path), text: f.text, ids });
+      size += ids.length;
+    }
+    while (chosen.length && size > L) size -= chosen.shift()!.ids.length;
+    return chosen;
+  };
   const names = new Map(files.map((f) => [f, definedNames(f.text)]));
   const withDefs = files.filter((f) => names.get(f)!.length > 0);
   for (const L of lengths) {
@@ -147,17 +200,8 @@ async function main(): Promise<void> {
       const name = pick(names.get(target)!);
       const rename = renamePaths ? renamer() : (p: string) => p;
       const expected = rename(target.path);
-      const chosen: { path: string; ids: number[] }[] = [];
-      let size = 0;
-      for (let guard = 0; size < L && guard < 10 * files.length; guard++) {
-        const f = pick(files);
-        if (f.path === target.path || names.get(f)!.includes(name)) continue; // one right answer
-        const ids = frame({ path: rename(f.path), text: f.text });
-        chosen.push({ path: rename(f.path), ids });
-        size += ids.length;
-      }
-      while (chosen.length && size > L) size -= chosen.shift()!.ids.length;
-      chosen.splice(Math.floor(random() * (chosen.length + 1)), 0, { path: expected, ids: frame({ path: expected, text: target.text }) });
+      const chosen = sampleWorkspace(L, rename, (f) => f.path === target.path || names.get(f)!.includes(name)); // one right answer
+      chosen.splice(Math.floor(random() * (chosen.length + 1)), 0, { path: expected, text: target.text, ids: frame({ path: expected, text: target.text }) });
       model.reset();
       for (const c of chosen) await model.forward(c.ids, { skipLogits: true });
       // The model's own answer, then (for a path-answering model) the answer kept to the workspace's paths, as
@@ -187,6 +231,60 @@ async function main(): Promise<void> {
   result.definitionLookupFileNameAccuracy = lookupName;
   result.definitionLookupKeptToPathsAccuracy = lookupKept;
   result.definitionLookupExamples = examples;
+
+  // 4. The five question kinds, on one workspace per length.
+  const perKind = intValue(args, 'kinds', 0);
+  if (perKind > 0) {
+    const kinds = Object.fromEntries(KINDS.map((k) => [k, {} as Record<string, number | null>])) as Record<QuestionKind, Record<string, number | null>>;
+    const kindExamples: { length: number; kind: QuestionKind; question: string; expected: string; answer: string }[] = [];
+    const lengthOf = new Map<SourceFile, number>();
+    const framedLength = (f: SourceFile) => lengthOf.get(f) ?? lengthOf.set(f, frame(f).length).get(f)!;
+    for (const L of lengths) {
+      const rename = renamePaths ? renamer() : (p: string) => p;
+      // Each file once (a path listed twice would be two answers to one question), and only files that fit in what
+      // is left of L (dropping the earliest to fit a long file would often leave that file alone).
+      const fits = (f: SourceFile, ws: readonly { path: string; ids: number[] }[]) => framedLength(f) <= L - ws.reduce((n, c) => n + c.ids.length, 0);
+      const chosen = sampleWorkspace(L, rename, (f, ws) => ws.some((c) => c.path === rename(f.path)) || !fits(f, ws));
+      model.reset();
+      for (const c of chosen) await model.forward(c.ids, { skipLogits: true });
+      const ws: SourceText[] = chosen.map(({ path, text }) => ({ path, text }));
+      const statePaths = ws.map((f) => f.path);
+      const definers = new Map<string, number>();
+      for (const f of ws) for (const n of listedNames(f.text)) definers.set(n, (definers.get(n) ?? 0) + 1);
+      const defined = [...definers].filter(([, count]) => count === 1).map(([n]) => n);
+      const documented = defined.filter((n) => summaryOf(n, ws)!.sentence !== null);
+      const undocumented = defined.filter((n) => summaryOf(n, ws)!.sentence === null);
+      const draw = (xs: string[], n: number) => (xs.length ? Array.from({ length: n }, () => pick(xs)) : []);
+      const subjects: Record<QuestionKind, string[]> = {
+        definition: draw(defined, perKind),
+        usages: draw(defined.filter((n) => usagesOf(n, ws).length > 0), perKind),
+        signature: draw(defined, perKind),
+        summary: documented.length && undocumented.length ? [...draw(documented, Math.ceil(perKind / 2)), ...draw(undocumented, Math.floor(perKind / 2))] : draw(defined, perKind),
+        outline: draw(statePaths, perKind),
+      };
+      for (const kind of KINDS) {
+        let score = 0;
+        for (const subject of subjects[kind]) {
+          const question = kindQuestion(kind, subject);
+          const expected = answerText(kind, subject, ws)!;
+          const answer = answerQuestion(model, tok, { question, statePaths, maxNewTokens: KIND_ANSWER_TOKENS[kind] });
+          const ids: number[] = [];
+          for await (const id of answer.tokens()) ids.push(id);
+          const text = tok.decode(ids).trim();
+          score += kindScore(kind, text, expected);
+          if (kindExamples.filter((e) => e.length === L && e.kind === kind).length < 2) kindExamples.push({ length: L, kind, question, expected, answer: text });
+        }
+        kinds[kind][String(L)] = subjects[kind].length ? +(score / subjects[kind].length).toFixed(3) : null;
+      }
+    }
+    result.kinds = kinds;
+    result.kindsQuestions = perKind;
+    result.kindsExamples = kindExamples;
+    // The table on stderr, so that stdout stays one JSON object.
+    const cell = (v: number | null | undefined) => (v === null || v === undefined ? '-' : v.toFixed(3)).padStart(8);
+    console.error(['kind'.padEnd(12), ...lengths.map((L) => String(L).padStart(8))].join(''));
+    for (const kind of KINDS) console.error([kind.padEnd(12), ...lengths.map((L) => cell(kinds[kind][String(L)]))].join(''));
+  }
   console.log(JSON.stringify(result, null, 2));
   if (args.values.has('json')) fs.writeFileSync(args.values.get('json')!, JSON.stringify(result, null, 2) + '\n');
   model.dispose();

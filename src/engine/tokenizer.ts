@@ -20,6 +20,12 @@ export interface SpecialTokens {
   fileDefs: boolean;
   /** The footer indexes them instead, one `NAME` `path` line each (tokenizer_config.json "sidewinder_file_index"). */
   fileIndex: boolean;
+  /**
+   * With the index, the model answers five kinds of question (where a name is defined and used, its parameters, what
+   * it does, what a file defines; engine/ask.ts) rather than definitions only (tokenizer_config.json
+   * "sidewinder_question_kinds").
+   */
+  questionKinds: boolean;
 }
 
 /**
@@ -69,6 +75,7 @@ export class TextTokenizer {
       fileFooter: config['sidewinder_file_footer'] === true,
       fileDefs: config['sidewinder_file_footer'] === true && config['sidewinder_file_defs'] === true,
       fileIndex: config['sidewinder_file_footer'] === true && config['sidewinder_file_index'] === true,
+      questionKinds: config['sidewinder_file_footer'] === true && config['sidewinder_file_index'] === true && config['sidewinder_question_kinds'] === true,
     };
   }
 

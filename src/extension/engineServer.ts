@@ -9,7 +9,7 @@
 // (between files read, after the restore, after each chunk, before the save) and an answer between its tokens;
 // a completion that arrives meanwhile runs there, on what the state holds so far.
 
-import { answerQuestion, lookupOnlyNote } from '../engine/ask';
+import { answerQuestion, questionNote } from '../engine/ask';
 import type { IngestProgress, IngestReport, SyncOptions } from '../engine/ingest';
 import type { LanguageModel, MemoryReport } from '../engine/model';
 import type { SpecialTokens } from '../engine/tokenizer';
@@ -432,7 +432,7 @@ export class EngineServer {
     const text = ids.length ? tok.decode(ids) : '';
     if (text.startsWith(sent) && text.length > sent.length) stream({ text: text.slice(sent.length) });
     this.emitMemory();
-    const note = lookupOnlyNote(tok, p.question);
+    const note = questionNote(tok, p.question);
     return { answer: text.trim(), tokens: ids.length, stoppedBy, ...(note ? { note } : {}) };
   }
 

@@ -46,7 +46,7 @@ export function definedNames(text: string): string[] {
 }
 
 /** The names a footer lists: each defined name once, in order, at most MAX_LISTED_DEFINITIONS. */
-function listedNames(text: string): string[] {
+export function listedNames(text: string): string[] {
   return [...new Set(definedNames(text))].slice(0, MAX_LISTED_DEFINITIONS);
 }
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { canonicalQuestion, lookupOnlyNote, onFork, pathAnswerConstraint, questionTokens } from '../../src/engine/ask';
+import { canonicalQuestion, onFork, pathAnswerConstraint, questionNote, questionTokens } from '../../src/engine/ask';
 import { chatFormat } from '../../src/engine/chat';
 import { CpuModel } from '../../src/engine/cpu/model';
 import { WorkspaceIngest } from '../../src/engine/ingest';
@@ -99,9 +99,9 @@ describe('answers kept to the workspace paths', () => {
     const plain = openModelFolder(path.join(FIXTURES, 'granite-dense-nope')).tokenizer!;
     assert.equal(canonicalQuestion(plain, 'where is completeAt defined'), 'where is completeAt defined', 'other models read the question as typed');
     // Asked something else, a lookup-only model still names a file: the user is told so.
-    assert.match(lookupOnlyNote(tok, 'What does completeAt do?') ?? '', /answers "Where is NAME defined\?" .* chat model/);
-    assert.equal(lookupOnlyNote(tok, 'where is completeAt defined'), null);
-    assert.equal(lookupOnlyNote(plain, 'What does completeAt do?'), null, 'a chat model answers anything');
+    assert.match(questionNote(tok, 'What does completeAt do?') ?? '', /answers "Where is NAME defined\?" .* chat model/);
+    assert.equal(questionNote(tok, 'where is completeAt defined'), null);
+    assert.equal(questionNote(plain, 'What does completeAt do?'), null, 'a chat model answers anything');
   });
 
   test('ask with the constraint names a file of the state, the best one by the model', async () => {

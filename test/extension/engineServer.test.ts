@@ -13,7 +13,7 @@ import { EngineRequestError, PROTOCOL_VERSION, type EngineEvent, type LoadParams
 // ---- a scripted model: after each prompt it "generates" `script`, one character per step, then EOS ---------
 
 const EOS = 0;
-const SPECIAL = { eos: EOS, fimPrefix: 1, fimSuffix: 2, fimMiddle: 3, fimPad: null, fileSep: 4, fileName: null, fileFooter: false, fileDefs: false, fileIndex: false };
+const SPECIAL = { eos: EOS, fimPrefix: 1, fimSuffix: 2, fimMiddle: 3, fimPad: null, fileSep: 4, fileName: null, fileFooter: false, fileDefs: false, fileIndex: false, questionKinds: false };
 const OFFSET = 10; // character c is token c.charCodeAt(0) + OFFSET
 const VOCAB = OFFSET + 128;
 
