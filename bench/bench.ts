@@ -12,10 +12,11 @@ import * as fs from 'fs';
 import { configFromJson, type ModelConfig } from '../src/engine/config';
 import { Gpu, type GpuWeight } from '../src/engine/gpu/device';
 import { GpuModel } from '../src/engine/gpu/model';
+import { CommandList } from '../src/engine/gpu/ops';
 import { loadWeights, type ModelWeights } from '../src/engine/models/weights';
 import { parseArgs, intValue } from '../src/cli/args';
 import { f32ToF16 } from '../src/engine/safetensors';
-import { quantize } from '../src/engine/quant';
+import { groupWords, quantize, type QuantBits, type QuantizedWeight } from '../src/engine/quant';
 import { quantBitsFor } from '../src/engine/quantLoad';
 import { WorkspaceIngest, type IngestProgress } from '../src/engine/ingest';
 import { frameFile, readWorkspaceFile, walkWorkspace } from '../src/workspace';
@@ -31,7 +32,10 @@ type Dtype = 'F32' | 'F16' | 'BF16';
 
 /** Deterministic pseudo-random weights; norms near 1, Mamba A_log/dt_bias/D in their trained ranges. */
 function randomTensor(name: string, shape: number[], dtype: Dtype, seed: number): Uint8Array {
-  const n = shape.reduce((a, b) => a * b, 1);
+  const total = shape.reduce((a, b) => a * b, 1);
+  // Values past the first 2^20 repeat them (speed does not depend on the values; a 350m shape's 340M values
+  // took ~45 s to draw one by one on the GPU machine's host).
+  const n = Math.min(total, 1 << 20);
   let s = seed >>> 0;
   const next = () => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
@@ -45,12 +49,16 @@ function randomTensor(name: string, shape: number[], dtype: Dtype, seed: number)
     if (name.endsWith('.D')) return 1 + next();
     return (2 * next()) / Math.sqrt(fan);
   };
-  if (dtype === 'F32') {
-    const a = new Float32Array(n);
-    for (let i = 0; i < n; i++) a[i] = value();
+  const tile = <A extends Float32Array | Uint16Array>(a: A): Uint8Array => {
+    for (let i = n; i < total; i += n) a.copyWithin(i, 0, Math.min(n, total - i));
     return new Uint8Array(a.buffer);
+  };
+  if (dtype === 'F32') {
+    const a = new Float32Array(total);
+    for (let i = 0; i < n; i++) a[i] = value();
+    return tile(a);
   }
-  const u = new Uint16Array(n);
+  const u = new Uint16Array(total);
   const f = new Float32Array(1);
   const bits = new Uint32Array(f.buffer);
   for (let i = 0; i < n; i++) {
@@ -58,7 +66,7 @@ function randomTensor(name: string, shape: number[], dtype: Dtype, seed: number)
     if (dtype === 'BF16') u[i] = bits[0] >>> 16;
     else u[i] = f32ToF16(f[0]);
   }
-  return new Uint8Array(u.buffer);
+  return tile(u);
 }
 
 
@@ -72,13 +80,75 @@ function randomWeights(gpu: Gpu, cfg: ModelConfig, dtype: Dtype): ModelWeights<G
 function randomQuantizedWeights(gpu: Gpu, cfg: ModelConfig, mode: 'q4' | 'q8'): ModelWeights<GpuWeight> {
   let seed = 1;
   return loadWeights(cfg, { has: () => false }, (name, shape, role) => {
-    const bytes = randomTensor(name, shape, 'F32', seed++);
     const bits = quantBitsFor(mode, role);
-    if (bits === null || shape.length < 2) return gpu.uploadWeight(name, bytes, 'F32', shape);
-    const K = shape[shape.length - 1];
-    const f = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-    return gpu.uploadQuantized(name, quantize(f, f.length / K, K, bits), shape);
+    if (bits === null || shape.length < 2) return gpu.uploadWeight(name, randomTensor(name, shape, 'F32', seed++), 'F32', shape);
+    return gpu.uploadQuantized(name, randomQuantized(name, shape, bits, seed++), shape);
   });
+}
+
+/** Random weights quantized: about 2^20 values quantized, their planes repeated over the rows (as randomTensor repeats values). */
+function randomQuantized(name: string, shape: number[], bits: QuantBits, seed: number): QuantizedWeight {
+  const K = shape[shape.length - 1];
+  const rows = shape.reduce((a, b) => a * b, 1) / K;
+  const rb = Math.max(1, Math.min(rows, Math.floor((1 << 20) / K)));
+  const block = randomTensor(name, [rb, K], 'F32', seed);
+  const qb = quantize(new Float32Array(block.buffer, block.byteOffset, rb * K), rb, K, bits);
+  const G = Math.ceil(K / 32);
+  const words = G * groupWords(bits);
+  const data = new Uint32Array(rows * words);
+  const halves = new Uint16Array(2 * Math.ceil((rows * G) / 2));
+  const qh = new Uint16Array(qb.scales.buffer, 0, rb * G);
+  for (let r = 0; r < rows; r += rb) {
+    const n = Math.min(rb, rows - r);
+    data.set(qb.data.subarray(0, n * words), r * words);
+    halves.set(qh.subarray(0, n * G), r * G);
+  }
+  return { bits, rows, cols: K, data, scales: new Uint32Array(halves.buffer) };
+}
+
+/**
+ * --kernels: the decode GEMV alone, per weight format, at the shape's matrices (one row of x): 200 products of
+ * one weight in one submit, best of 10 submits, as us per product and the weight bytes read per second.
+ */
+async function benchGemv(gpu: Gpu, cfg: ModelConfig, formats: BenchFormat[], json?: string): Promise<void> {
+  const H = cfg.hiddenSize;
+  const m = cfg.mamba;
+  const ff = cfg.feedForward;
+  const mats: [string, number, number][] = [
+    ['mamba.in_proj', m.inProjDim, H],
+    ['mamba.out_proj', H, m.intermediate],
+    ...(ff && ff.sharedIntermediate > 0 ? ([['mlp.input', 2 * ff.sharedIntermediate, H], ['mlp.output', H, ff.sharedIntermediate]] as [string, number, number][]) : []),
+    ['lm_head', cfg.vocabSize, H],
+  ];
+  const REPS = 200;
+  const rows: { format: BenchFormat; matrix: string; N: number; K: number; us: number; gbps: number }[] = [];
+  for (const format of formats) {
+    for (const [name, N, K] of mats) {
+      let seed = 7;
+      const bytes = randomTensor('w', [N, K], 'F32', seed++);
+      const f = new Float32Array(bytes.buffer);
+      const w = format === 'q8' || format === 'q4' ? gpu.uploadQuantized(name, quantize(f, N, K, format === 'q8' ? 8 : 4), [N, K]) : gpu.uploadWeight(name, randomTensor('w', [N, K], format.toUpperCase() as Dtype, seed), format.toUpperCase() as Dtype, [N, K]);
+      const x = gpu.buffer(4 * K, 'x');
+      gpu.write(x, new Float32Array(K).fill(0.01));
+      const out = gpu.buffer(4 * N, 'out');
+      const list = new CommandList(gpu);
+      for (let i = 0; i < REPS; i++) list.linear({ buffer: x }, w, { buffer: out }, 1, K, N, { accumulate: true });
+      let best = Infinity;
+      for (let rep = 0; rep < 12; rep++) {
+        const t0 = performance.now();
+        await list.run();
+        if (rep >= 2) best = Math.min(best, (performance.now() - t0) / REPS);
+      }
+      const us = best * 1000;
+      rows.push({ format, matrix: name, N, K, us: +us.toFixed(2), gbps: +(w.bytes / (us * 1e3)).toFixed(1) });
+      console.error(`${format.padEnd(5)} ${name.padEnd(15)} [${N}, ${K}]`.padEnd(40) + `${us.toFixed(2).padStart(8)} us ${(w.bytes / (us * 1e3)).toFixed(0).padStart(6)} GB/s`);
+      list.destroy();
+      for (const p of w.parts) gpu.free(p.buffer);
+      gpu.free(x);
+      gpu.free(out);
+    }
+  }
+  if (json) fs.writeFileSync(json, JSON.stringify({ adapter: gpu.adapterInfo.description, date: new Date().toISOString(), gemv: rows }, null, 2) + '\n');
 }
 
 /** A weight format the decode/prefill bench runs: a float dtype, or q8 / q4 (group-wise quantized). */
@@ -139,7 +209,7 @@ function hostCopyGBps(): number {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
     values: ['shape', 'dtype', 'quant', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk', 'ingest', 'max-tokens', 'kv-budget-mb', 'tokenizer', 'completions', 'during-sync', 'gpu-name'],
-    flags: ['gpu-profile'],
+    flags: ['gpu-profile', 'kernels'],
   });
   const shapeName = args.values.get('shape') ?? 'granite-4.0-h-350m';
   const raw = SHAPES[shapeName];
@@ -187,6 +257,11 @@ async function main(): Promise<void> {
       gpuProfile: args.flags.has('gpu-profile'),
       gpuName: args.values.get('gpu-name'),
     });
+    gpu.destroy();
+    return;
+  }
+  if (args.flags.has('kernels')) {
+    await benchGemv(gpu, cfg, (args.values.get('quant') ?? 'bf16,q8,q4').split(',') as BenchFormat[], args.values.get('json'));
     gpu.destroy();
     return;
   }

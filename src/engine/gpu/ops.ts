@@ -539,8 +539,8 @@ export class CommandList {
 
   /** The GEMV entry point and threads per row for a weight format and shape (IN: input transform, gemv.wgsl). */
   private gemvVariant(format: GpuWeight['format'], bfmt: number, K: number, xOff: number, xStride: number, T: number, IN: number, nfmt: number, aligned: boolean): { constants: Record<string, number> & { TPR: number }; pipeline: (gpu: Gpu) => GPUComputePipeline } {
-    // Values per vec4<u32> load; a quantized row is read a group (or half a q8 group) at a time.
-    const per = format === 'f32' ? 4 : format === 'q4' ? 32 : format === 'q8' ? 16 : 8;
+    // Values per load (gemv.wgsl): a vec4<u32> of f32, 16-bit or q8 values; one word of q4.
+    const per = format === 'f32' ? 4 : format === 'q8' ? 16 : 8;
     const vec = aligned && K % (isQuantized(format) ? 32 : per) === 0 && xOff % 4 === 0 && xStride % 4 === 0;
     const perRow = vec ? K / per : K; // loads per weight row
     // About four loads per lane (measured best on the H100: 32 lanes for K = 768, 64 for K = 1536..2048).
