@@ -6,15 +6,33 @@ fn wordIndex(i: u32, fmt: u32) -> u32 {
   return select(i, i >> 1u, fmt != 0u);
 }
 
-// f16 -> f32 by moving the exponent and mantissa into place and scaling by 2^112 (exact for normal and
-// subnormal halves; inf/NaN do not occur in weights). Measured on the H100 (Vulkan), unpack2x16float made a
-// weight-streaming GEMV 3.5x slower than these integer ops.
+// f16 -> f32 by moving the exponent and mantissa into place and scaling by 2^112 (exact for normal halves;
+// inf/NaN do not occur in weights). A subnormal half (exponent 0) would land on an f32 subnormal, which GPUs may
+// flush to zero (NVIDIA's Vulkan driver does; lavapipe does not), so it is widened as mantissa * 2^-24 instead:
+// a q4/q8 scale below 2^-14 (a group whose largest weight is under 2^-14 * qmax, such as the padding token's
+// embedding row a few optimizer steps from zero) read as 0 on the H200. Measured on the H100 (Vulkan),
+// unpack2x16float made a weight-streaming GEMV 3.5x slower than these integer ops.
 const F16_SCALE = 5.192296858534828e33; // 2^112
+const F16_SUB = 5.960464477539063e-8; // 2^-24, one unit of a subnormal half
+
+/** Half h (in the low 16 bits) to f32, subnormals included. */
+fn f16Value(h: u32) -> f32 {
+  let m = h & 0x7fffu;
+  let v = select(bitcast<f32>(m << 13u) * F16_SCALE, f32(m) * F16_SUB, m < 0x400u);
+  return select(v, -v, (h & 0x8000u) != 0u);
+}
+
+/** Four halves (in the low 16 bits of each lane) to f32, subnormals included. */
+fn f16Value4(h: vec4u) -> vec4f {
+  let m = h & vec4u(0x7fffu);
+  let v = select(bitcast<vec4f>(m << vec4u(13u)) * F16_SCALE, vec4f(m) * F16_SUB, m < vec4u(0x400u));
+  return select(v, -v, (h & vec4u(0x8000u)) != vec4u(0u));
+}
 
 fn decode(word: u32, i: u32, fmt: u32) -> f32 {
   if (fmt == 0u) { return bitcast<f32>(word); }
   let h = select(word >> 16u, word, (i & 1u) == 0u);
-  if (fmt == 1u) { return bitcast<f32>(((h & 0x7fffu) << 13u) | ((h & 0x8000u) << 16u)) * F16_SCALE; }
+  if (fmt == 1u) { return f16Value(h & 0xffffu); }
   return bitcast<f32>(h << 16u);
 }
 
@@ -26,8 +44,8 @@ fn decode8(q: vec4u, fmt: u32, even: ptr<function, vec4f>, odd: ptr<function, ve
   if (fmt == 0u) {
     *even = bitcast<vec4f>(q);
   } else if (fmt == 1u) {
-    *even = bitcast<vec4f>(((q & vec4u(0x7fffu)) << vec4u(13u)) | ((q & vec4u(0x8000u)) << vec4u(16u))) * F16_SCALE;
-    *odd = bitcast<vec4f>(((q >> vec4u(3u)) & vec4u(0x0fffe000u)) | (q & vec4u(0x80000000u))) * F16_SCALE;
+    *even = f16Value4(q & vec4u(0xffffu));
+    *odd = f16Value4(q >> vec4u(16u));
   } else {
     *even = bitcast<vec4f>(q << vec4u(16u));
     *odd = bitcast<vec4f>(q & vec4u(0xffff0000u));

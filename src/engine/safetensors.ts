@@ -293,6 +293,12 @@ export class WeightStore {
     const half = this.read(scales);
     const sw = new Uint32Array(Math.ceil(half.byteLength / 4));
     new Uint8Array(sw.buffer).set(half);
+    // An inf or NaN scale (f16 exponent 31) is no weight either backend can compute with: refused, not run.
+    const h16 = new Uint16Array(sw.buffer, 0, half.byteLength / 2);
+    const bad = h16.findIndex((h) => (h & 0x7c00) === 0x7c00);
+    if (bad >= 0) {
+      throw new ModelFormatError(`quantized tensor ${name}: scale ${bad} of ${t.name}.scales is ${f16ToF32(h16[bad])} (f16 bits 0x${h16[bad].toString(16)}); the file is corrupt or was not written by the quantizer.`);
+    }
     return { bits, rows, cols: K, data: new Uint32Array(data.buffer, data.byteOffset, data.byteLength / 4), scales: sw };
   }
 

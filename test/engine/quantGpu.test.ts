@@ -9,6 +9,7 @@ import * as cpu from '../../src/engine/cpu/ops';
 import { Gpu, type GpuWeight } from '../../src/engine/gpu/device';
 import { CommandList } from '../../src/engine/gpu/ops';
 import { dequantize, quantize, quantizedBytes, type QuantBits } from '../../src/engine/quant';
+import { f32ToF16, toF32 } from '../../src/engine/safetensors';
 import { rng } from '../../src/engine/sampling';
 import { relError } from './helpers';
 
@@ -34,6 +35,32 @@ describe('quantized weights in the WebGPU ops', () => {
   const close = (got: Float32Array, want: Float32Array, what: string) => {
     const e = relError(got, want);
     assert.ok(e < TOL, `${what}: relative error ${e}`);
+  };
+
+  /** Row 4 of a [V, D] weight (tiny values) through the embedding, the GEMV and the tiled GEMM, against the CPU. */
+  const subnormalRows = async (w: GpuWeight, ref: Float32Array, V: number, D: number, what: string) => {
+    const ids = [4, 1, 4, 2];
+    const out = buf(ids.length * D);
+    const list = new CommandList(gpu);
+    list.embedding(buf(new Uint32Array(ids)), w, { buffer: out }, ids.length, D, 1);
+    const ys: [number, GPUBuffer, Float32Array][] = [1, 3, 37].map((T) => {
+      const x = randn(T * D);
+      const y = buf(T * V);
+      list.linear({ buffer: buf(x) }, w, { buffer: y }, T, D, V); // a tied lm_head: GEMV 1-4 rows, GEMM
+      return [T, y, cpu.linear(x, ref, D, V)];
+    });
+    await list.run();
+    const got = await read(out, ids.length * D);
+    const want = cpu.embed(ref, ids, D, 1);
+    close(got.subarray(0, D), want.subarray(0, D), `${what} embedding of the tiny row`);
+    close(got, want, `${what} embedding`);
+    for (const [T, y, wantY] of ys) {
+      const gotY = await read(y, T * V);
+      const col = (a: Float32Array) => Float32Array.from({ length: T }, (_, t) => a[t * V + 4]);
+      close(col(gotY), col(wantY), `${what} T=${T}: the outputs of the tiny row`);
+      close(gotY, wantY, `${what} T=${T}`);
+    }
+    list.destroy();
   };
 
   before(async () => {
@@ -155,6 +182,21 @@ describe('quantized weights in the WebGPU ops', () => {
       list.destroy();
     });
 
+    test(`${fmt}: subnormal f16 scales (a group's max |w| under 2^-14 * qmax) are not flushed to zero`, async () => {
+      // A scale below 2^-14 is a subnormal f16. Widened through an f32 subnormal it read as 0 on GPUs that flush
+      // f32 denormals (the H200's Vulkan driver; lavapipe keeps them): the padding token's embedding row of a
+      // trained model, a few optimizer steps from zero, vanished on WebGPU while the CPU kept it, and the RMS
+      // norm after the embedding made it count (WebGPU and CPU logits apart from the first pad token on).
+      const V = 6;
+      const D = 64;
+      const w0 = randn(V * D, 0.5);
+      for (let i = 4 * D; i < 5 * D; i++) w0[i] *= 1e-4; // row 4: scales ~7e-6 (q4) / ~4e-7 (q8), subnormal
+      const q = quantize(w0, V, D, bits);
+      const scales = new Uint16Array(q.scales.buffer);
+      for (const g of [8, 9]) assert.ok(scales[g] > 0 && scales[g] < 0x400, `row 4's scales are subnormal: ${scales[g]}`);
+      await subnormalRows(gpu.uploadQuantized('w', q, [V, D]), dequantize(q), V, D, fmt);
+    });
+
     test(`${fmt}: ops that need full-precision weights refuse a quantized one`, async () => {
       const { w } = qweight([4, 32], bits);
       const list = new CommandList(gpu);
@@ -162,4 +204,15 @@ describe('quantized weights in the WebGPU ops', () => {
       list.destroy();
     });
   }
+
+  test('f16: subnormal f16 weights (below 2^-14) are not flushed to zero', async () => {
+    const V = 6;
+    const D = 64;
+    const w0 = randn(V * D, 0.5);
+    for (let i = 4 * D; i < 5 * D; i++) w0[i] *= 1e-4; // row 4: subnormal halves
+    const h = new Uint16Array(V * D).map((_, i) => f32ToF16(w0[i]));
+    assert.ok(h.subarray(4 * D, 5 * D).every((v) => (v & 0x7c00) === 0) && h.subarray(4 * D, 5 * D).some((v) => (v & 0x3ff) !== 0));
+    const bytes = new Uint8Array(h.buffer);
+    await subnormalRows(gpu.uploadWeight('w', bytes, 'F16', [V, D]), toF32(bytes, 'F16'), V, D, 'f16');
+  });
 });

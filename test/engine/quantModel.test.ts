@@ -167,6 +167,11 @@ describe('quantized models', () => {
     assert.throws(() => open([planes]), /needs w\.scales, F16 \[4,2\]; it is missing/);
     assert.throws(() => open([planes, { ...good, dtype: 'F32', data: new Float32Array(8) }]), /it is F32 \[4,2\]/);
     assert.throws(() => open([{ ...planes, shape: [4, 2, 5], data: new Uint32Array(40) }, good]), /4 or 8/);
+    // Non-finite scales are refused; subnormal ones are valid scales (a group of tiny weights).
+    for (const bits of [0x7c00, 0xfc00, 0x7e00]) {
+      assert.throws(() => open([planes, { ...good, data: Uint16Array.from([0x3c00, 0, 0, bits, 0, 0, 0, 0]) }]), /scale 3 of w\.scales is (-?Infinity|NaN)/);
+    }
+    assert.equal(open([planes, { ...good, data: Uint16Array.from([1, 0x3ff, 0x8001, 0, 0, 0, 0, 0]) }])!.bits, 4);
   });
 
   test('--quant takes q4, q8 or none', async () => {
