@@ -163,7 +163,11 @@ describe('cli', () => {
     assert.equal(ingest.code, 0, ingest.stderr);
     const r = JSON.parse(ingest.stdout);
     assert.deepEqual(Object.keys(r), ['files', 'skipped', 'tokens', 'seconds', 'tokensPerSecond', 'resumedFromSnapshot', 'reingestedTokens', 'snapshot', 'memory']);
-    assert.deepEqual(Object.keys(r.memory), ['weightsBytes', 'stateBytes', 'kvGpuBytes', 'kvHostBytes', 'kvDiskBytes', 'scratchBytes', 'kvBudgetBytes']);
+    assert.deepEqual(Object.keys(r.memory), ['weightsBytes', 'weightsByFormat', 'stateBytes', 'kvGpuBytes', 'kvHostBytes', 'kvDiskBytes', 'scratchBytes', 'kvBudgetBytes']);
+    // The weights' bytes by how they are stored (this fixture: all f32): they add up.
+    const byFormat = r.memory.weightsByFormat as Record<string, number>;
+    assert.equal(Object.values(byFormat).reduce((a, b) => a + b, 0), r.memory.weightsBytes);
+    assert.deepEqual(Object.keys(byFormat), ['f32'], JSON.stringify(byFormat));
     assert.equal(r.files, 2);
     assert.equal(r.skipped.secret, 1);
     assert.equal(r.resumedFromSnapshot, false);
