@@ -110,12 +110,7 @@ export class QuantizedLoader {
       this.counts.quantized++;
       this.dirty = true;
     }
-    if (this.cacheFile) {
-      const G = Math.ceil(K / QUANT_GROUP);
-      const lead = shape.slice(0, -1);
-      this.planes.push({ name, dtype: 'U32', shape: [...lead, G, groupWords(bits)], data: q.data });
-      this.planes.push({ name: `${name}.scales`, dtype: 'F16', shape: [...lead, G], data: new Uint8Array(q.scales.buffer, 0, 2 * rows * G) });
-    }
+    if (this.cacheFile) this.planes.push(...planeTensors(name, shape, q));
     return { kind: 'quantized', q };
   }
 
@@ -157,6 +152,16 @@ export class QuantizedLoader {
   }
 }
 
+/** A quantized weight of logical shape `shape` as it is stored (README "Quantized weights"): NAME (U32) and NAME.scales (F16). */
+function planeTensors(name: string, shape: readonly number[], q: QuantizedWeight): TensorToWrite[] {
+  const G = Math.ceil(shape[shape.length - 1] / QUANT_GROUP);
+  const lead = shape.slice(0, -1);
+  return [
+    { name, dtype: 'U32', shape: [...lead, G, groupWords(q.bits)], data: q.data },
+    { name: `${name}.scales`, dtype: 'F16', shape: [...lead, G], data: new Uint8Array(q.scales.buffer, q.scales.byteOffset, 2 * q.rows * G) },
+  ];
+}
+
 /**
  * Writes `folder`'s checkpoint stored quantized under `mode` into `outDir` (model.safetensors, with config.json,
  * tokenizer and generation files copied): the matrices as the loader would quantize them, every other tensor as
@@ -171,11 +176,7 @@ export function writeQuantizedCheckpoint(folder: { dir: string; config: ModelCon
     seen.add(name);
     const t = loader.load(name, shape, role);
     if (t.kind === 'quantized') {
-      const K = shape[shape.length - 1];
-      const G = Math.ceil(K / QUANT_GROUP);
-      const lead = shape.slice(0, -1);
-      tensors.push({ name, dtype: 'U32', shape: [...lead, G, groupWords(t.q.bits)], data: t.q.data });
-      tensors.push({ name: `${name}.scales`, dtype: 'F16', shape: [...lead, G], data: new Uint8Array(t.q.scales.buffer, t.q.scales.byteOffset, 2 * t.q.rows * G) });
+      tensors.push(...planeTensors(name, shape, t.q));
     } else {
       tensors.push({ name, dtype: t.dtype, shape: folder.store.info(name, shape).shape, data: t.bytes });
     }
