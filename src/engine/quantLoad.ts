@@ -12,7 +12,7 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
-import { UsageError } from './errors';
+import { ModelFormatError, UsageError } from './errors';
 import { modelIdentity } from './memory/snapshot';
 import type { ModelConfig } from './config';
 import { loadWeights, type TensorRole } from './models/weights';
@@ -93,6 +93,9 @@ export class QuantizedLoader {
   }
 
   load(name: string, shape: number[], role: TensorRole): LoadedTensor {
+    if (role === 'other' && this.store.isQuantized(name)) {
+      throw new ModelFormatError(`tensor ${name} is stored quantized, but only the matrices of linear layers and the embedding may be (norms, conv, biases, the router and the SSM's parameters stay in floats).`);
+    }
     const stored = this.store.quantized(name, shape);
     if (stored) {
       this.counts.storedQuantized++;

@@ -235,8 +235,8 @@ export class WeightStore {
     const t = this.tensors.get(name);
     if (!t) throw new ModelFormatError(`the checkpoint has no tensor ${name}; is it the right architecture, and complete?`);
     if (t.dtype === 'U32') {
-      if (!shape) throw new ModelFormatError(`tensor ${name} is stored quantized (U32); its shape must be known to read it.`);
-      this.quantizedShape(t, shape);
+      // A quantized weight's planes: checked against the logical shape when one is given.
+      if (shape) this.quantizedShape(t, shape);
       return t;
     }
     if (shape) {
@@ -269,7 +269,10 @@ export class WeightStore {
   /** The tensor widened to float32 (a quantized weight: its values dequantized, shape [..., K]). */
   f32(name: string, shape?: readonly number[]): Float32Array {
     const t = this.info(name, shape);
-    if (t.dtype === 'U32') return dequantize(this.quantized(name, shape!)!);
+    if (t.dtype === 'U32') {
+      if (!shape) throw new ModelFormatError(`tensor ${name} is stored quantized (U32); its shape must be known to read it.`);
+      return dequantize(this.quantized(name, shape)!);
+    }
     return toF32(this.bytes(name, shape), t.dtype);
   }
 

@@ -13,7 +13,7 @@ import { Gpu } from '../../src/engine/gpu/device';
 import { GpuModel } from '../../src/engine/gpu/model';
 import { openModelFolder, type LanguageModel } from '../../src/engine/model';
 import { writeQuantizedCheckpoint, type QuantMode } from '../../src/engine/quantLoad';
-import { WeightStore, writeSafetensors } from '../../src/engine/safetensors';
+import { WeightStore, writeSafetensors, type TensorToWrite } from '../../src/engine/safetensors';
 import { FIXTURES, fixtureNames, loadExpected, relError } from './helpers';
 
 const TOL = 1e-3;
@@ -145,6 +145,25 @@ describe('quantized models', () => {
       }
     });
   }
+
+  test('a checkpoint with a quantized norm is refused at load, naming the tensor', async () => {
+    const src = openModelFolder(path.join(FIXTURES, 'mamba2-pure'));
+    const out = path.join(tmp, 'bad-norm');
+    writeQuantizedCheckpoint(src, out, 'q8');
+    src.store.close();
+    // Rewrite the file with the final norm stored as planes too.
+    const store = WeightStore.openFile(path.join(out, 'model.safetensors'));
+    const tensors: TensorToWrite[] = store.names().map((n) => ({ name: n, dtype: store.info(n).dtype, shape: store.info(n).shape, data: store.bytes(n) }));
+    store.close();
+    const norm = tensors.findIndex((t) => t.name === 'backbone.norm_f.weight');
+    const H = tensors[norm].shape[0];
+    tensors.splice(norm, 1, { name: 'backbone.norm_f.weight', dtype: 'U32', shape: [Math.ceil(H / 32), 8], data: new Uint32Array(8 * Math.ceil(H / 32)) }, { name: 'backbone.norm_f.weight.scales', dtype: 'F16', shape: [Math.ceil(H / 32)], data: new Uint16Array(Math.ceil(H / 32)) });
+    writeSafetensors(path.join(out, 'model.safetensors'), tensors);
+    const folder = openModelFolder(out);
+    await assert.rejects(GpuModel.load(folder, { gpu }), /tensor backbone\.norm_f\.weight is stored quantized, but only the matrices/);
+    assert.throws(() => CpuModel.load(folder), /backbone\.norm_f\.weight is stored quantized/);
+    folder.store.close();
+  });
 
   test('malformed quantized tensors are refused with the tensor named', () => {
     const data = new Uint32Array(4 * 2 * 4);
