@@ -52,7 +52,7 @@ function bar(frac: number): string {
   return `[${'#'.repeat(k)}${'.'.repeat(n - k)}]`;
 }
 
-async function openWorkspace(args: ParsedArgs, requireWorkspace = true): Promise<{ ingest: WorkspaceIngest; model: LanguageModel }> {
+async function openWorkspace(args: ParsedArgs, err: CliStreams['err'], requireWorkspace = true): Promise<{ ingest: WorkspaceIngest; model: LanguageModel }> {
   const ws = args.values.get('workspace') ?? (requireWorkspace ? undefined : process.cwd());
   if (!ws) throw new UsageError('--workspace DIR is required.');
   const dir = resolveModelDir(args.values.get('model'));
@@ -64,10 +64,17 @@ async function openWorkspace(args: ParsedArgs, requireWorkspace = true): Promise
   const hostBudget = intValue(args, 'kv-host-budget-mb', 8192) * 2 ** 20;
   // --quant q4|q8 quantizes a float checkpoint at load (planes cached in the cache dir); a quantized one loads as stored.
   const quant = { mode: parseQuantMode(args.values.get('quant')), cacheDir };
+  const t0 = performance.now();
   const model: LanguageModel =
     backend === 'cpu'
       ? CpuModel.load(folder, { quant })
       : await GpuModel.load(folder, { quant, kv: { gpuBudgetBytes: kvBudget, hostBudgetBytes: hostBudget, spillDir: path.join(cacheDir, 'kv-spill') } });
+  if (model instanceof GpuModel && quant.mode !== 'none') {
+    // Quantizing at load takes seconds for a large model, once: say so, and where the result is kept.
+    const w = model.weightsLoad;
+    const how = w.quantized > 0 ? `quantized ${w.quantized} tensors at load in ${((performance.now() - t0) / 1000).toFixed(1)} s${w.cachePath ? `, cached in ${w.cachePath}` : ''}` : w.fromCache > 0 ? `${w.fromCache} tensors from ${w.cachePath}` : 'the checkpoint is stored quantized';
+    err.write(`weights: ${quant.mode} (${how})\n`);
+  }
   // The same walk and ingest options as the extension's (its settings' defaults are these defaults).
   const ingest = workspaceIngest(model, folder.tokenizer!, {
     workspace: ws,
@@ -98,7 +105,7 @@ const COMMON = ['workspace', 'model', 'kv-budget-mb', 'kv-host-budget-mb', 'cach
 
 export async function cmdIngest(argv: string[], io: CliStreams = STDIO): Promise<void> {
   const args = parseArgs(argv, { values: COMMON, flags: ['json', 'no-cache'] });
-  const { ingest, model } = await openWorkspace(args);
+  const { ingest, model } = await openWorkspace(args, io.err);
   const ac = new AbortController();
   const onSig = () => ac.abort();
   process.once('SIGINT', onSig);
@@ -124,7 +131,7 @@ export async function cmdAsk(argv: string[], io: CliStreams = STDIO): Promise<vo
   if (!question) throw new UsageError('ask needs a QUESTION.');
   const json = args.flags.has('json');
   const t0 = performance.now();
-  const { ingest, model } = await openWorkspace(args);
+  const { ingest, model } = await openWorkspace(args, io.err);
   try {
     const r = await ingest.sync({ onProgress: json ? undefined : progressPrinter(io.err) });
     const tok = ingest.tokenizer;
@@ -184,7 +191,7 @@ export async function cmdComplete(argv: string[]): Promise<void> {
   const offset = intValue(args, 'offset');
   if (offset > text.length) throw new UsageError(`--offset ${offset} is past the end of the file (${text.length} characters).`);
   const withWorkspace = args.values.has('workspace');
-  const { ingest, model } = await openWorkspace(args, false);
+  const { ingest, model } = await openWorkspace(args, process.stderr, false);
   try {
     if (withWorkspace) await ingest.sync({ onProgress: args.flags.has('json') ? undefined : progressPrinter(process.stderr) });
     const root = withWorkspace ? path.resolve(args.values.get('workspace')!) : path.dirname(path.resolve(file));
