@@ -6,6 +6,7 @@ import * as path from 'path';
 import * as vscode from 'vscode';
 import type { MemoryReport } from '../engine/model';
 import { EngineClient, EngineExitedError, forkEngine } from './engineClient';
+import { formatBytes, weightFormats } from './format';
 import { locateModel } from './paths';
 import { EngineRequestError, PROTOCOL_VERSION, type DownloadParams, type DownloadProgress, type DownloadResult, type LoadResult } from './protocol';
 import type { Settings } from './settings';
@@ -122,7 +123,8 @@ export class EngineHost implements vscode.Disposable {
       });
       this.log.info(
         `model ${info.architecture} loaded on ${info.backend}${info.adapter ? ` (${info.adapter})` : ''}: ${info.layers.mamba} Mamba + ` +
-          `${info.layers.attention} attention layers, ${info.fim ? 'fill-in-the-middle' : 'prefix-only'} completions`,
+          `${info.layers.attention} attention layers, ${info.fim ? 'fill-in-the-middle' : 'prefix-only'} completions, weights ` +
+          `${formatBytes(info.memory.weightsBytes)}${weightFormats(info.memory)}${s.quantization !== 'none' ? ` (sidewinder.quantization ${s.quantization})` : ''}`,
       );
       this.setState({ kind: 'ready', info });
       this.memoryEmitter.fire({ memory: info.memory, tokens: 0, folder: null });

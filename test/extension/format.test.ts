@@ -1,7 +1,7 @@
 // Status-bar gauge and memory panel formatting.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatBytes, formatDuration, formatTokens, gaugeText, memoryTable, totalMemory } from '../../src/extension/format';
+import { formatBytes, formatDuration, formatTokens, gaugeText, memoryTable, totalMemory, weightFormats } from '../../src/extension/format';
 import { MemoryHistory, sampleOf } from '../../src/extension/memoryHistory';
 import type { MemoryReport } from '../../src/engine/model';
 
@@ -64,6 +64,15 @@ test('tooltip table: each component, KV against the budgets, the total', () => {
   assert.match(md, /\| \*\*Total in memory\*\* \| \*\*412 MB\*\* \|/);
   // The engine's own budget wins over the setting.
   assert.match(memoryTable({ ...report, kvBudgetBytes: 80 * MB }, { kvGpuBytes: 1024 * MB, kvHostBytes: 0 }, 0), /40 MB \/ 80 MB \(50%\)/);
+});
+
+test('weights by format: nothing for one format, the parts largest first when mixed', () => {
+  const base: MemoryReport = { weightsBytes: 0, stateBytes: 0, kvGpuBytes: 0, kvHostBytes: 0, kvDiskBytes: 0, scratchBytes: 0, kvBudgetBytes: 0 };
+  assert.equal(weightFormats(base), '');
+  assert.equal(weightFormats({ ...base, weightsByFormat: { bf16: 5 << 20 } }), ' (bf16)');
+  assert.equal(weightFormats({ ...base, weightsByFormat: { bf16: 1 << 20, q4: 18 << 20, q8: 4 << 20, f32: 0 } }), ` (q4 ${formatBytes(18 << 20)}, q8 ${formatBytes(4 << 20)}, bf16 ${formatBytes(1 << 20)})`);
+  const table = memoryTable({ ...base, weightsBytes: 23 << 20, weightsByFormat: { q4: 19 << 20, q8: 4 << 20 } }, { kvGpuBytes: 0, kvHostBytes: 0 }, 0);
+  assert.match(table, /\| Weights \| [^|]+ \(q4 [^,]+, q8 [^)]+\) \|/);
 });
 
 test('memory history keeps the newest samples in order', () => {
