@@ -130,6 +130,13 @@ export class QuantizedLoader {
     this.dirty = false;
   }
 
+  /** Closes the cache without writing (a load that failed part way). */
+  close(): void {
+    this.cached?.close();
+    this.planes.length = 0;
+    this.dirty = false;
+  }
+
   private openCache(): WeightStore | null {
     if (!this.cacheFile || !fs.existsSync(this.cacheFile)) return null;
     let store: WeightStore | null = null;

@@ -122,6 +122,7 @@ export class GpuModel implements LanguageModel {
       model.weightsLoad = { mode: loader.opts.mode, ...loader.counts, cachePath: loader.cachePath };
       return model;
     } catch (e) {
+      loader.close();
       if (!opts.gpu) gpu.destroy();
       throw e;
     }
