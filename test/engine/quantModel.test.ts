@@ -160,7 +160,9 @@ describe('quantized models', () => {
     tensors.splice(norm, 1, { name: 'backbone.norm_f.weight', dtype: 'U32', shape: [Math.ceil(H / 32), 8], data: new Uint32Array(8 * Math.ceil(H / 32)) }, { name: 'backbone.norm_f.weight.scales', dtype: 'F16', shape: [Math.ceil(H / 32)], data: new Uint16Array(Math.ceil(H / 32)) });
     writeSafetensors(path.join(out, 'model.safetensors'), tensors);
     const folder = openModelFolder(out);
+    const before = gpu.bytesAllocated();
     await assert.rejects(GpuModel.load(folder, { gpu }), /tensor backbone\.norm_f\.weight is stored quantized, but only the matrices/);
+    assert.equal(gpu.bytesAllocated(), before, 'the weights uploaded before the error are freed');
     assert.throws(() => CpuModel.load(folder), /backbone\.norm_f\.weight is stored quantized/);
     folder.store.close();
   });

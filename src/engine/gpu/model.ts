@@ -111,11 +111,13 @@ export class GpuModel implements LanguageModel {
     const gpu = opts.gpu ?? (await Gpu.create());
     const { config, store } = folder;
     const loader = new QuantizedLoader(store, folder.dir, opts.quant ?? { mode: 'none' });
+    const uploaded: GpuWeight[] = []; // freed again if the load fails part way (a shared device lives on)
     try {
       const weights = loadWeights(config, store, (name, shape, role) => {
         const t = loader.load(name, shape, role);
-        if (t.kind === 'quantized') return gpu.uploadQuantized(name, t.q, shape);
-        return gpu.uploadWeight(name, t.bytes, t.dtype, [...store.info(name, shape).shape]);
+        const w = t.kind === 'quantized' ? gpu.uploadQuantized(name, t.q, shape) : gpu.uploadWeight(name, t.bytes, t.dtype, [...store.info(name, shape).shape]);
+        uploaded.push(w);
+        return w;
       });
       loader.finish();
       const model = new GpuModel(gpu, config, weights, opts, !opts.gpu);
@@ -123,6 +125,7 @@ export class GpuModel implements LanguageModel {
       return model;
     } catch (e) {
       loader.close();
+      for (const w of uploaded) for (const p of w.parts) gpu.free(p.buffer);
       if (!opts.gpu) gpu.destroy();
       throw e;
     }
