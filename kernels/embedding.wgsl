@@ -31,9 +31,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (id < P.rowStart || id - P.rowStart >= P.rows) { return; }
   var v: f32;
   if (isQuant(WFMT)) {
-    let gi = (id - P.rowStart) * ((P.D + 31u) / 32u) + d / 32u;
-    let j = d % 32u;
-    v = qScale(W[P.sOff + gi / 2u], gi) * qValue(W[gi * qWords(WFMT) + j / (32u / qWords(WFMT))], j, WFMT);
+    let gi = qGroup(id - P.rowStart, d, P.D);
+    v = qScale(W[P.sOff + gi / 2u], gi) * qValue(W[qDataWord(gi, d, WFMT)], d, WFMT);
   } else {
     let e = (id - P.rowStart) * P.D + d;
     v = decode(W[wordIndex(e, WFMT)], e, WFMT);

@@ -98,9 +98,8 @@ struct Slice {
 /** W[n, k] of this part, any format. */
 fn weightAt(n: u32, k: u32) -> f32 {
   if (isQuant(WFMT)) {
-    let gi = n * ((P.K + 31u) / 32u) + k / 32u;
-    let j = k % 32u;
-    return qScale(W[P.sOff + gi / 2u], gi) * qValue(W[gi * qWords(WFMT) + j / (32u / qWords(WFMT))], j, WFMT);
+    let gi = qGroup(n, k, P.K);
+    return qScale(W[P.sOff + gi / 2u], gi) * qValue(W[qDataWord(gi, k, WFMT)], k, WFMT);
   }
   let i = n * P.K + k;
   return decode(W[wordIndex(i, WFMT)], i, WFMT);
@@ -123,9 +122,8 @@ fn loadSlice(t0: u32, n0: u32, k0: u32, lid: u32) -> Slice {
       let n = n0 + lid / 2u;
       let k = k0 + (lid % 2u) * 8u;
       if (n < P.N && k < P.K) {
-        let G = (P.K + 31u) / 32u;
-        let gi = n * G + k / 32u;
-        let w0 = gi * qWords(WFMT) + (k % 32u) / (32u / qWords(WFMT));
+        let gi = qGroup(n, k, P.K);
+        let w0 = qDataWord(gi, k, WFMT);
         s.w = vec4u(word4(w0), select(0u, word4(w0 + 1u), WFMT == 3u), 0u, 0u);
         s.d = qScale(word4(P.sOff + gi / 2u), gi);
       }

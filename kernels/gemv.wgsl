@@ -222,18 +222,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       decode8(W4[wBase + v], WFMT, &ev, &od);
       let xi = xBase + v * (per / 4u);
       if (WFMT == 0u) {
-        var nw = vec4f(1.0);
-        if (IN == 1u || IN == 3u) {
-          let k = 4u * v;
-          nw = select(vec4f(nwAt(k), nwAt(k + 1u), nwAt(k + 2u), nwAt(k + 3u)), bitcast<vec4f>(NW[v]), NFMT == 0u);
-        }
-        for (var t = 0u; t < TT; t++) {
-          var a = x4[xi + t * xs];
-          if (IN == 1u) { a *= nw; }
-          if (IN == 2u) { a = silu4(a) * x4[xi + t * xs + up]; }
-          if (IN == 3u) { a *= silu4(z4[zBase + t * zs + v]) * nw * groupScale[4u * v / P.G][t]; }
-          acc[t] += dot(ev, a);
-        }
+        for (var t = 0u; t < TT; t++) { acc[t] += dot(ev, xIn(t, v, xBase, xs, zBase, zs)); }
       } else {
         // Norm weight of these 8 values, split even / odd like the weights.
         var ne = vec4f(1.0);
@@ -305,10 +294,8 @@ fn scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
       let i = wBase + k;
       var wv: f32;
       if (isQuant(WFMT)) {
-        // Row wRow's group k / 32 of ceil(K / 32), value k % 32.
-        let gi = r.wRow * ((P.K + 31u) / 32u) + k / 32u;
-        let j = k % 32u;
-        wv = qScale(W1[P.sOff + gi / 2u], gi) * qValue(W1[gi * qWords(WFMT) + j / (32u / qWords(WFMT))], j, WFMT);
+        let gi = qGroup(r.wRow, k, P.K);
+        wv = qScale(W1[P.sOff + gi / 2u], gi) * qValue(W1[qDataWord(gi, k, WFMT)], k, WFMT);
       } else {
         wv = decode(W1[wordIndex(i, WFMT)], i, WFMT);
       }

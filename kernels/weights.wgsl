@@ -92,7 +92,17 @@ fn q4hi(w: u32) -> vec4f {
   return vec4f(vec4i((vec4u(w) >> vec4u(16u, 20u, 24u, 28u)) & vec4u(15u)) - vec4i(8));
 }
 
-/** Value j (0..31) of a group, unscaled, from the word that holds it. */
+/** The group of value k of a row (rows of K values, ceil(K / 32) groups each). */
+fn qGroup(row: u32, k: u32, K: u32) -> u32 {
+  return row * ((K + 31u) / 32u) + k / 32u;
+}
+
+/** The data-plane word of group gi that holds value k of its row. */
+fn qDataWord(gi: u32, k: u32, fmt: u32) -> u32 {
+  return gi * qWords(fmt) + (k % 32u) / (32u / qWords(fmt));
+}
+
+/** Value j of a group (any k with k % 32 = j), unscaled, from the word that holds it. */
 fn qValue(word: u32, j: u32, fmt: u32) -> f32 {
   if (fmt == 3u) { return f32(bitcast<i32>(word << (24u - 8u * (j % 4u))) >> 24u); }
   return f32(i32((word >> (4u * (j % 8u))) & 15u) - 8);
