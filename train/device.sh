@@ -8,7 +8,8 @@
 # TRAIN_GPUS=0,1,2,3,4,5,6,7 trains data-parallel on those GPUs (torchrun, one rank each); leaving GPU 0 out
 # (TRAIN_GPUS=1,2,3) keeps it free for the engine's Dawn adapter, which takes the first GPU, so benchmarks can
 # run beside the training. TRAIN_ARGS: more train.py flags. EVAL_MODEL=model-bf16 evaluates the bf16 export
-# (written beside the q4 one) instead of the bundled format.
+# (written beside the q4 one) instead of the bundled format; EVAL=0 skips the evaluation (no .gpu needed), BF16_OUT=1
+# also returns the bf16 export in $OUT.
 set -euo pipefail
 W=${SW_WORK:-/tmp/sw-train}
 mkdir -p "$W"
@@ -52,6 +53,8 @@ case "$1" in
     mkdir -p "$OUT"
     cp "$W/train.log" "$OUT/train.log"
     tar -C "$W" -cf - model | split -b 15000000 - "$OUT/model.tar.part"
+    [ "${BF16_OUT:-0}" = 0 ] || tar -C "$W" -cf - model-bf16 | split -b 15000000 - "$OUT/model-bf16.tar.part"
+    [ "${EVAL:-1}" = 0 ] && exit 0  # EVAL=0: evaluate elsewhere (the exports come back in $OUT)
     source .gpu/env.sh
     node dist/eval.js --model "$W/${EVAL_MODEL:-model}" --data "$W/heldout" ${EVAL_ARGS:---files 40 --fim 100 --lookup 40 \
       --lengths 4096,16384,65536} --json "$OUT/eval-h100.json" 2>&1 | tail -n 30

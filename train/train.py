@@ -17,14 +17,18 @@ each rank builds its own rows (its own seed), gradients are averaged, rank 0 pri
 agree on the schedule, on QAT and on when to stop at every step.
 """
 import argparse
+import array
 import json
 import math
+import multiprocessing as mp
 import os
 import queue
 import random
 import shutil
 import threading
 import time
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data workers fork; a forked Rust pool would hang
 
 import torch
 import torch.distributed as dist
@@ -83,22 +87,48 @@ def build_tokenizer(files, path, vocab_size):
 
 
 class Batches:
-    """Rows made on a background thread (tokenizing is in Rust and releases the GIL) so the GPU never waits."""
+    """Rows made off the training loop so the GPU never waits: by `workers` forked processes (each its own
+    Examples and seed; rows are Python work, one thread made 16K-token rows slower than a GPU trains the 11M
+    model), or with workers=0 by a background thread. `wait` accumulates the seconds next() blocked (logged as
+    data_wait, the share of step time spent waiting for rows)."""
 
-    def __init__(self, ex, length, rows, depth=6):
-        self.q = queue.Queue(maxsize=depth)
-        self.ex, self.length, self.rows = ex, length, rows
-        threading.Thread(target=self._run, daemon=True).start()
+    def __init__(self, make, seed, length, rows, workers=0, depth=6):
+        self.length, self.rows, self.wait = length, rows, 0.0
+        if workers:
+            ctx = mp.get_context("fork")
+            self.q = ctx.Queue(maxsize=depth + workers)
+            self.procs = [ctx.Process(target=self._work, args=(make, seed + 7919 * i), daemon=True) for i in range(workers)]
+            for p in self.procs:
+                p.start()
+        else:
+            self.q = queue.Queue(maxsize=depth)
+            ex = make(seed)
+            threading.Thread(target=self._fill, args=(ex,), daemon=True).start()
 
-    def _run(self):
+    def _batch(self, ex):
+        rows = [ex.row(self.length) for _ in range(self.rows)]
+        return tuple(array.array(t, [v for r in rows for v in r[i]]) for i, t in enumerate("ifib"))
+
+    def _fill(self, ex):
         while True:
-            rows = [self.ex.row(self.length) for _ in range(self.rows)]
-            self.q.put((torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows], dtype=torch.float32),
-                        torch.tensor([r[2] for r in rows], dtype=torch.int32), torch.tensor([r[3] for r in rows], dtype=torch.int8)))
+            self.q.put(self._batch(ex))
+
+    def _work(self, make, seed):
+        torch.set_num_threads(1)
+        ex = make(seed)
+        while True:
+            self.q.put(self._batch(ex))
 
     def next(self, device):
         """(inputs, targets, target weights, target distances, target kinds: data.TOKEN_KINDS indices)."""
-        x, w, d, k = self.q.get()
+        t = time.time()
+        ids, w, d, k = self.q.get()
+        self.wait += time.time() - t
+        shape = (self.rows, self.length + 1)
+        x = torch.frombuffer(ids, dtype=torch.int32).view(shape).long()
+        w = torch.frombuffer(w, dtype=torch.float32).view(shape)
+        d = torch.frombuffer(d, dtype=torch.int32).view(shape)
+        k = torch.frombuffer(k, dtype=torch.int8).view(shape)
         x, w, k = x.to(device, non_blocking=True), w.to(device, non_blocking=True), k.to(device, non_blocking=True)
         return x[:, :-1], x[:, 1:], w[:, 1:], d[:, 1:], k[:, 1:]
 
@@ -152,6 +182,7 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--save-every", type=float, default=240, help="seconds between checkpoints")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--data-workers", type=int, default=-1, help="processes making rows (-1: from the CPU count and ranks; 0: one thread)")
     ap.add_argument("--corpus-mb", type=float, default=None, help="read at most this much Python source (smoke runs)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--layers", default=None, help="layer pattern of a new model, m = Mamba-2, a = attention (default: the size's)")
@@ -213,7 +244,6 @@ def main():
                    answer_weight=4.0 * a.answer_weight, first_answer_weight=8.0 * a.answer_weight, answer_cap=a.answer_cap,
                    kinds=kinds, fim_rate=a.fim_rate, fim_kinds=fim_kinds, fim_weight=a.fim_weight, fim_budget=fim_budget,
                    fim_budget_rate=a.fim_budget_rate)
-    ex = data.Examples(tok, corpus["train"], seed=seed, **framing)
     dev = a.device
     # The model's shape: the run's own config when resuming, else the --init folder's, else the size's.
     if resuming:
@@ -258,9 +288,15 @@ def main():
         os.replace(ckpt + ".tmp", ckpt)
         log({"saved": ckpt, "step": step, "trained_s": round(trained)})
 
-    batches = Batches(ex, a.length, a.rows)
+    # Forked workers build their own tokenizer (a Rust object is not shared across fork) and Examples.
+    def make(snippets):
+        return lambda s: data.Examples(Tokenizer.from_file(work_tok), corpus["train"], seed=s, snippet_rate=snippets, **framing)
+    workers = a.data_workers if a.data_workers >= 0 else max(0, min(12, (os.cpu_count() or 2) // world - 2))
+    long_workers = (workers + a.long_every - 1) // a.long_every if a.short else workers
+    batches = Batches(make(0.0), seed, a.length, a.rows, long_workers)
     # Short rows put more questions at short range, where the lookup is learned first; long rows teach distance.
-    short = Batches(data.Examples(tok, corpus["train"], seed=seed + 1, snippet_rate=a.snippet_rate, **framing), a.short, a.rows * a.length // a.short) if a.short else None
+    short = Batches(make(a.snippet_rate), seed + 1, a.short, a.rows * a.length // a.short, workers - long_workers) if a.short else None
+    log({"data_workers": workers})
     # broadcast_buffers off: the only buffers are QAT's switches, set alike on every rank
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(dev).index] if dev.startswith("cuda") else None,
                                                     broadcast_buffers=False) if world > 1 else model
@@ -270,6 +306,7 @@ def main():
     seen = 0
     sync = torch.zeros(2, device=dev)
     t_prev = time.time()
+    t_log, waited = time.time(), 0.0  # data_wait: share of the time since the last log spent waiting for rows
     qat_on = None
     gap_due = step  # the next step at which to log loss_without_qat
     autocast = dict(device_type=dev.split(":")[0], dtype=torch.bfloat16, enabled=dev.startswith("cuda"))
@@ -323,6 +360,9 @@ def main():
                    "first_answer_acc": round(acc, 4), "answer_exact": round(exact, 4), "answer_exact_far": round(exact_far, 4),
                    "far_answers": n_far, "exact": per_kind, "qat": qat_on, "lr": round(lr, 6), "tokens": seen,
                    "tok_s": round(x.numel() * world / (time.time() - ts)), "gpus": world, "elapsed": round(time.time() - t0)}
+            wait = batches.wait + (short.wait if short else 0.0)
+            rec["data_wait"] = round((wait - waited) / max(1e-9, time.time() - t_log), 3)
+            t_log, waited = time.time(), wait
             if qat_on and a.qat_gap_every and step >= gap_due and x.shape[1] <= 4096:
                 rec["loss_without_qat"] = loss_without_qat(model, x, y, w, autocast)
                 gap_due = step + a.qat_gap_every
