@@ -411,11 +411,83 @@ function namesConstraint(tok: Pick<TextTokenizer, 'decode'>, end: number, vocabS
   };
 }
 
+/** A form checked on the answer's text so far: 'bad' off it, 'done' when the answer may end here, else 'open'. */
+type TextForm = (text: string) => 'open' | 'done' | 'bad';
+
+/**
+ * Tokens kept to a form of the whole answer text (TextForm): a token is allowed when the text with it is still on
+ * the form, the end when the text so far is complete. Each step filters the vocabulary once (cheap next to a
+ * forward pass; answers are a few dozen tokens).
+ */
+function formConstraint(tok: Pick<TextTokenizer, 'decode'>, end: number, vocabSize: number, form: TextForm): NonNullable<GenerateOptions['allowedNext']> {
+  const texts = tokenTexts(tok, vocabSize);
+  return (generated) => {
+    let text = '';
+    for (let i = 0; i < generated.length; i++) {
+      if (generated[i] === end) return i === generated.length - 1 && form(text) === 'done' ? [] : null;
+      text += texts[generated[i]] || '\0';
+    }
+    if (form(text) === 'bad') return null;
+    const allowed: number[] = [];
+    texts.forEach((t, id) => {
+      if (t && id !== end && form(text + t) !== 'bad') allowed.push(id);
+    });
+    if (form(text) === 'done') allowed.push(end);
+    return allowed;
+  };
+}
+
+/** Longest signature or first sentence an answer holds (symbols.ts cuts both to 200 characters). */
+const MAX_ANSWER_TEXT = 200;
+
+/** " `SIG`": SIG starts with the name asked about and holds no backtick or line break. */
+export function signatureForm(name: string): TextForm {
+  const head = ` \`${name}`;
+  return (text) => {
+    if (text.length <= head.length) return head.startsWith(text) ? 'open' : 'bad';
+    if (!text.startsWith(head)) return 'bad';
+    const body = text.slice(head.length);
+    const close = body.indexOf('`');
+    if (body.includes('\n') || head.length - 2 + (close < 0 ? body.length : close) > MAX_ANSWER_TEXT) return 'bad';
+    if (close < 0) return 'open';
+    return close === body.length - 1 ? 'done' : 'bad';
+  };
+}
+
+/** " SENTENCE (`path`)" (or " no docstring (`path`)"): one line of text, then a workspace path in "(`...`)". */
+export function summaryForm(paths: Iterable<string>): TextForm {
+  const tails = [...new Set([...paths].map((p) => `${p}\`)`))].sort();
+  const prefixOfTail = (s: string): 'open' | 'done' | 'bad' => {
+    // the first tail >= s starts with s if any does (sorted)
+    let lo = 0;
+    let hi = tails.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (tails[mid] < s) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === tails.length || !tails[lo].startsWith(s)) return 'bad';
+    return tails[lo] === s ? 'done' : 'open'; // a tail ends in "`)", so none continues another
+  };
+  return (text) => {
+    if (text.length && text[0] !== ' ') return 'bad';
+    const at = text.indexOf(' (`');
+    if (at < 0) {
+      if (text.includes('\n')) return 'bad';
+      // past the longest sentence only the opening of the path may follow
+      return text.length <= MAX_ANSWER_TEXT + 1 || ' (`'.startsWith(text.slice(MAX_ANSWER_TEXT + 1)) ? 'open' : 'bad';
+    }
+    if (at < 2) return 'bad'; // a sentence of at least one character
+    return prefixOfTail(text.slice(at + 3));
+  };
+}
+
 /**
  * The answer a path-answering model may give to `question`, token by token (GenerateOptions.allowedNext), or
  * undefined for free text. A definition-only model (today's bundled model) names one of the workspace's paths,
  * whatever the question. A five-kind model: definition, one path; usages, up to MAX_USAGES distinct paths or
- * "none"; outline, names in backticks or "nothing"; signature and summary, and a question of no kind, free.
+ * "none"; outline, names in backticks or "nothing"; signature, "`SIG`" starting with the name asked about; summary,
+ * one line of text then "(`path`)" naming a workspace file; a question of no kind, free.
  * `vocabSize` is the model's (the outline form is checked over its whole vocabulary).
  */
 export function answerConstraint(
@@ -436,6 +508,14 @@ export function answerConstraint(
     }
     case 'outline':
       return vocabSize > 0 ? namesConstraint(tok, end, vocabSize) : undefined;
+    case 'signature': {
+      const k = questionKind(question)!;
+      return vocabSize > 0 && k.exact ? formConstraint(tok, end, vocabSize, signatureForm(k.subject)) : undefined;
+    }
+    case 'summary': {
+      const list = [...paths];
+      return vocabSize > 0 && list.length ? formConstraint(tok, end, vocabSize, summaryForm(list)) : undefined;
+    }
     default:
       return undefined;
   }

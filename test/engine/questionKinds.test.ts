@@ -270,10 +270,71 @@ describe('answer constraints', () => {
     }
   });
 
-  test('signature, summary and questions of no kind answer freely; other models too', () => {
-    assert.equal(answerConstraint(fiveKinds, 'what does foo take', PATHS, VOCAB), undefined);
-    assert.equal(answerConstraint(fiveKinds, 'what does foo do', PATHS, VOCAB), undefined);
+  test('signature: "`SIG`" that starts with the name asked about, one line, then the end', () => {
+    const allowed = answerConstraint(fiveKinds, 'what does parse_args take', PATHS, VOCAB)!;
+    const spelled = (text: string) => {
+      const ids = fiveKinds.encode(text);
+      ids.forEach((id, i) => assert.ok(allowed(ids.slice(0, i))!.includes(id), `${text}: token ${i}`));
+      assert.deepEqual(allowed(ids), [eos], `${text}: then only the end`);
+    };
+    spelled(' `parse_args(argv: list[str], *, strict=True) -> Namespace`');
+    spelled(' `parse_args`');
+    const after = (text: string) => allowed(fiveKinds.encode(text))!;
+    assert.ok(!allowed([])!.includes(eos), 'not empty');
+    for (const bad of [' `parse_arguments(', ' `foo(', ' parse_args']) assert.equal(allowed(fiveKinds.encode(bad)), null, `${bad}: off the form`);
+    assert.ok(!after(' `parse_args(a').includes(eos), 'closed before the end');
+    assert.ok(after(' `parse_args(a').every((id) => !fiveKinds.decode([id]).includes('\n')), 'one line');
+    assert.equal(allowed(fiveKinds.encode(' `parse_args(' + 'a'.repeat(200))), null, 'at most 200 characters');
+    // Random walks spell the form or a beginning of it.
+    const random = rng(5);
+    for (let walk = 0; walk < 20; walk++) {
+      const ids: number[] = [];
+      let ended = false;
+      while (ids.length < 24 && !ended) {
+        const next = allowed(ids)!;
+        const id = next.includes(eos) ? eos : next[Math.floor(random() * next.length)];
+        if (id === eos) ended = true;
+        else ids.push(id);
+      }
+      const text = fiveKinds.decode(ids);
+      if (ended) assert.match(text, /^ `parse_args[^`\n]*`$/);
+      else assert.ok(text.startsWith(' `parse_args') ? !/[\n]/.test(text) && !text.slice(1).includes('`', 1) : ' `parse_args'.startsWith(text), text);
+    }
+  });
+
+  test('summary: one line of text, then "(`path`)" naming a workspace file, then the end', () => {
+    const allowed = answerConstraint(fiveKinds, 'what does parse_args do', PATHS, VOCAB)!;
+    const spelled = (text: string) => {
+      const ids = fiveKinds.encode(text);
+      ids.forEach((id, i) => assert.ok(allowed(ids.slice(0, i))!.includes(id), `${text}: token ${i}`));
+      assert.deepEqual(allowed(ids), [eos], `${text}: then only the end`);
+    };
+    spelled(` Parse the command line (flags first). (\`${PATHS[0]}\`)`);
+    spelled(` no docstring (\`${PATHS[1]}\`)`);
+    const after = (text: string) => allowed(fiveKinds.encode(text))!;
+    assert.ok(!allowed([])!.includes(eos), 'not empty');
+    assert.ok(!after(' Parse the command line.').includes(eos), 'the path comes before the end');
+    assert.ok(after(' Parse the command line.').every((id) => !fiveKinds.decode([id]).includes('\n')), 'one line');
+    assert.equal(allowed(fiveKinds.encode(' Parses. (`nope.py`)')), null, 'only workspace paths');
+    assert.equal(allowed(fiveKinds.encode(' ' + 'x'.repeat(230))), null, 'a sentence of at most 200 characters');
+    // From " (`" on, random walks end on a workspace path.
+    const random = rng(11);
+    for (let walk = 0; walk < 20; walk++) {
+      const ids = fiveKinds.encode(' Parses. (`');
+      for (;;) {
+        const next = allowed(ids)!;
+        const id = next[Math.floor(random() * next.length)];
+        if (id === eos) break;
+        ids.push(id);
+      }
+      const m = /^ Parses\. \(`(.+)`\)$/.exec(fiveKinds.decode(ids));
+      assert.ok(m && PATHS.includes(m[1]), fiveKinds.decode(ids));
+    }
+  });
+
+  test('questions of no kind answer freely; other models too', () => {
     assert.equal(answerConstraint(fiveKinds, 'hello', PATHS, VOCAB), undefined);
     assert.equal(answerConstraint(plain, 'where is foo', PATHS, VOCAB), undefined);
+    assert.equal(answerConstraint(fiveKinds, 'what does foo do', [], VOCAB), undefined, 'a summary with no workspace path');
   });
 });
