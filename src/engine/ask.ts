@@ -391,9 +391,11 @@ function namesConstraint(tok: Pick<TextTokenizer, 'decode'>, end: number, vocabS
   const memo = cacheOf(tok).namesAllowed;
   return (generated) => {
     let s: NamesState | null = { at: 'start', names: 0 };
+    let text = '';
     for (let i = 0; i < generated.length; i++) {
       if (generated[i] === end) return i === generated.length - 1 && (s.at === 'closed' || s.at === 'nothing7') ? [] : null;
       if (!(s = stepText(s, texts[generated[i]] || '\0'))) return null;
+      text += texts[generated[i]];
     }
     // The names left matter only near the cap: a token closes at most a few names.
     const key = `${s.at}:${Math.min(MAX_LISTED_DEFINITIONS - s.names, 8)}`;
@@ -407,7 +409,17 @@ function namesConstraint(tok: Pick<TextTokenizer, 'decode'>, end: number, vocabS
       if (s.at === 'closed' || s.at === 'nothing7') allowed.push(end);
       memo.set(key, allowed);
     }
-    return allowed;
+    // Each name once (a small model otherwise loops over a file's names): a token that would close a name
+    // already listed is left out.
+    if (!s.names && !s.at.startsWith('name')) return allowed;
+    const listed = new Set(text.match(/`[^`]+`/g));
+    const open = s.at.startsWith('name') ? text.slice(text.lastIndexOf('`')) : '';
+    return allowed.filter((id) => {
+      const t = texts[id];
+      if (!t || !t.includes('`')) return true;
+      const closed = (open + t).match(/`[^`]+`/g) ?? [];
+      return closed.every((name, i) => !listed.has(name) && closed.indexOf(name) === i);
+    });
   };
 }
 

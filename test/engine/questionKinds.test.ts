@@ -250,6 +250,10 @@ describe('answer constraints', () => {
     assert.ok(!after(' `parse_args').includes(eos), 'a name is closed before the end');
     assert.deepEqual(after(' nothing'), [eos]);
     assert.equal(allowed(fiveKinds.encode(' `parse args`')), null, 'off the form: no constraint');
+    const twice = fiveKinds.encode(' `parse_args` `Runner` `parse_args`');
+    assert.ok(!allowed(twice.slice(0, -1))!.includes(twice[twice.length - 1]), 'a name listed once');
+    const other = fiveKinds.encode(' `parse_args` `Runner` `parse_argv`');
+    assert.ok(allowed(other.slice(0, -1))!.includes(other[other.length - 1]), 'other names go on');
     const names = Array.from({ length: 48 }, (_, i) => `name${i}`);
     const full = after(' ' + names.map((n) => `\`${n}\``).join(' '));
     assert.ok(full.includes(eos) && full.every((id) => id === eos || !fiveKinds.decode([id]).startsWith(' ')), '48 names: only the end');
