@@ -1,5 +1,6 @@
 // Elementwise ops over [T, D] rows with offsets and strides (a = input, b = output):
 //   swiglu:  b[t, i] = silu(a[t, i]) * a[t, D + i]      a: [T, 2D] (gate | up), b: [T, D]
+//   relu2:   b[t, i] = max(a[t, i], 0)^2                (Nemotron-H's squared ReLU)
 //   axpy:    b[t, i] += alpha * a[t, i]                 (residual adds)
 //   scale:   b[t, i] *= alpha
 //   copyRows: b[t, i] = a[t, i]
@@ -39,6 +40,14 @@ fn swiglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   if (!e.ok) { return; }
   let g = a[e.a];
   b[e.b] = g / (1.0 + exp(-g)) * a[e.a + P.D];
+}
+
+@compute @workgroup_size(WG)
+fn relu2(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let e = element(wid, nwg, lid);
+  if (!e.ok) { return; }
+  let r = max(a[e.a], 0.0);
+  b[e.b] = r * r;
 }
 
 @compute @workgroup_size(WG)

@@ -9,6 +9,7 @@
 //   IN = 1  x[t] is RMS-normalised with weight nw [K] (eps in Params): x * nw, times 1/rms(x[t]) at the end
 //   IN = 2  x is [T, 2K] (gate | up) and the input is silu(gate) * up (SwiGLU)
 //   IN = 3  Mamba-2's gated norm: h = x * silu(z), RMS-normalised over groups of G channels, times nw [K]
+//   IN = 4  squared ReLU: max(x, 0)^2 (Nemotron-H's MLP block)
 // Weights may be group-wise quantized (WFMT 3 = q8, 4 = q4, weights.wgsl): dequantized here, a group at a time,
 // never expanded in memory.
 // Entry points: main (vec4 loads; K % 8 == 0 for 16-bit, K % 4 == 0 for f32, K % 32 == 0 quantized, x
@@ -47,7 +48,7 @@ override SG: u32 = 32u;
 override TT: u32 = 1u; // rows of x, 1..4
 override WFMT: u32 = 0u;
 override BFMT: u32 = 0u;
-override IN: u32 = 0u; // input transform: 0 none, 1 RMSNorm, 2 SwiGLU, 3 gated RMSNorm
+override IN: u32 = 0u; // input transform: 0 none, 1 RMSNorm, 2 SwiGLU, 3 gated RMSNorm, 4 relu^2
 override NFMT: u32 = 0u; // format of the norm weight
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -111,6 +112,11 @@ fn silu4(g: vec4f) -> vec4f {
   return g / (1.0 + exp(-g));
 }
 
+fn relu2x4(v: vec4f) -> vec4f {
+  let r = max(v, vec4f(0.0));
+  return r * r;
+}
+
 /** Element k of the norm weight. */
 fn nwAt(k: u32) -> f32 {
   let i = wordIndex(k, NFMT);
@@ -162,6 +168,7 @@ fn xIn(t: u32, k4: u32, xBase: u32, xs: u32, zBase: u32, zs: u32) -> vec4f {
   }
   if (IN == 2u) { a = silu4(a) * x4[xBase + t * xs + P.K / 4u + k4]; }
   if (IN == 3u) { a *= silu4(z4[zBase + t * zs + k4]) * groupScale[4u * k4 / P.G][t]; }
+  if (IN == 4u) { a = relu2x4(a); }
   return a;
 }
 
@@ -249,6 +256,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
             a *= silu4(z4[zBase + t * zs + 2u * v]) * gs;
             b *= silu4(z4[zBase + t * zs + 2u * v + 1u]) * gs;
           }
+          if (IN == 4u) {
+            a = relu2x4(a);
+            b = relu2x4(b);
+          }
           acc[t] += dot(ev, x8even(a, b) * ne) + dot(od, x8odd(a, b) * no);
         }
       }
@@ -308,6 +319,10 @@ fn scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
         if (IN == 3u) {
           let zv = z1[P.zOff + t * P.zStride + k];
           a *= zv / (1.0 + exp(-zv)) * nw * groupScale[k / P.G][t];
+        }
+        if (IN == 4u) {
+          let r = max(a, 0.0);
+          a = r * r;
         }
         acc[t] += wv * a;
       }

@@ -1,7 +1,8 @@
 // Rotary position embedding (rotate-half convention), in place: for each head, pairs (i, i + dim/2) rotate by
 // angle (pos0 + t) * invFreq[i]. Angles are f32 as in transformers; cos/sin get an explicit range reduction
 // because GPU sin/cos are only accurate near [-pi, pi] and positions reach tens of thousands.
-// x: [T, heads, dim] (offset/stride), invFreq: f32 [dim / 2].
+// x: [T, heads, hStride] (offset/stride), of which the first `dim` channels of each head rotate (partial
+// rotary: dim < hStride, the rest untouched), invFreq: f32 [dim / 2].
 
 struct Params {
   T: u32,
@@ -9,6 +10,7 @@ struct Params {
   dim: u32,
   xOff: u32,
   xStride: u32,
+  hStride: u32, // channels per head (dim, or more with partial rotary)
 }
 
 override WG: u32 = 256u;
@@ -35,7 +37,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let a = reduceAngle(f32(step.pos0 + t) * invFreq[i]);
   let c = cos(a);
   let s = sin(a);
-  let o = P.xOff + t * P.xStride + h * P.dim;
+  let o = P.xOff + t * P.xStride + h * P.hStride;
   let x1 = x[o + i];
   let x2 = x[o + half + i];
   x[o + i] = x1 * c - x2 * s;

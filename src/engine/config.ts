@@ -1,6 +1,8 @@
 // Model configuration: parsed once from a Hugging Face config.json into one frozen, validated object that
-// the rest of the engine reads. Two architectures: `granitemoehybrid` (IBM Granite 4.0-H: Mamba-2 layers
-// and a few attention layers, dense or MoE feed-forward) and `mamba2` (Mamba-2 only, no feed-forward).
+// the rest of the engine reads. Four architectures: `granitemoehybrid` (IBM Granite 4.0-H: Mamba-2 layers
+// and a few attention layers, dense or MoE feed-forward), `mamba2` (Mamba-2 only, no feed-forward), `bamba`
+// (Mamba-2 and attention layers, each followed by a SwiGLU feed-forward; partial RoPE) and `nemotron_h`
+// (a pattern of single-mixer blocks: Mamba-2, attention without positional encoding, or a squared-ReLU MLP).
 //
 // The parse is strict: model_type (with architectures, when given) selects the implementation and anything
 // else is refused (UnknownModelTypeError); for a known type, every setting that changes the computation must
@@ -10,8 +12,13 @@
 
 import { UnknownModelTypeError, UnsupportedConfigValueError, UnsupportedModelError } from './errors';
 
-export type Architecture = 'granitemoehybrid' | 'mamba2';
-export type LayerKind = 'mamba' | 'attention';
+export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h';
+/**
+ * What a layer's mixer is: a Mamba-2 mixer (recurrent state), attention (KV cache), or an MLP block (no state:
+ * Nemotron-H's `-`, up -> relu^2 -> down). Whether a feed-forward follows the mixer is the layer's own
+ * (LayerWeights.feedForward).
+ */
+export type LayerKind = 'mamba' | 'attention' | 'mlp';
 
 export interface MambaConfig {
   readonly numHeads: number; // nh: SSM heads
@@ -29,6 +36,12 @@ export interface MambaConfig {
   readonly timeStepMax: number;
   /** Gated RMSNorm statistics are taken over groups of this many channels (I for one group). */
   readonly normGroupSize: number;
+  /**
+   * Whether the dt clamp also applies to a one-token decode step. transformers clamps dt only in its chunked
+   * scan (prefill, or any call without a previous state); its decode step (mamba2_selective_state_update) takes
+   * no limit. Bamba and Nemotron-H follow that (false); Granite and Mamba-2 clamp in both (true).
+   */
+  readonly dtLimitInDecode: boolean;
 }
 
 export interface AttentionConfig {
@@ -37,7 +50,9 @@ export interface AttentionConfig {
   readonly headDim: number;
   readonly scaling: number; // multiplies q.k (Granite: attention_multiplier instead of 1/sqrt(d))
   readonly bias: boolean;
-  readonly ropeTheta: number | null; // null: no positional encoding (Granite 4.0-H)
+  readonly ropeTheta: number | null; // null: no positional encoding (Granite 4.0-H, Nemotron-H)
+  /** Channels of each head that RoPE rotates (the first ones, rotate-half among them): headDim, or less (Bamba). */
+  readonly rotaryDim: number;
 }
 
 export interface FeedForwardConfig {
@@ -45,6 +60,12 @@ export interface FeedForwardConfig {
   readonly numExperts: number; // 0: dense
   readonly topK: number;
   readonly expertIntermediate: number;
+}
+
+/** Nemotron-H's MLP block (layer kind 'mlp'): down(relu(up(x))^2), no gate. */
+export interface MlpBlockConfig {
+  readonly intermediate: number;
+  readonly bias: boolean;
 }
 
 export interface ModelConfig {
@@ -60,7 +81,8 @@ export interface ModelConfig {
   readonly tieWordEmbeddings: boolean;
   readonly mamba: MambaConfig;
   readonly attention: AttentionConfig | null; // null when no layer is attention
-  readonly feedForward: FeedForwardConfig | null; // null for mamba2
+  readonly feedForward: FeedForwardConfig | null; // null for mamba2 and nemotron_h (no feed-forward after the mixer)
+  readonly mlp: MlpBlockConfig | null; // the 'mlp' layers' width (nemotron_h), else null
   readonly bosTokenId: number | null;
   readonly eosTokenIds: readonly number[];
   readonly padTokenId: number | null;
@@ -72,12 +94,13 @@ type Json = Record<string, unknown>;
 export const SUPPORTED_MODEL_TYPES: Readonly<Record<Architecture, { readonly architecture: string; readonly description: string }>> = {
   granitemoehybrid: { architecture: 'GraniteMoeHybridForCausalLM', description: 'IBM Granite 4.0-H' },
   mamba2: { architecture: 'Mamba2ForCausalLM', description: 'Mamba-2' },
+  bamba: { architecture: 'BambaForCausalLM', description: 'IBM Bamba' },
+  nemotron_h: { architecture: 'NemotronHForCausalLM', description: 'NVIDIA Nemotron-H' },
 };
 
 function supportedTypes(): string {
-  return Object.entries(SUPPORTED_MODEL_TYPES)
-    .map(([t, s]) => `"${t}" (${s.architecture}, ${s.description})`)
-    .join(' and ');
+  const all = Object.entries(SUPPORTED_MODEL_TYPES).map(([t, s]) => `"${t}" (${s.architecture}, ${s.description})`);
+  return all.length > 1 ? `${all.slice(0, -1).join(', ')} and ${all[all.length - 1]}` : all.join('');
 }
 
 const FIX = 'Convert the checkpoint to one of these (a Hugging Face transformers config.json) or pick another one.';
@@ -223,7 +246,9 @@ function checkCommon(raw: Json, mt: Architecture): void {
     throw new UnsupportedConfigValueError(field, value, supported, mt);
   };
   // SiLU is the conv activation, the SwiGLU gate and the Mamba gate: one activation for all of them.
-  for (const key of ['hidden_act', 'hidden_activation', 'mamba_hidden_act']) {
+  // (Nemotron-H reads no hidden_act: its MLP's activation is mlp_hidden_act, checked with the rest of it.)
+  const actKeys = mt === 'nemotron_h' ? ['mamba_hidden_act'] : ['hidden_act', 'hidden_activation', 'mamba_hidden_act'];
+  for (const key of actKeys) {
     if (present(raw[key]) && !ACTIVATIONS.includes(raw[key] as string)) refuse(key, raw[key], '"silu" only (SiLU, also spelled "swish")');
   }
   // The Mamba output is norm(y * silu(z)) * w: a gated RMSNorm, the gate applied before the norm.
@@ -243,7 +268,8 @@ function checkCommon(raw: Json, mt: Architecture): void {
   bool(raw, 'residual_in_fp32', true);
 }
 
-function layerKindsFrom(raw: Json, numLayers: number, mt: Architecture): LayerKind[] {
+/** Layer kinds from layer_types / layers_block_type / attn_layer_indices; `fallback` when none is given (else refused). */
+function layerKindsFrom(raw: Json, numLayers: number, mt: Architecture, fallback: LayerKind[] | null = null): LayerKind[] {
   const kinds = (key: string, v: unknown): LayerKind[] => {
     if (!Array.isArray(v) || v.length !== numLayers) {
       throw new UnsupportedModelError(`config.json: "${key}" must list exactly num_hidden_layers (${numLayers}) entries.`);
@@ -274,6 +300,7 @@ function layerKindsFrom(raw: Json, numLayers: number, mt: Architecture): LayerKi
   if (fromTypes) given.push(['layer_types', fromTypes]);
   if (fromBlocks) given.push(['layers_block_type', fromBlocks]);
   if (fromIdx) given.push(['attn_layer_indices', fromIdx]);
+  if (given.length === 0 && fallback) return fallback;
   if (given.length === 0) {
     throw new UnsupportedModelError('config.json: "layer_types" is missing; it must list each layer as mamba or attention.');
   }
@@ -320,6 +347,41 @@ function ropeTheta(raw: Json, mt: Architecture, headDim: number): number {
   return theta;
 }
 
+/**
+ * Bamba's rotary settings as transformers 5.x resolves them: BambaConfig forces partial_rotary_factor = 0.5 unless
+ * rope_parameters names its own (a top-level partial_rotary_factor is overwritten); rope_theta from
+ * rope_parameters, else the top level, else 10000. RoPE rotates the first int(head_dim * factor) channels.
+ */
+function bambaRope(raw: Json, mt: Architecture, headDim: number): { theta: number; rotaryDim: number } {
+  const refuse = (field: string, value: unknown, supported: string): never => {
+    throw new UnsupportedConfigValueError(field, value, supported, mt);
+  };
+  const plain = '"default" rope only (no scaling)';
+  let theta = num(raw, 'rope_theta', 10000);
+  let factor = 0.5;
+  const params = raw['rope_parameters'];
+  if (present(params)) {
+    if (typeof params !== 'object' || Array.isArray(params)) refuse('rope_parameters', params, 'an object {rope_type, rope_theta, partial_rotary_factor}');
+    const p = params as Json;
+    const type = p['rope_type'] ?? p['type'] ?? 'default';
+    if (type !== 'default') refuse('rope_parameters.rope_type', type, plain);
+    if (present(p['rope_theta'])) theta = num(p, 'rope_theta');
+    if (present(p['partial_rotary_factor'])) factor = num(p, 'partial_rotary_factor');
+  }
+  const scaling = raw['rope_scaling'];
+  if (present(scaling)) {
+    const s = typeof scaling === 'object' && !Array.isArray(scaling) ? (scaling as Json) : {};
+    const type = s['rope_type'] ?? s['type'];
+    if (type !== 'default') refuse('rope_scaling', scaling, `null or ${plain}`);
+  }
+  const rotaryDim = Math.floor(headDim * factor);
+  if (!(factor > 0 && factor <= 1) || rotaryDim < 2 || rotaryDim % 2 !== 0) {
+    refuse('rope_parameters.partial_rotary_factor', factor, `a fraction in (0, 1] giving an even number of rotated channels of the head dim ${headDim}`);
+  }
+  if (!(theta > 0) || !Number.isFinite(theta)) throw new UnsupportedModelError(`config.json: rope_theta must be a positive number, got ${theta}.`);
+  return { theta, rotaryDim };
+}
+
 function checkMamba(m: MambaConfig): void {
   if (m.numHeads % m.nGroups !== 0) {
     throw new UnsupportedModelError(`mamba heads (${m.numHeads}) must be a multiple of n_groups (${m.nGroups}).`);
@@ -330,7 +392,8 @@ function checkMamba(m: MambaConfig): void {
 
 /** The config.json keys of the Mamba-2 settings, which each architecture names its own way, and their defaults. */
 interface MambaKeys {
-  expand: string;
+  /** null: the intermediate size is heads x head dim (Nemotron-H, whose `expand` is not read). */
+  expand: string | null;
   heads: string;
   headDim: string;
   /** transformers' default head dim; null: intermediate / heads ("auto"). */
@@ -343,32 +406,51 @@ interface MambaKeys {
   chunk: string;
   convBias: string;
   projBias: string;
+  /** Defaults differing from the Granite / Mamba-2 ones. */
+  headsDefault?: number;
+  chunkDefault?: number;
+  /** The dt limit when not time_step_limit (Nemotron-H: [time_step_min, inf]). */
+  dtLimit?: [number, number];
+  /** Gated norm groups: one (the whole intermediate, transformers' Granite / Mamba-2 / Bamba) or n_groups (Nemotron-H). */
+  normPerGroup?: boolean;
+  dtLimitInDecode: boolean;
 }
 
 function mambaFrom(raw: Json, hiddenSize: number, k: MambaKeys): MambaConfig {
-  const expand = num(raw, k.expand, 2);
-  const intermediate = expand * hiddenSize;
-  if (!Number.isInteger(intermediate) || intermediate < 1) {
-    throw new UnsupportedModelError(`config.json: ${k.expand} (${expand}) x hidden_size (${hiddenSize}) must be a positive integer.`);
-  }
-  const numHeads = positive(raw, k.heads, 128);
-  const autoHeadDim = Math.floor(intermediate / numHeads);
-  const headDim = raw[k.headDim] === 'auto' ? autoHeadDim : positive(raw, k.headDim, k.headDimDefault ?? autoHeadDim);
-  if (numHeads * headDim !== intermediate) {
-    throw new UnsupportedModelError(
-      `${k.heads} (${numHeads}) x ${k.headDim} (${headDim}) must equal ${k.expand} x hidden_size (${intermediate}).`,
-    );
+  const numHeads = positive(raw, k.heads, k.headsDefault ?? 128);
+  let intermediate: number;
+  let headDim: number;
+  if (k.expand === null) {
+    headDim = positive(raw, k.headDim, k.headDimDefault ?? 64);
+    intermediate = numHeads * headDim;
+    if (intermediate > MAX_SIZE) throw new UnsupportedModelError(`config.json: ${k.heads} x ${k.headDim} (${intermediate}) is more than the ${MAX_SIZE} Sidewinder supports.`);
+  } else {
+    const expand = num(raw, k.expand, 2);
+    intermediate = expand * hiddenSize;
+    if (!Number.isInteger(intermediate) || intermediate < 1) {
+      throw new UnsupportedModelError(`config.json: ${k.expand} (${expand}) x hidden_size (${hiddenSize}) must be a positive integer.`);
+    }
+    const autoHeadDim = Math.floor(intermediate / numHeads);
+    headDim = raw[k.headDim] === 'auto' ? autoHeadDim : positive(raw, k.headDim, k.headDimDefault ?? autoHeadDim);
+    if (numHeads * headDim !== intermediate) {
+      throw new UnsupportedModelError(
+        `${k.heads} (${numHeads}) x ${k.headDim} (${headDim}) must equal ${k.expand} x hidden_size (${intermediate}).`,
+      );
+    }
   }
   const nGroups = positive(raw, k.groups, k.groupsDefault);
   const dState = positive(raw, k.state, k.stateDefault);
-  const [tMin, tMax] = timeStepLimit(raw);
+  const [tMin, tMax] = k.dtLimit ?? timeStepLimit(raw);
+  if (k.normPerGroup && intermediate % nGroups !== 0) {
+    throw new UnsupportedModelError(`the Mamba intermediate size (${intermediate}) must be a multiple of ${k.groups} (${nGroups}).`);
+  }
   const mamba: MambaConfig = {
     numHeads,
     headDim,
     dState,
     nGroups,
     dConv: positive(raw, k.conv, 4),
-    chunkSize: positive(raw, k.chunk, 256),
+    chunkSize: positive(raw, k.chunk, k.chunkDefault ?? 256),
     intermediate,
     convDim: intermediate + 2 * nGroups * dState,
     inProjDim: 2 * intermediate + 2 * nGroups * dState + numHeads,
@@ -379,7 +461,8 @@ function mambaFrom(raw: Json, hiddenSize: number, k: MambaKeys): MambaConfig {
     // transformers 5.17's gated RMSNorm (GraniteMoeHybridRMSNormGated, MambaRMSNormGated) normalises over the
     // whole intermediate dimension; the mamba_ssm kernels use groups of intermediate / n_groups, and the two
     // agree for n_groups = 1 (every Granite 4.0-H model).
-    normGroupSize: intermediate,
+    normGroupSize: k.normPerGroup ? intermediate / nGroups : intermediate,
+    dtLimitInDecode: k.dtLimitInDecode,
   };
   checkMamba(mamba);
   return mamba;
@@ -406,6 +489,7 @@ function granite(raw: Json): ModelConfig {
     chunk: 'mamba_chunk_size',
     convBias: 'mamba_conv_bias',
     projBias: 'mamba_proj_bias',
+    dtLimitInDecode: true,
   });
   const hasAttention = layerKinds.includes('attention');
   const rope = checkPositionType(raw, mt);
@@ -436,6 +520,7 @@ function granite(raw: Json): ModelConfig {
       scaling: num(raw, 'attention_multiplier', 1),
       bias: bool(raw, 'attention_bias', false),
       ropeTheta: rope ? ropeTheta(raw, mt, attnHeadDim) : null,
+      rotaryDim: attnHeadDim,
     };
   }
   const numExperts = int(raw, 'num_local_experts', 8);
@@ -463,6 +548,7 @@ function granite(raw: Json): ModelConfig {
       topK,
       expertIntermediate: numExperts > 0 ? positive(raw, 'intermediate_size', 11008) : 0,
     },
+    mlp: null,
     bosTokenId: raw['bos_token_id'] == null ? null : int(raw, 'bos_token_id'),
     eosTokenIds: tokenIds(raw['eos_token_id']),
     padTokenId: raw['pad_token_id'] == null ? null : int(raw, 'pad_token_id'),
@@ -485,6 +571,7 @@ function mamba2(raw: Json): ModelConfig {
     chunk: 'chunk_size',
     convBias: 'use_conv_bias',
     projBias: 'use_bias',
+    dtLimitInDecode: true,
   });
   return {
     architecture: 'mamba2',
@@ -500,9 +587,229 @@ function mamba2(raw: Json): ModelConfig {
     mamba,
     attention: null,
     feedForward: null,
+    mlp: null,
     bosTokenId: raw['bos_token_id'] == null ? null : int(raw, 'bos_token_id'),
     eosTokenIds: tokenIds(raw['eos_token_id']),
     padTokenId: raw['pad_token_id'] == null ? null : int(raw, 'pad_token_id'),
+  };
+}
+
+function tokenIdsOf(raw: Json): Pick<ModelConfig, 'bosTokenId' | 'eosTokenIds' | 'padTokenId'> {
+  return {
+    bosTokenId: raw['bos_token_id'] == null ? null : int(raw, 'bos_token_id'),
+    eosTokenIds: tokenIds(raw['eos_token_id']),
+    padTokenId: raw['pad_token_id'] == null ? null : int(raw, 'pad_token_id'),
+  };
+}
+
+/** Grouped-query attention heads, checked; head_dim as given (or hidden_size / heads when absent and `headDim` is null). */
+function attentionHeads(raw: Json, hiddenSize: number, headDimDefault: number | null): { numHeads: number; numKvHeads: number; headDim: number } {
+  const numHeads = positive(raw, 'num_attention_heads', 32);
+  // Absent: the config class's default, 8; null: as many as the query heads (both classes' __post_init__).
+  const numKvHeads = raw['num_key_value_heads'] === null ? numHeads : positive(raw, 'num_key_value_heads', 8);
+  if (numHeads % numKvHeads !== 0) {
+    throw new UnsupportedModelError(`num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads}).`);
+  }
+  let headDim: number;
+  if (present(raw['head_dim'])) headDim = positive(raw, 'head_dim');
+  else if (headDimDefault !== null) headDim = headDimDefault;
+  else {
+    if (hiddenSize % numHeads !== 0) {
+      throw new UnsupportedModelError(`config.json: hidden_size (${hiddenSize}) must be a multiple of num_attention_heads (${numHeads}) when head_dim is not given.`);
+    }
+    headDim = hiddenSize / numHeads;
+  }
+  return { numHeads, numKvHeads, headDim };
+}
+
+/**
+ * IBM Bamba (transformers' BambaForCausalLM): every layer is input_layernorm -> Mamba-2 or attention -> residual,
+ * then pre_ff_layernorm -> SwiGLU MLP -> residual; attention layers are attn_layer_indices, with partial RoPE
+ * and 1/sqrt(head_dim) scaling; the gated norm spans the whole Mamba intermediate (BambaRMSNormGated).
+ */
+function bamba(raw: Json): ModelConfig {
+  const mt: Architecture = 'bamba';
+  const refuse = (field: string, value: unknown, supported: string): never => {
+    throw new UnsupportedConfigValueError(field, value, supported, mt);
+  };
+  const hiddenSize = int(raw, 'hidden_size');
+  const numLayers = int(raw, 'num_hidden_layers', 32);
+  // No attn_layer_indices: every layer is Mamba (BambaConfig.layers_block_type).
+  const layerKinds = layerKindsFrom(raw, numLayers, mt, Array.from({ length: numLayers }, () => 'mamba' as const));
+  const mamba = mambaFrom(raw, hiddenSize, {
+    expand: 'mamba_expand',
+    heads: 'mamba_n_heads',
+    headDim: 'mamba_d_head',
+    headDimDefault: null,
+    groups: 'mamba_n_groups',
+    groupsDefault: 1,
+    state: 'mamba_d_state',
+    stateDefault: 256,
+    conv: 'mamba_d_conv',
+    chunk: 'mamba_chunk_size',
+    convBias: 'mamba_conv_bias',
+    projBias: 'mamba_proj_bias',
+    dtLimitInDecode: false,
+  });
+  if (present(raw['mlp_bias']) && raw['mlp_bias'] !== false) refuse('mlp_bias', raw['mlp_bias'], 'false only (the feed-forward has no bias)');
+  let attention: AttentionConfig | null = null;
+  if (layerKinds.includes('attention')) {
+    const heads = attentionHeads(raw, hiddenSize, null);
+    const rope = bambaRope(raw, mt, heads.headDim);
+    attention = {
+      ...heads,
+      scaling: 1 / Math.sqrt(heads.headDim),
+      bias: bool(raw, 'attention_bias', false),
+      ropeTheta: rope.theta,
+      rotaryDim: rope.rotaryDim,
+    };
+  }
+  return {
+    architecture: mt,
+    vocabSize: int(raw, 'vocab_size', 128000),
+    hiddenSize,
+    numLayers,
+    layerKinds,
+    rmsNormEps: num(raw, 'rms_norm_eps', 1e-5),
+    embeddingMultiplier: 1,
+    residualMultiplier: 1,
+    logitsScaling: 1,
+    tieWordEmbeddings: bool(raw, 'tie_word_embeddings', false),
+    mamba,
+    attention,
+    feedForward: { sharedIntermediate: positive(raw, 'intermediate_size', 14336), numExperts: 0, topK: 0, expertIntermediate: 0 },
+    mlp: null,
+    ...tokenIdsOf(raw),
+  };
+}
+
+const NEMOTRON_PATTERN: Record<string, LayerKind | 'moe'> = { M: 'mamba', '*': 'attention', '-': 'mlp', E: 'moe' };
+const NEMOTRON_TYPES: Record<string, LayerKind | 'moe'> = {
+  mamba: 'mamba',
+  linear_attention: 'mamba',
+  attention: 'attention',
+  full_attention: 'attention',
+  mlp: 'mlp',
+  moe: 'moe',
+};
+
+/** Nemotron-H's blocks from hybrid_override_pattern (one character a block) or layers_block_type / layer_types. */
+function nemotronKinds(raw: Json, mt: Architecture): LayerKind[] {
+  const moe = (field: string, i: number): never => {
+    throw new UnsupportedConfigValueError(field, raw[field], 'the blocks M (Mamba-2), * (attention) and - (MLP); MoE blocks (E) are not implemented', mt, `block ${i} is an MoE block (${field}), which`);
+  };
+  const given: [string, LayerKind[]][] = [];
+  const pattern = raw['hybrid_override_pattern'];
+  if (present(pattern)) {
+    if (typeof pattern !== 'string' || pattern.length === 0) refuseWith(mt, 'hybrid_override_pattern', pattern, 'a string of M, * and - (one character a block)');
+    const p = pattern as string;
+    if (p.length > MAX_LAYERS) throw new UnsupportedModelError(`config.json: "hybrid_override_pattern" has ${p.length} blocks, more than the ${MAX_LAYERS} Sidewinder supports.`);
+    given.push([
+      'hybrid_override_pattern',
+      [...p].map((c, i) => {
+        const k = NEMOTRON_PATTERN[c];
+        if (k === undefined) {
+          throw new UnsupportedConfigValueError('hybrid_override_pattern', p, 'the block characters M (Mamba-2), * (attention) and - (MLP)', mt, `block ${i} is ${show(c)} (hybrid_override_pattern[${i}]), which`);
+        }
+        return k === 'moe' ? moe('hybrid_override_pattern', i) : k;
+      }),
+    ]);
+  }
+  for (const key of ['layers_block_type', 'layer_types']) {
+    const v = raw[key];
+    if (!present(v)) continue;
+    if (!Array.isArray(v) || v.length === 0 || v.length > MAX_LAYERS) throw new UnsupportedModelError(`config.json: "${key}" must be a list of 1 to ${MAX_LAYERS} block types.`);
+    given.push([
+      key,
+      v.map((t, i) => {
+        const k = typeof t === 'string' ? NEMOTRON_TYPES[t] : undefined;
+        if (k === undefined) {
+          throw new UnsupportedConfigValueError(`${key}[${i}]`, t, 'the block types "mamba" (or "linear_attention"), "attention" (or "full_attention") and "mlp"', mt, `block ${i} has type ${show(t)} (${key}[${i}]), which`);
+        }
+        return k === 'moe' ? moe(key, i) : k;
+      }),
+    ]);
+  }
+  if (given.length === 0) {
+    throw new UnsupportedModelError('config.json: "hybrid_override_pattern" (or "layers_block_type") is missing; it must give each block as M (Mamba-2), * (attention) or - (MLP).');
+  }
+  for (const [key, k] of given.slice(1)) {
+    if (k.join() !== given[0][1].join()) throw new UnsupportedModelError(`config.json: "${key}" and "${given[0][0]}" disagree on the blocks; fix the config.json.`);
+  }
+  return given[0][1];
+}
+
+function refuseWith(mt: Architecture, field: string, value: unknown, supported: string): never {
+  throw new UnsupportedConfigValueError(field, value, supported, mt);
+}
+
+/**
+ * NVIDIA Nemotron-H (transformers' NemotronHForCausalLM): each block is norm -> one mixer -> residual, the mixer
+ * Mamba-2 (gated norm over n_groups groups), attention (no positional encoding, 1/sqrt(head_dim)) or an MLP
+ * (up -> relu^2 -> down); there is no feed-forward after a mixer. Weights under backbone. (or model.).
+ */
+function nemotronH(raw: Json): ModelConfig {
+  const mt: Architecture = 'nemotron_h';
+  const refuse = (field: string, value: unknown, supported: string): never => refuseWith(mt, field, value, supported);
+  // NemotronHConfig's legacy names win over the current ones when a config.json has them (its __post_init__).
+  const r: Json = { ...raw };
+  const aliases: [string, string][] = [
+    ['mamba_n_groups', 'n_groups'],
+    ['mamba_d_conv', 'conv_kernel'],
+    ['mamba_dt_min', 'time_step_min'],
+    ['mamba_conv_bias', 'use_conv_bias'],
+    ['mamba_chunk_size', 'chunk_size'],
+  ];
+  for (const [legacy, key] of aliases) if (legacy in raw) r[key] = raw[legacy];
+  const hiddenSize = int(r, 'hidden_size', 4096);
+  const layerKinds = nemotronKinds(r, mt);
+  const numLayers = layerKinds.length; // num_hidden_layers is derived from the pattern (a different value is ignored, as transformers does)
+  if (present(r['mlp_hidden_act']) && r['mlp_hidden_act'] !== 'relu2') refuse('mlp_hidden_act', r['mlp_hidden_act'], '"relu2" only (squared ReLU)');
+  // NemotronHForCausalLM ties nothing (_tied_weights_keys = {}): its lm_head is its own.
+  if (present(r['tie_word_embeddings']) && r['tie_word_embeddings'] !== false) refuse('tie_word_embeddings', r['tie_word_embeddings'], 'false only (NemotronHForCausalLM keeps its own lm_head.weight)');
+  const dtMin = num(r, 'time_step_min', 0.001);
+  const mamba = mambaFrom(r, hiddenSize, {
+    expand: null,
+    heads: 'mamba_num_heads',
+    headDim: 'mamba_head_dim',
+    headDimDefault: 64,
+    groups: 'n_groups',
+    groupsDefault: 8,
+    state: 'ssm_state_size',
+    stateDefault: 128,
+    conv: 'conv_kernel',
+    chunk: 'chunk_size',
+    convBias: 'use_conv_bias',
+    projBias: 'use_bias',
+    chunkDefault: 128,
+    // The mixer's limit is (time_step_min, inf); time_step_limit is not read.
+    dtLimit: [dtMin, Infinity],
+    normPerGroup: true,
+    dtLimitInDecode: false,
+  });
+  let attention: AttentionConfig | null = null;
+  if (layerKinds.includes('attention')) {
+    const heads = attentionHeads(r, hiddenSize, 128);
+    // NemotronHAttention: q/k/v/o without bias whatever attention_bias says, and no positional encoding.
+    attention = { ...heads, scaling: 1 / Math.sqrt(heads.headDim), bias: false, ropeTheta: null, rotaryDim: heads.headDim };
+  }
+  const mlp: MlpBlockConfig | null = layerKinds.includes('mlp') ? { intermediate: positive(r, 'intermediate_size', 21504), bias: bool(r, 'mlp_bias', false) } : null;
+  return {
+    architecture: mt,
+    vocabSize: int(r, 'vocab_size', 131072),
+    hiddenSize,
+    numLayers,
+    layerKinds,
+    rmsNormEps: num(r, 'layer_norm_epsilon', 1e-5),
+    embeddingMultiplier: 1,
+    residualMultiplier: 1,
+    logitsScaling: 1,
+    tieWordEmbeddings: false,
+    mamba,
+    attention,
+    feedForward: null,
+    mlp,
+    ...tokenIdsOf(r),
   };
 }
 
@@ -522,7 +829,7 @@ function deepFreeze<T>(o: T): T {
 export function configFromJson(raw: Json): ModelConfig {
   const mt = modelTypeOf(raw);
   checkCommon(raw, mt);
-  const cfg = mt === 'granitemoehybrid' ? granite(raw) : mamba2(raw);
+  const cfg = mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : nemotronH(raw);
   if (cfg.hiddenSize === 0 || cfg.vocabSize === 0 || cfg.numLayers === 0) {
     throw new UnsupportedModelError('config.json: hidden_size, vocab_size and num_hidden_layers must be positive.');
   }

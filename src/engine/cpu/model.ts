@@ -168,11 +168,11 @@ export class CpuModel implements LanguageModel {
     // h: [T, H] residual stream
     const h = ops.embed(this.w.embed, ids, H, cfg.embeddingMultiplier);
     this.w.layers.forEach((layer, i) => {
-      // mixer: norm -> Mamba-2 or attention -> scaled residual
+      // mixer: norm -> Mamba-2, attention or an MLP block (Nemotron-H) -> scaled residual
       const x = ops.rmsNorm(h, layer.norm, H, cfg.rmsNormEps);
-      const mixed = layer.kind === 'mamba' ? this.mamba(layer, i, x, T) : this.attention(layer, i, x, T);
+      const mixed = layer.kind === 'mamba' ? this.mamba(layer, i, x, T) : layer.kind === 'attention' ? this.attention(layer, i, x, T) : this.mlpBlock(layer, x);
       for (let j = 0; j < h.length; j++) h[j] += mixed[j] * cfg.residualMultiplier;
-      // feed-forward (Granite only): norm -> shared SwiGLU MLP (+ MoE) -> scaled residual
+      // feed-forward (Granite, Bamba): norm -> shared SwiGLU MLP (+ MoE) -> scaled residual
       if (layer.feedForward) {
         const f = this.feedForward(layer, ops.rmsNorm(h, layer.feedForward.norm, H, cfg.rmsNormEps), T);
         for (let j = 0; j < h.length; j++) h[j] += f[j] * cfg.residualMultiplier;
@@ -214,7 +214,9 @@ export class CpuModel implements LanguageModel {
       B.set(row.subarray(I, I + gN), t * gN);
       C.set(row.subarray(I + gN), t * gN);
     }
-    // selective scan: y [T, I]
+    // selective scan: y [T, I]. A one-token step after earlier tokens is transformers' decode step, which
+    // (for Bamba, Nemotron-H) takes no dt limit.
+    const limit = m.dtLimitInDecode || !(T === 1 && this.pos > 0);
     const y = ops.ssmScan(xs, dt, B, C, st.ssm, {
       nh: m.numHeads,
       hd: m.headDim,
@@ -223,8 +225,8 @@ export class CpuModel implements LanguageModel {
       aLog: w.aLog,
       dtBias: w.dtBias,
       D: w.D,
-      dtMin: m.timeStepMin,
-      dtMax: m.timeStepMax,
+      dtMin: limit ? m.timeStepMin : -Infinity,
+      dtMax: limit ? m.timeStepMax : Infinity,
     });
     // gate, normalise, project back: [T, H]
     const g = ops.gatedRmsNorm(y, z, w.gatedNorm, I, m.normGroupSize, this.config.rmsNormEps);
@@ -241,8 +243,8 @@ export class CpuModel implements LanguageModel {
     const k = ops.linear(x, w.k, H, kd, w.kBias); // [T, nKv, d]
     const v = ops.linear(x, w.v, H, kd, w.vBias);
     if (a.ropeTheta !== null) {
-      ops.rope(q, a.numHeads, a.headDim, this.pos, a.ropeTheta);
-      ops.rope(k, a.numKvHeads, a.headDim, this.pos, a.ropeTheta);
+      ops.rope(q, a.numHeads, a.headDim, this.pos, a.ropeTheta, a.rotaryDim);
+      ops.rope(k, a.numKvHeads, a.headDim, this.pos, a.ropeTheta, a.rotaryDim);
     }
     const cache = this.kv[i]!;
     cache.append(k, v);
@@ -304,6 +306,14 @@ export class CpuModel implements LanguageModel {
     return ops.maskedAttention(q, Kr, V, pos, cache.length - T, a.numHeads, a.numKvHeads, d, a.scaling);
   }
 
+  /** Nemotron-H's MLP block: down(relu(up x)^2), no gate. */
+  private mlpBlock(layer: LayerWeights<Float32Array>, x: Float32Array): Float32Array {
+    const w = layer.mlp!;
+    const H = this.config.hiddenSize;
+    const M = this.config.mlp!.intermediate;
+    return ops.linear(ops.relu2(ops.linear(x, w.up, H, M, w.upBias)), w.down, M, H, w.downBias);
+  }
+
   private feedForward(layer: LayerWeights<Float32Array>, x: Float32Array, T: number): Float32Array {
     const ff = this.config.feedForward!;
     const w = layer.feedForward!;
@@ -313,6 +323,14 @@ export class CpuModel implements LanguageModel {
       const S = ff.sharedIntermediate;
       const y = ops.linear(ops.swiglu(ops.linear(x, w.sharedIn, H, 2 * S), S), w.sharedOut, S, H);
       out.set(y);
+    }
+    if (w.sharedGate && w.sharedUp && w.sharedOut) {
+      // Bamba: down(silu(gate x) * up x)
+      const S = ff.sharedIntermediate;
+      const g = ops.linear(x, w.sharedGate, H, S);
+      const u = ops.linear(x, w.sharedUp, H, S);
+      for (let j = 0; j < g.length; j++) g[j] = ops.silu(g[j]) * u[j];
+      out.set(ops.linear(g, w.sharedOut, S, H));
     }
     if (w.router && w.expertsIn && w.expertsOut) {
       const E = ff.numExperts;

@@ -139,13 +139,17 @@ export function ssmScan(x: Float32Array, dtRaw: Float32Array, B: Float32Array, C
   return y;
 }
 
-/** Rotary embedding (rotate-half convention) applied in place to x: [T, heads, dim] at positions pos0+t. */
-export function rope(x: Float32Array, heads: number, dim: number, pos0: number, theta: number): void {
+/**
+ * Rotary embedding (rotate-half convention) applied in place to x: [T, heads, dim] at positions pos0+t, on the
+ * first `rotaryDim` channels of each head (partial rotary, Bamba; the rest pass through), frequencies
+ * 1 / theta^(2i / rotaryDim).
+ */
+export function rope(x: Float32Array, heads: number, dim: number, pos0: number, theta: number, rotaryDim = dim): void {
   const T = x.length / (heads * dim);
-  const half = dim / 2;
+  const half = rotaryDim / 2;
   for (let t = 0; t < T; t++) {
     for (let i = 0; i < half; i++) {
-      const invFreq = 1 / Math.pow(theta, (2 * i) / dim);
+      const invFreq = 1 / Math.pow(theta, (2 * i) / rotaryDim);
       const a = (pos0 + t) * invFreq;
       const c = Math.cos(a);
       const s = Math.sin(a);
@@ -250,6 +254,16 @@ export function swiglu(gu: Float32Array, m: number): Float32Array {
   const out = new Float32Array(T * m);
   for (let t = 0; t < T; t++) {
     for (let i = 0; i < m; i++) out[t * m + i] = silu(gu[t * 2 * m + i]) * gu[t * 2 * m + m + i];
+  }
+  return out;
+}
+
+/** Squared ReLU (Nemotron-H's relu2), elementwise: max(x, 0)^2. */
+export function relu2(x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const r = x[i] > 0 ? x[i] : 0;
+    out[i] = r * r;
   }
   return out;
 }

@@ -3,9 +3,10 @@
 // uniforms made once) and resubmitted: decode (T = 1) replays the same list every step, with only the `step`
 // uniform (position) rewritten.
 //
-// Per layer (as in transformers' GraniteMoeHybridDecoderLayer / Mamba2Block):
-//   x = rmsnorm(h);  h += r * mixer(x)            mixer = Mamba-2 or attention, r = residual_multiplier
-//   x = rmsnorm(h);  h += r * (mlp(x) + moe(x))   Granite only
+// Per layer (as in transformers' GraniteMoeHybridDecoderLayer / BambaDecoderLayer / Mamba2Block / NemotronHBlock):
+//   x = rmsnorm(h);  h += r * mixer(x)            mixer = Mamba-2, attention or an MLP block (Nemotron-H:
+//                                                 down(relu(up x)^2)), r = residual_multiplier
+//   x = rmsnorm(h);  h += r * (mlp(x) + moe(x))   Granite and Bamba (SwiGLU, MoE Granite only)
 
 import type { ModelConfig } from '../config';
 import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
@@ -408,7 +409,7 @@ export class GpuModel implements LanguageModel {
       this.hostMs.timerFlushMs += performance.now() - t;
     }
     this.ensureKvCapacity(pos0 + T);
-    const pass = this.pass(T, want === 'all' ? T : want === 'last' ? 1 : 0);
+    const pass = this.pass(T, want === 'all' ? T : want === 'last' ? 1 : 0, false, pos0 === 0);
     const kv = this.sparseKv;
     // The context outgrows the KV working buffers: from now on attention runs on a selection of blocks.
     if (kv && !this.sparse && pos0 + T > kv.workingRows) this.sparse = true;
@@ -510,7 +511,7 @@ export class GpuModel implements LanguageModel {
       return out;
     }
     this.ensureKvCapacity(this.pos + n);
-    const pass = this.pass(1, 1, true);
+    const pass = this.pass(1, 1, true, this.pos === 0);
     const ring = this.gpu.buffer(4 * n, 'decoded_ids');
     this.gpu.write(this.ids, new Uint32Array([firstId]));
     for (let i = 0; i < n; i++) {
@@ -532,8 +533,13 @@ export class GpuModel implements LanguageModel {
     return this.pass(1, 1, true).list.dispatchCount;
   }
 
-  private pass(T: number, rows: number, argmax = false): Pass {
-    const key = `${T}:${rows}${argmax ? ':argmax' : ''}`;
+  /**
+   * The recorded pass for T tokens. `atStart` (no token before): a one-token pass there is transformers' chunked
+   * scan, not its decode step, which matters where the dt limit differs between them (dtLimitInDecode false).
+   */
+  private pass(T: number, rows: number, argmax = false, atStart = false): Pass {
+    const first = atStart && T === 1 && !this.config.mamba.dtLimitInDecode && this.config.layerKinds.includes('mamba');
+    const key = `${T}:${rows}${argmax ? ':argmax' : ''}${first ? ':first' : ''}`;
     let p = this.passes.get(key);
     if (!p) {
       // Keep decode (T = 1) and the full-chunk passes; odd-sized tail chunks are rebuilt when needed.
@@ -545,7 +551,7 @@ export class GpuModel implements LanguageModel {
           }
         }
       }
-      p = this.record(T, rows);
+      p = this.record(T, rows, first);
       if (argmax) p.list.argmax({ buffer: p.logits }, this.ids, this.config.vocabSize);
       this.passes.set(key, p);
     }
@@ -553,7 +559,7 @@ export class GpuModel implements LanguageModel {
   }
 
   /** Records the whole forward pass for T tokens: embedding, every layer, final norm and lm_head rows. */
-  private record(T: number, rows: number): Pass {
+  private record(T: number, rows: number, first = false): Pass {
     const cfg = this.config;
     const gpu = this.gpu;
     const H = cfg.hiddenSize;
@@ -595,6 +601,11 @@ export class GpuModel implements LanguageModel {
     const EI = ff?.expertIntermediate ?? 0;
     const gu = S > 0 ? buf(T * 2 * S, 'mlp_gate_up') : null;
     const act = S > 0 ? buf(T * S, 'mlp_act') : null;
+    const M = cfg.mlp?.intermediate ?? 0; // Nemotron-H MLP blocks
+    const mUp = M > 0 ? buf(T * M, 'mlp_block_up') : null;
+    const mAct = M > 0 ? buf(T * M, 'mlp_block_act') : null;
+    // A one-token step after earlier tokens is transformers' decode step: no dt limit where dtLimitInDecode is false.
+    const dtLimit = m.dtLimitInDecode || T > 1 || first;
     const routerLogits = E > 0 ? buf(T * E, 'router_logits') : null;
     const experts = E > 0 ? buf(T * topK, 'moe_experts') : null;
     const gates = E > 0 ? buf(T * topK, 'moe_gates') : null;
@@ -629,7 +640,7 @@ export class GpuModel implements LanguageModel {
           w.D,
           st.ssm!,
           y!,
-          { T, nh: m.numHeads, hd: m.headDim, N: m.dState, ng: m.nGroups, chunk: m.chunkSize, dtMin: m.timeStepMin, dtMax: m.timeStepMax },
+          { T, nh: m.numHeads, hd: m.headDim, N: m.dState, ng: m.nGroups, chunk: m.chunkSize, dtMin: dtLimit ? m.timeStepMin : 0, dtMax: dtLimit ? m.timeStepMax : Infinity },
         );
         // y * silu(z), normalised, then out_proj into the residual stream
         const z = col(zxbcdt!, 0, m.inProjDim);
@@ -644,14 +655,23 @@ export class GpuModel implements LanguageModel {
           list.gatedRmsNorm(y!, z, w.gatedNorm, g!, T, I, m.normGroupSize, eps);
           list.linear(g!, w.outProj, h, T, I, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
         }
+      } else if (layer.mlp) {
+        // Nemotron-H MLP block: h += r * down(relu(up x)^2)
+        const w = layer.mlp;
+        list.linear(input, w.up, mUp!, T, H, M, { bias: w.upBias ?? undefined, ...inNorm });
+        if (fuse) list.linear(mUp!, w.down, h, T, M, H, { bias: w.downBias ?? undefined, alpha: r, accumulate: true, inputRelu2: true });
+        else {
+          list.relu2(mUp!, mAct!, T, M);
+          list.linear(mAct!, w.down, h, T, M, H, { bias: w.downBias ?? undefined, alpha: r, accumulate: true });
+        }
       } else {
         const w = layer.attention!;
         list.linear(input, w.q, q!, T, H, qd, { bias: w.qBias ?? undefined, ...inNorm }); // [T, nH, d]
         list.linear(input, w.k, k!, T, H, kd, { bias: w.kBias ?? undefined, ...inNorm }); // [T, nKv, d]
         list.linear(input, w.v, v!, T, H, kd, { bias: w.vBias ?? undefined, ...inNorm });
         if (a!.ropeTheta !== null) {
-          list.rope(q!, T, a!.numHeads, a!.headDim, a!.ropeTheta, this.step);
-          list.rope(k!, T, a!.numKvHeads, a!.headDim, a!.ropeTheta, this.step);
+          list.rope(q!, T, a!.numHeads, a!.headDim, a!.ropeTheta, this.step, a!.rotaryDim);
+          list.rope(k!, T, a!.numKvHeads, a!.headDim, a!.ropeTheta, this.step, a!.rotaryDim);
         }
         attentionMarks.push(list.dispatchCount);
         list.kvWrite(k!, st.k!, T, kd, this.kvStep);
@@ -671,6 +691,18 @@ export class GpuModel implements LanguageModel {
             list.linear(gu!, f.sharedOut, h, T, S, H, { alpha: r, accumulate: true, inputSwiglu: true });
           } else {
             list.linear(x, f.sharedIn, gu!, T, H, 2 * S);
+            list.swiglu(gu!, act!, T, S);
+            list.linear(act!, f.sharedOut, h, T, S, H, { alpha: r, accumulate: true });
+          }
+        }
+        if (f.sharedGate && f.sharedUp && f.sharedOut) {
+          // Bamba: gate_proj and up_proj write the two halves of each gu row, then SwiGLU as for the fused one.
+          const src = fuseFf ? h : x;
+          const ffNorm = fuseFf ? { inputNorm: { w: f.norm, eps } } : {};
+          list.linear(src, f.sharedGate, col(gu!, 0, 2 * S), T, H, S, ffNorm);
+          list.linear(src, f.sharedUp, col(gu!, S, 2 * S), T, H, S, ffNorm);
+          if (fuseFf) list.linear(gu!, f.sharedOut, h, T, S, H, { alpha: r, accumulate: true, inputSwiglu: true });
+          else {
             list.swiglu(gu!, act!, T, S);
             list.linear(act!, f.sharedOut, h, T, S, H, { alpha: r, accumulate: true });
           }

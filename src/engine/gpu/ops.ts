@@ -26,6 +26,8 @@ export interface LinearOptions {
   inputNorm?: { w: GpuWeight; eps: number };
   /** The input is silu(gate) * up of x = [T, 2K] (gate | up): saves the swiglu dispatch (GEMV). */
   inputSwiglu?: boolean;
+  /** The input is relu(x)^2 (Nemotron-H's MLP block): saves the relu2 dispatch (GEMV). */
+  inputRelu2?: boolean;
   /** The input is gatedRmsNorm(x, z, w, groupSize, eps) (Mamba-2's norm before out_proj): saves a dispatch (GEMV). */
   inputGatedNorm?: { z: Act; w: GpuWeight; groupSize: number; eps: number };
   /**
@@ -205,8 +207,8 @@ export class CommandList {
     const op = 'linear';
     this.counts(op, { T, K, N });
     this.shape(op, 'w', w, [N, K]);
-    const transforms = [opts.inputNorm, opts.inputSwiglu, opts.inputGatedNorm].filter(Boolean).length;
-    if (transforms > 1) throw new GpuError(`${op}: at most one of inputNorm, inputSwiglu and inputGatedNorm.`);
+    const transforms = [opts.inputNorm, opts.inputSwiglu, opts.inputGatedNorm, opts.inputRelu2].filter(Boolean).length;
+    if (transforms > 1) throw new GpuError(`${op}: at most one of inputNorm, inputSwiglu, inputGatedNorm and inputRelu2.`);
     const bias = opts.bias ? this.whole(op, 'bias', opts.bias, N) : this.gpu.zeroBuffer();
     const bfmt = opts.bias ? WFMT[opts.bias.format] : 0;
     const xs = this.span(op, 'x', x, T, opts.inputSwiglu ? 2 * K : K);
@@ -236,13 +238,14 @@ export class CommandList {
       const tmp: Act = { buffer: this.own(this.gpu.buffer(4 * T * K, `${op}.input`)) };
       if (opts.inputNorm) this.rmsNorm(x, opts.inputNorm.w, tmp, T, K, opts.inputNorm.eps);
       else if (gated) this.gatedRmsNorm(x, gated.z, gated.w, tmp, T, K, gated.groupSize, gated.eps);
+      else if (opts.inputRelu2) this.relu2(x, tmp, T, K);
       else this.swiglu(x, tmp, T, K);
       this.linear(tmp, w, out, T, K, N, { bias: opts.bias, alpha: opts.alpha, accumulate: opts.accumulate });
       return;
     }
     for (const part of w.parts) {
       if (T <= GEMV_MAX_T) {
-        const IN = opts.inputNorm ? 1 : opts.inputSwiglu ? 2 : gated ? 3 : 0;
+        const IN = opts.inputNorm ? 1 : opts.inputSwiglu ? 2 : gated ? 3 : opts.inputRelu2 ? 4 : 0;
         // The vec4 GEMV also needs whole vec4s of z and groups of whole vec4<u32> words.
         const zAligned = !gated || (zs.off % 4 === 0 && (T === 1 || zs.stride % 4 === 0) && gated.groupSize % 8 === 0);
         const g = this.gemvVariant(w.format, bfmt, K, xs.off, T > 1 ? xs.stride : 4, T, IN, norm ? WFMT[norm.w.format] : 0, zAligned);
@@ -338,19 +341,22 @@ export class CommandList {
     this.add(`${op}.output`, k('outputMain'), params, { 1: x.buffer, 4: C.buffer, 5: hp, 7: out.buffer, 8: dtA, 9: cb, 10: states }, [Math.ceil(hd / ((8 * 256) / L)), nh, nC]);
   }
 
-  /** Rotary embedding (rotate-half), in place on x: [T, heads, dim], position pos0 + t. */
-  rope(x: Act, T: number, heads: number, dim: number, theta: number, step: GPUBuffer): void {
+  /**
+   * Rotary embedding (rotate-half), in place on x: [T, heads, dim], position pos0 + t, on the first `rotaryDim`
+   * channels of each head (default all; fewer: partial rotary, the rest untouched).
+   */
+  rope(x: Act, T: number, heads: number, dim: number, theta: number, step: GPUBuffer, rotaryDim = dim): void {
     const op = 'rope';
-    this.counts(op, { T, heads, dim });
-    if (dim % 2 !== 0) throw new GpuError(`${op}: dim = ${dim} must be even.`);
+    this.counts(op, { T, heads, dim, rotaryDim });
+    if (rotaryDim % 2 !== 0 || rotaryDim > dim) throw new GpuError(`${op}: rotaryDim = ${rotaryDim} must be even and at most dim = ${dim}.`);
     const xs = this.span(op, 'x', x, T, heads * dim);
-    // inv_freq as transformers computes it, in f32: 1 / theta^(2i / dim).
-    const half = dim / 2;
+    // inv_freq as transformers computes it, in f32: 1 / theta^(2i / rotaryDim).
+    const half = rotaryDim / 2;
     const inv = new Float32Array(half);
-    for (let i = 0; i < half; i++) inv[i] = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / dim))));
+    for (let i = 0; i < half; i++) inv[i] = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / rotaryDim))));
     const table = this.own(this.gpu.buffer(4 * half, 'rope.invFreq'));
     this.gpu.write(table, inv);
-    this.add(op, this.gpu.pipeline('rope', { WG: 256 }), [u(T), u(heads), u(dim), u(xs.off), u(xs.stride)], { 1: x.buffer, 2: table, 3: step }, this.flat(Math.ceil((T * heads * half) / 256)));
+    this.add(op, this.gpu.pipeline('rope', { WG: 256 }), [u(T), u(heads), u(rotaryDim), u(xs.off), u(xs.stride), u(dim)], { 1: x.buffer, 2: table, 3: step }, this.flat(Math.ceil((T * heads * half) / 256)));
   }
 
   /** Copies src rows [T, rowLen] into cache rows pos0..pos0+T-1 (cache: [capacity, rowLen]). */
@@ -415,6 +421,11 @@ export class CommandList {
   /** SwiGLU on a fused projection: out[t, i] = silu(x[t, i]) * x[t, m + i]. x: [T, 2m], out: [T, m]. */
   swiglu(x: Act, out: Act, T: number, m: number): void {
     this.elementwise('swiglu', x, 2 * m, out, T, m, 1);
+  }
+
+  /** Squared ReLU: out[t, i] = max(x[t, i], 0)^2. x, out: [T, m]. */
+  relu2(x: Act, out: Act, T: number, m: number): void {
+    this.elementwise('relu2', x, m, out, T, m, 1);
   }
 
   /** y += alpha * x, both [T, D] (residual adds). */

@@ -2,7 +2,7 @@
 // generic over the tensor type, so the CPU reference (Float32Array) and the GPU engine (GpuWeight) share
 // one description of the checkpoint.
 
-import type { ModelConfig } from '../config';
+import type { LayerKind, ModelConfig } from '../config';
 import { ModelFormatError } from '../errors';
 
 export interface MambaWeights<T> {
@@ -30,19 +30,32 @@ export interface AttentionWeights<T> {
 }
 
 export interface FeedForwardWeights<T> {
-  norm: T; // post_attention_layernorm [H]
-  sharedIn: T | null; // [2S, H]: gate | up
+  norm: T; // post_attention_layernorm [H] (Bamba: pre_ff_layernorm)
+  sharedIn: T | null; // [2S, H]: gate | up (Granite's fused input_linear)
+  /** The SwiGLU gate and up projections as two tensors, [S, H] each (Bamba's gate_proj, up_proj); null with sharedIn. */
+  sharedGate: T | null;
+  sharedUp: T | null;
   sharedOut: T | null; // [H, S]
   router: T | null; // [E, H]
   expertsIn: T | null; // [E, 2I, H]
   expertsOut: T | null; // [E, H, I]
 }
 
+/** Nemotron-H's MLP block: down(relu(up x + upBias)^2) + downBias. */
+export interface MlpWeights<T> {
+  up: T; // [M, H]
+  upBias: T | null; // [M]
+  down: T; // [H, M]
+  downBias: T | null; // [H]
+}
+
 export interface LayerWeights<T> {
-  kind: 'mamba' | 'attention';
-  norm: T; // input_layernorm [H]
+  kind: LayerKind;
+  norm: T; // input_layernorm [H] (Nemotron-H, Mamba-2: the block's norm)
   mamba: MambaWeights<T> | null;
   attention: AttentionWeights<T> | null;
+  mlp: MlpWeights<T> | null;
+  /** The feed-forward after the mixer (Granite, Bamba), or null (Mamba-2, Nemotron-H). */
   feedForward: FeedForwardWeights<T> | null;
 }
 
@@ -67,8 +80,7 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
   const load = (name: string, shape: number[], role: TensorRole = 'other') => loadTensor(name, shape, role);
   const H = cfg.hiddenSize;
   const m = cfg.mamba;
-  const granite = cfg.architecture === 'granitemoehybrid';
-  const root = granite ? 'model' : 'backbone';
+  const arch = cfg.architecture;
   const opt = (name: string, shape: number[], role: TensorRole = 'other') => (store.has(name) ? load(name, shape, role) : null);
 
   const mambaAt = (p: string): MambaWeights<T> => ({
@@ -84,57 +96,118 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
     outProjBias: m.projBias ? load(`${p}.out_proj.bias`, [H]) : null,
   });
 
-  const layers: LayerWeights<T>[] = cfg.layerKinds.map((kind, i) => {
-    if (!granite) {
+  const attentionAt = (p: string): AttentionWeights<T> => {
+    const a = cfg.attention!;
+    const qd = a.numHeads * a.headDim;
+    const kd = a.numKvHeads * a.headDim;
+    const b = (n: string, d: number) => (a.bias ? load(`${p}.${n}.bias`, [d]) : null);
+    return {
+      q: load(`${p}.q_proj.weight`, [qd, H], 'matrix'),
+      k: load(`${p}.k_proj.weight`, [kd, H], 'matrix'),
+      v: load(`${p}.v_proj.weight`, [kd, H], 'matrix'),
+      o: load(`${p}.o_proj.weight`, [H, qd], 'matrix'),
+      qBias: b('q_proj', qd),
+      kBias: b('k_proj', kd),
+      vBias: b('v_proj', kd),
+      oBias: b('o_proj', H),
+    };
+  };
+
+  const none = { mamba: null, attention: null, mlp: null, feedForward: null };
+  let root: string;
+  let layers: LayerWeights<T>[];
+  let embedName: string;
+  let finalNormName: string;
+  if (arch === 'mamba2' || arch === 'nemotron_h') {
+    // backbone.layers.N.{norm, mixer}; transformers 5.x loads Nemotron-H's backbone. as model. (and may save it so).
+    root = arch === 'nemotron_h' && !store.has('backbone.embeddings.weight') && store.has('model.embeddings.weight') ? 'model' : 'backbone';
+    embedName = `${root}.embeddings.weight`;
+    finalNormName = `${root}.norm_f.weight`;
+    layers = cfg.layerKinds.map((kind, i) => {
       const p = `${root}.layers.${i}`;
-      return { kind, norm: load(`${p}.norm.weight`, [H]), mamba: mambaAt(`${p}.mixer`), attention: null, feedForward: null };
-    }
-    const p = `model.layers.${i}`;
-    let attention: AttentionWeights<T> | null = null;
-    if (kind === 'attention') {
-      const a = cfg.attention!;
-      const qd = a.numHeads * a.headDim;
-      const kd = a.numKvHeads * a.headDim;
-      const b = (n: string, d: number) => (a.bias ? load(`${p}.self_attn.${n}.bias`, [d]) : null);
-      attention = {
-        q: load(`${p}.self_attn.q_proj.weight`, [qd, H], 'matrix'),
-        k: load(`${p}.self_attn.k_proj.weight`, [kd, H], 'matrix'),
-        v: load(`${p}.self_attn.v_proj.weight`, [kd, H], 'matrix'),
-        o: load(`${p}.self_attn.o_proj.weight`, [H, qd], 'matrix'),
-        qBias: b('q_proj', qd),
-        kBias: b('k_proj', kd),
-        vBias: b('v_proj', kd),
-        oBias: b('o_proj', H),
+      const layer: LayerWeights<T> = { kind, norm: load(`${p}.norm.weight`, [H]), ...none };
+      if (kind === 'mamba') layer.mamba = mambaAt(`${p}.mixer`);
+      else if (kind === 'attention') layer.attention = attentionAt(`${p}.mixer`);
+      else {
+        const M = cfg.mlp!.intermediate;
+        const bias = cfg.mlp!.bias;
+        layer.mlp = {
+          up: load(`${p}.mixer.up_proj.weight`, [M, H], 'matrix'),
+          upBias: bias ? load(`${p}.mixer.up_proj.bias`, [M]) : null,
+          down: load(`${p}.mixer.down_proj.weight`, [H, M], 'matrix'),
+          downBias: bias ? load(`${p}.mixer.down_proj.bias`, [H]) : null,
+        };
+      }
+      return layer;
+    });
+  } else if (arch === 'bamba') {
+    // model.layers.N.{input_layernorm, mamba | self_attn, pre_ff_layernorm, feed_forward.{gate,up,down}_proj}
+    embedName = 'model.embed_tokens.weight';
+    finalNormName = 'model.final_layernorm.weight';
+    const S = cfg.feedForward!.sharedIntermediate;
+    layers = cfg.layerKinds.map((kind, i) => {
+      const p = `model.layers.${i}`;
+      return {
+        kind,
+        norm: load(`${p}.input_layernorm.weight`, [H]),
+        ...none,
+        mamba: kind === 'mamba' ? mambaAt(`${p}.mamba`) : null,
+        attention: kind === 'attention' ? attentionAt(`${p}.self_attn`) : null,
+        feedForward: {
+          norm: load(`${p}.pre_ff_layernorm.weight`, [H]),
+          sharedIn: null,
+          sharedGate: load(`${p}.feed_forward.gate_proj.weight`, [S, H], 'matrix'),
+          sharedUp: load(`${p}.feed_forward.up_proj.weight`, [S, H], 'matrix'),
+          sharedOut: load(`${p}.feed_forward.down_proj.weight`, [H, S], 'matrix'),
+          router: null,
+          expertsIn: null,
+          expertsOut: null,
+        },
       };
-    }
+    });
+  } else {
+    embedName = 'model.embed_tokens.weight';
+    finalNormName = 'model.norm.weight';
     const ff = cfg.feedForward!;
     const S = ff.sharedIntermediate;
     const E = ff.numExperts;
     const I = ff.expertIntermediate;
-    return {
-      kind,
-      norm: load(`${p}.input_layernorm.weight`, [H]),
-      mamba: kind === 'mamba' ? mambaAt(`${p}.mamba`) : null,
-      attention,
-      feedForward: {
-        norm: load(`${p}.post_attention_layernorm.weight`, [H]),
-        sharedIn: S > 0 ? load(`${p}.shared_mlp.input_linear.weight`, [2 * S, H], 'matrix') : null,
-        sharedOut: S > 0 ? load(`${p}.shared_mlp.output_linear.weight`, [H, S], 'matrix') : null,
-        router: E > 0 ? load(`${p}.block_sparse_moe.router.layer.weight`, [E, H]) : null,
-        expertsIn: E > 0 ? load(`${p}.block_sparse_moe.input_linear.weight`, [E, 2 * I, H], 'matrix') : null,
-        expertsOut: E > 0 ? load(`${p}.block_sparse_moe.output_linear.weight`, [E, H, I], 'matrix') : null,
-      },
-    };
-  });
+    layers = cfg.layerKinds.map((kind, i) => {
+      const p = `model.layers.${i}`;
+      const attention = kind === 'attention' ? attentionAt(`${p}.self_attn`) : null; // (loaded first, as before)
+      return {
+        kind,
+        norm: load(`${p}.input_layernorm.weight`, [H]),
+        ...none,
+        mamba: kind === 'mamba' ? mambaAt(`${p}.mamba`) : null,
+        attention,
+        feedForward: {
+          norm: load(`${p}.post_attention_layernorm.weight`, [H]),
+          sharedIn: S > 0 ? load(`${p}.shared_mlp.input_linear.weight`, [2 * S, H], 'matrix') : null,
+          sharedGate: null,
+          sharedUp: null,
+          sharedOut: S > 0 ? load(`${p}.shared_mlp.output_linear.weight`, [H, S], 'matrix') : null,
+          router: E > 0 ? load(`${p}.block_sparse_moe.router.layer.weight`, [E, H]) : null,
+          expertsIn: E > 0 ? load(`${p}.block_sparse_moe.input_linear.weight`, [E, 2 * I, H], 'matrix') : null,
+          expertsOut: E > 0 ? load(`${p}.block_sparse_moe.output_linear.weight`, [E, H, I], 'matrix') : null,
+        },
+      };
+    });
+  }
 
-  const embedName = granite ? 'model.embed_tokens.weight' : 'backbone.embeddings.weight';
   const embed = load(embedName, [cfg.vocabSize, H], 'embedding');
   let lmHead: T;
   if (cfg.tieWordEmbeddings) lmHead = embed;
   else {
     const head = opt('lm_head.weight', [cfg.vocabSize, H], 'embedding');
-    if (head === null) throw new ModelFormatError('config.json says tie_word_embeddings is false, but the checkpoint has no lm_head.weight.');
+    if (head === null) {
+      throw new ModelFormatError(
+        arch === 'nemotron_h'
+          ? 'the checkpoint has no lm_head.weight, which NemotronHForCausalLM always has (it ties nothing).'
+          : 'config.json says tie_word_embeddings is false, but the checkpoint has no lm_head.weight.',
+      );
+    }
     lmHead = head;
   }
-  return { embed, layers, finalNorm: load(granite ? 'model.norm.weight' : 'backbone.norm_f.weight', [H]), lmHead };
+  return { embed, layers, finalNorm: load(finalNormName, [H]), lmHead };
 }
