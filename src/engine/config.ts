@@ -707,7 +707,7 @@ function nemotronKinds(raw: Json, mt: Architecture): LayerKind[] {
     given.push([
       'hybrid_override_pattern',
       [...p].map((c, i) => {
-        const k = NEMOTRON_PATTERN[c];
+        const k = Object.prototype.hasOwnProperty.call(NEMOTRON_PATTERN, c) ? NEMOTRON_PATTERN[c] : undefined;
         if (k === undefined) {
           throw new UnsupportedConfigValueError('hybrid_override_pattern', p, 'the block characters M (Mamba-2), * (attention) and - (MLP)', mt, `block ${i} is ${show(c)} (hybrid_override_pattern[${i}]), which`);
         }
@@ -722,7 +722,7 @@ function nemotronKinds(raw: Json, mt: Architecture): LayerKind[] {
     given.push([
       key,
       v.map((t, i) => {
-        const k = typeof t === 'string' ? NEMOTRON_TYPES[t] : undefined;
+        const k = typeof t === 'string' && Object.prototype.hasOwnProperty.call(NEMOTRON_TYPES, t) ? NEMOTRON_TYPES[t] : undefined;
         if (k === undefined) {
           throw new UnsupportedConfigValueError(`${key}[${i}]`, t, 'the block types "mamba" (or "linear_attention"), "attention" (or "full_attention") and "mlp"', mt, `block ${i} has type ${show(t)} (${key}[${i}]), which`);
         }

@@ -57,7 +57,8 @@ describe('strict model types', () => {
       const raw = read(file);
       const cfg = configFromJson(raw);
       assert.equal(cfg.architecture, raw['model_type'], label);
-      assert.equal(cfg.numLayers, raw['num_hidden_layers'], label);
+      // (transformers 5.x derives Nemotron-H's num_hidden_layers from its block list and may not write it.)
+      assert.equal(cfg.numLayers, raw['num_hidden_layers'] ?? cfg.layerKinds.length, label);
     }
     // The values the computation reads are the ones written, not defaults.
     const rope = configFromJson(fixture('granite-moe-rope'));

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { configFromJson, parseConfigJson, type ModelConfig } from '../../src/engine/config';
+import { SUPPORTED_MODEL_TYPES, configFromJson, parseConfigJson, type ModelConfig } from '../../src/engine/config';
 import { check, corpus, FIXTURES, fc, named, oddJson } from './fuzz';
 
 const TARGET = 'config';
@@ -36,20 +36,21 @@ const OTHER_KEYS = ['layers_block_type', 'attn_layer_indices', 'head_dim', 'rope
 /** Invariants of any config configFromJson returns, whatever it decides to support. */
 function checkConfig(c: ModelConfig): void {
   assert.ok(Object.isFrozen(c) && Object.isFrozen(c.mamba) && Object.isFrozen(c.layerKinds));
-  assert.ok(c.architecture === 'granitemoehybrid' || c.architecture === 'mamba2');
+  assert.ok(Object.keys(SUPPORTED_MODEL_TYPES).includes(c.architecture));
   for (const [k, v] of Object.entries({ vocab: c.vocabSize, hidden: c.hiddenSize, layers: c.numLayers })) {
     assert.ok(Number.isInteger(v) && v > 0, `${k} = ${v}`);
   }
   assert.equal(c.layerKinds.length, c.numLayers);
-  assert.ok(c.layerKinds.every((k) => k === 'mamba' || k === 'attention'));
+  assert.ok(c.layerKinds.every((k) => k === 'mamba' || k === 'attention' || k === 'mlp'));
   assert.equal(c.attention === null, !c.layerKinds.includes('attention'));
+  assert.equal(c.mlp === null, !c.layerKinds.includes('mlp'));
   assert.ok(c.eosTokenIds.every((id) => typeof id === 'number'));
 }
 
 /** Sizes every buffer is made from: finite, safe integers (config.ts bounds every size field). */
 function checkSizes(c: ModelConfig): void {
   const m = c.mamba;
-  for (const [k, v] of Object.entries({ ...m, vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, numLayers: c.numLayers, ...(c.attention ?? {}), ...(c.feedForward ?? {}) })) {
+  for (const [k, v] of Object.entries({ ...m, vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, numLayers: c.numLayers, ...(c.attention ?? {}), ...(c.feedForward ?? {}), ...(c.mlp ?? {}) })) {
     if (typeof v !== 'number' || ['timeStepMin', 'timeStepMax', 'scaling', 'ropeTheta'].includes(k)) continue;
     assert.ok(Number.isSafeInteger(v) && v >= 0, `${k} = ${v}`);
   }
