@@ -765,8 +765,9 @@ function nemotronH(raw: Json): ModelConfig {
   const layerKinds = nemotronKinds(r, mt);
   const numLayers = layerKinds.length; // num_hidden_layers is derived from the pattern (a different value is ignored, as transformers does)
   if (present(r['mlp_hidden_act']) && r['mlp_hidden_act'] !== 'relu2') refuse('mlp_hidden_act', r['mlp_hidden_act'], '"relu2" only (squared ReLU)');
-  // NemotronHForCausalLM ties nothing (_tied_weights_keys = {}): its lm_head is its own.
-  if (present(r['tie_word_embeddings']) && r['tie_word_embeddings'] !== false) refuse('tie_word_embeddings', r['tie_word_embeddings'], 'false only (NemotronHForCausalLM keeps its own lm_head.weight)');
+  // NemotronHForCausalLM ties nothing (_tied_weights_keys = {}), whatever tie_word_embeddings says: its lm_head is
+  // its own, and saved (checked with transformers 5.18: a model made with tie_word_embeddings true saves lm_head.weight).
+  bool(r, 'tie_word_embeddings', false);
   const dtMin = num(r, 'time_step_min', 0.001);
   const mamba = mambaFrom(r, hiddenSize, {
     expand: null,
@@ -804,7 +805,7 @@ function nemotronH(raw: Json): ModelConfig {
     embeddingMultiplier: 1,
     residualMultiplier: 1,
     logitsScaling: 1,
-    tieWordEmbeddings: false,
+    tieWordEmbeddings: false, // (see above: never tied)
     mamba,
     attention,
     feedForward: null,

@@ -298,6 +298,8 @@ describe('bamba and nemotron_h: config', () => {
     // Legacy names win (NemotronHConfig.__post_init__).
     const legacy = configFromJson({ ...nemotronConfig(), mamba_n_groups: 4, mamba_dt_min: 0.01, mamba_d_conv: 3 });
     assert.deepEqual([legacy.mamba.nGroups, legacy.mamba.timeStepMin, legacy.mamba.dConv, legacy.mamba.normGroupSize], [4, 0.01, 3, 32]);
+    // NemotronHForCausalLM never ties its lm_head (transformers 5.18 saves lm_head.weight even when asked to tie).
+    assert.equal(configFromJson({ ...nemotronConfig(), tie_word_embeddings: true }).tieWordEmbeddings, false);
   });
 
   test('a bad pattern character, an MoE block, inconsistent heads and unsupported settings are refused by name', () => {
@@ -317,7 +319,6 @@ describe('bamba and nemotron_h: config', () => {
     refused({ ...n, num_attention_heads: 6, num_key_value_heads: 4 }, UnsupportedModelError, ['num_attention_heads (6) must be a multiple of num_key_value_heads (4)']);
     refused({ ...n, mlp_hidden_act: 'gelu' }, UnsupportedConfigValueError, ['mlp_hidden_act', '"gelu"', 'relu2']);
     refused({ ...n, mamba_hidden_act: 'gelu' }, UnsupportedConfigValueError, ['mamba_hidden_act']);
-    refused({ ...n, tie_word_embeddings: true }, UnsupportedConfigValueError, ['tie_word_embeddings']);
     refused({ ...n, n_groups: 3 }, UnsupportedModelError, ['n_groups']);
     const b = bambaConfig();
     refused({ ...b, num_attention_heads: 3 }, UnsupportedModelError, ['num_attention_heads (3) must be a multiple of num_key_value_heads (2)']);
