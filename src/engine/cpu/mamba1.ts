@@ -1,0 +1,144 @@
+// CPU reference of the Mamba-1 (transformers `mamba` / `falcon_mamba`, MambaMixer) pieces that Mamba-2 does not
+// have: the x_proj split (with FalconMamba's weightless RMS norms), dt = softplus(dt_proj(dt_low) + dt_bias)
+// per channel, and the selective scan with a state per (channel, state entry):
+//   h[i, n] = exp(dt[i] A[i, n]) h[i, n] + dt[i] B[n] x[i],   y[i] = sum_n h[i, n] C[n] + D[i] x[i]   (A = -exp(A_log))
+// optionally gated: y[i] * silu(z[i]). Plain loops in float64 arithmetic over float32 storage; the state is f32.
+// The conv (cpu/ops.ts causalConv1d) and the projections (cpu/ops.ts linear) are shared with Mamba-2.
+
+import { linear, silu, softplus } from './ops';
+
+/** RMS norm without a weight over rows of length d: out = x / sqrt(mean(x^2) + eps). */
+export function rmsNormNoWeight(x: Float32Array, d: number, eps: number): Float32Array {
+  if (d <= 0 || x.length % d !== 0) throw new Error(`rmsNormNoWeight: ${x.length} values are not rows of ${d}.`);
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < x.length / d; r++) {
+    let ss = 0;
+    for (let j = 0; j < d; j++) ss += x[r * d + j] * x[r * d + j];
+    const s = 1 / Math.sqrt(ss / d + eps);
+    for (let j = 0; j < d; j++) out[r * d + j] = x[r * d + j] * s;
+  }
+  return out;
+}
+
+export interface XProjSplit {
+  dtLow: Float32Array; // [T, R]
+  B: Float32Array; // [T, N]
+  C: Float32Array; // [T, N]
+}
+
+/**
+ * Splits x_proj's output [T, R + 2N] into dt_low [T, R], B [T, N], C [T, N] (in that order along the row).
+ * FalconMamba (falconEps given: config.mixer_rms_eps) then RMS-normalises each of the three, per token, over its
+ * own width, without a weight, before dt_proj and the scan.
+ */
+export function splitXProj(xdbc: Float32Array, T: number, R: number, N: number, falconEps: number | null = null): XProjSplit {
+  const W = R + 2 * N;
+  if (xdbc.length !== T * W) throw new Error(`splitXProj: ${xdbc.length} values, [${T}, ${W}] expected.`);
+  let dtLow: Float32Array = new Float32Array(T * R);
+  let B: Float32Array = new Float32Array(T * N);
+  let C: Float32Array = new Float32Array(T * N);
+  for (let t = 0; t < T; t++) {
+    for (let j = 0; j < R; j++) dtLow[t * R + j] = xdbc[t * W + j];
+    for (let n = 0; n < N; n++) {
+      B[t * N + n] = xdbc[t * W + R + n];
+      C[t * N + n] = xdbc[t * W + R + N + n];
+    }
+  }
+  if (falconEps !== null) {
+    dtLow = rmsNormNoWeight(dtLow, R, falconEps);
+    B = rmsNormNoWeight(B, N, falconEps);
+    C = rmsNormNoWeight(C, N, falconEps);
+  }
+  return { dtLow, B, C };
+}
+
+/** dt_proj without its bias: raw[t, i] = sum_r W[i, r] dtLow[t, r]. W: [I, R] (nn.Linear layout). */
+export function dtProjRaw(dtLow: Float32Array, W: Float32Array, R: number, I: number): Float32Array {
+  return linear(dtLow, W, R, I, null);
+}
+
+/** dt[t, i] = softplus(raw[t, i] + bias[i]) (torch's softplus, threshold 20). raw: [T, I], bias: [I]. */
+export function dtSoftplus(raw: Float32Array, bias: Float32Array): Float32Array {
+  const I = bias.length;
+  const dt = new Float32Array(raw.length);
+  for (let k = 0; k < raw.length; k++) dt[k] = softplus(raw[k] + bias[k % I]);
+  return dt;
+}
+
+/** dt = softplus(dt_proj(dtLow) + bias): dtLow [T, R], W [I, R], bias [I]; returns [T, I]. */
+export function dtFromLow(dtLow: Float32Array, W: Float32Array, bias: Float32Array, R: number): Float32Array {
+  return dtSoftplus(dtProjRaw(dtLow, W, R, bias.length), bias);
+}
+
+/** A = -exp(A_log), elementwise ([I, N]). */
+export function aFromLog(aLog: Float32Array): Float32Array {
+  const A = new Float32Array(aLog.length);
+  for (let k = 0; k < aLog.length; k++) A[k] = -Math.exp(aLog[k]);
+  return A;
+}
+
+export interface ScanShape {
+  I: number; // channels (intermediate_size)
+  N: number; // state size
+}
+
+/**
+ * One token of the selective scan. x, dt, z: [I]; B, C: [N]; A: [I, N]; D: [I]; state: f32 [I, N], updated in
+ * place. Returns y [I] (times silu(z) when z is given).
+ */
+export function selectiveStep(
+  x: Float32Array,
+  dt: Float32Array,
+  A: Float32Array,
+  B: Float32Array,
+  C: Float32Array,
+  D: Float32Array,
+  state: Float32Array,
+  s: ScanShape,
+  z: Float32Array | null = null,
+): Float32Array {
+  const { I, N } = s;
+  const y = new Float32Array(I);
+  for (let i = 0; i < I; i++) {
+    let acc = 0;
+    for (let n = 0; n < N; n++) {
+      const k = i * N + n;
+      const h = Math.exp(dt[i] * A[k]) * state[k] + dt[i] * B[n] * x[i];
+      state[k] = h; // rounded to f32, as the carried state is
+      acc += state[k] * C[n];
+    }
+    let v = acc + D[i] * x[i];
+    if (z) v *= silu(z[i]);
+    y[i] = v;
+  }
+  return y;
+}
+
+/**
+ * The selective scan over T tokens, continuing from `state` (f32 [I, N], updated in place), token by token.
+ * x, dt (after softplus), z: [T, I]; B, C: [T, N]; A: [I, N] (= -exp(A_log)); D: [I]. Returns y [T, I].
+ */
+export function selectiveScan(
+  x: Float32Array,
+  dt: Float32Array,
+  A: Float32Array,
+  B: Float32Array,
+  C: Float32Array,
+  D: Float32Array,
+  state: Float32Array,
+  s: ScanShape,
+  z: Float32Array | null = null,
+): Float32Array {
+  const { I, N } = s;
+  const T = x.length / I;
+  if (!Number.isInteger(T) || dt.length !== T * I || B.length !== T * N || C.length !== T * N || (z && z.length !== T * I)) {
+    throw new Error(`selectiveScan: inputs are not [T, I] / [T, N] for I = ${I}, N = ${N}.`);
+  }
+  if (A.length !== I * N || D.length !== I || state.length !== I * N) throw new Error(`selectiveScan: A, D or the state is not sized for I = ${I}, N = ${N}.`);
+  const y = new Float32Array(T * I);
+  for (let t = 0; t < T; t++) {
+    const row = (a: Float32Array, w: number) => a.subarray(t * w, (t + 1) * w);
+    y.set(selectiveStep(row(x, I), row(dt, I), A, row(B, N), row(C, N), D, state, s, z ? row(z, I) : null), t * I);
+  }
+  return y;
+}
