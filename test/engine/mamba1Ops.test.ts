@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Gpu, type GpuWeight } from '../../src/engine/gpu/device';
-import type { Act } from '../../src/engine/gpu/ops';
+import { CommandList, type Act } from '../../src/engine/gpu/ops';
 import { Mamba1List, scanLanes, selectiveScanConstants } from '../../src/engine/gpu/mamba1';
 import * as m1 from '../../src/engine/cpu/mamba1';
 
@@ -389,4 +389,93 @@ test('selectiveScan checks its inputs', async () => {
   assert.throws(() => list.selectiveScan({ buffer: b }, { buffer: b }, { buffer: b }, { buffer: b }, cp, buf(gpu, 64), { buffer: buf(gpu, 64) }, { T: 100, I: 4, N: 2 }), /past its/);
   assert.throws(() => list.selectiveScan({ buffer: b }, { buffer: b }, { buffer: b }, { buffer: b }, cp, buf(gpu, 64), { buffer: buf(gpu, 64) }, { T: 1, I: 4, N: 2 }, { tpr: 3 }), /power of two/);
   list.destroy();
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// A whole mixer, as the model loop would run it: CommandList ops (in_proj, conv, x_proj, dt_proj, out_proj)
+// around the Mamba-1 ops, against cpu/mamba1.ts mamba1Mixer; prefill in two chunks, then a decode step.
+
+test('a Mamba-1 / FalconMamba mixer on the GPU (CommandList + Mamba1List) matches the CPU mixer', async () => {
+  for (const falconEps of [null, 1e-6]) {
+    const H = 24, I = 48, N = 16, R = 3, K = 4;
+    const sh: m1.Mamba1MixerShape = { H, I, N, R, K, falconEps };
+    const c = makeCase(1, I, N, R);
+    const w: m1.Mamba1MixerWeights = {
+      inProj: uniform(2 * I * H, -0.3, 0.3),
+      inProjBias: uniform(2 * I, -0.1, 0.1),
+      convW: uniform(I * K, -0.5, 0.5),
+      convB: uniform(I, -0.1, 0.1),
+      xProj: uniform((R + 2 * N) * I, -0.3, 0.3),
+      dtProjW: uniform(I * R, -0.5, 0.5),
+      dtProjB: c.dtBias,
+      aLog: c.aLog,
+      D: c.D,
+      outProj: uniform(H * I, -0.2, 0.2),
+    };
+    const T = 21;
+    const hidden = uniform((T + 1) * H, -1, 1);
+    const cpuState: m1.Mamba1State = { conv: new Float32Array(I * (K - 1)), ssm: new Float32Array(I * N) };
+    const want = new Float32Array((T + 1) * H);
+    const chunks: [number, number][] = [
+      [0, 13],
+      [13, T],
+      [T, T + 1],
+    ];
+    for (const [t0, t1] of chunks) want.set(m1.mamba1Mixer(hidden.slice(t0 * H, t1 * H), w, sh, cpuState), t0 * H);
+
+    const W = R + 2 * N;
+    const up = (v: Float32Array, shape: number[]) => weightF32(gpu, v, shape);
+    const g = {
+      inProj: up(w.inProj, [2 * I, H]),
+      inProjBias: up(w.inProjBias!, [2 * I]),
+      convW: up(w.convW, [I, 1, K]),
+      convB: up(w.convB!, [I]),
+      xProj: up(w.xProj, [W, I]),
+      dtProjW: up(w.dtProjW, [I, R]),
+      outProj: up(w.outProj, [H, I]),
+    };
+    const cp = selectiveScanConstants(gpu, up(w.aLog, [I, N]), up(w.dtProjB, [I]), up(w.D, [I]), I, N);
+    const convState = buf(gpu, I * (K - 1), 'conv.state');
+    const ssmState = buf(gpu, I * N, 'ssm.state');
+    const hb = buf(gpu, hidden, 'hidden');
+    const out = buf(gpu, (T + 1) * H, 'out');
+    const xz = buf(gpu, T * 2 * I, 'xz');
+    const xc = buf(gpu, T * I, 'xc');
+    const xdbc = buf(gpu, T * W, 'xdbc');
+    const dt = buf(gpu, T * I, 'dt');
+    const y = buf(gpu, T * I, 'y');
+    for (const [t0, t1] of chunks) {
+      const n = t1 - t0;
+      const a = new CommandList(gpu);
+      a.linear({ buffer: hb, offset: t0 * H }, g.inProj, { buffer: xz }, n, H, 2 * I, { bias: g.inProjBias });
+      a.causalConv1d({ buffer: xz, stride: 2 * I }, g.convW, g.convB, convState, { buffer: xc }, n, I, K);
+      a.linear({ buffer: xc }, g.xProj, { buffer: xdbc }, n, I, W);
+      const b = new Mamba1List(gpu);
+      if (falconEps !== null) b.falconNorms({ buffer: xdbc }, n, R, N, falconEps);
+      const d = new CommandList(gpu);
+      d.linear({ buffer: xdbc, stride: W }, g.dtProjW, { buffer: dt }, n, R, I); // the bias is added in the scan
+      const e = new Mamba1List(gpu);
+      e.selectiveScan({ buffer: xc }, { buffer: dt }, { buffer: xdbc, offset: R, stride: W }, { buffer: xdbc, offset: R + N, stride: W }, cp, ssmState, { buffer: y }, { T: n, I, N }, { z: { buffer: xz, offset: I, stride: 2 * I } });
+      const f = new CommandList(gpu);
+      f.linear({ buffer: y }, g.outProj, { buffer: out, offset: t0 * H }, n, I, H);
+      // One compute pass, in order (dispatches in a pass see the previous ones' writes).
+      const enc = gpu.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      a.encode(pass);
+      b.encode(pass);
+      d.encode(pass);
+      e.encode(pass);
+      f.encode(pass);
+      pass.end();
+      gpu.device.queue.submit([enc.finish()]);
+      await gpu.device.queue.onSubmittedWorkDone();
+      await gpu.check();
+      for (const l of [a, b, d, e, f]) l.destroy();
+    }
+    const got = await readF32(gpu, out, (T + 1) * H);
+    const err = relErr(got, want);
+    assert.ok(err <= TOL, `falconEps ${falconEps}: mixer output err ${err}`);
+    assert.ok(relErr(await readF32(gpu, ssmState, I * N), cpuState.ssm) <= TOL, 'ssm state');
+    assert.ok(relErr(await readF32(gpu, convState, I * (K - 1)), cpuState.conv) <= TOL, 'conv state');
+  }
 });

@@ -5,7 +5,7 @@
 // optionally gated: y[i] * silu(z[i]). Plain loops in float64 arithmetic over float32 storage; the state is f32.
 // The conv (cpu/ops.ts causalConv1d) and the projections (cpu/ops.ts linear) are shared with Mamba-2.
 
-import { linear, silu, softplus } from './ops';
+import { causalConv1d, linear, silu, softplus } from './ops';
 
 /** RMS norm without a weight over rows of length d: out = x / sqrt(mean(x^2) + eps). */
 export function rmsNormNoWeight(x: Float32Array, d: number, eps: number): Float32Array {
@@ -141,4 +141,57 @@ export function selectiveScan(
     y.set(selectiveStep(row(x, I), row(dt, I), A, row(B, N), row(C, N), D, state, s, z ? row(z, I) : null), t * I);
   }
   return y;
+}
+
+/** One Mamba-1 mixer's weights, f32, in the checkpoint's layouts (nn.Linear [out, in], conv1d [I, 1, K]). */
+export interface Mamba1MixerWeights {
+  inProj: Float32Array; // [2I, H]: x rows then z rows
+  inProjBias?: Float32Array | null; // [2I] (config.use_bias)
+  convW: Float32Array; // [I, K]
+  convB?: Float32Array | null; // [I] (config.use_conv_bias)
+  xProj: Float32Array; // [R + 2N, I]
+  dtProjW: Float32Array; // [I, R]
+  dtProjB: Float32Array; // [I]
+  aLog: Float32Array; // [I, N]
+  D: Float32Array; // [I]
+  outProj: Float32Array; // [H, I]
+  outProjBias?: Float32Array | null; // [H]
+}
+
+export interface Mamba1MixerShape {
+  H: number; // hidden_size
+  I: number; // intermediate_size
+  N: number; // state_size
+  R: number; // time_step_rank
+  K: number; // conv_kernel
+  /** FalconMamba: mixer_rms_eps (the weightless norms of dt_low, B, C); null for Mamba. */
+  falconEps: number | null;
+}
+
+/** A mixer's carried state: the conv's last K-1 inputs [I, K-1] and the scan's h [I, N], both f32. */
+export interface Mamba1State {
+  conv: Float32Array;
+  ssm: Float32Array;
+}
+
+/**
+ * One Mamba-1 mixer (MambaMixer / FalconMambaMixer) on T tokens, continuing from `state` (updated):
+ * in_proj -> (x, z); x = silu(conv1d(x)); x_proj -> (dt_low, B, C) [Falcon: normed]; dt = softplus(dt_proj);
+ * y = scan(x, dt, A, B, C, D) * silu(z); out_proj. hidden: [T, H]; returns [T, H].
+ */
+export function mamba1Mixer(hidden: Float32Array, w: Mamba1MixerWeights, s: Mamba1MixerShape, state: Mamba1State): Float32Array {
+  const { H, I, N, R, K } = s;
+  const T = hidden.length / H;
+  const xz = linear(hidden, w.inProj, H, 2 * I, w.inProjBias ?? null);
+  const x = new Float32Array(T * I);
+  const z = new Float32Array(T * I);
+  for (let t = 0; t < T; t++) {
+    x.set(xz.subarray(t * 2 * I, t * 2 * I + I), t * I);
+    z.set(xz.subarray(t * 2 * I + I, (t + 1) * 2 * I), t * I);
+  }
+  const xc = causalConv1d(x, w.convW, w.convB ?? null, state.conv, I, K);
+  const sp = splitXProj(linear(xc, w.xProj, I, R + 2 * N, null), T, R, N, s.falconEps);
+  const dt = dtFromLow(sp.dtLow, w.dtProjW, w.dtProjB, R);
+  const y = selectiveScan(xc, dt, aFromLog(w.aLog), sp.B, sp.C, w.D, state.ssm, { I, N }, z);
+  return linear(y, w.outProj, I, H, w.outProjBias ?? null);
 }
