@@ -412,12 +412,12 @@ function namesConstraint(tok: Pick<TextTokenizer, 'decode'>, end: number, vocabS
     // Each name once (a small model otherwise loops over a file's names): a token that would close a name
     // already listed is left out.
     if (!s.names && !s.at.startsWith('name')) return allowed;
-    const listed = new Set(text.match(/`[^`]+`/g));
+    const listed = new Set<string>(text.match(/`[^`]+`/g) ?? []);
     const open = s.at.startsWith('name') ? text.slice(text.lastIndexOf('`')) : '';
     return allowed.filter((id) => {
       const t = texts[id];
       if (!t || !t.includes('`')) return true;
-      const closed = (open + t).match(/`[^`]+`/g) ?? [];
+      const closed: string[] = (open + t).match(/`[^`]+`/g) ?? [];
       return closed.every((name, i) => !listed.has(name) && closed.indexOf(name) === i);
     });
   };
