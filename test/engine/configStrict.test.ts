@@ -11,7 +11,7 @@ import * as path from 'path';
 import { SUPPORTED_MODEL_TYPES, configFromJson, parseConfigJson } from '../../src/engine/config';
 import { UnknownModelTypeError, UnsupportedConfigValueError, UnsupportedModelError } from '../../src/engine/errors';
 import { openModelFolder } from '../../src/engine/model';
-import { FIXTURES, REPO } from './helpers';
+import { FIXTURES, fixtureNames, REPO } from './helpers';
 
 type Json = Record<string, unknown>;
 
@@ -20,10 +20,7 @@ const fixture = (name: string): Json => read(path.join(FIXTURES, name, 'config.j
 
 function shippedConfigs(): [string, string][] {
   const out: [string, string][] = [];
-  for (const n of fs.readdirSync(FIXTURES).sort()) {
-    const f = path.join(FIXTURES, n, 'config.json');
-    if (fs.existsSync(f)) out.push([`test/fixtures/${n}`, f]);
-  }
+  for (const n of fixtureNames()) out.push([`test/fixtures/${n}`, path.join(FIXTURES, n, 'config.json')]);
   out.push(['models/default', path.join(REPO, 'models', 'default', 'config.json')]);
   const shapes = path.join(REPO, 'bench', 'shapes');
   for (const n of fs.readdirSync(shapes).filter((x) => x.endsWith('.json')).sort()) out.push([`bench/shapes/${n}`, path.join(shapes, n)]);

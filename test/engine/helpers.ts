@@ -3,6 +3,7 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
+import { SUPPORTED_MODEL_TYPES } from '../../src/engine/config';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 export const FIXTURES = path.join(REPO, 'test', 'fixtures');
@@ -16,12 +17,30 @@ export interface Expected {
   tokenizer?: { text: string; ids: number[]; more?: { text: string; ids: number[] }[] };
 }
 
-export function fixtureNames(): string[] {
+function allFixtureNames(): string[] {
   if (!fs.existsSync(FIXTURES)) return [];
   return fs
     .readdirSync(FIXTURES)
     .filter((n) => fs.existsSync(path.join(FIXTURES, n, 'expected.json')))
     .sort();
+}
+
+/** The model_type a fixture's config.json names. */
+export function fixtureModelType(name: string): string {
+  return String(JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'config.json'), 'utf8'))['model_type']);
+}
+
+/** Fixtures of the model types the engine runs (SUPPORTED_MODEL_TYPES): every parity-style test runs on these. */
+export function fixtureNames(): string[] {
+  return allFixtureNames().filter((n) => Object.hasOwn(SUPPORTED_MODEL_TYPES, fixtureModelType(n)));
+}
+
+/**
+ * Fixtures made for families the engine does not run yet (scripts/make_family_fixtures.py, issue 18): they wait
+ * for their implementation, and meanwhile a checkpoint of theirs must be refused by name.
+ */
+export function pendingFixtureNames(): string[] {
+  return allFixtureNames().filter((n) => !Object.hasOwn(SUPPORTED_MODEL_TYPES, fixtureModelType(n)));
 }
 
 export function loadExpected(name: string): Expected {

@@ -10,6 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { SUPPORTED_MODEL_TYPES, configFromJson, parseConfigJson, type ModelConfig } from '../../src/engine/config';
 import { check, corpus, FIXTURES, fc, named, oddJson } from './fuzz';
+import { fixtureNames } from '../engine/helpers';
 
 const TARGET = 'config';
 
@@ -23,11 +24,8 @@ interface Case {
   sizes?: boolean;
 }
 
-const FIXTURE_TEXTS = fs
-  .readdirSync(FIXTURES)
-  .filter((d) => fs.existsSync(path.join(FIXTURES, d, 'config.json')))
-  .sort()
-  .map((d) => fs.readFileSync(path.join(FIXTURES, d, 'config.json'), 'utf8'));
+// The fixtures of the model types the engine runs (those of families still to come are refused by name: parity.test.ts).
+const FIXTURE_TEXTS = fixtureNames().map((d) => fs.readFileSync(path.join(FIXTURES, d, 'config.json'), 'utf8'));
 const FIXTURE_CONFIGS = FIXTURE_TEXTS.map((t) => parseConfigJson(t));
 const KEYS = [...new Set(FIXTURE_CONFIGS.flatMap((c) => Object.keys(c)))].sort();
 // Keys some configs have and the fixtures lack.
