@@ -255,9 +255,9 @@ function checkCommon(raw: Json, mt: Architecture): void {
   for (const key of ['rms_norm', 'rmsnorm', 'mamba_rmsnorm', 'mamba_rms_norm']) {
     if (present(raw[key]) && raw[key] !== true) refuse(key, raw[key], 'true only (the gated RMSNorm after the scan)');
   }
-  for (const key of ['norm_before_gate', 'mamba_norm_before_gate']) {
-    if (present(raw[key]) && raw[key] !== false) refuse(key, raw[key], 'false only (the gate multiplies before the norm: norm(y * silu(z)))');
-  }
+  // norm_before_gate: mamba_ssm's key, written in real checkpoints (Mamba-Codestral-7B-v0.1 says true). None of
+  // these model types' transformers configs reads it: their mixers always gate before the norm, and so does the
+  // engine, so the key is ignored here as transformers ignores it (Falcon-H1's config does read it).
   const q = raw['quantization_config'];
   if (present(q)) {
     const method = typeof q === 'object' && q !== null && 'quant_method' in q ? (q as Json)['quant_method'] : q;
