@@ -115,8 +115,7 @@ async function benchGemv(gpu: Gpu, cfg: ModelConfig, formats: BenchFormat[], jso
   const m = cfg.mamba;
   const ff = cfg.feedForward;
   const mats: [string, number, number][] = [
-    ['mamba.in_proj', m.inProjDim, H],
-    ['mamba.out_proj', H, m.intermediate],
+    ...(m ? ([['mamba.in_proj', m.inProjDim, H], ['mamba.out_proj', H, m.intermediate]] as [string, number, number][]) : []),
     ...(ff && ff.sharedIntermediate > 0 ? ([['mlp.input', 2 * ff.sharedIntermediate, H], ['mlp.output', H, ff.sharedIntermediate]] as [string, number, number][]) : []),
     ['lm_head', cfg.vocabSize, H],
   ];
@@ -189,7 +188,7 @@ function matmulFlopsPerToken(cfg: ModelConfig): number {
   const ff = cfg.feedForward;
   let macs = H * cfg.vocabSize;
   for (const kind of cfg.layerKinds) {
-    if (kind === 'mamba') macs += H * m.inProjDim + m.intermediate * H;
+    if (kind === 'mamba' && m) macs += H * m.inProjDim + m.intermediate * H;
     else if (a) macs += H * (a.numHeads + 2 * a.numKvHeads) * a.headDim + a.numHeads * a.headDim * H;
     if (ff) macs += 3 * H * ff.sharedIntermediate + (ff.numExperts ? ff.topK * 3 * H * ff.expertIntermediate + H * ff.numExperts : 0);
   }

@@ -1,8 +1,9 @@
 // Model configuration: parsed once from a Hugging Face config.json into one frozen, validated object that
-// the rest of the engine reads. Four architectures: `granitemoehybrid` (IBM Granite 4.0-H: Mamba-2 layers
+// the rest of the engine reads. Six architectures: `granitemoehybrid` (IBM Granite 4.0-H: Mamba-2 layers
 // and a few attention layers, dense or MoE feed-forward), `mamba2` (Mamba-2 only, no feed-forward), `bamba`
 // (Mamba-2 and attention layers, each followed by a SwiGLU feed-forward; partial RoPE) and `nemotron_h`
-// (a pattern of single-mixer blocks: Mamba-2, attention without positional encoding, or a squared-ReLU MLP).
+// (a pattern of single-mixer blocks: Mamba-2, attention without positional encoding, or a squared-ReLU MLP),
+// and `mamba` / `falcon_mamba` (Mamba-1 layers only; Falcon-Mamba adds weightless norms inside the mixer).
 //
 // The parse is strict: model_type (with architectures, when given) selects the implementation and anything
 // else is refused (UnknownModelTypeError); for a known type, every setting that changes the computation must
@@ -12,13 +13,25 @@
 
 import { UnknownModelTypeError, UnsupportedConfigValueError, UnsupportedModelError } from './errors';
 
-export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h';
+export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h' | 'mamba' | 'falcon_mamba';
 /**
  * What a layer's mixer is: a Mamba-2 mixer (recurrent state), attention (KV cache), or an MLP block (no state:
  * Nemotron-H's `-`, up -> relu^2 -> down). Whether a feed-forward follows the mixer is the layer's own
  * (LayerWeights.feedForward).
  */
-export type LayerKind = 'mamba' | 'attention' | 'mlp';
+export type LayerKind = 'mamba' | 'mamba1' | 'attention' | 'mlp';
+
+/** A Mamba-1 mixer (MambaMixer / FalconMambaMixer; layer kind 'mamba1'): a state per channel and state entry. */
+export interface Mamba1Config {
+  readonly intermediate: number; // I = expand * hidden_size
+  readonly dState: number; // N
+  readonly dtRank: number; // R: dt_proj's input width (time_step_rank)
+  readonly dConv: number; // K
+  readonly convBias: boolean;
+  readonly projBias: boolean; // in_proj and out_proj biases (use_bias)
+  /** FalconMamba: eps of the weightless RMS norms on dt_low, B and C (mixer_rms_eps); null for Mamba. */
+  readonly falconEps: number | null;
+}
 
 export interface MambaConfig {
   readonly numHeads: number; // nh: SSM heads
@@ -79,7 +92,8 @@ export interface ModelConfig {
   readonly residualMultiplier: number;
   readonly logitsScaling: number; // logits are divided by this
   readonly tieWordEmbeddings: boolean;
-  readonly mamba: MambaConfig;
+  readonly mamba: MambaConfig | null; // the Mamba-2 layers' settings; null when there are none
+  readonly mamba1: Mamba1Config | null; // the Mamba-1 layers' settings (mamba, falcon_mamba); else null
   readonly attention: AttentionConfig | null; // null when no layer is attention
   readonly feedForward: FeedForwardConfig | null; // null for mamba2 and nemotron_h (no feed-forward after the mixer)
   readonly mlp: MlpBlockConfig | null; // the 'mlp' layers' width (nemotron_h), else null
@@ -96,6 +110,8 @@ export const SUPPORTED_MODEL_TYPES: Readonly<Record<Architecture, { readonly arc
   mamba2: { architecture: 'Mamba2ForCausalLM', description: 'Mamba-2' },
   bamba: { architecture: 'BambaForCausalLM', description: 'IBM Bamba' },
   nemotron_h: { architecture: 'NemotronHForCausalLM', description: 'NVIDIA Nemotron-H' },
+  mamba: { architecture: 'MambaForCausalLM', description: 'Mamba' },
+  falcon_mamba: { architecture: 'FalconMambaForCausalLM', description: 'TII Falcon-Mamba' },
 };
 
 function supportedTypes(): string {
@@ -541,6 +557,7 @@ function granite(raw: Json): ModelConfig {
     logitsScaling: num(raw, 'logits_scaling', 1),
     tieWordEmbeddings: bool(raw, 'tie_word_embeddings', false),
     mamba,
+    mamba1: null,
     attention,
     feedForward: {
       sharedIntermediate: int(raw, 'shared_intermediate_size', 1024),
@@ -585,6 +602,7 @@ function mamba2(raw: Json): ModelConfig {
     logitsScaling: 1,
     tieWordEmbeddings: bool(raw, 'tie_word_embeddings', false),
     mamba,
+    mamba1: null,
     attention: null,
     feedForward: null,
     mlp: null,
@@ -676,6 +694,7 @@ function bamba(raw: Json): ModelConfig {
     logitsScaling: 1,
     tieWordEmbeddings: bool(raw, 'tie_word_embeddings', false),
     mamba,
+    mamba1: null,
     attention,
     feedForward: { sharedIntermediate: positive(raw, 'intermediate_size', 14336), numExperts: 0, topK: 0, expertIntermediate: 0 },
     mlp: null,
@@ -807,10 +826,57 @@ function nemotronH(raw: Json): ModelConfig {
     logitsScaling: 1,
     tieWordEmbeddings: false, // (see above: never tied)
     mamba,
+    mamba1: null,
     attention,
     feedForward: null,
     mlp,
     ...tokenIdsOf(r),
+  };
+}
+
+/** The most state entries per channel the WebGPU selective scan holds (16 lanes x 16 in registers). */
+const MAX_MAMBA1_STATE = 256;
+
+/**
+ * Mamba-1 (transformers' MambaForCausalLM) and Falcon-Mamba (FalconMambaForCausalLM): every block is
+ * norm -> MambaMixer -> residual, backbone.* names, lm_head tied by default. The mixer: in_proj -> (x, z);
+ * x = silu(conv1d(x)); x_proj -> (dt_low, B, C) [Falcon-Mamba: each RMS-normalised without a weight, eps
+ * mixer_rms_eps]; dt = softplus(dt_proj(dt_low)); y = scan(x, dt, A, B, C, D) * silu(z); out_proj.
+ */
+function mamba1(raw: Json, mt: Architecture): ModelConfig {
+  const hiddenSize = int(raw, 'hidden_size', 768);
+  const numLayers = int(raw, 'num_hidden_layers', 32);
+  // MambaConfig.__post_init__ sets intermediate_size = int(expand * hidden_size), whatever the file says.
+  const expand = num(raw, 'expand', 2);
+  const intermediate = Math.trunc(expand * hiddenSize);
+  if (!(intermediate >= 1) || intermediate > MAX_SIZE) {
+    throw new UnsupportedModelError(`config.json: expand (${expand}) x hidden_size (${hiddenSize}) must give an intermediate size of 1 to ${MAX_SIZE}.`);
+  }
+  const dtRank = raw['time_step_rank'] === 'auto' || raw['time_step_rank'] === undefined ? Math.ceil(hiddenSize / 16) : positive(raw, 'time_step_rank');
+  if (dtRank < 1) throw new UnsupportedModelError('config.json: "time_step_rank" must be a positive integer or "auto".');
+  const dState = positive(raw, 'state_size', 16);
+  if (dState > MAX_MAMBA1_STATE) refuseWith(mt, 'state_size', dState, `1 to ${MAX_MAMBA1_STATE} state entries per channel`);
+  const dConv = positive(raw, 'conv_kernel', 4);
+  if (dConv > 8) refuseWith(mt, 'conv_kernel', dConv, '1 to 8 (the causal conv kernel width)');
+  const falconEps = mt === 'falcon_mamba' ? num(raw, 'mixer_rms_eps', 1e-6) : null;
+  if (falconEps !== null && !(falconEps > 0 && Number.isFinite(falconEps))) refuseWith(mt, 'mixer_rms_eps', falconEps, 'a positive number');
+  return {
+    architecture: mt,
+    vocabSize: int(raw, 'vocab_size', 50280),
+    hiddenSize,
+    numLayers,
+    layerKinds: Array.from({ length: numLayers }, () => 'mamba1' as const),
+    rmsNormEps: num(raw, 'layer_norm_epsilon', 1e-5),
+    embeddingMultiplier: 1,
+    residualMultiplier: 1,
+    logitsScaling: 1,
+    tieWordEmbeddings: bool(raw, 'tie_word_embeddings', true),
+    mamba: null,
+    mamba1: { intermediate, dState, dtRank, dConv, convBias: bool(raw, 'use_conv_bias', true), projBias: bool(raw, 'use_bias', false), falconEps },
+    attention: null,
+    feedForward: null,
+    mlp: null,
+    ...tokenIdsOf(raw),
   };
 }
 
@@ -830,7 +896,8 @@ function deepFreeze<T>(o: T): T {
 export function configFromJson(raw: Json): ModelConfig {
   const mt = modelTypeOf(raw);
   checkCommon(raw, mt);
-  const cfg = mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : nemotronH(raw);
+  const cfg =
+    mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : mt === 'nemotron_h' ? nemotronH(raw) : mamba1(raw, mt);
   if (cfg.hiddenSize === 0 || cfg.vocabSize === 0 || cfg.numLayers === 0) {
     throw new UnsupportedModelError('config.json: hidden_size, vocab_size and num_hidden_layers must be positive.');
   }

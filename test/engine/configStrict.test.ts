@@ -70,7 +70,7 @@ describe('strict model types', () => {
     assert.ok(ran >= 1, 'at least one published config of a family that runs');
     const codestral = configFromJson(read(path.join(dir, 'mamba2', 'mistralai--Mamba-Codestral-7B-v0.1.json')));
     assert.equal(codestral.numLayers, 64);
-    assert.equal(codestral.mamba.numHeads, 128);
+    assert.equal(codestral.mamba!.numHeads, 128);
   });
 
   test('every shipped config.json (fixtures, the bundled model, bench shapes) is accepted', () => {
@@ -94,7 +94,7 @@ describe('strict model types', () => {
     assert.equal(nope.attention!.ropeTheta, null);
     assert.equal(nope.feedForward!.numExperts, 0);
     const m2 = configFromJson(fixture('mamba2-pure'));
-    assert.deepEqual([m2.mamba.nGroups, m2.mamba.headDim, m2.mamba.numHeads], [2, 16, 8]);
+    assert.deepEqual([m2.mamba!.nGroups, m2.mamba!.headDim, m2.mamba!.numHeads], [2, 16, 8]);
   });
 
   test('an unknown model_type is refused with the supported list and the fix, whatever architectures says', () => {
@@ -231,9 +231,9 @@ describe('strict model types', () => {
       { ...mamba2, time_step_rank: 'auto', rescale_prenorm_residual: true, time_step_floor: 0.01 },
     ];
     for (const raw of ok) assert.doesNotThrow(() => configFromJson(raw), JSON.stringify(raw).slice(0, 200));
-    assert.equal(configFromJson({ ...granite, mamba_d_head: 'auto' }).mamba.headDim, 16);
+    assert.equal(configFromJson({ ...granite, mamba_d_head: 'auto' }).mamba!.headDim, 16);
     assert.equal(configFromJson({ ...granite, rope_parameters: undefined, rope_theta: 500 }).attention!.ropeTheta, 500);
-    assert.deepEqual(configFromJson({ ...mamba2, time_step_limit: [0.001, 0.1] }).mamba.timeStepMax, 0.1);
+    assert.deepEqual(configFromJson({ ...mamba2, time_step_limit: [0.001, 0.1] }).mamba!.timeStepMax, 0.1);
   });
 
   test('absent keys take transformers defaults, not other guesses', () => {
@@ -244,7 +244,7 @@ describe('strict model types', () => {
     assert.equal(g.tieWordEmbeddings, false); // GraniteMoeHybridConfig.tie_word_embeddings = False
     const mamba2 = fixture('mamba2-pure');
     delete mamba2['n_groups'];
-    assert.equal(configFromJson(mamba2).mamba.nGroups, 8); // Mamba2Config.n_groups = 8
+    assert.equal(configFromJson(mamba2).mamba!.nGroups, 8); // Mamba2Config.n_groups = 8
   });
 
   test('a model folder with an unknown model_type is refused when opened', () => {

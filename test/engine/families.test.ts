@@ -264,9 +264,9 @@ describe('bamba and nemotron_h: config', () => {
     assert.equal(cfg.attention!.scaling, 0.25);
     assert.equal(cfg.feedForward!.sharedIntermediate, 80);
     assert.equal(cfg.feedForward!.numExperts, 0);
-    assert.equal(cfg.mamba.headDim, 16);
-    assert.equal(cfg.mamba.normGroupSize, 128, 'BambaRMSNormGated normalises the whole intermediate');
-    assert.equal(cfg.mamba.dtLimitInDecode, false);
+    assert.equal(cfg.mamba!.headDim, 16);
+    assert.equal(cfg.mamba!.normGroupSize, 128, 'BambaRMSNormGated normalises the whole intermediate');
+    assert.equal(cfg.mamba!.dtLimitInDecode, false);
     // partial_rotary_factor is 0.5 unless rope_parameters says otherwise (a top-level one is overwritten).
     const noRope = { ...bambaConfig(), rope_parameters: undefined, partial_rotary_factor: 1.0, rope_theta: 5e5 };
     const c2 = configFromJson(noRope);
@@ -288,16 +288,16 @@ describe('bamba and nemotron_h: config', () => {
     assert.deepEqual(cfg.mlp, { intermediate: 96, bias: false });
     assert.equal(cfg.attention!.ropeTheta, null);
     assert.equal(cfg.attention!.scaling, 0.25);
-    assert.equal(cfg.mamba.intermediate, 128);
-    assert.equal(cfg.mamba.normGroupSize, 64, 'the gated norm is per group of intermediate / n_groups');
-    assert.deepEqual([cfg.mamba.timeStepMin, cfg.mamba.timeStepMax], [0.001, Infinity]);
+    assert.equal(cfg.mamba!.intermediate, 128);
+    assert.equal(cfg.mamba!.normGroupSize, 64, 'the gated norm is per group of intermediate / n_groups');
+    assert.deepEqual([cfg.mamba!.timeStepMin, cfg.mamba!.timeStepMax], [0.001, Infinity]);
     assert.equal(cfg.rmsNormEps, 1e-5);
     const types = ['linear_attention', 'full_attention', 'mlp', 'mamba', 'mlp', 'attention', 'mamba'];
     const viaList = { ...nemotronConfig(), hybrid_override_pattern: undefined, layers_block_type: types };
     assert.deepEqual(configFromJson(viaList).layerKinds, cfg.layerKinds);
     // Legacy names win (NemotronHConfig.__post_init__).
     const legacy = configFromJson({ ...nemotronConfig(), mamba_n_groups: 4, mamba_dt_min: 0.01, mamba_d_conv: 3 });
-    assert.deepEqual([legacy.mamba.nGroups, legacy.mamba.timeStepMin, legacy.mamba.dConv, legacy.mamba.normGroupSize], [4, 0.01, 3, 32]);
+    assert.deepEqual([legacy.mamba!.nGroups, legacy.mamba!.timeStepMin, legacy.mamba!.dConv, legacy.mamba!.normGroupSize], [4, 0.01, 3, 32]);
     // NemotronHForCausalLM never ties its lm_head (transformers 5.18 saves lm_head.weight even when asked to tie).
     assert.equal(configFromJson({ ...nemotronConfig(), tie_word_embeddings: true }).tieWordEmbeddings, false);
   });

@@ -119,7 +119,7 @@ describe('config.json', () => {
     assert.deepEqual(c.layerKinds, a.layerKinds);
     const raw = parseConfigJson(JSON.stringify({ ...base, layer_types: ['mamba', 'attention'] }).replace('{', '{"time_step_limit": [0.0, Infinity],'));
     const d = configFromJson(raw);
-    assert.equal(d.mamba.timeStepMax, Infinity);
+    assert.equal(d.mamba!.timeStepMax, Infinity);
     assert.ok(Object.isFrozen(d) && Object.isFrozen(d.mamba));
   });
 

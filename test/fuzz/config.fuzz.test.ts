@@ -39,7 +39,8 @@ function checkConfig(c: ModelConfig): void {
     assert.ok(Number.isInteger(v) && v > 0, `${k} = ${v}`);
   }
   assert.equal(c.layerKinds.length, c.numLayers);
-  assert.ok(c.layerKinds.every((k) => k === 'mamba' || k === 'attention' || k === 'mlp'));
+  assert.ok(c.layerKinds.every((k) => k === 'mamba' || k === 'mamba1' || k === 'attention' || k === 'mlp'));
+  assert.equal(c.mamba1 === null, !c.layerKinds.includes('mamba1'));
   assert.equal(c.attention === null, !c.layerKinds.includes('attention'));
   assert.equal(c.mlp === null, !c.layerKinds.includes('mlp'));
   assert.ok(c.eosTokenIds.every((id) => typeof id === 'number'));
@@ -48,11 +49,11 @@ function checkConfig(c: ModelConfig): void {
 /** Sizes every buffer is made from: finite, safe integers (config.ts bounds every size field). */
 function checkSizes(c: ModelConfig): void {
   const m = c.mamba;
-  for (const [k, v] of Object.entries({ ...m, vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, numLayers: c.numLayers, ...(c.attention ?? {}), ...(c.feedForward ?? {}), ...(c.mlp ?? {}) })) {
-    if (typeof v !== 'number' || ['timeStepMin', 'timeStepMax', 'scaling', 'ropeTheta'].includes(k)) continue;
+  for (const [k, v] of Object.entries({ ...(m ?? {}), ...(c.mamba1 ?? {}), vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, numLayers: c.numLayers, ...(c.attention ?? {}), ...(c.feedForward ?? {}), ...(c.mlp ?? {}) })) {
+    if (typeof v !== 'number' || ['timeStepMin', 'timeStepMax', 'scaling', 'ropeTheta', 'falconEps'].includes(k)) continue;
     assert.ok(Number.isSafeInteger(v) && v >= 0, `${k} = ${v}`);
   }
-  assert.equal(m.intermediate, m.numHeads * m.headDim);
+  if (m) assert.equal(m.intermediate, m.numHeads * m.headDim);
 }
 
 function parseAndBuild(text: string, opts: { sizes?: boolean } = {}): void {

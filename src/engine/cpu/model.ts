@@ -8,11 +8,12 @@ import { dequantize } from '../quant';
 import { QuantizedLoader, type QuantLoadOptions } from '../quantLoad';
 import { toF32 } from '../safetensors';
 import { BLOCK_ROWS, HostBudget, KvBlockStore, questScore, selectBlocks, type SelectionPolicy } from '../memory/kvBlocks';
+import { mamba1Mixer } from './mamba1';
 import * as ops from './ops';
 
 interface MambaState {
-  conv: Float32Array; // [convDim, K-1]: the last K-1 conv inputs, oldest first
-  ssm: Float32Array; // [nh, hd, N]
+  conv: Float32Array; // [convDim, K-1]: the last K-1 conv inputs, oldest first (Mamba-1: [I, K-1])
+  ssm: Float32Array; // [nh, hd, N] (Mamba-1: [I, N])
 }
 
 type KvState = KvBlockStore;
@@ -80,10 +81,13 @@ export class CpuModel implements LanguageModel {
 
   reset(): void {
     const m = this.config.mamba;
+    const m1 = this.config.mamba1;
     this.pos = 0;
-    this.mambaState = this.config.layerKinds.map((k) =>
-      k === 'mamba' ? { conv: new Float32Array(m.convDim * (m.dConv - 1)), ssm: new Float32Array(m.numHeads * m.headDim * m.dState) } : null,
-    );
+    this.mambaState = this.config.layerKinds.map((k) => {
+      if (k === 'mamba') return { conv: new Float32Array(m!.convDim * (m!.dConv - 1)), ssm: new Float32Array(m!.numHeads * m!.headDim * m!.dState) };
+      if (k === 'mamba1') return { conv: new Float32Array(m1!.intermediate * (m1!.dConv - 1)), ssm: new Float32Array(m1!.intermediate * m1!.dState) };
+      return null;
+    });
     for (const s of this.kv) s?.close();
     const a = this.config.attention;
     const spill = (i: number) => (this.opts.spillDir ? `${this.opts.spillDir}/kv-layer${i}-${process.pid}.bin` : null);
@@ -168,9 +172,16 @@ export class CpuModel implements LanguageModel {
     // h: [T, H] residual stream
     const h = ops.embed(this.w.embed, ids, H, cfg.embeddingMultiplier);
     this.w.layers.forEach((layer, i) => {
-      // mixer: norm -> Mamba-2, attention or an MLP block (Nemotron-H) -> scaled residual
+      // mixer: norm -> Mamba-2, Mamba-1, attention or an MLP block (Nemotron-H) -> scaled residual
       const x = ops.rmsNorm(h, layer.norm, H, cfg.rmsNormEps);
-      const mixed = layer.kind === 'mamba' ? this.mamba(layer, i, x, T) : layer.kind === 'attention' ? this.attention(layer, i, x, T) : this.mlpBlock(layer, x);
+      const mixed =
+        layer.kind === 'mamba'
+          ? this.mamba(layer, i, x, T)
+          : layer.kind === 'mamba1'
+            ? this.mamba1(layer, i, x)
+            : layer.kind === 'attention'
+              ? this.attention(layer, i, x, T)
+              : this.mlpBlock(layer, x);
       for (let j = 0; j < h.length; j++) h[j] += mixed[j] * cfg.residualMultiplier;
       // feed-forward (Granite, Bamba): norm -> shared SwiGLU MLP (+ MoE) -> scaled residual
       if (layer.feedForward) {
@@ -186,8 +197,20 @@ export class CpuModel implements LanguageModel {
     return logits;
   }
 
+  /** A Mamba-1 mixer (cpu/mamba1.ts), its conv and scan state carried in mambaState[i]. */
+  private mamba1(layer: LayerWeights<Float32Array>, i: number, x: Float32Array): Float32Array {
+    const m = this.config.mamba1!;
+    const w = layer.mamba1!;
+    return mamba1Mixer(
+      x,
+      { inProj: w.inProj, inProjBias: w.inProjBias, convW: w.conv, convB: w.convBias, xProj: w.xProj, dtProjW: w.dtProj, dtProjB: w.dtBias, aLog: w.aLog, D: w.D, outProj: w.outProj, outProjBias: w.outProjBias },
+      { H: this.config.hiddenSize, I: m.intermediate, N: m.dState, R: m.dtRank, K: m.dConv, falconEps: m.falconEps },
+      this.mambaState[i]!,
+    );
+  }
+
   private mamba(layer: LayerWeights<Float32Array>, i: number, x: Float32Array, T: number): Float32Array {
-    const m = this.config.mamba;
+    const m = this.config.mamba!;
     const w = layer.mamba!;
     const st = this.mambaState[i]!;
     const I = m.intermediate;

@@ -2,9 +2,8 @@
 // tokens from a carried f32 state [I, N] (prefill in chunks equals one-shot; T = 1 is the decode step, one
 // dispatch) and FalconMamba's weightless norms of x_proj's output. Mirrors CommandList's conventions (ops.ts):
 // each op checks its inputs and builds its pipeline, Params uniform and bind group once, when recorded, as a
-// DispatchPlan; Mamba1List records plans and replays them (encode / submit / run). CommandList.add is private,
-// so wiring these into the model loop means either recording the plans there (the Field layout is the same)
-// or moving the two methods below into CommandList.
+// DispatchPlan, which CommandList.selectiveScan / falconNorms record (the model loop), and Mamba1List records
+// on its own (tests: replays them with encode / submit / run).
 
 import { GpuError } from '../errors';
 import { WFMT, isQuantized, type Gpu, type GpuWeight } from './device';

@@ -15,6 +15,7 @@ import { QuantizedLoader, type QuantLoadOptions, type WeightsLoad } from '../qua
 import { denseKvSource, readDense } from '../memory/kvBlocks';
 import { Gpu, type GpuWeight } from './device';
 import { SparseKv, type SparseKvOptions } from './kvPager';
+import { selectiveScanConstants } from './mamba1';
 import { CommandList, type Act } from './ops';
 
 const STEP_BYTES = 16;
@@ -22,8 +23,10 @@ const DEFAULT_PREFILL_CHUNK = 512;
 const DEFAULT_KV_CAPACITY = 4096;
 
 interface LayerState {
-  conv: GPUBuffer | null; // [convDim, K-1] f32
-  ssm: GPUBuffer | null; // [nh, hd, N] f32
+  conv: GPUBuffer | null; // [convDim, K-1] f32 (Mamba-1: [I, K-1])
+  ssm: GPUBuffer | null; // [nh, hd, N] f32 (Mamba-1: [I, N])
+  /** Mamba-1: the scan's f32 constants (-exp(A_log), dt_proj.bias, D), made once at load. */
+  scanConstants: GPUBuffer | null;
   k: GPUBuffer | null; // [capacity, nKv*d] f32
   v: GPUBuffer | null;
 }
@@ -99,10 +102,14 @@ export class GpuModel implements LanguageModel {
     if (this.sparseKv) this.kvCapacity = this.sparseKv.workingRows;
     this.ids = gpu.buffer(4 * Math.max(this.prefillChunk, 1), 'ids');
     const m = config.mamba;
+    const m1 = config.mamba1;
     const a = config.attention;
+    const convBytes = (kind: string) => (kind === 'mamba' ? 4 * m!.convDim * (m!.dConv - 1) : kind === 'mamba1' ? 4 * m1!.intermediate * (m1!.dConv - 1) : 0);
+    const ssmBytes = (kind: string) => (kind === 'mamba' ? 4 * m!.numHeads * m!.headDim * m!.dState : kind === 'mamba1' ? 4 * m1!.intermediate * m1!.dState : 0);
     this.states = config.layerKinds.map((kind, i) => ({
-      conv: kind === 'mamba' ? gpu.buffer(4 * m.convDim * (m.dConv - 1), `conv_state.${i}`) : null,
-      ssm: kind === 'mamba' ? gpu.buffer(4 * m.numHeads * m.headDim * m.dState, `ssm_state.${i}`) : null,
+      conv: convBytes(kind) ? gpu.buffer(convBytes(kind), `conv_state.${i}`) : null,
+      ssm: ssmBytes(kind) ? gpu.buffer(ssmBytes(kind), `ssm_state.${i}`) : null,
+      scanConstants: kind === 'mamba1' ? selectiveScanConstants(gpu, w.layers[i].mamba1!.aLog, w.layers[i].mamba1!.dtBias, w.layers[i].mamba1!.D, m1!.intermediate, m1!.dState) : null,
       k: kind === 'attention' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `k_cache.${i}`) : null,
       v: kind === 'attention' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `v_cache.${i}`) : null,
     }));
@@ -191,6 +198,7 @@ export class GpuModel implements LanguageModel {
     visit(this.w);
     const st = this.stateBytes();
     let scratchBytes = this.step.size + this.ids.size;
+    for (const s of this.states) scratchBytes += s.scanConstants?.size ?? 0;
     for (const p of this.passes.values()) scratchBytes += p.logits.size + p.scratch.reduce((n, b) => n + b.size, 0);
     scratchBytes += this.sparseKv?.scratchBytes() ?? 0;
     const paged = this.sparseKv?.bytes() ?? { gpu: 0, host: 0, disk: 0 };
@@ -362,6 +370,7 @@ export class GpuModel implements LanguageModel {
     this.sparseKv?.destroy();
     for (const p of this.passes.values()) this.freePass(p);
     this.passes.clear();
+    for (const s of this.states) if (s.scanConstants) this.gpu.free(s.scanConstants);
     if (this.ownsGpu) this.gpu.destroy();
   }
 
@@ -538,7 +547,7 @@ export class GpuModel implements LanguageModel {
    * scan, not its decode step, which matters where the dt limit differs between them (dtLimitInDecode false).
    */
   private pass(T: number, rows: number, argmax = false, atStart = false): Pass {
-    const first = atStart && T === 1 && !this.config.mamba.dtLimitInDecode && this.config.layerKinds.includes('mamba');
+    const first = atStart && T === 1 && this.config.mamba !== null && !this.config.mamba.dtLimitInDecode && this.config.layerKinds.includes('mamba');
     const key = `${T}:${rows}${argmax ? ':argmax' : ''}${first ? ':first' : ''}`;
     let p = this.passes.get(key);
     if (!p) {
@@ -582,9 +591,9 @@ export class GpuModel implements LanguageModel {
     const x = buf(T * H, 'x'); // normalised input of the current block [T, H]
     list.embedding(this.ids, this.w.embed, h, T, H, cfg.embeddingMultiplier);
 
-    const hasMamba = cfg.layerKinds.includes('mamba');
-    const I = m.intermediate;
-    const gN = m.nGroups * m.dState;
+    const I = m?.intermediate ?? 0;
+    const gN = m ? m.nGroups * m.dState : 0;
+    const hasMamba = m !== null && cfg.layerKinds.includes('mamba');
     const zxbcdt = hasMamba ? buf(T * m.inProjDim, 'zxbcdt') : null; // [T, z | xBC | dt]
     const xbc = hasMamba ? buf(T * m.convDim, 'xbc') : null; // [T, x | B | C] after conv
     const y = hasMamba ? buf(T * I, 'ssm_y') : null; // [T, I]
@@ -605,7 +614,17 @@ export class GpuModel implements LanguageModel {
     const mUp = M > 0 ? buf(T * M, 'mlp_block_up') : null;
     const mAct = M > 0 ? buf(T * M, 'mlp_block_act') : null;
     // A one-token step after earlier tokens is transformers' decode step: no dt limit where dtLimitInDecode is false.
-    const dtLimit = m.dtLimitInDecode || T > 1 || first;
+    const dtLimit = !m || m.dtLimitInDecode || T > 1 || first;
+    // Mamba-1 scratch: xz [T, x | z], the conv output xc [T, I], x_proj's xdbc [T, dt_low | B | C], dt_proj's dt [T, I]
+    const m1 = cfg.mamba1;
+    const I1 = m1?.intermediate ?? 0;
+    const W1 = m1 ? m1.dtRank + 2 * m1.dState : 0;
+    const hasMamba1 = m1 !== null && cfg.layerKinds.includes('mamba1');
+    const xz = hasMamba1 ? buf(T * 2 * I1, 'm1_xz') : null;
+    const xc = hasMamba1 ? buf(T * I1, 'm1_xc') : null;
+    const xdbc = hasMamba1 ? buf(T * W1, 'm1_xdbc') : null;
+    const dt1 = hasMamba1 ? buf(T * I1, 'm1_dt') : null;
+    const y1 = hasMamba1 ? buf(T * I1, 'm1_y') : null;
     const routerLogits = E > 0 ? buf(T * E, 'router_logits') : null;
     const experts = E > 0 ? buf(T * topK, 'moe_experts') : null;
     const gates = E > 0 ? buf(T * topK, 'moe_gates') : null;
@@ -623,8 +642,21 @@ export class GpuModel implements LanguageModel {
       // the mixer's input: x = rmsnorm(h), or h with the norm fused into each projection
       const input = fuse ? h : x;
       const inNorm = fuse ? { inputNorm: norm } : {};
-      if (layer.mamba) {
+      if (layer.mamba1) {
+        // Mamba-1: in_proj -> (x | z); x = silu(conv(x)); x_proj -> (dt_low | B | C) [Falcon: normed];
+        // dt = dt_proj(dt_low) (its bias and softplus in the scan); y = scan * silu(z); h += r * out_proj(y)
+        const w = layer.mamba1;
+        const { dtRank: R, dState: N, dConv: K } = m1!;
+        list.linear(input, w.inProj, xz!, T, H, 2 * I1, { bias: w.inProjBias ?? undefined, ...inNorm });
+        list.causalConv1d(col(xz!, 0, 2 * I1), w.conv, w.convBias, st.conv!, xc!, T, I1, K);
+        list.linear(xc!, w.xProj, xdbc!, T, I1, W1);
+        if (m1!.falconEps !== null) list.falconNorms(xdbc!, T, R, N, m1!.falconEps);
+        list.linear(col(xdbc!, 0, W1), w.dtProj, dt1!, T, R, I1);
+        list.selectiveScan(xc!, dt1!, col(xdbc!, R, W1), col(xdbc!, R + N, W1), st.scanConstants!, st.ssm!, y1!, { T, I: I1, N }, { z: col(xz!, I1, 2 * I1) });
+        list.linear(y1!, w.outProj, h, T, I1, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
+      } else if (layer.mamba) {
         const w = layer.mamba;
+        const m = cfg.mamba!;
         // in_proj: [T, H] -> [T, inProjDim]
         list.linear(input, w.inProj, zxbcdt!, T, H, m.inProjDim, { bias: w.inProjBias ?? undefined, ...inNorm });
         // causal conv + SiLU over xBC: [T, convDim]

@@ -7,6 +7,7 @@
 // `step` is a 16-byte uniform buffer { pos0, nTokens, seed, pad: u32 } written by the caller before each
 // submit: pos0 = tokens already in the caches; kernels that depend on position read it.
 
+import { falconNormPlan, selectiveScanPlan, type DispatchPlan, type SelectiveScanOptions, type SelectiveScanShape } from './mamba1';
 import { GpuError } from '../errors';
 import { WFMT, isQuantized, type Gpu, type GpuWeight } from './device';
 
@@ -582,6 +583,23 @@ export class CommandList {
     pass.end();
     this.gpu.device.queue.submit([enc.finish()]);
     return hp;
+  }
+
+  /**
+   * Mamba-1's selective scan (gpu/mamba1.ts selectiveScanPlan): x, dtRaw (dt_proj without its bias) [T, I];
+   * B, C [T, N]; cp: selectiveScanConstants(); state f32 [I, N], carried; out [T, I], times silu(z) with opts.z.
+   */
+  selectiveScan(x: Act, dtRaw: Act, B: Act, C: Act, cp: GPUBuffer, state: GPUBuffer, out: Act, s: SelectiveScanShape, opts: SelectiveScanOptions = {}): void {
+    this.addPlan(selectiveScanPlan(this.gpu, x, dtRaw, B, C, cp, state, out, s, opts));
+  }
+
+  /** Falcon-Mamba's weightless RMS norms of x_proj's output (dt_low | B | C) [T, R + 2N], in place. */
+  falconNorms(xdbc: Act, T: number, R: number, N: number, eps: number): void {
+    this.addPlan(falconNormPlan(this.gpu, xdbc, T, R, N, eps));
+  }
+
+  private addPlan(p: DispatchPlan): void {
+    this.add(p.label, p.pipeline, p.params, p.bindings, p.grid);
   }
 
   /** Records one dispatch: packs its Params into a uniform slab and makes its bind group. */

@@ -18,6 +18,21 @@ export interface MambaWeights<T> {
   outProjBias: T | null;
 }
 
+/** A Mamba-1 mixer (MambaMixer / FalconMambaMixer). */
+export interface Mamba1Weights<T> {
+  inProj: T; // [2I, H]: x | z
+  inProjBias: T | null; // [2I]
+  conv: T; // [I, 1, K]
+  convBias: T | null; // [I]
+  xProj: T; // [R + 2N, I]: dt_low | B | C
+  dtProj: T; // [I, R]
+  dtBias: T; // [I]
+  aLog: T; // [I, N]
+  D: T; // [I]
+  outProj: T; // [H, I]
+  outProjBias: T | null; // [H]
+}
+
 export interface AttentionWeights<T> {
   q: T; // [nH*d, H]
   k: T; // [nKv*d, H]
@@ -53,6 +68,7 @@ export interface LayerWeights<T> {
   kind: LayerKind;
   norm: T; // input_layernorm [H] (Nemotron-H, Mamba-2: the block's norm)
   mamba: MambaWeights<T> | null;
+  mamba1: Mamba1Weights<T> | null;
   attention: AttentionWeights<T> | null;
   mlp: MlpWeights<T> | null;
   /** The feed-forward after the mixer (Granite, Bamba), or null (Mamba-2, Nemotron-H). */
@@ -79,11 +95,12 @@ export type TensorLoader<T> = (name: string, shape: number[], role: TensorRole) 
 export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boolean }, loadTensor: TensorLoader<T>): ModelWeights<T> {
   const load = (name: string, shape: number[], role: TensorRole = 'other') => loadTensor(name, shape, role);
   const H = cfg.hiddenSize;
-  const m = cfg.mamba;
   const arch = cfg.architecture;
   const opt = (name: string, shape: number[], role: TensorRole = 'other') => (store.has(name) ? load(name, shape, role) : null);
 
-  const mambaAt = (p: string): MambaWeights<T> => ({
+  const mambaAt = (p: string): MambaWeights<T> => {
+    const m = cfg.mamba!;
+    return {
     inProj: load(`${p}.in_proj.weight`, [m.inProjDim, H], 'matrix'),
     inProjBias: m.projBias ? load(`${p}.in_proj.bias`, [m.inProjDim]) : null,
     conv: load(`${p}.conv1d.weight`, [m.convDim, 1, m.dConv]),
@@ -94,7 +111,27 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
     gatedNorm: load(`${p}.norm.weight`, [m.intermediate]),
     outProj: load(`${p}.out_proj.weight`, [H, m.intermediate], 'matrix'),
     outProjBias: m.projBias ? load(`${p}.out_proj.bias`, [H]) : null,
-  });
+    };
+  };
+
+  const mamba1At = (p: string): Mamba1Weights<T> => {
+    const m = cfg.mamba1!;
+    const I = m.intermediate;
+    return {
+      inProj: load(`${p}.in_proj.weight`, [2 * I, H], 'matrix'),
+      inProjBias: m.projBias ? load(`${p}.in_proj.bias`, [2 * I]) : null,
+      conv: load(`${p}.conv1d.weight`, [I, 1, m.dConv]),
+      convBias: m.convBias ? load(`${p}.conv1d.bias`, [I]) : null,
+      xProj: load(`${p}.x_proj.weight`, [m.dtRank + 2 * m.dState, I], 'matrix'),
+      // dt_proj's input is the narrow dt rank: kept in floats.
+      dtProj: load(`${p}.dt_proj.weight`, [I, m.dtRank]),
+      dtBias: load(`${p}.dt_proj.bias`, [I]),
+      aLog: load(`${p}.A_log`, [I, m.dState]),
+      D: load(`${p}.D`, [I]),
+      outProj: load(`${p}.out_proj.weight`, [H, I], 'matrix'),
+      outProjBias: m.projBias ? load(`${p}.out_proj.bias`, [H]) : null,
+    };
+  };
 
   const attentionAt = (p: string): AttentionWeights<T> => {
     const a = cfg.attention!;
@@ -113,12 +150,20 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
     };
   };
 
-  const none = { mamba: null, attention: null, mlp: null, feedForward: null };
+  const none = { mamba: null, mamba1: null, attention: null, mlp: null, feedForward: null };
   let root: string;
   let layers: LayerWeights<T>[];
   let embedName: string;
   let finalNormName: string;
-  if (arch === 'mamba2' || arch === 'nemotron_h') {
+  if (arch === 'mamba' || arch === 'falcon_mamba') {
+    // backbone.layers.N.{norm, mixer}, backbone.norm_f; lm_head tied to backbone.embeddings unless told otherwise
+    embedName = 'backbone.embeddings.weight';
+    finalNormName = 'backbone.norm_f.weight';
+    layers = cfg.layerKinds.map((kind, i) => {
+      const p = `backbone.layers.${i}`;
+      return { kind, norm: load(`${p}.norm.weight`, [H]), ...none, mamba1: mamba1At(`${p}.mixer`) };
+    });
+  } else if (arch === 'mamba2' || arch === 'nemotron_h') {
     // backbone.layers.N.{norm, mixer}; transformers 5.x loads Nemotron-H's backbone. as model. (and may save it so).
     root = arch === 'nemotron_h' && !store.has('backbone.embeddings.weight') && store.has('model.embeddings.weight') ? 'model' : 'backbone';
     embedName = `${root}.embeddings.weight`;
