@@ -189,7 +189,10 @@ function matmulFlopsPerToken(cfg: ModelConfig): number {
   let macs = H * cfg.vocabSize;
   for (const kind of cfg.layerKinds) {
     if (kind === 'mamba' && m) macs += H * m.inProjDim + m.intermediate * H;
-    else if (a) macs += H * (a.numHeads + 2 * a.numKvHeads) * a.headDim + a.numHeads * a.headDim * H;
+    else if (kind === 'mamba1' && cfg.mamba1) {
+      const m1 = cfg.mamba1;
+      macs += 3 * H * m1.intermediate + m1.intermediate * (2 * m1.dtRank + 2 * m1.dState); // in/out, x_proj, dt_proj
+    } else if (a) macs += H * (a.numHeads + 2 * a.numKvHeads) * a.headDim + a.numHeads * a.headDim * H;
     if (ff) macs += 3 * H * ff.sharedIntermediate + (ff.numExperts ? ff.topK * 3 * H * ff.expertIntermediate + H * ff.numExperts : 0);
   }
   return 2 * macs;

@@ -4,8 +4,9 @@
 // uniform (position) rewritten.
 //
 // Per layer (as in transformers' GraniteMoeHybridDecoderLayer / BambaDecoderLayer / Mamba2Block / NemotronHBlock):
-//   x = rmsnorm(h);  h += r * mixer(x)            mixer = Mamba-2, attention or an MLP block (Nemotron-H:
-//                                                 down(relu(up x)^2)), r = residual_multiplier
+//   x = rmsnorm(h);  h += r * mixer(x)            mixer = Mamba-2, Mamba-1 (MambaBlock / FalconMambaBlock),
+//                                                 attention or an MLP block (Nemotron-H: down(relu(up x)^2)),
+//                                                 r = residual_multiplier
 //   x = rmsnorm(h);  h += r * (mlp(x) + moe(x))   Granite and Bamba (SwiGLU, MoE Granite only)
 
 import type { ModelConfig } from '../config';
