@@ -44,6 +44,7 @@ export interface LoadResult {
   architecture: string;
   backend: 'webgpu' | 'cpu';
   adapter: string | null; // the WebGPU adapter's description
+  /** Recurrent layers (Mamba-2 and Mamba-1 mixers) and attention layers. */
   layers: { mamba: number; attention: number };
   /** The tokenizer has fill-in-the-middle tokens (otherwise completions are prefix-only). */
   fim: boolean;
