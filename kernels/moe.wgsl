@@ -1,5 +1,6 @@
 // Mixture-of-experts routing and combining (the expert products themselves are gemv.wgsl in its MoE form).
 //   routerTopK  per token: the k largest router logits (ties to the lower index), softmax over those k
+//               (accumulate = 0: Granite) or over all E logits, the k kept unnormalised (accumulate = 1: Jamba)
 //               logits: [T, E] (offset/stride) -> experts u32 [T, k], weights f32 [T, k]
 //   combine     out[t, i] = (accumulate ? out : 0) + alpha * sum_j weights[t, j] y[t*k + j, i]
 //               y: [T*k, D] (offset/stride), out: [T, D] (offset/stride)
@@ -52,6 +53,10 @@ fn routerTopK(@builtin(global_invocation_id) gid: vec3u) {
   for (var j = 0u; j < P.k; j++) {
     val[j] = exp(val[j] - top);
     sum += val[j];
+  }
+  if (P.accumulate != 0u) { // softmax over all E
+    sum = 0.0;
+    for (var e = 0u; e < P.E; e++) { sum += exp(a[lo + e] - top); }
   }
   for (var j = 0u; j < P.k; j++) {
     experts[t * P.k + j] = sel[j];

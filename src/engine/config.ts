@@ -3,7 +3,9 @@
 // and a few attention layers, dense or MoE feed-forward), `mamba2` (Mamba-2 only, no feed-forward), `bamba`
 // (Mamba-2 and attention layers, each followed by a SwiGLU feed-forward; partial RoPE) and `nemotron_h`
 // (a pattern of single-mixer blocks: Mamba-2, attention without positional encoding, or a squared-ReLU MLP),
-// and `mamba` / `falcon_mamba` (Mamba-1 layers only; Falcon-Mamba adds weightless norms inside the mixer).
+// `mamba` / `falcon_mamba` (Mamba-1 layers only; Falcon-Mamba adds weightless norms inside the mixer) and
+// `jamba` (AI21 Jamba: Mamba-1 layers with weighted dt/B/C norms and a few attention layers, each followed by
+// a dense SwiGLU or an MoE feed-forward).
 //
 // The parse is strict: model_type (with architectures, when given) selects the implementation and anything
 // else is refused (UnknownModelTypeError); for a known type, every setting that changes the computation must
@@ -13,7 +15,7 @@
 
 import { UnknownModelTypeError, UnsupportedConfigValueError, UnsupportedModelError } from './errors';
 
-export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h' | 'mamba' | 'falcon_mamba';
+export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h' | 'mamba' | 'falcon_mamba' | 'jamba';
 /**
  * What a layer's mixer is: a Mamba-2 mixer (recurrent state), attention (KV cache), or an MLP block (no state:
  * Nemotron-H's `-`, up -> relu^2 -> down). Whether a feed-forward follows the mixer is the layer's own
@@ -29,8 +31,13 @@ export interface Mamba1Config {
   readonly dConv: number; // K
   readonly convBias: boolean;
   readonly projBias: boolean; // in_proj and out_proj biases (use_bias)
-  /** FalconMamba: eps of the weightless RMS norms on dt_low, B and C (mixer_rms_eps); null for Mamba. */
+  /**
+   * The eps of the RMS norms on dt_low, B and C (FalconMamba: mixer_rms_eps; Jamba: rms_norm_eps); null for
+   * Mamba, which has none.
+   */
   readonly falconEps: number | null;
+  /** Whether those norms have weights (Jamba: dt_layernorm, b_layernorm, c_layernorm); FalconMamba's have none. */
+  readonly innerNormWeights: boolean;
 }
 
 export interface MambaConfig {
@@ -73,7 +80,20 @@ export interface FeedForwardConfig {
   readonly numExperts: number; // 0: dense
   readonly topK: number;
   readonly expertIntermediate: number;
+  /**
+   * How the router's logits become the k experts' weights: 'softmaxOfTopK' (Granite: the k largest logits,
+   * softmax over those k) or 'topKOfSoftmax' (Jamba: softmax over all E experts, the k largest probabilities
+   * kept as they are, not renormalised).
+   */
+  readonly routing: RouterMode;
+  /**
+   * Which layers' feed-forward is the MoE (numExperts > 0): every layer (Granite), or those with
+   * i % expert_layer_period == expert_layer_offset (Jamba, whose other layers have the dense SwiGLU MLP).
+   */
+  readonly expertLayers: readonly boolean[];
 }
+
+export type RouterMode = 'softmaxOfTopK' | 'topKOfSoftmax';
 
 /** Nemotron-H's MLP block (layer kind 'mlp'): down(relu(up(x))^2), no gate. */
 export interface MlpBlockConfig {
@@ -93,7 +113,7 @@ export interface ModelConfig {
   readonly logitsScaling: number; // logits are divided by this
   readonly tieWordEmbeddings: boolean;
   readonly mamba: MambaConfig | null; // the Mamba-2 layers' settings; null when there are none
-  readonly mamba1: Mamba1Config | null; // the Mamba-1 layers' settings (mamba, falcon_mamba); else null
+  readonly mamba1: Mamba1Config | null; // the Mamba-1 layers' settings (mamba, falcon_mamba, jamba); else null
   readonly attention: AttentionConfig | null; // null when no layer is attention
   readonly feedForward: FeedForwardConfig | null; // null for mamba2 and nemotron_h (no feed-forward after the mixer)
   readonly mlp: MlpBlockConfig | null; // the 'mlp' layers' width (nemotron_h), else null
@@ -112,6 +132,7 @@ export const SUPPORTED_MODEL_TYPES: Readonly<Record<Architecture, { readonly arc
   nemotron_h: { architecture: 'NemotronHForCausalLM', description: 'NVIDIA Nemotron-H' },
   mamba: { architecture: 'MambaForCausalLM', description: 'Mamba' },
   falcon_mamba: { architecture: 'FalconMambaForCausalLM', description: 'TII Falcon-Mamba' },
+  jamba: { architecture: 'JambaForCausalLM', description: 'AI21 Jamba' },
 };
 
 function supportedTypes(): string {
@@ -564,6 +585,8 @@ function granite(raw: Json): ModelConfig {
       numExperts,
       topK,
       expertIntermediate: numExperts > 0 ? positive(raw, 'intermediate_size', 11008) : 0,
+      routing: 'softmaxOfTopK',
+      expertLayers: Array.from({ length: numLayers }, () => numExperts > 0),
     },
     mlp: null,
     bosTokenId: raw['bos_token_id'] == null ? null : int(raw, 'bos_token_id'),
@@ -696,7 +719,7 @@ function bamba(raw: Json): ModelConfig {
     mamba,
     mamba1: null,
     attention,
-    feedForward: { sharedIntermediate: positive(raw, 'intermediate_size', 14336), numExperts: 0, topK: 0, expertIntermediate: 0 },
+    feedForward: { sharedIntermediate: positive(raw, 'intermediate_size', 14336), numExperts: 0, topK: 0, expertIntermediate: 0, routing: 'softmaxOfTopK', expertLayers: Array.from({ length: numLayers }, () => false) },
     mlp: null,
     ...tokenIdsOf(raw),
   };
@@ -872,9 +895,81 @@ function mamba1(raw: Json, mt: Architecture): ModelConfig {
     logitsScaling: 1,
     tieWordEmbeddings: bool(raw, 'tie_word_embeddings', true),
     mamba: null,
-    mamba1: { intermediate, dState, dtRank, dConv, convBias: bool(raw, 'use_conv_bias', true), projBias: bool(raw, 'use_bias', false), falconEps },
+    mamba1: { intermediate, dState, dtRank, dConv, convBias: bool(raw, 'use_conv_bias', true), projBias: bool(raw, 'use_bias', false), falconEps, innerNormWeights: false },
     attention: null,
     feedForward: null,
+    mlp: null,
+    ...tokenIdsOf(raw),
+  };
+}
+
+/** i % period == offset, the rule Jamba places its attention layers and MoE feed-forwards by. */
+function periodic(raw: Json, mt: Architecture, numLayers: number, periodKey: string, periodDefault: number, offsetKey: string, offsetDefault: number): boolean[] {
+  const period = positive(raw, periodKey, periodDefault);
+  const offset = int(raw, offsetKey, offsetDefault);
+  if (offset >= period) refuseWith(mt, offsetKey, offset, `an offset below ${periodKey} (${period})`);
+  return Array.from({ length: numLayers }, (_, i) => i % period === offset);
+}
+
+/**
+ * AI21 Jamba (transformers' JambaForCausalLM): every layer is input_layernorm -> Mamba-1 or attention -> residual,
+ * then pre_ff_layernorm -> feed-forward -> residual. Attention on layers i % attn_layer_period ==
+ * attn_layer_offset (no positional encoding, 1/sqrt(head_dim), no biases); the Mamba-1 mixer RMS-normalises
+ * dt_low, B and C with weights (eps rms_norm_eps). The feed-forward is an MoE (softmax over all experts, top-k
+ * kept unnormalised) on layers i % expert_layer_period == expert_layer_offset when num_experts > 1, else the
+ * dense SwiGLU (gate_proj, up_proj, down_proj).
+ */
+function jamba(raw: Json): ModelConfig {
+  const mt: Architecture = 'jamba';
+  const hiddenSize = int(raw, 'hidden_size', 4096);
+  const numLayers = int(raw, 'num_hidden_layers', 32);
+  const attn = periodic(raw, mt, numLayers, 'attn_layer_period', 8, 'attn_layer_offset', 4);
+  const layerKinds: LayerKind[] = attn.map((a) => (a ? 'attention' : 'mamba1'));
+  // JambaMambaMixer: intermediate = mamba_expand * hidden_size; dt rank "auto" = ceil(hidden_size / 16).
+  const intermediate = positive(raw, 'mamba_expand', 2) * hiddenSize;
+  if (intermediate > MAX_SIZE) throw new UnsupportedModelError(`config.json: mamba_expand x hidden_size (${intermediate}) is more than the ${MAX_SIZE} Sidewinder supports.`);
+  const dtRank = raw['mamba_dt_rank'] === 'auto' || raw['mamba_dt_rank'] === undefined ? Math.ceil(hiddenSize / 16) : positive(raw, 'mamba_dt_rank');
+  const dState = positive(raw, 'mamba_d_state', 16);
+  if (dState > MAX_MAMBA1_STATE) refuseWith(mt, 'mamba_d_state', dState, `1 to ${MAX_MAMBA1_STATE} state entries per channel`);
+  const dConv = positive(raw, 'mamba_d_conv', 4);
+  if (dConv > 8) refuseWith(mt, 'mamba_d_conv', dConv, '1 to 8 (the causal conv kernel width)');
+  const rmsNormEps = num(raw, 'rms_norm_eps', 1e-6);
+  if (!(rmsNormEps > 0 && Number.isFinite(rmsNormEps))) refuseWith(mt, 'rms_norm_eps', rmsNormEps, 'a positive number');
+  const numExperts = positive(raw, 'num_experts', 16);
+  const topK = positive(raw, 'num_experts_per_tok', 2);
+  const width = positive(raw, 'intermediate_size', 14336);
+  const moe = numExperts > 1;
+  if (moe && topK > Math.min(16, numExperts)) refuseWith(mt, 'num_experts_per_tok', topK, `1 to min(16, num_experts = ${numExperts})`);
+  const expertLayers = moe ? periodic(raw, mt, numLayers, 'expert_layer_period', 2, 'expert_layer_offset', 1) : Array.from({ length: numLayers }, () => false);
+  let attention: AttentionConfig | null = null;
+  if (layerKinds.includes('attention')) {
+    const heads = attentionHeads(raw, hiddenSize, null);
+    attention = { ...heads, scaling: 1 / Math.sqrt(heads.headDim), bias: false, ropeTheta: null, rotaryDim: heads.headDim };
+  }
+  return {
+    architecture: mt,
+    vocabSize: int(raw, 'vocab_size', 65536),
+    hiddenSize,
+    numLayers,
+    layerKinds,
+    rmsNormEps,
+    embeddingMultiplier: 1,
+    residualMultiplier: 1,
+    logitsScaling: 1,
+    tieWordEmbeddings: bool(raw, 'tie_word_embeddings', false),
+    mamba: null,
+    mamba1: layerKinds.includes('mamba1')
+      ? { intermediate, dState, dtRank, dConv, convBias: bool(raw, 'mamba_conv_bias', true), projBias: bool(raw, 'mamba_proj_bias', false), falconEps: rmsNormEps, innerNormWeights: true }
+      : null,
+    attention,
+    feedForward: {
+      sharedIntermediate: width,
+      numExperts: moe ? numExperts : 0,
+      topK: moe ? topK : 0,
+      expertIntermediate: moe ? width : 0,
+      routing: 'topKOfSoftmax',
+      expertLayers,
+    },
     mlp: null,
     ...tokenIdsOf(raw),
   };
@@ -897,7 +992,7 @@ export function configFromJson(raw: Json): ModelConfig {
   const mt = modelTypeOf(raw);
   checkCommon(raw, mt);
   const cfg =
-    mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : mt === 'nemotron_h' ? nemotronH(raw) : mamba1(raw, mt);
+    mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : mt === 'nemotron_h' ? nemotronH(raw) : mt === 'jamba' ? jamba(raw) : mamba1(raw, mt);
   if (cfg.hiddenSize === 0 || cfg.vocabSize === 0 || cfg.numLayers === 0) {
     throw new UnsupportedModelError('config.json: hidden_size, vocab_size and num_hidden_layers must be positive.');
   }

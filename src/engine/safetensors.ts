@@ -139,6 +139,8 @@ export function writeSafetensors(file: string, tensors: readonly TensorToWrite[]
 
 export class WeightStore {
   private readonly tensors = new Map<string, TensorInfo>();
+  /** Virtual tensors (stack()): the stored tensors they are read from, in order. */
+  private readonly stacked = new Map<string, TensorInfo[]>();
   private readonly fds = new Map<string, number>();
   private meta: Record<string, string> = {};
 
@@ -227,6 +229,28 @@ export class WeightStore {
     return this.tensors.has(name);
   }
 
+  /**
+   * Registers `name` as a virtual float tensor: the stored tensors `parts` (one dtype and shape, all present)
+   * stacked along a new leading dimension of `groups` entries ([groups, parts / groups * rows, ...]: Jamba's
+   * per-expert gate/up/down projections as the [E, 2I, H] / [E, H, I] the MoE reads). Read like any tensor; the
+   * parts themselves stay readable.
+   */
+  stack(name: string, parts: readonly string[], groups: number): void {
+    if (this.tensors.has(name)) throw new ModelFormatError(`tensor ${name} is already in the checkpoint; it cannot also be stacked from ${parts.length} tensors.`);
+    const infos = parts.map((p) => this.info(p));
+    const first = infos[0];
+    if (!first || groups < 1 || infos.length % groups !== 0) throw new ModelFormatError(`tensor ${name}: ${infos.length} parts do not stack into ${groups} groups.`);
+    for (const t of infos) {
+      if (t.dtype === 'U32' || t.dtype !== first.dtype || t.shape.join() !== first.shape.join()) {
+        throw new ModelFormatError(`tensor ${name}: the parts ${first.name} [${first.shape}] ${first.dtype} and ${t.name} [${t.shape}] ${t.dtype} must be floats of one dtype and shape to stack.`);
+      }
+    }
+    const per = infos.length / groups;
+    const shape = [groups, per * first.shape[0], ...first.shape.slice(1)];
+    this.tensors.set(name, { name, dtype: first.dtype, shape, file: first.file, offset: 0, byteLength: infos.reduce((a, t) => a + t.byteLength, 0) });
+    this.stacked.set(name, infos);
+  }
+
   names(): string[] {
     return [...this.tensors.keys()];
   }
@@ -254,6 +278,16 @@ export class WeightStore {
   }
 
   private read(t: TensorInfo): Uint8Array {
+    const parts = this.stacked.get(t.name);
+    if (parts) {
+      const out = new Uint8Array(t.byteLength);
+      let at = 0;
+      for (const p of parts) {
+        out.set(this.read(p), at);
+        at += p.byteLength;
+      }
+      return out;
+    }
     const name = t.name;
     const buf = new Uint8Array(t.byteLength);
     let done = 0;

@@ -524,6 +524,37 @@ test('swiglu, axpy, scale, copy', async () => {
   close(await readF32(c, T * m), y0.map((v, i) => 2 * (v + 0.25 * x[i])), 'axpy + scale + copy', 1e-6);
 });
 
+test("router top-k: Jamba's softmax over all experts, top-k kept unnormalised ('topKOfSoftmax')", async () => {
+  const T = 5;
+  const E = 6;
+  const k = 2;
+  const logits = randn(T * E, 2);
+  logits[1 * E + 2] = logits[1 * E + 4] = 7; // a tie: the lower index wins
+  const experts = buf(T * k);
+  const weights = buf(T * k);
+  const list = new CommandList(gpu);
+  list.routerTopK({ buffer: buf(logits) }, experts, weights, T, E, k, 'topKOfSoftmax');
+  await list.run();
+  const route = cpu.topKRouting(logits, E, k, 'topKOfSoftmax');
+  // The reference by hand: softmax over the row, the k largest probabilities as they are.
+  for (let t = 0; t < T; t++) {
+    const row = Array.from(logits.subarray(t * E, (t + 1) * E));
+    const m = Math.max(...row);
+    const z = row.reduce((a, v) => a + Math.exp(v - m), 0);
+    const p = row.map((v) => Math.exp(v - m) / z);
+    const order = p.map((_, i) => i).sort((a, b) => p[b] - p[a] || a - b).slice(0, k);
+    assert.deepEqual(Array.from(route.experts.subarray(t * k, (t + 1) * k)), order);
+    order.forEach((e, j) => assert.ok(Math.abs(route.weights[t * k + j] - p[e]) < 1e-6, `token ${t} slot ${j}`));
+    const sum = route.weights[t * k] + route.weights[t * k + 1];
+    assert.ok(sum < 1 - 1e-3, `token ${t}: the kept weights sum to ${sum}, not renormalised to 1`);
+  }
+  assert.deepEqual(Array.from(route.experts.subarray(k, 2 * k)), [2, 4]);
+  // The same experts as Granite's mode, other weights.
+  assert.deepEqual(Array.from(cpu.topKRouting(logits, E, k).experts), Array.from(route.experts));
+  assert.deepEqual(Array.from(new Uint32Array(await gpu.read(experts, 4 * T * k))), Array.from(route.experts));
+  close(await readF32(weights, T * k), route.weights, 'router weights (topKOfSoftmax)', 1e-6);
+});
+
 test('MoE: router top-k, expert products, combine', async () => {
   const T = 3;
   const E = 4;

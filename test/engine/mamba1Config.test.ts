@@ -21,7 +21,7 @@ test('mamba and falcon_mamba configs parse into Mamba-1 layers with transformers
   assert.equal(c.architecture, 'mamba');
   assert.deepEqual(c.layerKinds, ['mamba1', 'mamba1', 'mamba1']);
   assert.equal(c.mamba, null);
-  assert.deepEqual(c.mamba1, { intermediate: 128, dState: 16, dtRank: 8, dConv: 4, convBias: true, projBias: false, falconEps: null });
+  assert.deepEqual(c.mamba1, { intermediate: 128, dState: 16, dtRank: 8, dConv: 4, convBias: true, projBias: false, falconEps: null, innerNormWeights: false });
   assert.equal(c.tieWordEmbeddings, true);
   const bare = configFromJson({ model_type: 'mamba', hidden_size: 40, num_hidden_layers: 1, vocab_size: 10 });
   assert.equal(bare.mamba1!.dtRank, 3, 'time_step_rank "auto" is ceil(hidden_size / 16)');

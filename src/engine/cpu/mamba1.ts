@@ -1,6 +1,6 @@
-// CPU reference of the Mamba-1 (transformers `mamba` / `falcon_mamba`, MambaMixer) pieces that Mamba-2 does not
-// have: the x_proj split (with FalconMamba's weightless RMS norms), dt = softplus(dt_proj(dt_low) + dt_bias)
-// per channel, and the selective scan with a state per (channel, state entry):
+// CPU reference of the Mamba-1 (transformers `mamba` / `falcon_mamba` / `jamba`, MambaMixer) pieces that Mamba-2
+// does not have: the x_proj split (with FalconMamba's weightless RMS norms, or Jamba's weighted ones),
+// dt = softplus(dt_proj(dt_low) + dt_bias) per channel, and the selective scan with a state per (channel, state entry):
 //   h[i, n] = exp(dt[i] A[i, n]) h[i, n] + dt[i] B[n] x[i],   y[i] = sum_n h[i, n] C[n] + D[i] x[i]   (A = -exp(A_log))
 // optionally gated: y[i] * silu(z[i]). Plain loops in float64 arithmetic over float32 storage; the state is f32.
 // The conv (cpu/ops.ts causalConv1d) and the projections (cpu/ops.ts linear) are shared with Mamba-2.
@@ -31,7 +31,7 @@ export interface XProjSplit {
  * FalconMamba (falconEps given: config.mixer_rms_eps) then RMS-normalises each of the three, per token, over its
  * own width, without a weight, before dt_proj and the scan.
  */
-export function splitXProj(xdbc: Float32Array, T: number, R: number, N: number, falconEps: number | null = null): XProjSplit {
+export function splitXProj(xdbc: Float32Array, T: number, R: number, N: number, falconEps: number | null = null, norms: InnerNormWeights | null = null): XProjSplit {
   const W = R + 2 * N;
   if (xdbc.length !== T * W) throw new Error(`splitXProj: ${xdbc.length} values, [${T}, ${W}] expected.`);
   let dtLow: Float32Array = new Float32Array(T * R);
@@ -48,8 +48,19 @@ export function splitXProj(xdbc: Float32Array, T: number, R: number, N: number, 
     dtLow = rmsNormNoWeight(dtLow, R, falconEps);
     B = rmsNormNoWeight(B, N, falconEps);
     C = rmsNormNoWeight(C, N, falconEps);
+    // Jamba: each norm then has its weight.
+    if (norms) {
+      scaleRows(dtLow, norms.dt);
+      scaleRows(B, norms.B);
+      scaleRows(C, norms.C);
+    }
   }
   return { dtLow, B, C };
+}
+
+/** x[r, j] *= w[j] for every row r of x (rows of w.length). */
+function scaleRows(x: Float32Array, w: Float32Array): void {
+  for (let i = 0; i < x.length; i++) x[i] *= w[i % w.length];
 }
 
 /** dt_proj without its bias: raw[t, i] = sum_r W[i, r] dtLow[t, r]. W: [I, R] (nn.Linear layout). */
@@ -156,6 +167,15 @@ export interface Mamba1MixerWeights {
   D: Float32Array; // [I]
   outProj: Float32Array; // [H, I]
   outProjBias?: Float32Array | null; // [H]
+  /** Jamba: the weights of the norms on dt_low [R], B [N], C [N] (with falconEps). */
+  innerNorms?: InnerNormWeights | null;
+}
+
+/** The weights of Jamba's RMS norms on x_proj's three parts. */
+export interface InnerNormWeights {
+  dt: Float32Array; // [R]
+  B: Float32Array; // [N]
+  C: Float32Array; // [N]
 }
 
 export interface Mamba1MixerShape {
@@ -190,7 +210,7 @@ export function mamba1Mixer(hidden: Float32Array, w: Mamba1MixerWeights, s: Mamb
     z.set(xz.subarray(t * 2 * I + I, (t + 1) * 2 * I), t * I);
   }
   const xc = causalConv1d(x, w.convW, w.convB ?? null, state.conv, I, K);
-  const sp = splitXProj(linear(xc, w.xProj, I, R + 2 * N, null), T, R, N, s.falconEps);
+  const sp = splitXProj(linear(xc, w.xProj, I, R + 2 * N, null), T, R, N, s.falconEps, w.innerNorms ?? null);
   const dt = dtFromLow(sp.dtLow, w.dtProjW, w.dtProjB, R);
   const y = selectiveScan(xc, dt, aFromLog(w.aLog), sp.B, sp.C, w.D, state.ssm, { I, N }, z);
   return linear(y, w.outProj, I, H, w.outProjBias ?? null);

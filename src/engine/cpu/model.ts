@@ -183,7 +183,7 @@ export class CpuModel implements LanguageModel {
               ? this.attention(layer, i, x, T)
               : this.mlpBlock(layer, x);
       for (let j = 0; j < h.length; j++) h[j] += mixed[j] * cfg.residualMultiplier;
-      // feed-forward (Granite, Bamba): norm -> shared SwiGLU MLP (+ MoE) -> scaled residual
+      // feed-forward (Granite, Bamba, Jamba): norm -> shared SwiGLU MLP (+ MoE) -> scaled residual
       if (layer.feedForward) {
         const f = this.feedForward(layer, ops.rmsNorm(h, layer.feedForward.norm, H, cfg.rmsNormEps), T);
         for (let j = 0; j < h.length; j++) h[j] += f[j] * cfg.residualMultiplier;
@@ -203,7 +203,7 @@ export class CpuModel implements LanguageModel {
     const w = layer.mamba1!;
     return mamba1Mixer(
       x,
-      { inProj: w.inProj, inProjBias: w.inProjBias, convW: w.conv, convB: w.convBias, xProj: w.xProj, dtProjW: w.dtProj, dtProjB: w.dtBias, aLog: w.aLog, D: w.D, outProj: w.outProj, outProjBias: w.outProjBias },
+      { inProj: w.inProj, inProjBias: w.inProjBias, convW: w.conv, convB: w.convBias, xProj: w.xProj, dtProjW: w.dtProj, dtProjB: w.dtBias, aLog: w.aLog, D: w.D, outProj: w.outProj, outProjBias: w.outProjBias, innerNorms: w.dtNorm && w.bNorm && w.cNorm ? { dt: w.dtNorm, B: w.bNorm, C: w.cNorm } : null },
       { H: this.config.hiddenSize, I: m.intermediate, N: m.dState, R: m.dtRank, K: m.dConv, falconEps: m.falconEps },
       this.mambaState[i]!,
     );
@@ -358,7 +358,7 @@ export class CpuModel implements LanguageModel {
     if (w.router && w.expertsIn && w.expertsOut) {
       const E = ff.numExperts;
       const I = ff.expertIntermediate;
-      const { experts, weights } = ops.topKRouting(ops.linear(x, w.router, H, E), E, ff.topK);
+      const { experts, weights } = ops.topKRouting(ops.linear(x, w.router, H, E), E, ff.topK, ff.routing);
       for (let t = 0; t < T; t++) {
         const xt = x.subarray(t * H, (t + 1) * H);
         for (let j = 0; j < ff.topK; j++) {

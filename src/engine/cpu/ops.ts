@@ -1,6 +1,8 @@
 // Float32 reference operators on the CPU. They read as the math and are the yardstick every WGSL kernel is
 // tested against. Layout: activations row-major [T, D]; Linear weights as in PyTorch, [out, in].
 
+import type { RouterMode } from '../config';
+
 export function silu(x: number): number {
   return x / (1 + Math.exp(-x));
 }
@@ -268,8 +270,12 @@ export function relu2(x: Float32Array): Float32Array {
   return out;
 }
 
-/** Top-k of router logits per token, softmax over the k selected: returns expert ids and weights [T, k]. */
-export function topKRouting(logits: Float32Array, E: number, k: number): { experts: Int32Array; weights: Float32Array } {
+/**
+ * Top-k of router logits per token: returns expert ids and weights [T, k]. 'softmaxOfTopK' (Granite): the weights
+ * are the softmax over the k selected logits; 'topKOfSoftmax' (Jamba): the k selected experts' probabilities of
+ * the softmax over all E, not renormalised. The selection is the same (softmax keeps the order).
+ */
+export function topKRouting(logits: Float32Array, E: number, k: number, mode: RouterMode = 'softmaxOfTopK'): { experts: Int32Array; weights: Float32Array } {
   const T = logits.length / E;
   const experts = new Int32Array(T * k);
   const weights = new Float32Array(T * k);
@@ -280,7 +286,8 @@ export function topKRouting(logits: Float32Array, E: number, k: number): { exper
     const max = row[order[0]];
     let sum = 0;
     const e = order.map((i) => Math.exp(row[i] - max));
-    e.forEach((v) => (sum += v));
+    if (mode === 'topKOfSoftmax') for (const v of row) sum += Math.exp(v - max);
+    else e.forEach((v) => (sum += v));
     order.forEach((i, j) => {
       experts[t * k + j] = i;
       weights[t * k + j] = e[j] / sum;

@@ -3,11 +3,13 @@
 // uniforms made once) and resubmitted: decode (T = 1) replays the same list every step, with only the `step`
 // uniform (position) rewritten.
 //
-// Per layer (as in transformers' GraniteMoeHybridDecoderLayer / BambaDecoderLayer / Mamba2Block / NemotronHBlock):
+// Per layer (as in transformers' GraniteMoeHybridDecoderLayer / BambaDecoderLayer / Mamba2Block / NemotronHBlock /
+// Jamba{Mamba,Attention}DecoderLayer):
 //   x = rmsnorm(h);  h += r * mixer(x)            mixer = Mamba-2, Mamba-1 (MambaBlock / FalconMambaBlock),
 //                                                 attention or an MLP block (Nemotron-H: down(relu(up x)^2)),
 //                                                 r = residual_multiplier
-//   x = rmsnorm(h);  h += r * (mlp(x) + moe(x))   Granite and Bamba (SwiGLU, MoE Granite only)
+//   x = rmsnorm(h);  h += r * (mlp(x) + moe(x))   Granite, Bamba and Jamba (SwiGLU; MoE: Granite, and Jamba's
+//                                                 expert layers, which have no dense MLP)
 
 import type { ModelConfig } from '../config';
 import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
@@ -624,6 +626,7 @@ export class GpuModel implements LanguageModel {
     const xz = hasMamba1 ? buf(T * 2 * I1, 'm1_xz') : null;
     const xc = hasMamba1 ? buf(T * I1, 'm1_xc') : null;
     const xdbc = hasMamba1 ? buf(T * W1, 'm1_xdbc') : null;
+    const xdbcN = hasMamba1 && m1.innerNormWeights ? buf(T * W1, 'm1_xdbc_normed') : null; // Jamba's weighted norms
     const dt1 = hasMamba1 ? buf(T * I1, 'm1_dt') : null;
     const y1 = hasMamba1 ? buf(T * I1, 'm1_y') : null;
     const routerLogits = E > 0 ? buf(T * E, 'router_logits') : null;
@@ -651,9 +654,17 @@ export class GpuModel implements LanguageModel {
         list.linear(input, w.inProj, xz!, T, H, 2 * I1, { bias: w.inProjBias ?? undefined, ...inNorm });
         list.causalConv1d(col(xz!, 0, 2 * I1), w.conv, w.convBias, st.conv!, xc!, T, I1, K);
         list.linear(xc!, w.xProj, xdbc!, T, I1, W1);
-        if (m1!.falconEps !== null) list.falconNorms(xdbc!, T, R, N, m1!.falconEps);
-        list.linear(col(xdbc!, 0, W1), w.dtProj, dt1!, T, R, I1);
-        list.selectiveScan(xc!, dt1!, col(xdbc!, R, W1), col(xdbc!, R + N, W1), st.scanConstants!, st.ssm!, y1!, { T, I: I1, N }, { z: col(xz!, I1, 2 * I1) });
+        // (dt_low | B | C) as dt_proj and the scan read it: normed in place (Falcon), or into xdbcN by three
+        // strided RMSNorms with their weights (Jamba)
+        let dbc = xdbc!;
+        if (w.dtNorm && w.bNorm && w.cNorm) {
+          dbc = xdbcN!;
+          list.rmsNorm(col(xdbc!, 0, W1), w.dtNorm, col(dbc, 0, W1), T, R, m1!.falconEps!);
+          list.rmsNorm(col(xdbc!, R, W1), w.bNorm, col(dbc, R, W1), T, N, m1!.falconEps!);
+          list.rmsNorm(col(xdbc!, R + N, W1), w.cNorm, col(dbc, R + N, W1), T, N, m1!.falconEps!);
+        } else if (m1!.falconEps !== null) list.falconNorms(xdbc!, T, R, N, m1!.falconEps);
+        list.linear(col(dbc, 0, W1), w.dtProj, dt1!, T, R, I1);
+        list.selectiveScan(xc!, dt1!, col(dbc, R, W1), col(dbc, R + N, W1), st.scanConstants!, st.ssm!, y1!, { T, I: I1, N }, { z: col(xz!, I1, 2 * I1) });
         list.linear(y1!, w.outProj, h, T, I1, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
       } else if (layer.mamba) {
         const w = layer.mamba;
@@ -742,7 +753,7 @@ export class GpuModel implements LanguageModel {
         }
         if (moe) {
           list.linear(x, f.router!, routerLogits!, T, H, E);
-          list.routerTopK(routerLogits!, experts!.buffer, gates!.buffer, T, E, topK);
+          list.routerTopK(routerLogits!, experts!.buffer, gates!.buffer, T, E, topK, ff!.routing);
           list.moeLinear(x, f.expertsIn!, experts!.buffer, up!, T, topK, H, 2 * EI);
           list.swiglu(up!, upAct!, T * topK, EI);
           list.moeLinear(upAct!, f.expertsOut!, experts!.buffer, down!, T, topK, EI, H, { perSlotInput: true });

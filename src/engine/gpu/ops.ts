@@ -8,6 +8,7 @@
 // submit: pos0 = tokens already in the caches; kernels that depend on position read it.
 
 import { falconNormPlan, selectiveScanPlan, type DispatchPlan, type SelectiveScanOptions, type SelectiveScanShape } from './mamba1';
+import type { RouterMode } from '../config';
 import { GpuError } from '../errors';
 import { WFMT, isQuantized, type Gpu, type GpuWeight } from './device';
 
@@ -444,15 +445,18 @@ export class CommandList {
     this.elementwise('copyRows', src, D, dst, T, D, 1);
   }
 
-  /** Top-k of router logits per token (ties to the lower index), softmax over the k: experts u32 [T, k], weights f32 [T, k]. */
-  routerTopK(logits: Act, experts: GPUBuffer, weights: GPUBuffer, T: number, E: number, k: number): void {
+  /**
+   * Top-k of router logits per token (ties to the lower index): experts u32 [T, k], weights f32 [T, k], the softmax
+   * over the k ('softmaxOfTopK') or the k's probabilities of the softmax over all E ('topKOfSoftmax').
+   */
+  routerTopK(logits: Act, experts: GPUBuffer, weights: GPUBuffer, T: number, E: number, k: number, mode: RouterMode = 'softmaxOfTopK'): void {
     const op = 'routerTopK';
     this.counts(op, { T, E, k });
     if (k > 16 || k > E) throw new GpuError(`${op}: k = ${k} must be at most 16 and at most E = ${E}.`);
     const l = this.span(op, 'logits', logits, T, E);
     if (experts.size < 4 * T * k || weights.size < 4 * T * k) throw new GpuError(`${op}: experts and weights need ${4 * T * k} bytes each.`);
     this.noAlias(op, [experts, weights], [logits.buffer]);
-    this.add(op, this.gpu.pipeline('moe', { WG: 256 }, 'routerTopK'), [u(T), u(E), u(k), u(l.off), u(l.stride), u(0), u(0), f(1), u(0)], { 1: logits.buffer, 2: experts, 3: weights }, [Math.ceil(T / 64), 1, 1]);
+    this.add(op, this.gpu.pipeline('moe', { WG: 256 }, 'routerTopK'), [u(T), u(E), u(k), u(l.off), u(l.stride), u(0), u(0), f(1), u(mode === 'topKOfSoftmax' ? 1 : 0)], { 1: logits.buffer, 2: experts, 3: weights }, [Math.ceil(T / 64), 1, 1]);
   }
 
   /**

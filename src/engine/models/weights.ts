@@ -31,6 +31,10 @@ export interface Mamba1Weights<T> {
   D: T; // [I]
   outProj: T; // [H, I]
   outProjBias: T | null; // [H]
+  /** Jamba: the weights of the RMS norms on dt_low [R], B [N] and C [N]; null without (Mamba, FalconMamba). */
+  dtNorm: T | null;
+  bNorm: T | null;
+  cNorm: T | null;
 }
 
 export interface AttentionWeights<T> {
@@ -91,6 +95,24 @@ export type TensorRole = 'matrix' | 'embedding' | 'other';
 
 export type TensorLoader<T> = (name: string, shape: number[], role: TensorRole) => T;
 
+/**
+ * Jamba checkpoints store each expert's projections on their own (feed_forward.experts.N.{gate,up,down}_proj);
+ * the MoE reads them stacked, as transformers holds them: experts.gate_up_proj [E, 2I, H] (each expert's gate
+ * rows, then its up rows) and experts.down_proj [E, H, I]. Registers those as virtual tensors of the store
+ * (a checkpoint that already has them, one written quantized by Sidewinder, is left as it is).
+ */
+export function stackExperts(cfg: ModelConfig, store: { has(name: string): boolean; stack(name: string, parts: readonly string[], groups: number): void }): void {
+  if (cfg.architecture !== 'jamba' || !cfg.feedForward || cfg.feedForward.numExperts === 0) return;
+  const E = cfg.feedForward.numExperts;
+  cfg.feedForward.expertLayers.forEach((moe, i) => {
+    if (!moe) return;
+    const f = `model.layers.${i}.feed_forward.experts`;
+    const experts = Array.from({ length: E }, (_, e) => `${f}.${e}`);
+    if (!store.has(`${f}.gate_up_proj`)) store.stack(`${f}.gate_up_proj`, experts.flatMap((x) => [`${x}.gate_proj.weight`, `${x}.up_proj.weight`]), E);
+    if (!store.has(`${f}.down_proj`)) store.stack(`${f}.down_proj`, experts.map((x) => `${x}.down_proj.weight`), E);
+  });
+}
+
 /** Walks the checkpoint's tensors for `cfg`, calling `load` once per tensor. */
 export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boolean }, loadTensor: TensorLoader<T>): ModelWeights<T> {
   const load = (name: string, shape: number[], role: TensorRole = 'other') => loadTensor(name, shape, role);
@@ -130,6 +152,9 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
       D: load(`${p}.D`, [I]),
       outProj: load(`${p}.out_proj.weight`, [H, I], 'matrix'),
       outProjBias: m.projBias ? load(`${p}.out_proj.bias`, [H]) : null,
+      dtNorm: m.innerNormWeights ? load(`${p}.dt_layernorm.weight`, [m.dtRank]) : null,
+      bNorm: m.innerNormWeights ? load(`${p}.b_layernorm.weight`, [m.dState]) : null,
+      cNorm: m.innerNormWeights ? load(`${p}.c_layernorm.weight`, [m.dState]) : null,
     };
   };
 
@@ -184,6 +209,37 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
         };
       }
       return layer;
+    });
+  } else if (arch === 'jamba') {
+    // model.layers.N.{input_layernorm, mamba | self_attn, pre_ff_layernorm, feed_forward.{gate,up,down}_proj |
+    // feed_forward.{router, experts.*}}; the experts stacked by stackExperts() when the folder was opened.
+    embedName = 'model.embed_tokens.weight';
+    finalNormName = 'model.final_layernorm.weight';
+    const ff = cfg.feedForward!;
+    const S = ff.sharedIntermediate;
+    const E = ff.numExperts;
+    const I = ff.expertIntermediate;
+    layers = cfg.layerKinds.map((kind, i) => {
+      const p = `model.layers.${i}`;
+      const f = `${p}.feed_forward`;
+      const moe = ff.expertLayers[i];
+      return {
+        kind,
+        norm: load(`${p}.input_layernorm.weight`, [H]),
+        ...none,
+        mamba1: kind === 'mamba1' ? mamba1At(`${p}.mamba`) : null,
+        attention: kind === 'attention' ? attentionAt(`${p}.self_attn`) : null,
+        feedForward: {
+          norm: load(`${p}.pre_ff_layernorm.weight`, [H]),
+          sharedIn: null,
+          sharedGate: moe ? null : load(`${f}.gate_proj.weight`, [S, H], 'matrix'),
+          sharedUp: moe ? null : load(`${f}.up_proj.weight`, [S, H], 'matrix'),
+          sharedOut: moe ? null : load(`${f}.down_proj.weight`, [H, S], 'matrix'),
+          router: moe ? load(`${f}.router.weight`, [E, H]) : null,
+          expertsIn: moe ? load(`${f}.experts.gate_up_proj`, [E, 2 * I, H], 'matrix') : null,
+          expertsOut: moe ? load(`${f}.experts.down_proj`, [E, H, I], 'matrix') : null,
+        },
+      };
     });
   } else if (arch === 'bamba') {
     // model.layers.N.{input_layernorm, mamba | self_attn, pre_ff_layernorm, feed_forward.{gate,up,down}_proj}
