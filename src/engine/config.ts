@@ -5,7 +5,8 @@
 // (a pattern of single-mixer blocks: Mamba-2, attention without positional encoding, or a squared-ReLU MLP),
 // `mamba` / `falcon_mamba` (Mamba-1 layers only; Falcon-Mamba adds weightless norms inside the mixer) and
 // `jamba` (AI21 Jamba: Mamba-1 layers with weighted dt/B/C norms and a few attention layers, each followed by
-// a dense SwiGLU or an MoE feed-forward).
+// a dense SwiGLU or an MoE feed-forward), `falcon_h1` (TII Falcon-H1: attention and a Mamba-2 mixer in parallel
+// in every layer, a SwiGLU feed-forward, muP multipliers folded into the weights).
 //
 // The parse is strict: model_type (with architectures, when given) selects the implementation and anything
 // else is refused (UnknownModelTypeError); for a known type, every setting that changes the computation must
@@ -15,13 +16,32 @@
 
 import { UnknownModelTypeError, UnsupportedConfigValueError, UnsupportedModelError } from './errors';
 
-export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h' | 'mamba' | 'falcon_mamba' | 'jamba';
+export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h' | 'mamba' | 'falcon_mamba' | 'jamba' | 'falcon_h1';
 /**
  * What a layer's mixer is: a Mamba-2 mixer (recurrent state), attention (KV cache), or an MLP block (no state:
  * Nemotron-H's `-`, up -> relu^2 -> down). Whether a feed-forward follows the mixer is the layer's own
  * (LayerWeights.feedForward).
  */
-export type LayerKind = 'mamba' | 'mamba1' | 'attention' | 'mlp';
+export type LayerKind = 'mamba' | 'mamba1' | 'attention' | 'mlp' | 'parallel';
+
+/**
+ * Falcon-H1's muP multipliers (every layer kind 'parallel': attention and a Mamba-2 mixer on the same normed
+ * input, both added to the residual). The loader folds them into the projections' rows (WeightStore.scaleRows):
+ * in_proj by ssmIn x the mup vector's five sections (z | x | B | C | dt), out_proj by ssmOut, q and v by attnIn,
+ * k by attnIn x key, o_proj by attnOut, gate_proj by mlpGate, down_proj by mlpDown.
+ */
+export interface FalconH1Config {
+  readonly ssmIn: number;
+  readonly ssmOut: number;
+  readonly ssmMultipliers: readonly number[]; // z, x, B, C, dt
+  readonly attnIn: number;
+  readonly attnOut: number;
+  readonly key: number;
+  readonly mlpGate: number;
+  readonly mlpDown: number;
+  /** mamba_rms_norm: the gated RMSNorm (gate first) after the scan; false: y * silu(z) alone. */
+  readonly gatedNorm: boolean;
+}
 
 /** A Mamba-1 mixer (MambaMixer / FalconMambaMixer; layer kind 'mamba1'): a state per channel and state entry. */
 export interface Mamba1Config {
@@ -117,6 +137,8 @@ export interface ModelConfig {
   readonly attention: AttentionConfig | null; // null when no layer is attention
   readonly feedForward: FeedForwardConfig | null; // null for mamba2 and nemotron_h (no feed-forward after the mixer)
   readonly mlp: MlpBlockConfig | null; // the 'mlp' layers' width (nemotron_h), else null
+  /** Falcon-H1's multipliers (architecture falcon_h1 only). */
+  readonly falconH1?: FalconH1Config;
   readonly bosTokenId: number | null;
   readonly eosTokenIds: readonly number[];
   readonly padTokenId: number | null;
@@ -133,6 +155,7 @@ export const SUPPORTED_MODEL_TYPES: Readonly<Record<Architecture, { readonly arc
   mamba: { architecture: 'MambaForCausalLM', description: 'Mamba' },
   falcon_mamba: { architecture: 'FalconMambaForCausalLM', description: 'TII Falcon-Mamba' },
   jamba: { architecture: 'JambaForCausalLM', description: 'AI21 Jamba' },
+  falcon_h1: { architecture: 'FalconH1ForCausalLM', description: 'TII Falcon-H1' },
 };
 
 function supportedTypes(): string {
@@ -289,7 +312,8 @@ function checkCommon(raw: Json, mt: Architecture): void {
     if (present(raw[key]) && !ACTIVATIONS.includes(raw[key] as string)) refuse(key, raw[key], '"silu" only (SiLU, also spelled "swish")');
   }
   // The Mamba output is norm(y * silu(z)) * w: a gated RMSNorm, the gate applied before the norm.
-  for (const key of ['rms_norm', 'rmsnorm', 'mamba_rmsnorm', 'mamba_rms_norm']) {
+  // (Falcon-H1 reads mamba_rms_norm as an option, parsed with the rest of its config.)
+  for (const key of ['rms_norm', 'rmsnorm', 'mamba_rmsnorm', ...(mt === 'falcon_h1' ? [] : ['mamba_rms_norm'])]) {
     if (present(raw[key]) && raw[key] !== true) refuse(key, raw[key], 'true only (the gated RMSNorm after the scan)');
   }
   // norm_before_gate: mamba_ssm's key, written in real checkpoints (Mamba-Codestral-7B-v0.1 says true). None of
@@ -975,6 +999,115 @@ function jamba(raw: Json): ModelConfig {
   };
 }
 
+function numList(raw: Json, key: string, n: number): number[] {
+  const v = raw[key];
+  if (v === undefined || v === null) return Array(n).fill(1);
+  if (!Array.isArray(v) || v.length !== n || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+    throw new UnsupportedModelError(`config.json: "${key}" must be a list of ${n} numbers, got ${show(v)}.`);
+  }
+  return v as number[];
+}
+
+/**
+ * TII Falcon-H1 (FalconH1ForCausalLM): every layer is input_layernorm -> (Mamba-2 mixer + attention, in parallel
+ * on the same normed input, each with its multipliers) -> residual, then pre_ff_layernorm -> SwiGLU -> residual.
+ * muP multipliers on the embedding, the Mamba in_proj (ssm_in_multiplier and the mup vector from ssm_multipliers),
+ * its out_proj, attention in / key / out, the MLP gate and down, and lm_head.
+ */
+function falconH1(raw: Json): ModelConfig {
+  const mt: Architecture = 'falcon_h1';
+  const refuse = (field: string, value: unknown, supported: string): never => {
+    throw new UnsupportedConfigValueError(field, value, supported, mt);
+  };
+  const hiddenSize = int(raw, 'hidden_size', 4096);
+  const numLayers = int(raw, 'num_hidden_layers', 32);
+  for (const key of ['attention_bias', 'mlp_bias', 'projectors_bias']) {
+    if (present(raw[key]) && raw[key] !== false) refuse(key, raw[key], 'false only (no bias)');
+  }
+  const gatedNorm = bool(raw, 'mamba_rms_norm', false);
+  if (gatedNorm && bool(raw, 'mamba_norm_before_gate', true)) {
+    refuse('mamba_norm_before_gate', raw['mamba_norm_before_gate'] ?? true, 'false only with mamba_rms_norm true (the gate applied before the norm)');
+  }
+  const numHeads = positive(raw, 'mamba_n_heads', 128);
+  const expand = num(raw, 'mamba_expand', 2);
+  // The mixer's width is mamba_d_ssm (None: mamba_expand x hidden_size). Published configs without it (Falcon-H1-0.5B:
+  // 24 heads of 64, expand 2 x 1024) have heads x head_dim channels, which is what their in_proj holds; absent
+  // there, it is taken from the heads (transformers 5.17 would default mamba_d_ssm to 1024 and refuse them).
+  const autoHead = raw['mamba_d_head'] === 'auto' || !present(raw['mamba_d_head']);
+  const intermediate = present(raw['mamba_d_ssm']) ? positive(raw, 'mamba_d_ssm') : autoHead ? expand * hiddenSize : numHeads * positive(raw, 'mamba_d_head');
+  if (!Number.isInteger(intermediate) || intermediate < 1 || intermediate > MAX_SIZE) {
+    throw new UnsupportedModelError(`config.json: the Mamba intermediate size (mamba_d_ssm, or mamba_expand x hidden_size) must be a positive integer up to ${MAX_SIZE}, got ${intermediate}.`);
+  }
+  const headDim = autoHead ? Math.floor(intermediate / numHeads) : positive(raw, 'mamba_d_head');
+  if (headDim < 1 || headDim * numHeads !== intermediate) {
+    throw new UnsupportedModelError(`mamba_n_heads (${numHeads}) x mamba_d_head (${headDim}) must equal the Mamba intermediate size (${intermediate}).`);
+  }
+  const nGroups = positive(raw, 'mamba_n_groups', 1);
+  const dState = positive(raw, 'mamba_d_state', 256);
+  if (intermediate % nGroups !== 0) throw new UnsupportedModelError(`the Mamba intermediate size (${intermediate}) must be a multiple of mamba_n_groups (${nGroups}).`);
+  const [tMin, tMax] = timeStepLimit(raw);
+  const mamba: MambaConfig = {
+    numHeads,
+    headDim,
+    dState,
+    nGroups,
+    dConv: positive(raw, 'mamba_d_conv', 4),
+    chunkSize: positive(raw, 'mamba_chunk_size', 256),
+    intermediate,
+    convDim: intermediate + 2 * nGroups * dState,
+    inProjDim: 2 * intermediate + 2 * nGroups * dState + numHeads,
+    convBias: bool(raw, 'mamba_conv_bias', true),
+    projBias: bool(raw, 'mamba_proj_bias', false),
+    timeStepMin: tMin,
+    timeStepMax: tMax,
+    // FalconH1RMSNormGated normalises over n_groups groups
+    normGroupSize: intermediate / nGroups,
+    // the decode step (mamba2_selective_state_update) takes no dt limit
+    dtLimitInDecode: false,
+  };
+  checkMamba(mamba);
+  const heads = attentionHeads(raw, hiddenSize, null);
+  const attention: AttentionConfig = {
+    ...heads,
+    scaling: 1 / Math.sqrt(heads.headDim),
+    bias: false,
+    ropeTheta: ropeTheta(raw, mt, heads.headDim),
+    rotaryDim: heads.headDim,
+  };
+  const [mlpGate, mlpDown] = numList(raw, 'mlp_multipliers', 2);
+  const lmHead = num(raw, 'lm_head_multiplier', 1);
+  if (!(lmHead !== 0 && Number.isFinite(lmHead))) refuse('lm_head_multiplier', raw['lm_head_multiplier'], 'a finite non-zero number');
+  return {
+    architecture: mt,
+    vocabSize: int(raw, 'vocab_size', 128000),
+    hiddenSize,
+    numLayers,
+    layerKinds: Array.from({ length: numLayers }, () => 'parallel' as const),
+    rmsNormEps: num(raw, 'rms_norm_eps', 1e-5),
+    embeddingMultiplier: num(raw, 'embedding_multiplier', 1),
+    residualMultiplier: 1,
+    logitsScaling: 1 / lmHead,
+    tieWordEmbeddings: bool(raw, 'tie_word_embeddings', false),
+    mamba,
+    mamba1: null,
+    attention,
+    feedForward: { sharedIntermediate: positive(raw, 'intermediate_size', 14336), numExperts: 0, topK: 0, expertIntermediate: 0, routing: 'softmaxOfTopK', expertLayers: Array.from({ length: numLayers }, () => false) },
+    mlp: null,
+    falconH1: {
+      ssmIn: num(raw, 'ssm_in_multiplier', 1),
+      ssmOut: num(raw, 'ssm_out_multiplier', 1),
+      ssmMultipliers: numList(raw, 'ssm_multipliers', 5),
+      attnIn: num(raw, 'attention_in_multiplier', 1),
+      attnOut: num(raw, 'attention_out_multiplier', 1),
+      key: num(raw, 'key_multiplier', 1),
+      mlpGate,
+      mlpDown,
+      gatedNorm,
+    },
+    ...tokenIdsOf(raw),
+  };
+}
+
 function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object') {
     for (const v of Object.values(o)) deepFreeze(v);
@@ -992,7 +1125,7 @@ export function configFromJson(raw: Json): ModelConfig {
   const mt = modelTypeOf(raw);
   checkCommon(raw, mt);
   const cfg =
-    mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : mt === 'nemotron_h' ? nemotronH(raw) : mt === 'jamba' ? jamba(raw) : mamba1(raw, mt);
+    mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : mt === 'nemotron_h' ? nemotronH(raw) : mt === 'jamba' ? jamba(raw) : mt === 'falcon_h1' ? falconH1(raw) : mamba1(raw, mt);
   if (cfg.hiddenSize === 0 || cfg.vocabSize === 0 || cfg.numLayers === 0) {
     throw new UnsupportedModelError('config.json: hidden_size, vocab_size and num_hidden_layers must be positive.');
   }

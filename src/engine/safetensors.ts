@@ -141,6 +141,8 @@ export class WeightStore {
   private readonly tensors = new Map<string, TensorInfo>();
   /** Virtual tensors (stack()): the stored tensors they are read from, in order. */
   private readonly stacked = new Map<string, TensorInfo[]>();
+  /** Virtual tensors (scaleRows()): the stored tensor they are read from and each row's factor. */
+  private readonly scaledRows = new Map<string, { from: TensorInfo; scales: Float32Array }>();
   private readonly fds = new Map<string, number>();
   private meta: Record<string, string> = {};
 
@@ -251,6 +253,20 @@ export class WeightStore {
     this.stacked.set(name, infos);
   }
 
+  /**
+   * Registers `name` as a virtual f32 tensor: the stored float tensor `from` with row r (of its first dimension)
+   * multiplied by scales[r] (Falcon-H1's muP multipliers folded into its projections, so both backends and
+   * the quantizer see one set of weights).
+   */
+  scaleRows(name: string, from: string, scales: Float32Array): void {
+    if (this.tensors.has(name)) throw new ModelFormatError(`tensor ${name} is already in the checkpoint; it cannot also be scaled from ${from}.`);
+    const t = this.info(from);
+    if (t.dtype === 'U32' || t.shape[0] !== scales.length) throw new ModelFormatError(`tensor ${from} [${t.shape}] ${t.dtype}: ${scales.length} row factors do not fit it.`);
+    const numel = t.shape.reduce((a, d) => a * d, 1);
+    this.tensors.set(name, { name, dtype: 'F32', shape: [...t.shape], file: t.file, offset: 0, byteLength: 4 * numel });
+    this.scaledRows.set(name, { from: t, scales });
+  }
+
   names(): string[] {
     return [...this.tensors.keys()];
   }
@@ -278,6 +294,13 @@ export class WeightStore {
   }
 
   private read(t: TensorInfo): Uint8Array {
+    const sc = this.scaledRows.get(t.name);
+    if (sc) {
+      const x = toF32(this.read(sc.from), sc.from.dtype);
+      const cols = x.length / sc.scales.length;
+      for (let r = 0; r < sc.scales.length; r++) for (let c = 0; c < cols; c++) x[r * cols + c] *= sc.scales[r];
+      return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+    }
     const parts = this.stacked.get(t.name);
     if (parts) {
       const out = new Uint8Array(t.byteLength);

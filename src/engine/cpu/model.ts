@@ -84,14 +84,14 @@ export class CpuModel implements LanguageModel {
     const m1 = this.config.mamba1;
     this.pos = 0;
     this.mambaState = this.config.layerKinds.map((k) => {
-      if (k === 'mamba') return { conv: new Float32Array(m!.convDim * (m!.dConv - 1)), ssm: new Float32Array(m!.numHeads * m!.headDim * m!.dState) };
+      if (k === 'mamba' || k === 'parallel') return { conv: new Float32Array(m!.convDim * (m!.dConv - 1)), ssm: new Float32Array(m!.numHeads * m!.headDim * m!.dState) };
       if (k === 'mamba1') return { conv: new Float32Array(m1!.intermediate * (m1!.dConv - 1)), ssm: new Float32Array(m1!.intermediate * m1!.dState) };
       return null;
     });
     for (const s of this.kv) s?.close();
     const a = this.config.attention;
     const spill = (i: number) => (this.opts.spillDir ? `${this.opts.spillDir}/kv-layer${i}-${process.pid}.bin` : null);
-    this.kv = this.config.layerKinds.map((k, i) => (k === 'attention' ? new KvBlockStore(a!.numKvHeads * a!.headDim, this.hostBudget, spill(i)) : null));
+    this.kv = this.config.layerKinds.map((k, i) => (k === 'attention' || k === 'parallel' ? new KvBlockStore(a!.numKvHeads * a!.headDim, this.hostBudget, spill(i)) : null));
   }
 
   dispose(): void {
@@ -175,7 +175,9 @@ export class CpuModel implements LanguageModel {
       // mixer: norm -> Mamba-2, Mamba-1, attention or an MLP block (Nemotron-H) -> scaled residual
       const x = ops.rmsNorm(h, layer.norm, H, cfg.rmsNormEps);
       const mixed =
-        layer.kind === 'mamba'
+        layer.kind === 'parallel'
+          ? this.parallel(layer, i, x, T)
+          : layer.kind === 'mamba'
           ? this.mamba(layer, i, x, T)
           : layer.kind === 'mamba1'
             ? this.mamba1(layer, i, x)
@@ -195,6 +197,14 @@ export class CpuModel implements LanguageModel {
     const logits = ops.linear(ops.rmsNorm(rows, this.w.finalNorm, H, cfg.rmsNormEps), this.w.lmHead, H, cfg.vocabSize);
     if (cfg.logitsScaling !== 1) for (let j = 0; j < logits.length; j++) logits[j] /= cfg.logitsScaling;
     return logits;
+  }
+
+  /** Falcon-H1: a Mamba-2 mixer and attention on the same normed input, summed (their multipliers are in the weights). */
+  private parallel(layer: LayerWeights<Float32Array>, i: number, x: Float32Array, T: number): Float32Array {
+    const y = this.mamba(layer, i, x, T);
+    const o = this.attention(layer, i, x, T);
+    for (let j = 0; j < y.length; j++) y[j] += o[j];
+    return y;
   }
 
   /** A Mamba-1 mixer (cpu/mamba1.ts), its conv and scan state carried in mambaState[i]. */
@@ -252,7 +262,12 @@ export class CpuModel implements LanguageModel {
       dtMax: limit ? m.timeStepMax : Infinity,
     });
     // gate, normalise, project back: [T, H]
-    const g = ops.gatedRmsNorm(y, z, w.gatedNorm, I, m.normGroupSize, this.config.rmsNormEps);
+    let g: Float32Array;
+    if (w.gatedNorm) g = ops.gatedRmsNorm(y, z, w.gatedNorm, I, m.normGroupSize, this.config.rmsNormEps);
+    else {
+      g = y;
+      for (let j = 0; j < g.length; j++) g[j] *= ops.silu(z[j]);
+    }
     return ops.linear(g, w.outProj, I, this.config.hiddenSize, w.outProjBias);
   }
 

@@ -100,21 +100,21 @@ export class GpuModel implements LanguageModel {
     this.kvCapacity = opts.kvCapacity ?? DEFAULT_KV_CAPACITY;
     this.step = gpu.buffer(STEP_BYTES, 'step', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     this.kvStep = gpu.buffer(STEP_BYTES, 'kv_step', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    const nAttn = config.layerKinds.filter((k) => k === 'attention').length;
+    const nAttn = config.layerKinds.filter((k) => k === 'attention' || k === 'parallel').length;
     this.sparseKv = opts.kv && nAttn > 0 ? new SparseKv(gpu, config, opts.kv, this.prefillChunk, nAttn) : null;
     if (this.sparseKv) this.kvCapacity = this.sparseKv.workingRows;
     this.ids = gpu.buffer(4 * Math.max(this.prefillChunk, 1), 'ids');
     const m = config.mamba;
     const m1 = config.mamba1;
     const a = config.attention;
-    const convBytes = (kind: string) => (kind === 'mamba' ? 4 * m!.convDim * (m!.dConv - 1) : kind === 'mamba1' ? 4 * m1!.intermediate * (m1!.dConv - 1) : 0);
-    const ssmBytes = (kind: string) => (kind === 'mamba' ? 4 * m!.numHeads * m!.headDim * m!.dState : kind === 'mamba1' ? 4 * m1!.intermediate * m1!.dState : 0);
+    const convBytes = (kind: string) => (kind === 'mamba' || kind === 'parallel' ? 4 * m!.convDim * (m!.dConv - 1) : kind === 'mamba1' ? 4 * m1!.intermediate * (m1!.dConv - 1) : 0);
+    const ssmBytes = (kind: string) => (kind === 'mamba' || kind === 'parallel' ? 4 * m!.numHeads * m!.headDim * m!.dState : kind === 'mamba1' ? 4 * m1!.intermediate * m1!.dState : 0);
     this.states = config.layerKinds.map((kind, i) => ({
       conv: convBytes(kind) ? gpu.buffer(convBytes(kind), `conv_state.${i}`) : null,
       ssm: ssmBytes(kind) ? gpu.buffer(ssmBytes(kind), `ssm_state.${i}`) : null,
       scanConstants: kind === 'mamba1' ? selectiveScanConstants(gpu, w.layers[i].mamba1!.aLog, w.layers[i].mamba1!.dtBias, w.layers[i].mamba1!.D, m1!.intermediate, m1!.dState) : null,
-      k: kind === 'attention' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `k_cache.${i}`) : null,
-      v: kind === 'attention' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `v_cache.${i}`) : null,
+      k: kind === 'attention' || kind === 'parallel' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `k_cache.${i}`) : null,
+      v: kind === 'attention' || kind === 'parallel' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `v_cache.${i}`) : null,
     }));
   }
 
@@ -550,7 +550,7 @@ export class GpuModel implements LanguageModel {
    * scan, not its decode step, which matters where the dt limit differs between them (dtLimitInDecode false).
    */
   private pass(T: number, rows: number, argmax = false, atStart = false): Pass {
-    const first = atStart && T === 1 && this.config.mamba !== null && !this.config.mamba.dtLimitInDecode && this.config.layerKinds.includes('mamba');
+    const first = atStart && T === 1 && this.config.mamba !== null && !this.config.mamba.dtLimitInDecode && (this.config.layerKinds.includes('mamba') || this.config.layerKinds.includes('parallel'));
     const key = `${T}:${rows}${argmax ? ':argmax' : ''}${first ? ':first' : ''}`;
     let p = this.passes.get(key);
     if (!p) {
@@ -596,7 +596,9 @@ export class GpuModel implements LanguageModel {
 
     const I = m?.intermediate ?? 0;
     const gN = m ? m.nGroups * m.dState : 0;
-    const hasMamba = m !== null && cfg.layerKinds.includes('mamba');
+    const hasMamba = m !== null && (cfg.layerKinds.includes('mamba') || cfg.layerKinds.includes('parallel'));
+    // y * silu(z) without a norm (Falcon-H1, mamba_rms_norm false): [T, z | y] for swiglu
+    const zy = hasMamba && this.w.layers.some((l) => l.mamba && !l.mamba.gatedNorm) ? buf(T * 2 * I, 'ssm_zy') : null;
     const zxbcdt = hasMamba ? buf(T * m.inProjDim, 'zxbcdt') : null; // [T, z | xBC | dt]
     const xbc = hasMamba ? buf(T * m.convDim, 'xbc') : null; // [T, x | B | C] after conv
     const y = hasMamba ? buf(T * I, 'ssm_y') : null; // [T, I]
@@ -642,10 +644,13 @@ export class GpuModel implements LanguageModel {
     this.w.layers.forEach((layer, i) => {
       const st = this.states[i];
       const norm = { w: layer.norm, eps };
-      if (!fuse) list.rmsNorm(h, layer.norm, x, T, H, eps);
+      // Falcon-H1's parallel layers add both mixers to h, so their input is x, never h with the norm fused.
+      const par = layer.kind === 'parallel';
+      const fuseIn = fuse && !par;
+      if (!fuseIn) list.rmsNorm(h, layer.norm, x, T, H, eps);
       // the mixer's input: x = rmsnorm(h), or h with the norm fused into each projection
-      const input = fuse ? h : x;
-      const inNorm = fuse ? { inputNorm: norm } : {};
+      const input = fuseIn ? h : x;
+      const inNorm = fuseIn ? { inputNorm: norm } : {};
       if (layer.mamba1) {
         // Mamba-1: in_proj -> (x | z); x = silu(conv(x)); x_proj -> (dt_low | B | C) [Falcon: normed];
         // dt = dt_proj(dt_low) (its bias and softplus in the scan); y = scan * silu(z); h += r * out_proj(y)
@@ -666,7 +671,8 @@ export class GpuModel implements LanguageModel {
         list.linear(col(dbc, 0, W1), w.dtProj, dt1!, T, R, I1);
         list.selectiveScan(xc!, dt1!, col(dbc, R, W1), col(dbc, R + N, W1), st.scanConstants!, st.ssm!, y1!, { T, I: I1, N }, { z: col(xz!, I1, 2 * I1) });
         list.linear(y1!, w.outProj, h, T, I1, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
-      } else if (layer.mamba) {
+      }
+      if (layer.mamba) {
         const w = layer.mamba;
         const m = cfg.mamba!;
         // in_proj: [T, H] -> [T, inProjDim]
@@ -683,12 +689,19 @@ export class GpuModel implements LanguageModel {
           w.dtBias,
           w.D,
           st.ssm!,
-          y!,
+          zy ? col(zy, I, 2 * I) : y!,
           { T, nh: m.numHeads, hd: m.headDim, N: m.dState, ng: m.nGroups, chunk: m.chunkSize, dtMin: dtLimit ? m.timeStepMin : 0, dtMax: dtLimit ? m.timeStepMax : Infinity },
         );
         // y * silu(z), normalised, then out_proj into the residual stream
         const z = col(zxbcdt!, 0, m.inProjDim);
-        if (fuse) {
+        if (!w.gatedNorm) {
+          list.copy(z, col(zy!, 0, 2 * I), T, I);
+          if (fuse) list.linear(zy!, w.outProj, h, T, I, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true, inputSwiglu: true });
+          else {
+            list.swiglu(zy!, g!, T, I);
+            list.linear(g!, w.outProj, h, T, I, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
+          }
+        } else if (fuse) {
           list.linear(y!, w.outProj, h, T, I, H, {
             bias: w.outProjBias ?? undefined,
             alpha: r,
@@ -699,7 +712,8 @@ export class GpuModel implements LanguageModel {
           list.gatedRmsNorm(y!, z, w.gatedNorm, g!, T, I, m.normGroupSize, eps);
           list.linear(g!, w.outProj, h, T, I, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
         }
-      } else if (layer.mlp) {
+      }
+      if (layer.mlp) {
         // Nemotron-H MLP block: h += r * down(relu(up x)^2)
         const w = layer.mlp;
         list.linear(input, w.up, mUp!, T, H, M, { bias: w.upBias ?? undefined, ...inNorm });
@@ -708,8 +722,9 @@ export class GpuModel implements LanguageModel {
           list.relu2(mUp!, mAct!, T, M);
           list.linear(mAct!, w.down, h, T, M, H, { bias: w.downBias ?? undefined, alpha: r, accumulate: true });
         }
-      } else {
-        const w = layer.attention!;
+      }
+      if (layer.attention) {
+        const w = layer.attention;
         list.linear(input, w.q, q!, T, H, qd, { bias: w.qBias ?? undefined, ...inNorm }); // [T, nH, d]
         list.linear(input, w.k, k!, T, H, kd, { bias: w.kBias ?? undefined, ...inNorm }); // [T, nKv, d]
         list.linear(input, w.v, v!, T, H, kd, { bias: w.vBias ?? undefined, ...inNorm });

@@ -13,7 +13,7 @@ export interface MambaWeights<T> {
   dtBias: T; // [nh]
   aLog: T; // [nh]
   D: T; // [nh]
-  gatedNorm: T; // [I]
+  gatedNorm: T | null; // [I]; null: y * silu(z) without a norm (Falcon-H1 with mamba_rms_norm false)
   outProj: T; // [H, I]
   outProjBias: T | null;
 }
@@ -113,6 +113,50 @@ export function stackExperts(cfg: ModelConfig, store: { has(name: string): boole
   });
 }
 
+/** The virtual tensor name a Falcon-H1 projection is read under, its muP multipliers folded in (scaleFalconH1). */
+const MUP = '.mup';
+
+/**
+ * Falcon-H1 multiplies projections' outputs by its muP multipliers; those are folded into the weights' rows
+ * here, as virtual f32 tensors of the store named `<name minus .weight>.mup.weight` (see FalconH1Config),
+ * so both backends and the quantizer read the same scaled matrices.
+ */
+export function scaleFalconH1(cfg: ModelConfig, store: { has(name: string): boolean; scaleRows(name: string, from: string, scales: Float32Array): void }): void {
+  const f = cfg.falconH1;
+  if (cfg.architecture !== 'falcon_h1' || !f) return;
+  const m = cfg.mamba!;
+  const a = cfg.attention!;
+  const H = cfg.hiddenSize;
+  const I = m.intermediate;
+  const gN = m.nGroups * m.dState;
+  const inScales = new Float32Array(m.inProjDim);
+  const [mz, mx, mb, mc, mdt] = f.ssmMultipliers;
+  for (let r = 0; r < m.inProjDim; r++) {
+    const s = r < I ? mz : r < 2 * I ? mx : r < 2 * I + gN ? mb : r < 2 * I + 2 * gN ? mc : mdt;
+    inScales[r] = s * f.ssmIn;
+  }
+  const fill = (n: number, v: number) => new Float32Array(n).fill(v);
+  const S = cfg.feedForward!.sharedIntermediate;
+  const qd = a.numHeads * a.headDim;
+  const kd = a.numKvHeads * a.headDim;
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    const all: [string, Float32Array][] = [
+      [`${p}.mamba.in_proj`, inScales],
+      [`${p}.mamba.out_proj`, fill(H, f.ssmOut)],
+      [`${p}.self_attn.q_proj`, fill(qd, f.attnIn)],
+      [`${p}.self_attn.k_proj`, fill(kd, f.attnIn * f.key)],
+      [`${p}.self_attn.v_proj`, fill(kd, f.attnIn)],
+      [`${p}.self_attn.o_proj`, fill(H, f.attnOut)],
+      [`${p}.feed_forward.gate_proj`, fill(S, f.mlpGate)],
+      [`${p}.feed_forward.down_proj`, fill(H, f.mlpDown)],
+    ];
+    for (const [base, scales] of all) {
+      if (!store.has(`${base}${MUP}.weight`) && store.has(`${base}.weight`)) store.scaleRows(`${base}${MUP}.weight`, `${base}.weight`, scales);
+    }
+  }
+}
+
 /** Walks the checkpoint's tensors for `cfg`, calling `load` once per tensor. */
 export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boolean }, loadTensor: TensorLoader<T>): ModelWeights<T> {
   const load = (name: string, shape: number[], role: TensorRole = 'other') => loadTensor(name, shape, role);
@@ -120,18 +164,18 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
   const arch = cfg.architecture;
   const opt = (name: string, shape: number[], role: TensorRole = 'other') => (store.has(name) ? load(name, shape, role) : null);
 
-  const mambaAt = (p: string): MambaWeights<T> => {
+  const mambaAt = (p: string, mup = ''): MambaWeights<T> => {
     const m = cfg.mamba!;
     return {
-    inProj: load(`${p}.in_proj.weight`, [m.inProjDim, H], 'matrix'),
+    inProj: load(`${p}.in_proj${mup}.weight`, [m.inProjDim, H], 'matrix'),
     inProjBias: m.projBias ? load(`${p}.in_proj.bias`, [m.inProjDim]) : null,
     conv: load(`${p}.conv1d.weight`, [m.convDim, 1, m.dConv]),
     convBias: m.convBias ? load(`${p}.conv1d.bias`, [m.convDim]) : null,
     dtBias: load(`${p}.dt_bias`, [m.numHeads]),
     aLog: load(`${p}.A_log`, [m.numHeads]),
     D: load(`${p}.D`, [m.numHeads]),
-    gatedNorm: load(`${p}.norm.weight`, [m.intermediate]),
-    outProj: load(`${p}.out_proj.weight`, [H, m.intermediate], 'matrix'),
+    gatedNorm: cfg.falconH1 && !cfg.falconH1.gatedNorm ? null : load(`${p}.norm.weight`, [m.intermediate]),
+    outProj: load(`${p}.out_proj${mup}.weight`, [H, m.intermediate], 'matrix'),
     outProjBias: m.projBias ? load(`${p}.out_proj.bias`, [H]) : null,
     };
   };
@@ -238,6 +282,45 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
           router: moe ? load(`${f}.router.weight`, [E, H]) : null,
           expertsIn: moe ? load(`${f}.experts.gate_up_proj`, [E, 2 * I, H], 'matrix') : null,
           expertsOut: moe ? load(`${f}.experts.down_proj`, [E, H, I], 'matrix') : null,
+        },
+      };
+    });
+  } else if (arch === 'falcon_h1') {
+    // model.layers.N.{input_layernorm, mamba, self_attn, pre_ff_layernorm, feed_forward.{gate,up,down}_proj}, the
+    // projections read as their muP-scaled virtual tensors (scaleFalconH1)
+    embedName = 'model.embed_tokens.weight';
+    finalNormName = 'model.final_layernorm.weight';
+    const a = cfg.attention!;
+    const S = cfg.feedForward!.sharedIntermediate;
+    const qd = a.numHeads * a.headDim;
+    const kd = a.numKvHeads * a.headDim;
+    layers = cfg.layerKinds.map((kind, i) => {
+      const p = `model.layers.${i}`;
+      const mm = mambaAt(`${p}.mamba`, MUP);
+      return {
+        kind,
+        norm: load(`${p}.input_layernorm.weight`, [H]),
+        ...none,
+        mamba: mm,
+        attention: {
+          q: load(`${p}.self_attn.q_proj${MUP}.weight`, [qd, H], 'matrix'),
+          k: load(`${p}.self_attn.k_proj${MUP}.weight`, [kd, H], 'matrix'),
+          v: load(`${p}.self_attn.v_proj${MUP}.weight`, [kd, H], 'matrix'),
+          o: load(`${p}.self_attn.o_proj${MUP}.weight`, [H, qd], 'matrix'),
+          qBias: null,
+          kBias: null,
+          vBias: null,
+          oBias: null,
+        },
+        feedForward: {
+          norm: load(`${p}.pre_ff_layernorm.weight`, [H]),
+          sharedIn: null,
+          sharedGate: load(`${p}.feed_forward.gate_proj${MUP}.weight`, [S, H], 'matrix'),
+          sharedUp: load(`${p}.feed_forward.up_proj.weight`, [S, H], 'matrix'),
+          sharedOut: load(`${p}.feed_forward.down_proj${MUP}.weight`, [H, S], 'matrix'),
+          router: null,
+          expertsIn: null,
+          expertsOut: null,
         },
       };
     });
