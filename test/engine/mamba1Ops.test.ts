@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Gpu, type GpuWeight } from '../../src/engine/gpu/device';
 import { CommandList, type Act } from '../../src/engine/gpu/ops';
-import { Mamba1List, scanLanes, selectiveScanConstants } from '../../src/engine/gpu/mamba1';
+import { scanLanes, selectiveScanConstants } from '../../src/engine/gpu/mamba1';
 import * as m1 from '../../src/engine/cpu/mamba1';
 
 const TOL = 1e-4;
@@ -145,7 +145,7 @@ class GpuCase {
     const { I, N, R } = this.c;
     const W = R + 2 * N;
     const T = t1 - t0;
-    const list = new Mamba1List(this.g);
+    const list = new CommandList(this.g);
     const at = (buffer: GPUBuffer, w: number, col = 0, stride = w): Act => ({ buffer, offset: t0 * stride + col, stride });
     list.selectiveScan(at(this.x, I), at(this.dt, I), at(this.xdbc, N, R, W), at(this.xdbc, N, R + N, W), this.cp, this.state, at(this.out, I), { T, I, N }, { z: opts.gate ? at(this.z, I) : undefined, tpr: opts.tpr });
     assert.equal(list.dispatchCount, 1);
@@ -360,7 +360,7 @@ test('GPU FalconMamba norms (in place, strided) match the CPU reference', async 
     const stride = W + 3;
     const data = uniform(2 + T * stride, -2, 2);
     const b = buf(gpu, data, 'xdbc');
-    const list = new Mamba1List(gpu);
+    const list = new CommandList(gpu);
     list.falconNorms({ buffer: b, offset: 2, stride }, T, R, N, 1e-6);
     await list.run();
     list.destroy();
@@ -382,7 +382,7 @@ test('GPU FalconMamba norms (in place, strided) match the CPU reference', async 
 });
 
 test('selectiveScan checks its inputs', async () => {
-  const list = new Mamba1List(gpu);
+  const list = new CommandList(gpu);
   const b = buf(gpu, 64);
   const cp = buf(gpu, 64);
   assert.throws(() => list.selectiveScan({ buffer: b }, { buffer: b }, { buffer: b }, { buffer: b }, cp, b, { buffer: buf(gpu, 64) }, { T: 1, I: 4, N: 2 }), /both written and read/);
@@ -395,7 +395,7 @@ test('selectiveScan checks its inputs', async () => {
 // A whole mixer, as the model loop would run it: CommandList ops (in_proj, conv, x_proj, dt_proj, out_proj)
 // around the Mamba-1 ops, against cpu/mamba1.ts mamba1Mixer; prefill in two chunks, then a decode step.
 
-test('a Mamba-1 / FalconMamba mixer on the GPU (CommandList + Mamba1List) matches the CPU mixer', async () => {
+test('a Mamba-1 / FalconMamba mixer on the GPU (CommandList) matches the CPU mixer', async () => {
   for (const falconEps of [null, 1e-6]) {
     const H = 24, I = 48, N = 16, R = 3, K = 4;
     const sh: m1.Mamba1MixerShape = { H, I, N, R, K, falconEps };
@@ -450,11 +450,11 @@ test('a Mamba-1 / FalconMamba mixer on the GPU (CommandList + Mamba1List) matche
       a.linear({ buffer: hb, offset: t0 * H }, g.inProj, { buffer: xz }, n, H, 2 * I, { bias: g.inProjBias });
       a.causalConv1d({ buffer: xz, stride: 2 * I }, g.convW, g.convB, convState, { buffer: xc }, n, I, K);
       a.linear({ buffer: xc }, g.xProj, { buffer: xdbc }, n, I, W);
-      const b = new Mamba1List(gpu);
+      const b = new CommandList(gpu);
       if (falconEps !== null) b.falconNorms({ buffer: xdbc }, n, R, N, falconEps);
       const d = new CommandList(gpu);
       d.linear({ buffer: xdbc, stride: W }, g.dtProjW, { buffer: dt }, n, R, I); // the bias is added in the scan
-      const e = new Mamba1List(gpu);
+      const e = new CommandList(gpu);
       e.selectiveScan({ buffer: xc }, { buffer: dt }, { buffer: xdbc, offset: R, stride: W }, { buffer: xdbc, offset: R + N, stride: W }, cp, ssmState, { buffer: y }, { T: n, I, N }, { z: { buffer: xz, offset: I, stride: 2 * I } });
       const f = new CommandList(gpu);
       f.linear({ buffer: y }, g.outProj, { buffer: out, offset: t0 * H }, n, I, H);

@@ -2,8 +2,7 @@
 // tokens from a carried f32 state [I, N] (prefill in chunks equals one-shot; T = 1 is the decode step, one
 // dispatch) and FalconMamba's weightless norms of x_proj's output. Mirrors CommandList's conventions (ops.ts):
 // each op checks its inputs and builds its pipeline, Params uniform and bind group once, when recorded, as a
-// DispatchPlan, which CommandList.selectiveScan / falconNorms record (the model loop), and Mamba1List records
-// on its own (tests: replays them with encode / submit / run).
+// DispatchPlan, which CommandList.selectiveScan / falconNorms record.
 
 import { GpuError } from '../errors';
 import { WFMT, isQuantized, type Gpu, type GpuWeight } from './device';
@@ -189,82 +188,3 @@ interface Recorded {
   grid: [number, number, number];
 }
 
-/** A recorder of Mamba-1 dispatches, replayable like CommandList (Params uniforms written once, at record time). */
-export class Mamba1List {
-  private readonly dispatches: Recorded[] = [];
-  private readonly owned: GPUBuffer[] = [];
-  private destroyed = false;
-
-  constructor(readonly gpu: Gpu) {}
-
-  get dispatchCount(): number {
-    return this.dispatches.length;
-  }
-
-  get labels(): string[] {
-    return this.dispatches.map((d) => d.label);
-  }
-
-  selectiveScan(x: Act, dtRaw: Act, B: Act, C: Act, cp: GPUBuffer, state: GPUBuffer, out: Act, s: SelectiveScanShape, opts: SelectiveScanOptions = {}): void {
-    this.record(selectiveScanPlan(this.gpu, x, dtRaw, B, C, cp, state, out, s, opts));
-  }
-
-  falconNorms(xdbc: Act, T: number, R: number, N: number, eps: number): void {
-    this.record(falconNormPlan(this.gpu, xdbc, T, R, N, eps));
-  }
-
-  /** Records a plan: its Params go to their own uniform buffer, its bind group is made now. */
-  record(p: DispatchPlan): void {
-    if (this.destroyed) throw new GpuError('this Mamba1List was destroyed.');
-    const maxDim = this.gpu.device.limits.maxComputeWorkgroupsPerDimension;
-    if (p.grid.some((n) => !Number.isInteger(n) || n < 1 || n > maxDim)) throw new GpuError(`${p.label}: dispatch grid [${p.grid}] is outside 1..${maxDim} per dimension.`);
-    if (4 * p.params.length > PARAMS_BYTES) throw new GpuError(`${p.label}: Params has ${p.params.length} fields, more than ${PARAMS_BYTES / 4}.`);
-    const data = new ArrayBuffer(Math.max(16, Math.ceil(p.params.length / 4) * 16));
-    const dv = new DataView(data);
-    p.params.forEach(([kind, v], i) => {
-      if (kind === 'u') {
-        if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new GpuError(`${p.label}: Params field ${i} = ${v} is not a u32.`);
-        dv.setUint32(4 * i, v, true);
-      } else dv.setFloat32(4 * i, v, true);
-    });
-    const ub = this.gpu.buffer(data.byteLength, `${p.label}.params`, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    this.owned.push(ub);
-    this.gpu.write(ub, new Uint8Array(data));
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: ub } }];
-    for (const [b, buffer] of Object.entries(p.bindings)) entries.push({ binding: Number(b), resource: { buffer } });
-    const bindGroup = this.gpu.scoped(p.label, () => this.gpu.device.createBindGroup({ label: p.label, layout: p.pipeline.getBindGroupLayout(0), entries }));
-    this.dispatches.push({ label: p.label, pipeline: p.pipeline, bindGroup, grid: p.grid });
-  }
-
-  /** Encodes the recorded dispatches into an open compute pass (to combine with a CommandList in one pass). */
-  encode(pass: GPUComputePassEncoder): void {
-    if (this.destroyed) throw new GpuError('this Mamba1List was destroyed.');
-    for (const d of this.dispatches) {
-      pass.setPipeline(d.pipeline);
-      pass.setBindGroup(0, d.bindGroup);
-      pass.dispatchWorkgroups(d.grid[0], d.grid[1], d.grid[2]);
-    }
-  }
-
-  submit(): void {
-    const enc = this.gpu.device.createCommandEncoder();
-    const pass = enc.beginComputePass(this.gpu.passDescriptor('mamba1'));
-    this.encode(pass);
-    pass.end();
-    this.gpu.device.queue.submit([enc.finish()]);
-  }
-
-  async run(): Promise<void> {
-    this.submit();
-    await this.gpu.device.queue.onSubmittedWorkDone();
-    await this.gpu.check();
-  }
-
-  destroy(): void {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    for (const b of this.owned) this.gpu.free(b);
-    this.owned.length = 0;
-    this.dispatches.length = 0;
-  }
-}
