@@ -78,7 +78,8 @@ export class CpuModel implements LanguageModel {
 
   attendsSparsely(): boolean {
     const p = this.opts.kvPolicy;
-    if (!p) return false;
+    // (RecurrentGemma's local attention keeps a window's ring, never blocks to select)
+    if (!p || !this.kv.some((s) => s)) return false;
     return p.denseRows !== undefined ? this.pos > p.denseRows : Math.floor(this.pos / BLOCK_ROWS) > p.maxBlocks;
   }
 
