@@ -1,4 +1,4 @@
-// Depthwise causal conv1d over time, then SiLU, continuing from a state holding the last K-1 inputs:
+// Depthwise causal conv1d over time, then SiLU (ACT 1; ACT 0: no activation), continuing from a state holding the last K-1 inputs:
 //   out[t, c] = silu(bias[c] + sum_k w[c, k] x[t - (K-1) + k, c]),  x[t < 0] read from state[c, K-1+t].
 // x: [T, C] (offset/stride), w: [C, K], state: f32 [C, K-1] oldest first, out: [T, C] (offset/stride).
 // Entry points: main (one thread per (t, c)) then updateState (one thread per channel, a second dispatch so
@@ -20,6 +20,7 @@ override KC: u32 = 4u; // kernel size K, 2..8
 override WFMT: u32 = 0u;
 override BFMT: u32 = 0u;
 override S: u32 = KC - 1u; // state length
+override ACT: u32 = 1u; // 1: SiLU after the conv (Mamba); 0: none (RecurrentGemma's temporal conv)
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -39,6 +40,7 @@ fn biasOf(c: u32) -> f32 {
 }
 
 fn silu(v: f32) -> f32 {
+  if (ACT == 0u) { return v; }
   return v / (1.0 + exp(-v));
 }
 

@@ -4,6 +4,9 @@
 //   axpy:    b[t, i] += alpha * a[t, i]                 (residual adds)
 //   scale:   b[t, i] *= alpha
 //   copyRows: b[t, i] = a[t, i]
+//   geglu:   b[t, i] = gelu_tanh(a[t, i]) * a[t, D + i]  (RecurrentGemma's MLP)
+//   geluMul: b[t, i] *= gelu_tanh(a[t, i])               (RecurrentGemma's recurrent block: h * gelu(y))
+//   softCap: b[t, i] = tanh(b[t, i] / alpha) * alpha      (RecurrentGemma's logits)
 
 struct Params {
   T: u32,
@@ -66,4 +69,35 @@ fn scale(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 fn copyRows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let e = element(wid, nwg, lid);
   if (e.ok) { b[e.b] = a[e.a]; }
+}
+
+fn geluTanh(x: f32) -> f32 {
+  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), tanh written out so large |u| saturates without inf/inf
+  let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+  return 0.5 * x * (1.0 + tanhf(u));
+}
+
+fn tanhf(u: f32) -> f32 {
+  let e = exp(-2.0 * abs(u));
+  let t = (1.0 - e) / (1.0 + e);
+  return select(t, -t, u < 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn geglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let e = element(wid, nwg, lid);
+  if (!e.ok) { return; }
+  b[e.b] = geluTanh(a[e.a]) * a[e.a + P.D];
+}
+
+@compute @workgroup_size(WG)
+fn geluMul(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let e = element(wid, nwg, lid);
+  if (e.ok) { b[e.b] *= geluTanh(a[e.a]); }
+}
+
+@compute @workgroup_size(WG)
+fn softCap(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let e = element(wid, nwg, lid);
+  if (e.ok) { b[e.b] = tanhf(b[e.b] / P.alpha) * P.alpha; }
 }

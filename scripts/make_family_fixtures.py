@@ -30,6 +30,9 @@ Mamba / hybrid families that transformers ships:
                        block used twice; config.json in the Hub spelling ("mamba"/"hybrid").
   recurrent-gemma      RecurrentGemmaForCausalLM, f32, block_types recurrent/recurrent/attention
                        over 4 layers, attention_window_size 16 < seq_len, MQA, logits_soft_cap 3.
+  recurrent-gemma-wide RecurrentGemmaForCausalLM, f32, block_types attention/recurrent over 3 layers,
+                       window 64 > seq_len, lru_width 96 != hidden, conv width 3, 2 KV heads, full RoPE,
+                       attention_bias, untied lm_head.
 
 Decoding goes through each model's own cache:
   * Mamba / FalconMamba: ``cache_params`` returned by the prefill, passed back each step
@@ -372,6 +375,21 @@ FIXTURES = {
                    "RoPE on half of each head (partial_rotary_factor 0.5)", "embeddings * sqrt(hidden) (bf16 constant)",
                    "RMSNorm scale (1 + weight)", "MLP intermediate_size // 2 wide, gelu tanh, biases",
                    "logits soft cap 3", "block_types cycle over 4 layers: r, r, a, r"],
+    ),
+    "recurrent-gemma-wide": dict(
+        config_class="RecurrentGemmaConfig", model_class="RecurrentGemmaForCausalLM", decode="own_cache",
+        seed=2015, save_dtype=torch.float32, seq_len=40, decode_from=20, summary=GEMMA_KEYS,
+        norm_plus_one=True,
+        config=dict(
+            COMMON, num_hidden_layers=3, intermediate_size=160, num_attention_heads=4, num_key_value_heads=2,
+            lru_width=96, attention_window_size=64, conv1d_width=3, logits_soft_cap=30.0, rms_norm_eps=1e-6,
+            hidden_activation="gelu_pytorch_tanh", rope_parameters=dict(ROPE, partial_rotary_factor=1.0),
+            block_types=["attention", "recurrent"], attention_bias=True, tie_word_embeddings=False,
+        ),
+        exercises=["block_types attention first (a, r, a over 3 layers)", "window 64 > seq_len 40 (full causal)",
+                   "lru_width 96 != hidden_size 64 (gate blocks of 24)", "conv1d_width 3",
+                   "GQA with 2 KV heads", "RoPE on every channel (partial_rotary_factor 1.0)",
+                   "q/k/v biases (attention_bias)", "untied lm_head", "logits soft cap 30"],
     ),
 }
 

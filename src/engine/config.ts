@@ -16,13 +16,31 @@
 
 import { UnknownModelTypeError, UnsupportedConfigValueError, UnsupportedModelError } from './errors';
 
-export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h' | 'mamba' | 'falcon_mamba' | 'jamba' | 'falcon_h1';
+export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h' | 'mamba' | 'falcon_mamba' | 'jamba' | 'falcon_h1' | 'recurrent_gemma';
 /**
  * What a layer's mixer is: a Mamba-2 mixer (recurrent state), attention (KV cache), or an MLP block (no state:
  * Nemotron-H's `-`, up -> relu^2 -> down). Whether a feed-forward follows the mixer is the layer's own
  * (LayerWeights.feedForward).
  */
-export type LayerKind = 'mamba' | 'mamba1' | 'attention' | 'mlp' | 'parallel';
+export type LayerKind = 'mamba' | 'mamba1' | 'attention' | 'mlp' | 'parallel' | 'rglru' | 'local';
+
+/**
+ * RecurrentGemma (Griffin): layers of kind 'rglru' (the recurrent block: linear_y -> gelu, linear_x -> temporal
+ * conv (width convWidth, bias, no activation) -> RG-LRU, their product through linear_out) and 'local' (local
+ * attention over the last `window` positions: MQA, partial RoPE, o_proj with a bias), each followed by the
+ * gelu-tanh gated MLP with biases (mlpIntermediate = intermediate_size / 2). The local attention layers keep K/V
+ * for `window` positions only (a ring), which is their whole state: bounded like the recurrent layers'.
+ */
+export interface GriffinConfig {
+  readonly lruWidth: number;
+  readonly numHeads: number; // RG-LRU gate blocks (num_attention_heads)
+  readonly blockWidth: number; // lruWidth / numHeads
+  readonly convWidth: number;
+  readonly window: number; // attention_window_size
+  readonly mlpIntermediate: number;
+  /** logits = tanh(logits / cap) * cap; 0: none. */
+  readonly logitsSoftCap: number;
+}
 
 /**
  * Falcon-H1's muP multipliers (every layer kind 'parallel': attention and a Mamba-2 mixer on the same normed
@@ -139,6 +157,8 @@ export interface ModelConfig {
   readonly mlp: MlpBlockConfig | null; // the 'mlp' layers' width (nemotron_h), else null
   /** Falcon-H1's multipliers (architecture falcon_h1 only). */
   readonly falconH1?: FalconH1Config;
+  /** RecurrentGemma's recurrent blocks, window and MLP (architecture recurrent_gemma only). */
+  readonly griffin?: GriffinConfig;
   readonly bosTokenId: number | null;
   readonly eosTokenIds: readonly number[];
   readonly padTokenId: number | null;
@@ -156,6 +176,7 @@ export const SUPPORTED_MODEL_TYPES: Readonly<Record<Architecture, { readonly arc
   falcon_mamba: { architecture: 'FalconMambaForCausalLM', description: 'TII Falcon-Mamba' },
   jamba: { architecture: 'JambaForCausalLM', description: 'AI21 Jamba' },
   falcon_h1: { architecture: 'FalconH1ForCausalLM', description: 'TII Falcon-H1' },
+  recurrent_gemma: { architecture: 'RecurrentGemmaForCausalLM', description: 'Google RecurrentGemma (Griffin)' },
 };
 
 function supportedTypes(): string {
@@ -307,7 +328,8 @@ function checkCommon(raw: Json, mt: Architecture): void {
   };
   // SiLU is the conv activation, the SwiGLU gate and the Mamba gate: one activation for all of them.
   // (Nemotron-H reads no hidden_act: its MLP's activation is mlp_hidden_act, checked with the rest of it.)
-  const actKeys = mt === 'nemotron_h' ? ['mamba_hidden_act'] : ['hidden_act', 'hidden_activation', 'mamba_hidden_act'];
+  // (RecurrentGemma's hidden_activation is gelu-tanh, checked with the rest of its config.)
+  const actKeys = mt === 'nemotron_h' ? ['mamba_hidden_act'] : mt === 'recurrent_gemma' ? [] : ['hidden_act', 'hidden_activation', 'mamba_hidden_act'];
   for (const key of actKeys) {
     if (present(raw[key]) && !ACTIVATIONS.includes(raw[key] as string)) refuse(key, raw[key], '"silu" only (SiLU, also spelled "swish")');
   }
@@ -1108,6 +1130,111 @@ function falconH1(raw: Json): ModelConfig {
   };
 }
 
+/** x rounded to the nearest bfloat16 (ties to even), as torch.tensor(x, dtype=torch.bfloat16) stores it. */
+export function bf16Round(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer);
+  u[0] = (u[0] + 0x7fff + ((u[0] >>> 16) & 1)) & 0xffff0000;
+  return f[0];
+}
+
+const GRIFFIN_BLOCKS = ['recurrent', 'attention'];
+
+/**
+ * Google RecurrentGemma (transformers' RecurrentGemmaForCausalLM, Griffin): layer i's temporal block is
+ * block_types[i % len] ('recurrent': RG-LRU with a temporal conv; 'attention': local attention over the last
+ * attention_window_size positions), temporal_pre_norm before it and channel_pre_norm before the gelu-tanh MLP,
+ * all Gemma RMSNorms scaling by (1 + weight) (folded into virtual *.plus1.weight tensors at open). Embeddings
+ * times sqrt(hidden_size) rounded to bf16 (the model's normalizer buffer); logits soft-capped.
+ */
+function recurrentGemma(raw: Json): ModelConfig {
+  const mt: Architecture = 'recurrent_gemma';
+  const refuse = (field: string, value: unknown, supported: string): never => {
+    throw new UnsupportedConfigValueError(field, value, supported, mt);
+  };
+  const hiddenSize = positive(raw, 'hidden_size', 2560);
+  const numLayers = positive(raw, 'num_hidden_layers', 26);
+  const act = raw['hidden_activation'] ?? 'gelu_pytorch_tanh';
+  if (act !== 'gelu_pytorch_tanh') refuse('hidden_activation', act, '"gelu_pytorch_tanh" only (the tanh approximation of GELU)');
+  for (const key of ['hidden_act', 'mamba_hidden_act']) if (present(raw[key])) refuse(key, raw[key], 'no such key (RecurrentGemma reads hidden_activation)');
+  const rawBlocks = raw['block_types'] ?? ['recurrent', 'recurrent', 'attention'];
+  if (!Array.isArray(rawBlocks) || rawBlocks.length === 0) refuse('block_types', rawBlocks, 'a non-empty list of "recurrent" and "attention"');
+  const blocks = rawBlocks as unknown[];
+  blocks.forEach((b, i) => {
+    if (typeof b !== 'string' || !GRIFFIN_BLOCKS.includes(b)) {
+      throw new UnsupportedConfigValueError(`block_types[${i}]`, b, 'the block types "recurrent" and "attention"', mt);
+    }
+  });
+  const layerKinds: LayerKind[] = Array.from({ length: numLayers }, (_, i) => (blocks[i % blocks.length] === 'attention' ? 'local' : 'rglru'));
+  const numHeads = positive(raw, 'num_attention_heads', 10);
+  const numKvHeads = present(raw['num_key_value_heads']) ? positive(raw, 'num_key_value_heads') : numHeads;
+  if (numKvHeads > numHeads || numHeads % numKvHeads !== 0) refuse('num_key_value_heads', numKvHeads, `a divisor of num_attention_heads (${numHeads})`);
+  if (hiddenSize % numHeads !== 0) throw new UnsupportedModelError(`config.json: hidden_size (${hiddenSize}) must be a multiple of num_attention_heads (${numHeads}).`);
+  // RecurrentGemmaConfig sets head_dim = hidden_size // num_attention_heads whatever the file says.
+  const headDim = hiddenSize / numHeads;
+  if (present(raw['head_dim']) && raw['head_dim'] !== headDim) refuse('head_dim', raw['head_dim'], `hidden_size / num_attention_heads = ${headDim} only`);
+  const lruWidth = present(raw['lru_width']) ? positive(raw, 'lru_width') : hiddenSize;
+  if (lruWidth % numHeads !== 0) refuse('lru_width', lruWidth, `a multiple of num_attention_heads (${numHeads}): the RG-LRU gates are ${numHeads} diagonal blocks`);
+  const convWidth = positive(raw, 'conv1d_width', 4);
+  if (convWidth < 2 || convWidth > 8) refuse('conv1d_width', convWidth, '2 to 8 (the temporal conv width)');
+  const window = positive(raw, 'attention_window_size', 2048);
+  const intermediate = positive(raw, 'intermediate_size', 3 * 2560);
+  const mlpIntermediate = Math.floor(intermediate / 2);
+  if (mlpIntermediate < 1) refuse('intermediate_size', intermediate, 'at least 2 (the MLP is intermediate_size // 2 wide)');
+  const cap = num(raw, 'logits_soft_cap', 30);
+  if (!(cap > 0) || !Number.isFinite(cap)) refuse('logits_soft_cap', raw['logits_soft_cap'], 'a positive number');
+  const rmsNormEps = num(raw, 'rms_norm_eps', 1e-6);
+  if (!(rmsNormEps > 0 && Number.isFinite(rmsNormEps))) refuse('rms_norm_eps', rmsNormEps, 'a positive number');
+  // RoPE: the default type only, on the first int(head_dim * partial_rotary_factor) channels (factor 0.5 unless
+  // given; rope_parameters' value, else the top-level one).
+  let theta = num(raw, 'rope_theta', 10000);
+  let factor = present(raw['partial_rotary_factor']) ? num(raw, 'partial_rotary_factor') : 0.5;
+  const params = raw['rope_parameters'];
+  if (present(params)) {
+    if (typeof params !== 'object' || Array.isArray(params)) refuse('rope_parameters', params, 'an object {rope_type, rope_theta, partial_rotary_factor}');
+    const p = params as Json;
+    const type = p['rope_type'] ?? p['type'] ?? 'default';
+    if (type !== 'default') refuse('rope_parameters.rope_type', type, '"default" rope only (no scaling)');
+    if (present(p['rope_theta'])) theta = num(p, 'rope_theta');
+    if (present(p['partial_rotary_factor'])) factor = num(p, 'partial_rotary_factor');
+  }
+  if (present(raw['rope_scaling'])) refuse('rope_scaling', raw['rope_scaling'], 'null only (default rope)');
+  const rotaryDim = Math.floor(headDim * factor);
+  if (!(factor > 0 && factor <= 1) || rotaryDim < 2 || rotaryDim % 2 !== 0) {
+    refuse('partial_rotary_factor', factor, `a fraction in (0, 1] giving an even number of rotated channels of the head dim ${headDim}`);
+  }
+  if (!(theta > 0) || !Number.isFinite(theta)) refuse('rope_theta', theta, 'a positive number');
+  const attention: AttentionConfig = {
+    numHeads,
+    numKvHeads,
+    headDim,
+    scaling: 1 / Math.sqrt(headDim),
+    bias: bool(raw, 'attention_bias', false),
+    ropeTheta: theta,
+    rotaryDim,
+  };
+  return {
+    architecture: mt,
+    vocabSize: positive(raw, 'vocab_size', 256000),
+    hiddenSize,
+    numLayers,
+    layerKinds,
+    rmsNormEps,
+    // RecurrentGemmaModel.normalizer: sqrt(hidden_size) held as a bfloat16 tensor
+    embeddingMultiplier: bf16Round(Math.sqrt(hiddenSize)),
+    residualMultiplier: 1,
+    logitsScaling: 1,
+    tieWordEmbeddings: bool(raw, 'tie_word_embeddings', true),
+    mamba: null,
+    mamba1: null,
+    attention: layerKinds.includes('local') ? attention : null,
+    feedForward: null,
+    mlp: null,
+    griffin: { lruWidth, numHeads, blockWidth: lruWidth / numHeads, convWidth, window, mlpIntermediate, logitsSoftCap: cap },
+    ...tokenIdsOf(raw),
+  };
+}
+
 function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object') {
     for (const v of Object.values(o)) deepFreeze(v);
@@ -1125,7 +1252,7 @@ export function configFromJson(raw: Json): ModelConfig {
   const mt = modelTypeOf(raw);
   checkCommon(raw, mt);
   const cfg =
-    mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : mt === 'nemotron_h' ? nemotronH(raw) : mt === 'jamba' ? jamba(raw) : mt === 'falcon_h1' ? falconH1(raw) : mamba1(raw, mt);
+    mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : mt === 'nemotron_h' ? nemotronH(raw) : mt === 'jamba' ? jamba(raw) : mt === 'falcon_h1' ? falconH1(raw) : mt === 'recurrent_gemma' ? recurrentGemma(raw) : mamba1(raw, mt);
   if (cfg.hiddenSize === 0 || cfg.vocabSize === 0 || cfg.numLayers === 0) {
     throw new UnsupportedModelError('config.json: hidden_size, vocab_size and num_hidden_layers must be positive.');
   }

@@ -6,7 +6,7 @@ import * as path from 'path';
 import type { KvBlockSource } from './memory/kvBlocks';
 import { configFromJson, parseConfigJson, type ModelConfig } from './config';
 import { ModelFormatError } from './errors';
-import { scaleFalconH1, stackExperts } from './models/weights';
+import { foldGemmaNorms, scaleFalconH1, stackExperts } from './models/weights';
 import { WeightStore } from './safetensors';
 import { TextTokenizer } from './tokenizer';
 
@@ -31,6 +31,7 @@ export function openModelFolder(dir: string, opts: { requireTokenizer?: boolean 
   try {
     stackExperts(config, store);
     scaleFalconH1(config, store);
+    foldGemmaNorms(config, store);
     return { dir, config, store, ...openRest(dir, config, opts) };
   } catch (e) {
     store.close();
@@ -92,6 +93,11 @@ export interface MemoryReport {
   kvDiskBytes: number; // K/V spilled to disk
   scratchBytes: number; // activations and other working buffers
   kvBudgetBytes: number; // the GPU KV budget (0: unbounded)
+  /**
+   * Local attention (RecurrentGemma): each attention layer keeps K/V for this many positions only (a ring the
+   * size of attention_window_size), so the KV bytes stop growing there; absent: the KV grows with the context.
+   */
+  kvWindowTokens?: number;
 }
 
 /** A saved point to return to: the Mamba state copied, the KV cache only marked (rows past it are dropped). */

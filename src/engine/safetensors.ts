@@ -142,7 +142,7 @@ export class WeightStore {
   /** Virtual tensors (stack()): the stored tensors they are read from, in order. */
   private readonly stacked = new Map<string, TensorInfo[]>();
   /** Virtual tensors (scaleRows()): the stored tensor they are read from and each row's factor. */
-  private readonly scaledRows = new Map<string, { from: TensorInfo; scales: Float32Array }>();
+  private readonly scaledRows = new Map<string, { from: TensorInfo; scales: Float32Array; add?: number }>();
   private readonly fds = new Map<string, number>();
   private meta: Record<string, string> = {};
 
@@ -267,6 +267,19 @@ export class WeightStore {
     this.scaledRows.set(name, { from: t, scales });
   }
 
+  /**
+   * Registers `name` as a virtual f32 tensor: the stored float tensor `from` plus `add` in every entry (Gemma's
+   * RMSNorms, which scale by 1 + weight, read as plain norm weights).
+   */
+  offsetValues(name: string, from: string, add: number): void {
+    if (this.tensors.has(name)) throw new ModelFormatError(`tensor ${name} is already in the checkpoint; it cannot also be made from ${from}.`);
+    const t = this.info(from);
+    if (t.dtype === 'U32' || t.shape.length < 1) throw new ModelFormatError(`tensor ${from} [${t.shape}] ${t.dtype} must be a float tensor to offset.`);
+    const numel = t.shape.reduce((a, d) => a * d, 1);
+    this.tensors.set(name, { name, dtype: 'F32', shape: [...t.shape], file: t.file, offset: 0, byteLength: 4 * numel });
+    this.scaledRows.set(name, { from: t, scales: new Float32Array(t.shape[0]).fill(1), add });
+  }
+
   names(): string[] {
     return [...this.tensors.keys()];
   }
@@ -299,6 +312,7 @@ export class WeightStore {
       const x = toF32(this.read(sc.from), sc.from.dtype);
       const cols = x.length / sc.scales.length;
       for (let r = 0; r < sc.scales.length; r++) for (let c = 0; c < cols; c++) x[r * cols + c] *= sc.scales[r];
+      if (sc.add) for (let j = 0; j < x.length; j++) x[j] += sc.add;
       return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
     }
     const parts = this.stacked.get(t.name);

@@ -322,7 +322,7 @@ export class EngineServer {
       architecture: loaded.model.config.architecture,
       backend: p.backend,
       adapter: loaded.adapter,
-      layers: { mamba: kinds.filter((k) => k === 'mamba' || k === 'mamba1' || k === 'parallel').length, attention: kinds.filter((k) => k === 'attention' || k === 'parallel').length },
+      layers: { mamba: kinds.filter((k) => k === 'mamba' || k === 'mamba1' || k === 'parallel' || k === 'rglru').length, attention: kinds.filter((k) => k === 'attention' || k === 'parallel' || k === 'local').length },
       fim: hasFim(loaded.tokenizer.special),
       memory: loaded.model.memory(),
     };

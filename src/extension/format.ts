@@ -90,6 +90,8 @@ export function memoryTable(r: MemoryReport, budgets: Budgets, tokens: number): 
     ['KV cache on GPU', ofBudget(r.kvGpuBytes, kvGpuBudget)],
     ['KV cache in host memory', ofBudget(r.kvHostBytes, budgets.kvHostBytes)],
     ['KV cache on disk', formatBytes(r.kvDiskBytes)],
+    // local attention (RecurrentGemma): the K/V is bounded by the window, whatever the context
+    ...(r.kvWindowTokens ? [['KV bound (local attention window)', `${formatTokens(r.kvWindowTokens)} tokens per attention layer`] as [string, string]] : []),
     ['Scratch', formatBytes(r.scratchBytes)],
     ['**Total in memory**', `**${formatBytes(totalMemory(r))}**`],
   ];

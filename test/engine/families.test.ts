@@ -83,6 +83,7 @@ class Tensors {
 }
 
 const V = 96;
+const VOCAB = V;
 
 function bambaConfig(): Json {
   return {
@@ -218,7 +219,7 @@ async function runs(model: LanguageModel): Promise<{ prefill: Float32Array; deco
 }
 
 /** fork, a detour, rollback; export/import into a fresh model; both continue as one uninterrupted prefill. */
-async function stateOps(model: LanguageModel, fresh: () => Promise<LanguageModel>, whole: Float32Array, label: string, dir: string): Promise<void> {
+async function stateOps(model: LanguageModel, fresh: () => Promise<LanguageModel>, whole: Float32Array, label: string, dir: string, V = VOCAB): Promise<void> {
   model.reset();
   await model.forward(IDS.slice(0, SPLIT));
   const mark = await model.fork();
@@ -428,4 +429,87 @@ describe('bamba and nemotron_h: WebGPU vs the CPU reference (random weights)', (
       folder.store.close();
     }
   });
+});
+
+// RecurrentGemma (issue 18) on its transformers fixtures: WebGPU equals the CPU reference, chunked prefill (chunks
+// shorter and longer than the attention window) equals one-shot, fork/rollback, export/import and a snapshot
+// continue exactly, and the local attention layers' K/V stays bounded by the window in the memory report.
+describe('recurrent_gemma: WebGPU vs the CPU reference, chunks, state, the window-bounded K/V', () => {
+  let gpu: Gpu;
+  let tmp: string;
+  before(async () => {
+    gpu = await Gpu.create();
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-rgemma-'));
+  });
+  after(() => {
+    gpu?.destroy();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  for (const name of ['recurrent-gemma', 'recurrent-gemma-wide']) {
+    test(`${name}: prefill, decode, greedy, chunked prefill, fork/rollback, export/import, snapshot, memory`, async () => {
+      const folder: ModelFolder = openModelFolder(path.join(__dirname, '..', '..', 'test', 'fixtures', name));
+      const cfg = folder.config;
+      const cpu = CpuModel.load(folder);
+      const opts = { gpu, prefillChunk: 16 };
+      const g = await GpuModel.load(folder, opts);
+      try {
+        const Vr = cfg.vocabSize;
+        const c = await runs(cpu);
+        const w = await runs(g);
+        const e1 = relError(w.prefill, c.prefill);
+        const e2 = relError(w.decode, c.decode);
+        assert.ok(e1 < TOL, `${name}: prefill GPU vs CPU ${e1}`);
+        assert.ok(e2 < TOL, `${name}: decode GPU vs CPU ${e2}`);
+        assert.deepEqual(w.greedy, c.greedy, `${name}: greedy tokens`);
+        const e3 = relError(c.decode, c.prefill.subarray((SPLIT - 1) * Vr));
+        assert.ok(e3 < 1e-5, `${name}: CPU decode vs CPU prefill ${e3}`);
+
+        // Chunked prefill equals one-shot: the CPU in uneven chunks, the GPU with chunks of 5 and of 512.
+        cpu.reset();
+        let last: Float32Array = new Float32Array(0);
+        for (const [a, b] of [[0, 7], [7, 9], [9, 23], [23, 30]]) last = await cpu.forward(IDS.slice(a, b));
+        const e4 = relError(last, c.prefill.subarray((IDS.length - 1) * Vr));
+        assert.ok(e4 < 1e-5, `${name}: CPU chunked vs one-shot ${e4}`);
+        for (const prefillChunk of [5, 512]) {
+          const other = await GpuModel.load(folder, { gpu, prefillChunk });
+          const e5 = relError(await other.forward(IDS, { allLogits: true }), w.prefill);
+          other.dispose();
+          assert.ok(e5 < 1e-4, `${name}: GPU prefillChunk ${prefillChunk} vs 16: ${e5}`);
+        }
+
+        await stateOps(cpu, async () => CpuModel.load(folder), c.prefill, `cpu ${name}`, tmp, Vr);
+        await stateOps(g, () => GpuModel.load(folder, opts), w.prefill, `webgpu ${name}`, tmp, Vr);
+
+        // The state: conv + h per recurrent layer and the K/V rings per local attention layer, no growing K/V.
+        const kinds = cfg.layerKinds;
+        const gr = cfg.griffin!;
+        const a = cfg.attention!;
+        const st = await g.exportState();
+        assert.equal(st.mamba.length, kinds.length);
+        assert.equal(st.kv.length, 0);
+        const nLocal = kinds.filter((k) => k === 'local').length;
+        const nRec = kinds.filter((k) => k === 'rglru').length;
+        const ringBytes = nLocal * 2 * 4 * gr.window * a.numKvHeads * a.headDim;
+        const recBytes = nRec * 4 * gr.lruWidth * gr.convWidth; // conv [L, K-1] + h [L]
+        for (const model of [cpu, g] as LanguageModel[]) {
+          const seen: number[] = [];
+          for (const n of [3, 40, 80]) {
+            model.reset();
+            await model.forward(Array.from({ length: n }, (_, i) => (i * 13 + 5) % Vr), { skipLogits: true });
+            const m = model.memory();
+            assert.equal(m.kvWindowTokens, gr.window);
+            assert.equal(m.stateBytes, recBytes);
+            seen.push(m.kvGpuBytes + m.kvHostBytes + m.kvDiskBytes);
+          }
+          assert.deepEqual(seen, [ringBytes, ringBytes, ringBytes], `${name}: K/V bytes stay at the window's bound`);
+        }
+        console.log(`${name}: GPU vs CPU prefill ${e1.toExponential(2)}, decode ${e2.toExponential(2)}; K/V ${ringBytes} bytes (window ${gr.window})`);
+      } finally {
+        g.dispose();
+        cpu.dispose();
+        folder.store.close();
+      }
+    });
+  }
 });

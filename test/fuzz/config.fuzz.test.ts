@@ -39,9 +39,10 @@ function checkConfig(c: ModelConfig): void {
     assert.ok(Number.isInteger(v) && v > 0, `${k} = ${v}`);
   }
   assert.equal(c.layerKinds.length, c.numLayers);
-  assert.ok(c.layerKinds.every((k) => k === 'mamba' || k === 'mamba1' || k === 'attention' || k === 'mlp' || k === 'parallel'));
+  assert.ok(c.layerKinds.every((k) => k === 'mamba' || k === 'mamba1' || k === 'attention' || k === 'mlp' || k === 'parallel' || k === 'rglru' || k === 'local'));
   assert.equal(c.mamba1 === null, !c.layerKinds.includes('mamba1'));
-  assert.equal(c.attention === null, !c.layerKinds.some((k) => k === 'attention' || k === 'parallel'));
+  assert.equal(c.attention === null, !c.layerKinds.some((k) => k === 'attention' || k === 'parallel' || k === 'local'));
+  assert.equal(c.griffin === undefined, !c.layerKinds.some((k) => k === 'rglru' || k === 'local'));
   assert.equal(c.mlp === null, !c.layerKinds.includes('mlp'));
   assert.ok(c.eosTokenIds.every((id) => typeof id === 'number'));
 }

@@ -8,13 +8,16 @@ import { dequantize } from '../quant';
 import { QuantizedLoader, type QuantLoadOptions } from '../quantLoad';
 import { toF32 } from '../safetensors';
 import { BLOCK_ROWS, HostBudget, KvBlockStore, questScore, selectBlocks, type SelectionPolicy } from '../memory/kvBlocks';
+import { geluMlp, localAttention, rglruBlock, softCap } from './griffin';
 import { mamba1Mixer } from './mamba1';
 import * as ops from './ops';
 
 interface MambaState {
-  conv: Float32Array; // [convDim, K-1]: the last K-1 conv inputs, oldest first (Mamba-1: [I, K-1])
-  ssm: Float32Array; // [nh, hd, N] (Mamba-1: [I, N])
+  conv: Float32Array; // [convDim, K-1]: the last K-1 conv inputs, oldest first (Mamba-1, RG-LRU: [I, K-1])
+  ssm: Float32Array; // [nh, hd, N] (Mamba-1: [I, N]; RG-LRU: h [L])
 }
+// RecurrentGemma's local attention layers keep their K/V ring [window, nKv*d] here too (conv: K, ssm: V): a
+// state of constant size, forked, rolled back, exported and imported like the recurrent layers'.
 
 type KvState = KvBlockStore;
 
@@ -75,7 +78,8 @@ export class CpuModel implements LanguageModel {
 
   attendsSparsely(): boolean {
     const p = this.opts.kvPolicy;
-    if (!p) return false;
+    // (RecurrentGemma's local attention keeps a window's ring, never blocks to select)
+    if (!p || !this.kv.some((s) => s)) return false;
     return p.denseRows !== undefined ? this.pos > p.denseRows : Math.floor(this.pos / BLOCK_ROWS) > p.maxBlocks;
   }
 
@@ -86,6 +90,12 @@ export class CpuModel implements LanguageModel {
     this.mambaState = this.config.layerKinds.map((k) => {
       if (k === 'mamba' || k === 'parallel') return { conv: new Float32Array(m!.convDim * (m!.dConv - 1)), ssm: new Float32Array(m!.numHeads * m!.headDim * m!.dState) };
       if (k === 'mamba1') return { conv: new Float32Array(m1!.intermediate * (m1!.dConv - 1)), ssm: new Float32Array(m1!.intermediate * m1!.dState) };
+      const g = this.config.griffin;
+      if (k === 'rglru') return { conv: new Float32Array(g!.lruWidth * (g!.convWidth - 1)), ssm: new Float32Array(g!.lruWidth) };
+      if (k === 'local') {
+        const ring = g!.window * this.config.attention!.numKvHeads * this.config.attention!.headDim;
+        return { conv: new Float32Array(ring), ssm: new Float32Array(ring) };
+      }
       return null;
     });
     for (const s of this.kv) s?.close();
@@ -108,8 +118,13 @@ export class CpuModel implements LanguageModel {
     };
     visit(this.w);
     let stateBytes = 0;
-    for (const s of this.mambaState) if (s) stateBytes += s.conv.byteLength + s.ssm.byteLength;
     let kvHostBytes = 0;
+    // (a local attention layer's K/V ring counts as K/V, bounded by the window)
+    this.mambaState.forEach((s, i) => {
+      if (!s) return;
+      if (this.config.layerKinds[i] === 'local') kvHostBytes += s.conv.byteLength + s.ssm.byteLength;
+      else stateBytes += s.conv.byteLength + s.ssm.byteLength;
+    });
     let kvDiskBytes = 0;
     for (const s of this.kv) {
       if (!s) continue;
@@ -117,7 +132,8 @@ export class CpuModel implements LanguageModel {
       kvHostBytes += b.host;
       kvDiskBytes += b.disk;
     }
-    return { weightsBytes, stateBytes, kvGpuBytes: 0, kvHostBytes, kvDiskBytes, scratchBytes: 0, kvBudgetBytes: 0 };
+    const window = this.config.griffin && this.config.layerKinds.includes('local') ? { kvWindowTokens: this.config.griffin.window } : {};
+    return { weightsBytes, stateBytes, kvGpuBytes: 0, kvHostBytes, kvDiskBytes, scratchBytes: 0, kvBudgetBytes: 0, ...window };
   }
 
   async exportState(opts: { kv?: boolean | 'blocks' } = {}): Promise<ModelState> {
@@ -172,10 +188,15 @@ export class CpuModel implements LanguageModel {
     // h: [T, H] residual stream
     const h = ops.embed(this.w.embed, ids, H, cfg.embeddingMultiplier);
     this.w.layers.forEach((layer, i) => {
-      // mixer: norm -> Mamba-2, Mamba-1, attention or an MLP block (Nemotron-H) -> scaled residual
+      // mixer: norm -> Mamba-2, Mamba-1, attention, an MLP block (Nemotron-H), an RG-LRU block or local attention
+      // (RecurrentGemma) -> scaled residual
       const x = ops.rmsNorm(h, layer.norm, H, cfg.rmsNormEps);
       const mixed =
-        layer.kind === 'parallel'
+        layer.kind === 'rglru'
+          ? rglruBlock(x, layer.rglru!, cfg.griffin!, H, this.mambaState[i]!, this.pos)
+          : layer.kind === 'local'
+          ? this.localAttention(layer, i, x)
+          : layer.kind === 'parallel'
           ? this.parallel(layer, i, x, T)
           : layer.kind === 'mamba'
           ? this.mamba(layer, i, x, T)
@@ -190,13 +211,36 @@ export class CpuModel implements LanguageModel {
         const f = this.feedForward(layer, ops.rmsNorm(h, layer.feedForward.norm, H, cfg.rmsNormEps), T);
         for (let j = 0; j < h.length; j++) h[j] += f[j] * cfg.residualMultiplier;
       }
+      // RecurrentGemma: channel_pre_norm -> gelu MLP -> residual
+      if (layer.geluMlp) {
+        const f = geluMlp(ops.rmsNorm(h, layer.geluMlp.norm, H, cfg.rmsNormEps), layer.geluMlp, H, cfg.griffin!.mlpIntermediate);
+        for (let j = 0; j < h.length; j++) h[j] += f[j];
+      }
     });
     this.pos += T;
     if (opts.skipLogits) return new Float32Array(0);
     const rows = opts.allLogits ? h : h.subarray((T - 1) * H);
     const logits = ops.linear(ops.rmsNorm(rows, this.w.finalNorm, H, cfg.rmsNormEps), this.w.lmHead, H, cfg.vocabSize);
     if (cfg.logitsScaling !== 1) for (let j = 0; j < logits.length; j++) logits[j] /= cfg.logitsScaling;
+    if (cfg.griffin) softCap(logits, cfg.griffin.logitsSoftCap);
     return logits;
+  }
+
+  /** RecurrentGemma's local attention (cpu/griffin.ts): q, k, v with partial RoPE, over the window's ring. */
+  private localAttention(layer: LayerWeights<Float32Array>, i: number, x: Float32Array): Float32Array {
+    const a = this.config.attention!;
+    const w = layer.attention!;
+    const H = this.config.hiddenSize;
+    const qd = a.numHeads * a.headDim;
+    const kd = a.numKvHeads * a.headDim;
+    const q = ops.linear(x, w.q, H, qd, w.qBias);
+    const k = ops.linear(x, w.k, H, kd, w.kBias);
+    const v = ops.linear(x, w.v, H, kd, w.vBias);
+    ops.rope(q, a.numHeads, a.headDim, this.pos, a.ropeTheta!, a.rotaryDim);
+    ops.rope(k, a.numKvHeads, a.headDim, this.pos, a.ropeTheta!, a.rotaryDim);
+    const ring = this.mambaState[i]!;
+    const o = localAttention(q, k, v, ring.conv, ring.ssm, a, this.config.griffin!.window, this.pos);
+    return ops.linear(o, w.o, qd, H, w.oBias);
   }
 
   /** Falcon-H1: a Mamba-2 mixer and attention on the same normed input, summed (their multipliers are in the weights). */

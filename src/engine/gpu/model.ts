@@ -107,11 +107,17 @@ export class GpuModel implements LanguageModel {
     const m = config.mamba;
     const m1 = config.mamba1;
     const a = config.attention;
-    const convBytes = (kind: string) => (kind === 'mamba' || kind === 'parallel' ? 4 * m!.convDim * (m!.dConv - 1) : kind === 'mamba1' ? 4 * m1!.intermediate * (m1!.dConv - 1) : 0);
-    const ssmBytes = (kind: string) => (kind === 'mamba' || kind === 'parallel' ? 4 * m!.numHeads * m!.headDim * m!.dState : kind === 'mamba1' ? 4 * m1!.intermediate * m1!.dState : 0);
+    // RecurrentGemma: an RG-LRU layer's conv state [L, K-1] and h [L]; a local attention layer's K and V rings
+    // [window, nKv*d] take the conv / ssm places (a bounded state, forked and exported with the recurrent ones).
+    const g = config.griffin;
+    const ring = g && a ? 4 * g.window * a.numKvHeads * a.headDim : 0;
+    const convBytes = (kind: string) =>
+      kind === 'mamba' || kind === 'parallel' ? 4 * m!.convDim * (m!.dConv - 1) : kind === 'mamba1' ? 4 * m1!.intermediate * (m1!.dConv - 1) : kind === 'rglru' ? 4 * g!.lruWidth * (g!.convWidth - 1) : kind === 'local' ? ring : 0;
+    const ssmBytes = (kind: string) =>
+      kind === 'mamba' || kind === 'parallel' ? 4 * m!.numHeads * m!.headDim * m!.dState : kind === 'mamba1' ? 4 * m1!.intermediate * m1!.dState : kind === 'rglru' ? 4 * g!.lruWidth : kind === 'local' ? ring : 0;
     this.states = config.layerKinds.map((kind, i) => ({
-      conv: convBytes(kind) ? gpu.buffer(convBytes(kind), `conv_state.${i}`) : null,
-      ssm: ssmBytes(kind) ? gpu.buffer(ssmBytes(kind), `ssm_state.${i}`) : null,
+      conv: convBytes(kind) ? gpu.buffer(convBytes(kind), kind === 'local' ? `k_ring.${i}` : `conv_state.${i}`) : null,
+      ssm: ssmBytes(kind) ? gpu.buffer(ssmBytes(kind), kind === 'local' ? `v_ring.${i}` : `ssm_state.${i}`) : null,
       scanConstants: kind === 'mamba1' ? selectiveScanConstants(gpu, w.layers[i].mamba1!.aLog, w.layers[i].mamba1!.dtBias, w.layers[i].mamba1!.D, m1!.intermediate, m1!.dState) : null,
       k: kind === 'attention' || kind === 'parallel' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `k_cache.${i}`) : null,
       v: kind === 'attention' || kind === 'parallel' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `v_cache.${i}`) : null,
@@ -168,10 +174,13 @@ export class GpuModel implements LanguageModel {
   stateBytes(): { mamba: number; kv: number } {
     let mamba = 0;
     let kv = 0;
-    for (const s of this.states) {
-      mamba += (s.conv?.size ?? 0) + (s.ssm?.size ?? 0);
+    this.states.forEach((s, i) => {
+      const held = (s.conv?.size ?? 0) + (s.ssm?.size ?? 0);
+      // a local attention layer's rings are its K/V, bounded by the window
+      if (this.config.layerKinds[i] === 'local') kv += held;
+      else mamba += held;
       kv += (s.k?.size ?? 0) + (s.v?.size ?? 0);
-    }
+    });
     return { mamba, kv };
   }
 
@@ -214,6 +223,7 @@ export class GpuModel implements LanguageModel {
       kvDiskBytes: paged.disk,
       scratchBytes,
       kvBudgetBytes: this.sparseKv?.opts.gpuBudgetBytes ?? 0,
+      ...(this.config.griffin && this.config.layerKinds.includes('local') ? { kvWindowTokens: this.config.griffin.window } : {}),
     };
   }
 
@@ -631,6 +641,18 @@ export class GpuModel implements LanguageModel {
     const xdbcN = hasMamba1 && m1.innerNormWeights ? buf(T * W1, 'm1_xdbc_normed') : null; // Jamba's weighted norms
     const dt1 = hasMamba1 ? buf(T * I1, 'm1_dt') : null;
     const y1 = hasMamba1 ? buf(T * I1, 'm1_y') : null;
+    // RecurrentGemma scratch: linear_y / linear_x outputs, the conv output, the RG-LRU output [T, L]; the MLP's
+    // gate | up [T, 2M] and its GeGLU [T, M]
+    const gr = cfg.griffin;
+    const L = gr?.lruWidth ?? 0;
+    const GM = gr?.mlpIntermediate ?? 0;
+    const hasRglru = cfg.layerKinds.includes('rglru');
+    const yb = hasRglru ? buf(T * L, 'rg_y') : null;
+    const xb = hasRglru ? buf(T * L, 'rg_x') : null;
+    const uc = hasRglru ? buf(T * L, 'rg_conv') : null;
+    const hr = hasRglru ? buf(T * L, 'rg_h') : null;
+    const ggu = gr ? buf(T * 2 * GM, 'gelu_mlp_gate_up') : null;
+    const gact = gr ? buf(T * GM, 'gelu_mlp_act') : null;
     const routerLogits = E > 0 ? buf(T * E, 'router_logits') : null;
     const experts = E > 0 ? buf(T * topK, 'moe_experts') : null;
     const gates = E > 0 ? buf(T * topK, 'moe_gates') : null;
@@ -723,7 +745,28 @@ export class GpuModel implements LanguageModel {
           list.linear(mAct!, w.down, h, T, M, H, { bias: w.downBias ?? undefined, alpha: r, accumulate: true });
         }
       }
-      if (layer.attention) {
+      if (layer.rglru) {
+        // RecurrentGemma's recurrent block: y = linear_y(x); u = conv(linear_x(x)) (no activation);
+        // h = RG-LRU(u); h += linear_out(h * gelu(y))
+        const w = layer.rglru;
+        list.linear(input, w.linearY, yb!, T, H, L, { bias: w.linearYBias, ...inNorm });
+        list.linear(input, w.linearX, xb!, T, H, L, { bias: w.linearXBias, ...inNorm });
+        list.causalConv1d(xb!, w.conv, w.convBias, st.conv!, uc!, T, L, gr!.convWidth, { activation: false });
+        list.rglru(uc!, w.inputGate, w.inputGateBias, w.recurrentGate, w.recurrentGateBias, w.recurrentParam, st.ssm!, hr!, T, L, gr!.blockWidth, this.step);
+        list.geluMul(yb!, hr!, T, L);
+        list.linear(hr!, w.linearOut, h, T, L, H, { bias: w.linearOutBias, accumulate: true });
+      }
+      if (layer.attention && layer.kind === 'local') {
+        // RecurrentGemma's local attention: partial RoPE, the window's K/V rings in st.conv / st.ssm
+        const w = layer.attention;
+        list.linear(input, w.q, q!, T, H, qd, { bias: w.qBias ?? undefined, ...inNorm });
+        list.linear(input, w.k, k!, T, H, kd, { bias: w.kBias ?? undefined, ...inNorm });
+        list.linear(input, w.v, v!, T, H, kd, { bias: w.vBias ?? undefined, ...inNorm });
+        list.rope(q!, T, a!.numHeads, a!.headDim, a!.ropeTheta!, this.step, a!.rotaryDim);
+        list.rope(k!, T, a!.numKvHeads, a!.headDim, a!.ropeTheta!, this.step, a!.rotaryDim);
+        list.localAttention(q!, k!, v!, st.conv!, st.ssm!, o!, T, a!.numHeads, a!.numKvHeads, a!.headDim, gr!.window, a!.scaling, this.step);
+        list.linear(o!, w.o, h, T, qd, H, { bias: w.oBias ?? undefined, accumulate: true });
+      } else if (layer.attention) {
         const w = layer.attention;
         list.linear(input, w.q, q!, T, H, qd, { bias: w.qBias ?? undefined, ...inNorm }); // [T, nH, d]
         list.linear(input, w.k, k!, T, H, kd, { bias: w.kBias ?? undefined, ...inNorm }); // [T, nKv, d]
@@ -737,6 +780,15 @@ export class GpuModel implements LanguageModel {
         list.kvWrite(v!, st.v!, T, kd, this.kvStep);
         list.attention(q!, st.k!, st.v!, o!, T, a!.numHeads, a!.numKvHeads, a!.headDim, a!.scaling, this.kvStep);
         list.linear(o!, w.o, h, T, qd, H, { bias: w.oBias ?? undefined, alpha: r, accumulate: true });
+      }
+      if (layer.geluMlp) {
+        // RecurrentGemma: h += down(gelu_tanh(gate x) * up x), x = channel_pre_norm(h), with biases
+        const f = layer.geluMlp;
+        list.rmsNorm(h, f.norm, x, T, H, eps);
+        list.linear(x, f.gate, col(ggu!, 0, 2 * GM), T, H, GM, { bias: f.gateBias });
+        list.linear(x, f.up, col(ggu!, GM, 2 * GM), T, H, GM, { bias: f.upBias });
+        list.geglu(ggu!, gact!, T, GM);
+        list.linear(gact!, f.down, h, T, GM, H, { bias: f.downBias, accumulate: true });
       }
       const f = layer.feedForward;
       if (f) {
@@ -789,6 +841,7 @@ export class GpuModel implements LanguageModel {
         list.linear(xf, this.w.lmHead, { buffer: logits }, rows, H, V, { alpha: 1 / cfg.logitsScaling });
       }
     }
+    if (rows > 0 && cfg.griffin) list.softCap({ buffer: logits }, rows, V, cfg.griffin.logitsSoftCap);
     return { T, rows, list, logits, scratch, q, attentionMarks };
   }
 }

@@ -268,7 +268,7 @@ export class CommandList {
    * Depthwise causal conv1d + SiLU over time, continuing from `state` (f32 [C, K-1], the last K-1 inputs,
    * oldest first), which is then updated. x, out: [T, C], w: [C, K] (checkpoint [C, 1, K]), bias: [C].
    */
-  causalConv1d(x: Act, w: GpuWeight, bias: GpuWeight | null, state: GPUBuffer, out: Act, T: number, C: number, K: number): void {
+  causalConv1d(x: Act, w: GpuWeight, bias: GpuWeight | null, state: GPUBuffer, out: Act, T: number, C: number, K: number, opts: { activation?: boolean } = {}): void {
     const op = 'causalConv1d';
     this.counts(op, { T, C, K });
     if (K < 2 || K > 8) throw new GpuError(`${op}: kernel size K = ${K} is outside the supported 2..8.`);
@@ -279,7 +279,7 @@ export class CommandList {
     const o = this.span(op, 'out', out, T, C);
     this.noAlias(op, [out.buffer, state], [x.buffer, wb, bb]);
     const params = [u(T), u(C), u(xs.off), u(xs.stride), u(o.off), u(o.stride), u(bias ? 1 : 0)];
-    const constants = { KC: K, WFMT: WFMT[w.format], BFMT: bias ? WFMT[bias.format] : 0 };
+    const constants = { KC: K, WFMT: WFMT[w.format], BFMT: bias ? WFMT[bias.format] : 0, ACT: opts.activation === false ? 0 : 1 };
     const all = { 1: x.buffer, 2: wb, 3: bb, 4: state, 5: out.buffer };
     const channels = this.flat(Math.ceil(C / 256));
     if (T <= CONV_FUSED_MAX_T) {
@@ -423,6 +423,64 @@ export class CommandList {
   /** SwiGLU on a fused projection: out[t, i] = silu(x[t, i]) * x[t, m + i]. x: [T, 2m], out: [T, m]. */
   swiglu(x: Act, out: Act, T: number, m: number): void {
     this.elementwise('swiglu', x, 2 * m, out, T, m, 1);
+  }
+
+  /** GeGLU (tanh gelu): out[t, i] = gelu_tanh(x[t, i]) * x[t, m + i]. x: [T, 2m], out: [T, m]. */
+  geglu(x: Act, out: Act, T: number, m: number): void {
+    this.elementwise('geglu', x, 2 * m, out, T, m, 1);
+  }
+
+  /** y[t, i] *= gelu_tanh(x[t, i]), both [T, m]. */
+  geluMul(x: Act, y: Act, T: number, m: number): void {
+    this.elementwise('geluMul', x, m, y, T, m, 1);
+  }
+
+  /** x = tanh(x / cap) * cap, [T, D] in place (logits soft cap). */
+  softCap(x: Act, T: number, D: number, cap: number): void {
+    this.elementwise('softCap', null, D, x, T, D, cap);
+  }
+
+  /**
+   * RecurrentGemma's RG-LRU (kernels/griffin.wgsl rglru) over the conv output u [T, L] (whole rows, offset 0):
+   * gates from heads of bw channels (wx, wa: [L / bw, bw, bw] as x @ W; bx, ba: [L]), param [L], state h f32 [L]
+   * (carried; reset at position 0, from `step`), out [T, L] = h per token.
+   */
+  rglru(uAct: Act, wx: GpuWeight, bx: GpuWeight, wa: GpuWeight, ba: GpuWeight, param: GpuWeight, state: GPUBuffer, out: Act, T: number, L: number, bw: number, step: GPUBuffer): void {
+    const op = 'rglru';
+    this.counts(op, { T, L, bw });
+    if (L % bw !== 0) throw new GpuError(`${op}: block width ${bw} does not divide L = ${L}.`);
+    const fmt = wx.format;
+    const ws = [this.whole(op, 'input gate', wx, L * bw), this.whole(op, 'input gate bias', bx, L), this.whole(op, 'recurrent gate', wa, L * bw), this.whole(op, 'recurrent gate bias', ba, L), this.whole(op, 'recurrent param', param, L)];
+    if ([bx, wa, ba, param].some((w) => w.format !== fmt)) throw new GpuError(`${op}: the gate weights, biases and recurrent param must share one format.`);
+    const us = this.span(op, 'u', uAct, T, L);
+    const o = this.span(op, 'out', out, T, L);
+    if (us.off !== 0 || us.stride !== L || o.off !== 0 || o.stride !== L) throw new GpuError(`${op}: u and out must be whole [T, L] rows.`);
+    if (state.size < 4 * L) throw new GpuError(`${op}: state holds ${state.size} bytes; f32 [L] needs ${4 * L}.`);
+    this.noAlias(op, [out.buffer, state], [uAct.buffer, ...ws]);
+    this.add(op, this.gpu.pipeline('griffin', { WG: 64, WFMT: WFMT[fmt] }, 'rglru'), [u(T), u(L), u(bw), u(0), u(0), f(0)], { 1: uAct.buffer, 2: ws[0], 3: ws[1], 4: ws[2], 5: ws[3], 6: ws[4], 7: state, 8: out.buffer, 9: step }, [Math.ceil(L / 64), 1, 1]);
+  }
+
+  /**
+   * Local (sliding-window) attention of RecurrentGemma: queries q [T, nH, d] at positions pos0 + t (from `step`)
+   * over the chunk's k, v [T, nKv*d] (whole rows) and the rings kRing, vRing [window, nKv*d] (position p in row
+   * p % window); then the chunk's last rows go into the rings. out: [T, nH*d].
+   */
+  localAttention(q: Act, k: Act, v: Act, kRing: GPUBuffer, vRing: GPUBuffer, out: Act, T: number, nH: number, nKv: number, d: number, window: number, scaling: number, step: GPUBuffer): void {
+    const op = 'localAttention';
+    this.counts(op, { T, nH, nKv, d, window });
+    if (nH % nKv !== 0) throw new GpuError(`${op}: nKv = ${nKv} KV heads do not divide nH = ${nH} query heads.`);
+    if (d > 256) throw new GpuError(`${op}: head dim ${d} is more than 256.`);
+    const kd = nKv * d;
+    for (const [name, a, cols] of [['q', q, nH * d], ['k', k, kd], ['v', v, kd], ['out', out, nH * d]] as const) {
+      const sp = this.span(op, name, a, T, cols);
+      if (sp.off !== 0 || sp.stride !== cols) throw new GpuError(`${op}: ${name} must be whole rows.`);
+    }
+    if (kRing.size < 4 * window * kd || vRing.size < 4 * window * kd) throw new GpuError(`${op}: the rings need ${4 * window * kd} bytes each.`);
+    this.noAlias(op, [out.buffer, kRing, vRing], [q.buffer, k.buffer, v.buffer]);
+    const pipe = (entry: string) => this.gpu.pipeline('griffin', { WG: 64, DH: d }, entry);
+    const params = [u(T), u(nH), u(nKv), u(window), u(d), f(scaling)];
+    this.add(op, pipe('localAttention'), params, { 1: q.buffer, 2: k.buffer, 3: v.buffer, 4: kRing, 5: vRing, 6: out.buffer, 9: step }, [Math.ceil((T * nH) / 64), 1, 1]);
+    this.add(`${op}.ringWrite`, pipe('ringWrite'), params, { 2: k.buffer, 3: v.buffer, 4: kRing, 5: vRing, 9: step }, [Math.ceil((Math.min(T, window) * kd) / 64), 1, 1]);
   }
 
   /** Squared ReLU: out[t, i] = max(x[t, i], 0)^2. x, out: [T, m]. */

@@ -68,6 +68,35 @@ export interface MlpWeights<T> {
   downBias: T | null; // [H]
 }
 
+/** RecurrentGemma's recurrent block (temporal_block of a 'rglru' layer). L = lru_width. */
+export interface RglruWeights<T> {
+  linearY: T; // [L, H]
+  linearYBias: T; // [L]
+  linearX: T; // [L, H]
+  linearXBias: T; // [L]
+  conv: T; // [L, 1, K]
+  convBias: T; // [L]
+  /** The gates, block-diagonal: heads x [bw, bw] as x @ W (input index first), biases [heads, bw]. */
+  inputGate: T;
+  inputGateBias: T;
+  recurrentGate: T;
+  recurrentGateBias: T;
+  recurrentParam: T; // [L]: a = exp(-8 * sigmoid(gate) * softplus(param))
+  linearOut: T; // [H, L]
+  linearOutBias: T; // [H]
+}
+
+/** RecurrentGemma's MLP (mlp_block): down(gelu_tanh(gate x + b) * (up x + b)) + b, after channel_pre_norm. */
+export interface GeluMlpWeights<T> {
+  norm: T; // channel_pre_norm, (1 + weight) folded in
+  gate: T; // [M, H]
+  gateBias: T;
+  up: T; // [M, H]
+  upBias: T;
+  down: T; // [H, M]
+  downBias: T;
+}
+
 export interface LayerWeights<T> {
   kind: LayerKind;
   norm: T; // input_layernorm [H] (Nemotron-H, Mamba-2: the block's norm)
@@ -77,6 +106,9 @@ export interface LayerWeights<T> {
   mlp: MlpWeights<T> | null;
   /** The feed-forward after the mixer (Granite, Bamba), or null (Mamba-2, Nemotron-H). */
   feedForward: FeedForwardWeights<T> | null;
+  /** RecurrentGemma: the recurrent block ('rglru' layers) and the gelu MLP after every temporal block. */
+  rglru?: RglruWeights<T> | null;
+  geluMlp?: GeluMlpWeights<T> | null;
 }
 
 export interface ModelWeights<T> {
@@ -157,6 +189,20 @@ export function scaleFalconH1(cfg: ModelConfig, store: { has(name: string): bool
   }
 }
 
+/** The virtual tensor name a RecurrentGemma norm is read under, with (1 + weight) folded in. */
+const PLUS1 = '.plus1';
+
+/**
+ * RecurrentGemma's RMSNorms scale by (1 + weight): registered as virtual f32 tensors `<name minus
+ * .weight>.plus1.weight` holding 1 + weight, so every backend runs its plain RMSNorm on them.
+ */
+export function foldGemmaNorms(cfg: ModelConfig, store: { has(name: string): boolean; offsetValues(name: string, from: string, add: number): void }): void {
+  if (cfg.architecture !== 'recurrent_gemma') return;
+  const bases = ['model.final_norm'];
+  for (let i = 0; i < cfg.numLayers; i++) bases.push(`model.layers.${i}.temporal_pre_norm`, `model.layers.${i}.channel_pre_norm`);
+  for (const b of bases) if (!store.has(`${b}${PLUS1}.weight`) && store.has(`${b}.weight`)) store.offsetValues(`${b}${PLUS1}.weight`, `${b}.weight`, 1);
+}
+
 /** Walks the checkpoint's tensors for `cfg`, calling `load` once per tensor. */
 export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boolean }, loadTensor: TensorLoader<T>): ModelWeights<T> {
   const load = (name: string, shape: number[], role: TensorRole = 'other') => loadTensor(name, shape, role);
@@ -219,7 +265,7 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
     };
   };
 
-  const none = { mamba: null, mamba1: null, attention: null, mlp: null, feedForward: null };
+  const none = { mamba: null, mamba1: null, attention: null, mlp: null, feedForward: null, rglru: null, geluMlp: null };
   let root: string;
   let layers: LayerWeights<T>[];
   let embedName: string;
@@ -323,6 +369,52 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
           expertsOut: null,
         },
       };
+    });
+  } else if (arch === 'recurrent_gemma') {
+    // model.layers.N.{temporal_pre_norm, temporal_block.{linear_x, linear_y, conv_1d, rg_lru.*, linear_out} |
+    // temporal_block.{q,k,v,o}_proj, channel_pre_norm, mlp_block.{gate,up,down}_proj}, model.final_norm; norms
+    // read as their (1 + weight) virtual tensors (foldGemmaNorms)
+    embedName = 'model.embed_tokens.weight';
+    finalNormName = `model.final_norm${PLUS1}.weight`;
+    const g = cfg.griffin!;
+    const L = g.lruWidth;
+    const M = g.mlpIntermediate;
+    layers = cfg.layerKinds.map((kind, i) => {
+      const p = `model.layers.${i}`;
+      const tb = `${p}.temporal_block`;
+      const layer: LayerWeights<T> = { kind, norm: load(`${p}.temporal_pre_norm${PLUS1}.weight`, [H]), ...none };
+      if (kind === 'local') {
+        const at = attentionAt(tb);
+        layer.attention = { ...at, oBias: load(`${tb}.o_proj.bias`, [H]) };
+      } else {
+        const r = `${tb}.rg_lru`;
+        layer.rglru = {
+          linearY: load(`${tb}.linear_y.weight`, [L, H], 'matrix'),
+          linearYBias: load(`${tb}.linear_y.bias`, [L]),
+          linearX: load(`${tb}.linear_x.weight`, [L, H], 'matrix'),
+          linearXBias: load(`${tb}.linear_x.bias`, [L]),
+          conv: load(`${tb}.conv_1d.weight`, [L, 1, g.convWidth]),
+          convBias: load(`${tb}.conv_1d.bias`, [L]),
+          inputGate: load(`${r}.input_gate_weight`, [g.numHeads, g.blockWidth, g.blockWidth]),
+          inputGateBias: load(`${r}.input_gate_bias`, [g.numHeads, g.blockWidth]),
+          recurrentGate: load(`${r}.recurrent_gate_weight`, [g.numHeads, g.blockWidth, g.blockWidth]),
+          recurrentGateBias: load(`${r}.recurrent_gate_bias`, [g.numHeads, g.blockWidth]),
+          recurrentParam: load(`${r}.recurrent_param`, [L]),
+          linearOut: load(`${tb}.linear_out.weight`, [H, L], 'matrix'),
+          linearOutBias: load(`${tb}.linear_out.bias`, [H]),
+        };
+      }
+      const f = `${p}.mlp_block`;
+      layer.geluMlp = {
+        norm: load(`${p}.channel_pre_norm${PLUS1}.weight`, [H]),
+        gate: load(`${f}.gate_proj.weight`, [M, H], 'matrix'),
+        gateBias: load(`${f}.gate_proj.bias`, [M]),
+        up: load(`${f}.up_proj.weight`, [M, H], 'matrix'),
+        upBias: load(`${f}.up_proj.bias`, [M]),
+        down: load(`${f}.down_proj.weight`, [H, M], 'matrix'),
+        downBias: load(`${f}.down_proj.bias`, [H]),
+      };
+      return layer;
     });
   } else if (arch === 'bamba') {
     // model.layers.N.{input_layernorm, mamba | self_attn, pre_ff_layernorm, feed_forward.{gate,up,down}_proj}
