@@ -68,6 +68,36 @@ export interface MlpWeights<T> {
   downBias: T | null; // [H]
 }
 
+/** One of Zamba2's shared transformer blocks (Zamba2AttentionDecoderLayer), its weights loaded once for all its uses. */
+export interface SharedBlockWeights<T> {
+  inputNorm: T; // [2H]
+  q: T; // [nH*d, 2H]
+  k: T; // [nKv*d, 2H]
+  v: T; // [nKv*d, 2H]
+  o: T; // [H, nH*d]
+  preFfNorm: T; // [H]
+  gateUp: T; // [2F, H]: gate | up
+  down: T; // [H, F]
+}
+
+/** A LoRA adapter x -> up(down x): down [r, K], up [N, r]. */
+export interface AdapterWeights<T> {
+  down: T;
+  up: T;
+}
+
+/** A use of a shared block by a Zamba2 hybrid layer: the block, this use's adapters and the layer's own linear. */
+export interface HybridWeights<T> {
+  block: SharedBlockWeights<T>;
+  blockIndex: number;
+  /** This use's LoRA on q, k, v (use_shared_attention_adapter), else null. */
+  qAdapter: AdapterWeights<T> | null;
+  kAdapter: AdapterWeights<T> | null;
+  vAdapter: AdapterWeights<T> | null;
+  gateUpAdapter: AdapterWeights<T>;
+  linear: T; // [H, H]
+}
+
 export interface LayerWeights<T> {
   kind: LayerKind;
   norm: T; // input_layernorm [H] (Nemotron-H, Mamba-2: the block's norm)
@@ -77,6 +107,8 @@ export interface LayerWeights<T> {
   mlp: MlpWeights<T> | null;
   /** The feed-forward after the mixer (Granite, Bamba), or null (Mamba-2, Nemotron-H). */
   feedForward: FeedForwardWeights<T> | null;
+  /** Zamba2's hybrid layers: the shared block use that runs before the Mamba-2 decoder (kind 'hybrid'), else absent. */
+  hybrid?: HybridWeights<T>;
 }
 
 export interface ModelWeights<T> {
@@ -321,6 +353,65 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
           router: null,
           expertsIn: null,
           expertsOut: null,
+        },
+      };
+    });
+  } else if (arch === 'zamba2') {
+    // model.layers.N.{input_layernorm, mamba} (Mamba-2 layers); hybrid layers: model.layers.N.{linear,
+    // mamba_decoder.{input_layernorm, mamba}, shared_transformer.*}. The shared blocks are stored under the first
+    // num_mem_blocks hybrid layers (transformers ties the later ones to those), with every use's adapters.
+    embedName = 'model.embed_tokens.weight';
+    finalNormName = 'model.final_layernorm.weight';
+    const z = cfg.zamba2;
+    const a = cfg.attention;
+    const blocks: SharedBlockWeights<T>[] = [];
+    const H2 = 2 * H;
+    const qd = a ? a.numHeads * a.headDim : 0;
+    const kd = a ? a.numKvHeads * a.headDim : 0;
+    const F = z?.intermediate ?? 0;
+    const R = z?.adapterRank ?? 0;
+    const blockAt = (b: number): SharedBlockWeights<T> => {
+      if (!blocks[b]) {
+        const p = `model.layers.${z!.hybridLayers[b]}.shared_transformer`;
+        blocks[b] = {
+          inputNorm: load(`${p}.input_layernorm.weight`, [H2]),
+          q: load(`${p}.self_attn.q_proj.weight`, [qd, H2], 'matrix'),
+          k: load(`${p}.self_attn.k_proj.weight`, [kd, H2], 'matrix'),
+          v: load(`${p}.self_attn.v_proj.weight`, [kd, H2], 'matrix'),
+          o: load(`${p}.self_attn.o_proj.weight`, [H, qd], 'matrix'),
+          preFfNorm: load(`${p}.pre_ff_layernorm.weight`, [H]),
+          gateUp: load(`${p}.feed_forward.gate_up_proj.weight`, [2 * F, H], 'matrix'),
+          down: load(`${p}.feed_forward.down_proj.weight`, [H, F], 'matrix'),
+        };
+      }
+      return blocks[b];
+    };
+    let use = 0;
+    layers = cfg.layerKinds.map((kind, i) => {
+      const p = `model.layers.${i}`;
+      if (kind !== 'hybrid') return { kind, norm: load(`${p}.input_layernorm.weight`, [H]), ...none, mamba: mambaAt(`${p}.mamba`) };
+      const u = use++;
+      const b = u % z!.numMemBlocks;
+      const block = blockAt(b);
+      const owner = `model.layers.${z!.hybridLayers[b]}.shared_transformer`;
+      const adapter = (list: string, K: number, N: number): AdapterWeights<T> => ({
+        down: load(`${owner}.${list}.${u}.0.weight`, [R, K], 'matrix'),
+        up: load(`${owner}.${list}.${u}.1.weight`, [N, R], 'matrix'),
+      });
+      const att = z!.attentionAdapters;
+      return {
+        kind,
+        norm: load(`${p}.mamba_decoder.input_layernorm.weight`, [H]),
+        ...none,
+        mamba: mambaAt(`${p}.mamba_decoder.mamba`),
+        hybrid: {
+          block,
+          blockIndex: b,
+          qAdapter: att ? adapter('self_attn.linear_q_adapter_list', H2, qd) : null,
+          kAdapter: att ? adapter('self_attn.linear_k_adapter_list', H2, kd) : null,
+          vAdapter: att ? adapter('self_attn.linear_v_adapter_list', H2, kd) : null,
+          gateUpAdapter: adapter('feed_forward.gate_up_proj_adapter_list', H, 2 * F),
+          linear: load(`${p}.linear.weight`, [H, H], 'matrix'),
         },
       };
     });
