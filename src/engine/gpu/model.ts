@@ -10,6 +10,7 @@
 //                                                 r = residual_multiplier
 //   x = rmsnorm(h);  h += r * (mlp(x) + moe(x))   Granite, Bamba and Jamba (SwiGLU; MoE: Granite, and Jamba's
 //                                                 expert layers, which have no dense MLP)
+// Zamba2's hybrid layers first run a shared block use (gpu/zamba2.ts): hm = h + t, then h += mamba(rmsnorm(hm)).
 
 import type { ModelConfig } from '../config';
 import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
@@ -20,6 +21,7 @@ import { Gpu, type GpuWeight } from './device';
 import { SparseKv, type SparseKvOptions } from './kvPager';
 import { selectiveScanConstants } from './mamba1';
 import { CommandList, type Act } from './ops';
+import { recordSharedBlockUse, sharedBlockScratch } from './zamba2';
 
 const STEP_BYTES = 16;
 const DEFAULT_PREFILL_CHUNK = 512;
@@ -100,21 +102,23 @@ export class GpuModel implements LanguageModel {
     this.kvCapacity = opts.kvCapacity ?? DEFAULT_KV_CAPACITY;
     this.step = gpu.buffer(STEP_BYTES, 'step', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     this.kvStep = gpu.buffer(STEP_BYTES, 'kv_step', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    const nAttn = config.layerKinds.filter((k) => k === 'attention' || k === 'parallel').length;
+    const nAttn = config.layerKinds.filter((k) => k === 'attention' || k === 'parallel' || k === 'hybrid').length;
     this.sparseKv = opts.kv && nAttn > 0 ? new SparseKv(gpu, config, opts.kv, this.prefillChunk, nAttn) : null;
     if (this.sparseKv) this.kvCapacity = this.sparseKv.workingRows;
     this.ids = gpu.buffer(4 * Math.max(this.prefillChunk, 1), 'ids');
     const m = config.mamba;
     const m1 = config.mamba1;
     const a = config.attention;
-    const convBytes = (kind: string) => (kind === 'mamba' || kind === 'parallel' ? 4 * m!.convDim * (m!.dConv - 1) : kind === 'mamba1' ? 4 * m1!.intermediate * (m1!.dConv - 1) : 0);
-    const ssmBytes = (kind: string) => (kind === 'mamba' || kind === 'parallel' ? 4 * m!.numHeads * m!.headDim * m!.dState : kind === 'mamba1' ? 4 * m1!.intermediate * m1!.dState : 0);
+    const mamba2 = (kind: string) => kind === 'mamba' || kind === 'parallel' || kind === 'hybrid';
+    const kvKind = (kind: string) => kind === 'attention' || kind === 'parallel' || kind === 'hybrid';
+    const convBytes = (kind: string) => (mamba2(kind) ? 4 * m!.convDim * (m!.dConv - 1) : kind === 'mamba1' ? 4 * m1!.intermediate * (m1!.dConv - 1) : 0);
+    const ssmBytes = (kind: string) => (mamba2(kind) ? 4 * m!.numHeads * m!.headDim * m!.dState : kind === 'mamba1' ? 4 * m1!.intermediate * m1!.dState : 0);
     this.states = config.layerKinds.map((kind, i) => ({
       conv: convBytes(kind) ? gpu.buffer(convBytes(kind), `conv_state.${i}`) : null,
       ssm: ssmBytes(kind) ? gpu.buffer(ssmBytes(kind), `ssm_state.${i}`) : null,
       scanConstants: kind === 'mamba1' ? selectiveScanConstants(gpu, w.layers[i].mamba1!.aLog, w.layers[i].mamba1!.dtBias, w.layers[i].mamba1!.D, m1!.intermediate, m1!.dState) : null,
-      k: kind === 'attention' || kind === 'parallel' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `k_cache.${i}`) : null,
-      v: kind === 'attention' || kind === 'parallel' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `v_cache.${i}`) : null,
+      k: kvKind(kind) ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `k_cache.${i}`) : null,
+      v: kvKind(kind) ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `v_cache.${i}`) : null,
     }));
   }
 
@@ -550,7 +554,7 @@ export class GpuModel implements LanguageModel {
    * scan, not its decode step, which matters where the dt limit differs between them (dtLimitInDecode false).
    */
   private pass(T: number, rows: number, argmax = false, atStart = false): Pass {
-    const first = atStart && T === 1 && this.config.mamba !== null && !this.config.mamba.dtLimitInDecode && (this.config.layerKinds.includes('mamba') || this.config.layerKinds.includes('parallel'));
+    const first = atStart && T === 1 && this.config.mamba !== null && !this.config.mamba.dtLimitInDecode && (this.config.layerKinds.some((k) => k === 'mamba' || k === 'parallel' || k === 'hybrid'));
     const key = `${T}:${rows}${argmax ? ':argmax' : ''}${first ? ':first' : ''}`;
     let p = this.passes.get(key);
     if (!p) {
@@ -596,7 +600,7 @@ export class GpuModel implements LanguageModel {
 
     const I = m?.intermediate ?? 0;
     const gN = m ? m.nGroups * m.dState : 0;
-    const hasMamba = m !== null && (cfg.layerKinds.includes('mamba') || cfg.layerKinds.includes('parallel'));
+    const hasMamba = m !== null && cfg.layerKinds.some((k) => k === 'mamba' || k === 'parallel' || k === 'hybrid');
     // y * silu(z) without a norm (Falcon-H1, mamba_rms_norm false): [T, z | y] for swiglu
     const zy = hasMamba && this.w.layers.some((l) => l.mamba && !l.mamba.gatedNorm) ? buf(T * 2 * I, 'ssm_zy') : null;
     const zxbcdt = hasMamba ? buf(T * m.inProjDim, 'zxbcdt') : null; // [T, z | xBC | dt]
@@ -637,20 +641,30 @@ export class GpuModel implements LanguageModel {
     const up = E > 0 ? buf(T * topK * 2 * EI, 'moe_up') : null;
     const upAct = E > 0 ? buf(T * topK * EI, 'moe_act') : null;
     const down = E > 0 ? buf(T * topK * H, 'moe_down') : null;
+    // Zamba2: the embeddings kept for the shared blocks, their scratch, and hm = h + t (a hybrid layer's Mamba input)
+    const zamba = cfg.zamba2 && cfg.layerKinds.includes('hybrid') ? cfg.zamba2 : null;
+    const emb = zamba ? buf(T * H, 'z2_emb') : null;
+    const hm = zamba ? buf(T * H, 'z2_mamba_in') : null;
+    const zs = zamba ? sharedBlockScratch(cfg, T, buf, { q: q!, k: k!, v: v!, o: o! }) : null;
+    if (emb) list.copy(h, emb, T, H);
 
     // Decode (T <= 4) fuses each RMSNorm / gated norm / SwiGLU into the GEMV that reads it: fewer dispatches,
     // which is what bounds decode speed. Prefill keeps them apart (shared scratch, tiled GEMMs).
     const fuse = T <= 4;
     this.w.layers.forEach((layer, i) => {
       const st = this.states[i];
-      const norm = { w: layer.norm, eps };
       // Falcon-H1's parallel layers add both mixers to h, so their input is x, never h with the norm fused.
       const par = layer.kind === 'parallel';
       const fuseIn = fuse && !par;
-      if (!fuseIn) list.rmsNorm(h, layer.norm, x, T, H, eps);
+      // Zamba2's hybrid layers: the shared block use makes the Mamba-2 decoder's input hm = h + t
+      if (layer.hybrid) {
+        recordSharedBlockUse(list, cfg, layer.hybrid, zs!, T, { h, emb: emb!, out: hm!, kCache: st.k!, vCache: st.v!, step: this.step, kvStep: this.kvStep, markKvWrite: () => attentionMarks.push(list.dispatchCount) });
+      }
+      const src = layer.hybrid ? hm! : h;
+      if (!fuseIn) list.rmsNorm(src, layer.norm, x, T, H, eps);
       // the mixer's input: x = rmsnorm(h), or h with the norm fused into each projection
-      const input = fuseIn ? h : x;
-      const inNorm = fuseIn ? { inputNorm: norm } : {};
+      const input = fuseIn ? src : x;
+      const inNorm = fuseIn ? { inputNorm: { w: layer.norm, eps } } : {};
       if (layer.mamba1) {
         // Mamba-1: in_proj -> (x | z); x = silu(conv(x)); x_proj -> (dt_low | B | C) [Falcon: normed];
         // dt = dt_proj(dt_low) (its bias and softplus in the scan); y = scan * silu(z); h += r * out_proj(y)
@@ -706,10 +720,10 @@ export class GpuModel implements LanguageModel {
             bias: w.outProjBias ?? undefined,
             alpha: r,
             accumulate: true,
-            inputGatedNorm: { z, w: w.gatedNorm, groupSize: m.normGroupSize, eps },
+            inputGatedNorm: { z, w: w.gatedNorm, groupSize: m.normGroupSize, eps: m.gatedNormEps ?? eps },
           });
         } else {
-          list.gatedRmsNorm(y!, z, w.gatedNorm, g!, T, I, m.normGroupSize, eps);
+          list.gatedRmsNorm(y!, z, w.gatedNorm, g!, T, I, m.normGroupSize, m.gatedNormEps ?? eps);
           list.linear(g!, w.outProj, h, T, I, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
         }
       }

@@ -425,6 +425,11 @@ export class CommandList {
     this.elementwise('swiglu', x, 2 * m, out, T, m, 1);
   }
 
+  /** GeGLU on a fused projection: out[t, i] = gelu(x[t, i]) * x[t, m + i] (GELU with erf). x: [T, 2m], out: [T, m]. */
+  geglu(x: Act, out: Act, T: number, m: number): void {
+    this.elementwise('geglu', x, 2 * m, out, T, m, 1);
+  }
+
   /** Squared ReLU: out[t, i] = max(x[t, i], 0)^2. x, out: [T, m]. */
   relu2(x: Act, out: Act, T: number, m: number): void {
     this.elementwise('relu2', x, m, out, T, m, 1);
