@@ -26,6 +26,9 @@ Mamba / hybrid families that transformers ships:
   zamba2               Zamba2ForCausalLM, f32, hidden 48, Mamba-2 backbone, 3 hybrid layers sharing
                        num_mem_blocks 2 transformer blocks (third tied to first), attention +
                        MLP LoRA adapters, embedding concat, use_mem_rope.
+  zamba2-single        Zamba2ForCausalLM, f32, num_mem_blocks 1 (one block at hybrid layers 0, 2, 3),
+                       no attention adapters (gate_up LoRA only), no RoPE, GQA (2 KV heads), SiLU MLP,
+                       mamba_ngroups 2, chunk_size 8, untied lm_head.
   zamba                ZambaForCausalLM, f32, hidden 48, Mamba-1 (2 mamba heads) + one shared transformer
                        block used twice; config.json in the Hub spelling ("mamba"/"hybrid").
   recurrent-gemma      RecurrentGemmaForCausalLM, f32, block_types recurrent/recurrent/attention
@@ -337,6 +340,24 @@ FIXTURES = {
                    "per-hybrid-layer LoRA adapters on q/k/v (use_shared_attention_adapter) and on gate_up",
                    "RoPE on the shared attention (use_mem_rope)", "per-group gated norm (eps 1e-5)",
                    "prefill clamps softplus(dt) below at time_step_min"],
+    ),
+    "zamba2-single": dict(
+        config_class="Zamba2Config", model_class="Zamba2ForCausalLM", decode="past_key_values",
+        seed=2015, save_dtype=torch.float32, seq_len=36, decode_from=20, summary=ZAMBA2_KEYS,
+        config=dict(
+            COMMON, hidden_size=48, num_hidden_layers=4,
+            layers_block_type=["hybrid", "linear_attention", "hybrid", "hybrid"],
+            mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, mamba_ngroups=2, n_mamba_heads=4,
+            use_mamba_kernels=False, use_conv_bias=True, chunk_size=8, add_bias_linear=False,
+            intermediate_size=80, hidden_act="silu", num_attention_heads=4, num_key_value_heads=2,
+            num_mem_blocks=1, use_shared_attention_adapter=False, adapter_rank=4, use_mem_rope=False,
+            rms_norm_eps=1e-6, max_position_embeddings=256, tie_word_embeddings=False,
+        ),
+        exercises=["num_mem_blocks 1: one shared block used by hybrid layers 0, 2 and 3 (a hybrid first layer)",
+                   "no attention adapters (use_shared_attention_adapter false): the gate_up LoRA only",
+                   "no positional encoding (use_mem_rope false)", "GQA: 2 KV heads for 4 query heads",
+                   "SiLU MLP (hidden_act silu)", "mamba_ngroups 2 (gated norm per group, eps 1e-5 while "
+                   "rms_norm_eps is 1e-6)", "chunk_size 8", "untied lm_head"],
     ),
     "zamba": dict(
         config_class="ZambaConfig", model_class="ZambaForCausalLM", decode="past_key_values",

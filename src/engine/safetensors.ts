@@ -271,6 +271,19 @@ export class WeightStore {
     return [...this.tensors.keys()];
   }
 
+  /**
+   * Whether two float tensors hold the same dtype, shape and bytes (Zamba2 checkpoints may store a shared block
+   * once per use, identical or not: identical copies are then loaded once). Quantized or absent ones never are.
+   */
+  sameTensor(a: string, b: string): boolean {
+    const x = this.tensors.get(a);
+    const y = this.tensors.get(b);
+    if (!x || !y || x.dtype === 'U32' || y.dtype === 'U32' || x.dtype !== y.dtype || x.shape.join() !== y.shape.join()) return false;
+    if (a === b) return true;
+    const bx = this.read(x);
+    return Buffer.from(bx.buffer, bx.byteOffset, bx.byteLength).equals(this.read(y));
+  }
+
   info(name: string, shape?: readonly number[]): TensorInfo {
     const t = this.tensors.get(name);
     if (!t) throw new ModelFormatError(`the checkpoint has no tensor ${name}; is it the right architecture, and complete?`);

@@ -190,7 +190,7 @@ export function scaleFalconH1(cfg: ModelConfig, store: { has(name: string): bool
 }
 
 /** Walks the checkpoint's tensors for `cfg`, calling `load` once per tensor. */
-export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boolean }, loadTensor: TensorLoader<T>): ModelWeights<T> {
+export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boolean; sameTensor?(a: string, b: string): boolean }, loadTensor: TensorLoader<T>): ModelWeights<T> {
   const load = (name: string, shape: number[], role: TensorRole = 'other') => loadTensor(name, shape, role);
   const H = cfg.hiddenSize;
   const arch = cfg.architecture;
@@ -364,27 +364,36 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
     finalNormName = 'model.final_layernorm.weight';
     const z = cfg.zamba2;
     const a = cfg.attention;
-    const blocks: SharedBlockWeights<T>[] = [];
     const H2 = 2 * H;
     const qd = a ? a.numHeads * a.headDim : 0;
     const kd = a ? a.numKvHeads * a.headDim : 0;
     const F = z?.intermediate ?? 0;
     const R = z?.adapterRank ?? 0;
-    const blockAt = (b: number): SharedBlockWeights<T> => {
-      if (!blocks[b]) {
-        const p = `model.layers.${z!.hybridLayers[b]}.shared_transformer`;
-        blocks[b] = {
-          inputNorm: load(`${p}.input_layernorm.weight`, [H2]),
-          q: load(`${p}.self_attn.q_proj.weight`, [qd, H2], 'matrix'),
-          k: load(`${p}.self_attn.k_proj.weight`, [kd, H2], 'matrix'),
-          v: load(`${p}.self_attn.v_proj.weight`, [kd, H2], 'matrix'),
-          o: load(`${p}.self_attn.o_proj.weight`, [H, qd], 'matrix'),
-          preFfNorm: load(`${p}.pre_ff_layernorm.weight`, [H]),
-          gateUp: load(`${p}.feed_forward.gate_up_proj.weight`, [2 * F, H], 'matrix'),
-          down: load(`${p}.feed_forward.down_proj.weight`, [H, F], 'matrix'),
-        };
-      }
-      return blocks[b];
+    // transformers ties the later uses of a block to its first (model.layers.{first}.shared_transformer) only with
+    // tie_word_embeddings; otherwise each hybrid layer keeps its own copy. A use reads its own layer's tensor where
+    // the checkpoint has one that differs from the first use's, else the first use's (loaded once).
+    const loaded = new Map<string, T>();
+    const once = (name: string, shape: number[], role: TensorRole): T => {
+      let t = loaded.get(name);
+      if (t === undefined) loaded.set(name, (t = load(name, shape, role)));
+      return t;
+    };
+    const pick = (own: string, owner: string, shape: number[], role: TensorRole = 'other'): T =>
+      once(own !== owner && store.has(own) && !store.sameTensor?.(own, owner) ? own : owner, shape, role);
+    const blockFor = (layer: number, b: number): SharedBlockWeights<T> => {
+      const own = `model.layers.${layer}.shared_transformer`;
+      const owner = `model.layers.${z!.hybridLayers[b]}.shared_transformer`;
+      const t = (n: string, shape: number[], role: TensorRole = 'other') => pick(`${own}.${n}`, `${owner}.${n}`, shape, role);
+      return {
+        inputNorm: t('input_layernorm.weight', [H2]),
+        q: t('self_attn.q_proj.weight', [qd, H2], 'matrix'),
+        k: t('self_attn.k_proj.weight', [kd, H2], 'matrix'),
+        v: t('self_attn.v_proj.weight', [kd, H2], 'matrix'),
+        o: t('self_attn.o_proj.weight', [H, qd], 'matrix'),
+        preFfNorm: t('pre_ff_layernorm.weight', [H]),
+        gateUp: t('feed_forward.gate_up_proj.weight', [2 * F, H], 'matrix'),
+        down: t('feed_forward.down_proj.weight', [H, F], 'matrix'),
+      };
     };
     let use = 0;
     layers = cfg.layerKinds.map((kind, i) => {
@@ -392,11 +401,12 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
       if (kind !== 'hybrid') return { kind, norm: load(`${p}.input_layernorm.weight`, [H]), ...none, mamba: mambaAt(`${p}.mamba`) };
       const u = use++;
       const b = u % z!.numMemBlocks;
-      const block = blockAt(b);
+      const block = blockFor(i, b);
+      const own = `${p}.shared_transformer`;
       const owner = `model.layers.${z!.hybridLayers[b]}.shared_transformer`;
       const adapter = (list: string, K: number, N: number): AdapterWeights<T> => ({
-        down: load(`${owner}.${list}.${u}.0.weight`, [R, K], 'matrix'),
-        up: load(`${owner}.${list}.${u}.1.weight`, [N, R], 'matrix'),
+        down: pick(`${own}.${list}.${u}.0.weight`, `${owner}.${list}.${u}.0.weight`, [R, K], 'matrix'),
+        up: pick(`${own}.${list}.${u}.1.weight`, `${owner}.${list}.${u}.1.weight`, [N, R], 'matrix'),
       });
       const att = z!.attentionAdapters;
       return {
