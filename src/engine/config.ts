@@ -18,7 +18,7 @@
 
 import { UnknownModelTypeError, UnsupportedConfigValueError, UnsupportedModelError } from './errors';
 
-export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h' | 'mamba' | 'falcon_mamba' | 'jamba' | 'falcon_h1' | 'zamba2';
+export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h' | 'mamba' | 'falcon_mamba' | 'jamba' | 'falcon_h1' | 'zamba2' | 'zamba';
 /**
  * What a layer's mixer is: a Mamba-2 mixer (recurrent state), attention (KV cache), or an MLP block (no state:
  * Nemotron-H's `-`, up -> relu^2 -> down). Whether a feed-forward follows the mixer is the layer's own
@@ -82,6 +82,11 @@ export interface Mamba1Config {
   readonly falconEps: number | null;
   /** Whether those norms have weights (Jamba: dt_layernorm, b_layernorm, c_layernorm); FalconMamba's have none. */
   readonly innerNormWeights: boolean;
+  /**
+   * Zamba's multi-head Mamba-1 (ZambaMambaMixer): the I channels split into this many heads of I / numHeads, each
+   * with its own x_proj (dt_low | B | C from its channels only) and dt_proj; 1 for the others (absent: 1).
+   */
+  readonly numHeads?: number;
 }
 
 export interface MambaConfig {
@@ -185,6 +190,7 @@ export const SUPPORTED_MODEL_TYPES: Readonly<Record<Architecture, { readonly arc
   jamba: { architecture: 'JambaForCausalLM', description: 'AI21 Jamba' },
   falcon_h1: { architecture: 'FalconH1ForCausalLM', description: 'TII Falcon-H1' },
   zamba2: { architecture: 'Zamba2ForCausalLM', description: 'Zyphra Zamba2' },
+  zamba: { architecture: 'ZambaForCausalLM', description: 'Zyphra Zamba' },
 };
 
 function supportedTypes(): string {
@@ -337,7 +343,7 @@ function checkCommon(raw: Json, mt: Architecture): void {
   // SiLU is the conv activation, the SwiGLU gate and the Mamba gate: one activation for all of them.
   // (Nemotron-H reads no hidden_act: its MLP's activation is mlp_hidden_act, checked with the rest of it.)
   // (Zamba2's hidden_act is its shared MLP's activation, GELU by default: checked with the rest of its config.)
-  const actKeys = mt === 'nemotron_h' ? ['mamba_hidden_act'] : mt === 'zamba2' ? ['hidden_activation', 'mamba_hidden_act'] : ['hidden_act', 'hidden_activation', 'mamba_hidden_act'];
+  const actKeys = mt === 'nemotron_h' ? ['mamba_hidden_act'] : mt === 'zamba2' || mt === 'zamba' ? ['hidden_activation', 'mamba_hidden_act'] : ['hidden_act', 'hidden_activation', 'mamba_hidden_act'];
   for (const key of actKeys) {
     if (present(raw[key]) && !ACTIVATIONS.includes(raw[key] as string)) refuse(key, raw[key], '"silu" only (SiLU, also spelled "swish")');
   }
@@ -1277,6 +1283,83 @@ function zamba2(raw: Json): ModelConfig {
   };
 }
 
+/**
+ * Zyphra Zamba (ZambaForCausalLM): every layer a Mamba-1 decoder (input_layernorm -> ZambaMambaMixer -> residual), the
+ * mixer split into n_mamba_heads heads with their own x_proj / dt_proj (3-D weights) and in_proj's rows interleaved
+ * per channel as (x, z); the "hybrid" layers first run the one shared transformer block (as Zamba2's, without
+ * adapters or RoPE, its MLP gate_proj / up_proj / down_proj) on concat(h, embeddings), then the layer's linear,
+ * added to the Mamba decoder's input. No dt limit. attention_head_dim and attention_hidden_size as the file says
+ * (default 2H / heads and 2H; the block's input is 2H wide).
+ */
+function zamba(raw: Json): ModelConfig {
+  const mt: Architecture = 'zamba';
+  const refuse = (field: string, value: unknown, supported: string): never => refuseWith(mt, field, value, supported);
+  const hiddenSize = positive(raw, 'hidden_size', 3712);
+  const numLayers = positive(raw, 'num_hidden_layers', 76);
+  let types = raw['layers_block_type'];
+  if (!present(types)) {
+    // ZambaConfig.__post_init__'s default from attn_layer_period / attn_layer_offset
+    const period = positive(raw, 'attn_layer_period', 6);
+    const offset = int(raw, 'attn_layer_offset', 4);
+    types = ['mamba', 'mamba', 'hybrid', ...Array.from({ length: Math.max(0, numLayers - 3) }, (_, i) => (i % period === offset ? 'hybrid' : 'mamba'))];
+  }
+  if (!Array.isArray(types) || types.length !== numLayers) {
+    throw new UnsupportedModelError(`config.json: "layers_block_type" must list exactly num_hidden_layers (${numLayers}) entries.`);
+  }
+  const layerKinds: LayerKind[] = types.map((t, i) => {
+    if (t === 'mamba' || t === 'linear_attention') return 'mamba1';
+    if (t === 'hybrid') return 'hybrid';
+    throw new UnsupportedConfigValueError(`layers_block_type[${i}]`, t, 'the layer types "mamba" (or "linear_attention") and "hybrid"', mt, `layer ${i} has type ${show(t)} (layers_block_type[${i}]), which`);
+  });
+  const hybridLayers = layerKinds.flatMap((k, i) => (k === 'hybrid' ? [i] : []));
+  if (present(raw['hidden_mamba_act']) && raw['hidden_mamba_act'] !== 'silu' && raw['hidden_mamba_act'] !== 'swish') refuse('hidden_mamba_act', raw['hidden_mamba_act'], '"silu" only');
+  const intermediate = positive(raw, 'mamba_expand', 2) * hiddenSize;
+  if (intermediate > MAX_SIZE) throw new UnsupportedModelError(`config.json: mamba_expand x hidden_size (${intermediate}) is more than the ${MAX_SIZE} Sidewinder supports.`);
+  const numHeads = positive(raw, 'n_mamba_heads', 2);
+  if (intermediate % numHeads !== 0) throw new UnsupportedModelError(`config.json: n_mamba_heads (${numHeads}) must divide mamba_expand x hidden_size (${intermediate}).`);
+  const dtRank = raw['mamba_dt_rank'] === 'auto' || raw['mamba_dt_rank'] === undefined ? Math.ceil(hiddenSize / 16) : positive(raw, 'mamba_dt_rank');
+  const dState = positive(raw, 'mamba_d_state', 16);
+  if (dState > MAX_MAMBA1_STATE) refuse('mamba_d_state', dState, `1 to ${MAX_MAMBA1_STATE} state entries per channel`);
+  const dConv = positive(raw, 'mamba_d_conv', 4);
+  if (dConv > 8) refuse('mamba_d_conv', dConv, '1 to 8 (the causal conv kernel width)');
+  const rmsNormEps = num(raw, 'rms_norm_eps', 1e-5);
+  if (!(rmsNormEps > 0 && Number.isFinite(rmsNormEps))) refuse('rms_norm_eps', rmsNormEps, 'a positive number');
+  let attention: AttentionConfig | null = null;
+  let shared: Zamba2Config | undefined;
+  if (hybridLayers.length > 0) {
+    const heads = positive(raw, 'num_attention_heads', 16);
+    const kvHeads = positive(raw, 'num_key_value_heads', 16);
+    if (heads % kvHeads !== 0) throw new UnsupportedModelError(`num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads}).`);
+    const attnHidden = present(raw['attention_hidden_size']) ? positive(raw, 'attention_hidden_size') : 2 * hiddenSize;
+    if (attnHidden !== 2 * hiddenSize) refuse('attention_hidden_size', attnHidden, `2 x hidden_size (${2 * hiddenSize}) only (the shared block reads concat(hidden, embeddings))`);
+    if (!present(raw['attention_head_dim']) && (2 * hiddenSize) % heads !== 0) throw new UnsupportedModelError(`config.json: 2 x hidden_size (${2 * hiddenSize}) must be a multiple of num_attention_heads (${heads}).`);
+    const headDim = present(raw['attention_head_dim']) ? positive(raw, 'attention_head_dim') : (2 * hiddenSize) / heads;
+    attention = { numHeads: heads, numKvHeads: kvHeads, headDim, scaling: 1 / Math.sqrt(headDim / 2), bias: false, ropeTheta: null, rotaryDim: headDim };
+    const act = raw['hidden_act'] ?? 'gelu';
+    if (act !== 'gelu' && act !== 'silu' && act !== 'swish') refuse('hidden_act', act, '"gelu" (exact, erf) and "silu" (or "swish")');
+    shared = { numMemBlocks: 1, hybridLayers, adapterRank: 0, attentionAdapters: false, intermediate: positive(raw, 'intermediate_size', 14848), activation: act === 'gelu' ? 'gelu' : 'silu' };
+  }
+  return {
+    architecture: mt,
+    vocabSize: positive(raw, 'vocab_size', 32000),
+    hiddenSize,
+    numLayers,
+    layerKinds,
+    rmsNormEps,
+    embeddingMultiplier: 1,
+    residualMultiplier: 1,
+    logitsScaling: 1,
+    tieWordEmbeddings: bool(raw, 'tie_word_embeddings', true),
+    mamba: null,
+    mamba1: { intermediate, dState, dtRank, dConv, convBias: bool(raw, 'mamba_conv_bias', true), projBias: bool(raw, 'mamba_proj_bias', false), falconEps: null, innerNormWeights: false, numHeads },
+    attention,
+    feedForward: null,
+    mlp: null,
+    ...(shared ? { zamba2: shared } : {}),
+    ...tokenIdsOf(raw),
+  };
+}
+
 function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object') {
     for (const v of Object.values(o)) deepFreeze(v);
@@ -1294,7 +1377,7 @@ export function configFromJson(raw: Json): ModelConfig {
   const mt = modelTypeOf(raw);
   checkCommon(raw, mt);
   const cfg =
-    mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : mt === 'nemotron_h' ? nemotronH(raw) : mt === 'jamba' ? jamba(raw) : mt === 'falcon_h1' ? falconH1(raw) : mt === 'zamba2' ? zamba2(raw) : mamba1(raw, mt);
+    mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : mt === 'nemotron_h' ? nemotronH(raw) : mt === 'jamba' ? jamba(raw) : mt === 'falcon_h1' ? falconH1(raw) : mt === 'zamba2' ? zamba2(raw) : mt === 'zamba' ? zamba(raw) : mamba1(raw, mt);
   if (cfg.hiddenSize === 0 || cfg.vocabSize === 0 || cfg.numLayers === 0) {
     throw new UnsupportedModelError('config.json: hidden_size, vocab_size and num_hidden_layers must be positive.');
   }

@@ -130,7 +130,7 @@ test('zamba2 shared blocks: loaded once when tied; an untied copy is its own unl
     const same = load(dir).layers;
     assert.equal(same[0].hybrid!.block.q, same[3].hybrid!.block.q);
     assert.equal(same[0].hybrid!.block.gateUp, same[2].hybrid!.block.gateUp);
-    assert.notEqual(same[0].hybrid!.gateUpAdapter.down, same[2].hybrid!.gateUpAdapter.down);
+    assert.notEqual(same[0].hybrid!.gateUpAdapter!.down, same[2].hybrid!.gateUpAdapter!.down);
     const fa = openModelFolder(dir);
     const fb = openModelFolder(src);
     const a = CpuModel.load(fa).memory().weightsBytes;

@@ -9,7 +9,7 @@ import { QuantizedLoader, type QuantLoadOptions } from '../quantLoad';
 import { toF32 } from '../safetensors';
 import { BLOCK_ROWS, HostBudget, KvBlockStore, questScore, selectBlocks, type SelectionPolicy } from '../memory/kvBlocks';
 import { mamba1Mixer } from './mamba1';
-import { sharedBlockUse } from './zamba2';
+import { sharedBlockUse, zambaMamba1Mixer } from './zamba2';
 import * as ops from './ops';
 
 interface MambaState {
@@ -85,8 +85,9 @@ export class CpuModel implements LanguageModel {
     const m1 = this.config.mamba1;
     this.pos = 0;
     this.mambaState = this.config.layerKinds.map((k) => {
-      if (k === 'mamba' || k === 'parallel' || k === 'hybrid') return { conv: new Float32Array(m!.convDim * (m!.dConv - 1)), ssm: new Float32Array(m!.numHeads * m!.headDim * m!.dState) };
-      if (k === 'mamba1') return { conv: new Float32Array(m1!.intermediate * (m1!.dConv - 1)), ssm: new Float32Array(m1!.intermediate * m1!.dState) };
+      // (a hybrid layer's Mamba decoder: Mamba-2 in Zamba2, Mamba-1 in Zamba)
+      if (k === 'mamba' || k === 'parallel' || (k === 'hybrid' && m)) return { conv: new Float32Array(m!.convDim * (m!.dConv - 1)), ssm: new Float32Array(m!.numHeads * m!.headDim * m!.dState) };
+      if (k === 'mamba1' || k === 'hybrid') return { conv: new Float32Array(m1!.intermediate * (m1!.dConv - 1)), ssm: new Float32Array(m1!.intermediate * m1!.dState) };
       return null;
     });
     for (const s of this.kv) s?.close();
@@ -182,6 +183,8 @@ export class CpuModel implements LanguageModel {
       const mixed =
         layer.kind === 'parallel'
           ? this.parallel(layer, i, x, T)
+          : layer.mamba1?.perHead
+          ? zambaMamba1Mixer(cfg, layer.mamba1, x, this.mambaState[i]!)
           : layer.kind === 'mamba' || layer.kind === 'hybrid'
           ? this.mamba(layer, i, x, T)
           : layer.kind === 'mamba1'

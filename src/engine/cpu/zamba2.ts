@@ -6,10 +6,12 @@
 //   a = rmsnorm(o_proj(attn))              (pre_ff_layernorm; no residual inside the block)
 //   gu = a W_gu^T + up(down(a));  m = down_proj(act(gate) * up)
 //   returns h + linear(m): the input of the layer's Mamba-2 decoder (whose residual is h itself)
-// The attention itself is the model's (dense or over selected KV blocks), passed in as `attend`.
+// The attention itself is the model's (dense or over selected KV blocks), passed in as `attend`. Zamba's block is
+// the same without adapters (its gate_proj / up_proj read as one gate_up); its multi-head Mamba-1 mixer is below.
 
 import type { ModelConfig } from '../config';
-import type { AdapterWeights, HybridWeights } from '../models/weights';
+import type { AdapterWeights, HybridWeights, Mamba1Weights } from '../models/weights';
+import { aFromLog, dtFromLow, selectiveScan, splitXProj, type Mamba1State } from './mamba1';
 import * as ops from './ops';
 
 /** x W^T plus the adapter's up(down x) when there is one. x: [T, K] -> [T, N]. */
@@ -64,4 +66,44 @@ export function sharedBlockUse(
   const t = ops.linear(ops.linear(act, b.down, F, H), w.linear, H, H);
   for (let j = 0; j < t.length; j++) t[j] += h[j];
   return t;
+}
+
+/**
+ * Zamba's multi-head Mamba-1 mixer (ZambaMambaMixer) on T tokens, continuing from `state` (conv [I, K-1], scan
+ * [I, N] with the channels head-major, updated): in_proj -> (x, z) (rows already x | z: the in_proj.xz view);
+ * x = silu(conv1d(x)); per head h (channels h*hd ..): x_proj_h -> (dt_low, B, C), dt = softplus(dt_proj_h(dt_low)
+ * + dt_bias_h), y_h = scan(x_h, dt, A_h, B, C, D_h) * silu(z_h); out_proj of the concatenated heads.
+ */
+export function zambaMamba1Mixer(cfg: ModelConfig, w: Mamba1Weights<Float32Array>, hidden: Float32Array, state: Mamba1State): Float32Array {
+  const m = cfg.mamba1!;
+  const H = cfg.hiddenSize;
+  const I = m.intermediate;
+  const N = m.dState;
+  const R = m.dtRank;
+  const nh = m.numHeads ?? 1;
+  const hd = I / nh;
+  const T = hidden.length / H;
+  const xz = ops.linear(hidden, w.inProj, H, 2 * I, w.inProjBias);
+  const x = new Float32Array(T * I);
+  const z = new Float32Array(T * I);
+  for (let t = 0; t < T; t++) {
+    x.set(xz.subarray(t * 2 * I, t * 2 * I + I), t * I);
+    z.set(xz.subarray(t * 2 * I + I, (t + 1) * 2 * I), t * I);
+  }
+  const xc = ops.causalConv1d(x, w.conv, w.convBias, state.conv, I, m.dConv);
+  const A = aFromLog(w.aLog);
+  const y = new Float32Array(T * I);
+  const cols = (a: Float32Array, h: number): Float32Array => {
+    const out = new Float32Array(T * hd);
+    for (let t = 0; t < T; t++) out.set(a.subarray(t * I + h * hd, t * I + (h + 1) * hd), t * hd);
+    return out;
+  };
+  for (let h = 0; h < nh; h++) {
+    const xh = cols(xc, h);
+    const sp = splitXProj(ops.linear(xh, w.perHead!.xProj[h], hd, R + 2 * N), T, R, N);
+    const dt = dtFromLow(sp.dtLow, w.perHead!.dtProj[h], w.dtBias.subarray(h * hd, (h + 1) * hd), R);
+    const yh = selectiveScan(xh, dt, A.subarray(h * hd * N, (h + 1) * hd * N), sp.B, sp.C, w.D.subarray(h * hd, (h + 1) * hd), state.ssm.subarray(h * hd * N, (h + 1) * hd * N), { I: hd, N }, cols(z, h));
+    for (let t = 0; t < T; t++) y.set(yh.subarray(t * hd, (t + 1) * hd), t * I + h * hd);
+  }
+  return ops.linear(y, w.outProj, I, H, w.outProjBias);
 }

@@ -109,14 +109,16 @@ export class GpuModel implements LanguageModel {
     const m = config.mamba;
     const m1 = config.mamba1;
     const a = config.attention;
-    const mamba2 = (kind: string) => kind === 'mamba' || kind === 'parallel' || kind === 'hybrid';
+    // (a hybrid layer's Mamba decoder: Mamba-2 in Zamba2, Mamba-1 in Zamba)
+    const mamba2 = (kind: string) => kind === 'mamba' || kind === 'parallel' || (kind === 'hybrid' && m !== null);
+    const mamba1 = (kind: string) => kind === 'mamba1' || (kind === 'hybrid' && m === null);
     const kvKind = (kind: string) => kind === 'attention' || kind === 'parallel' || kind === 'hybrid';
-    const convBytes = (kind: string) => (mamba2(kind) ? 4 * m!.convDim * (m!.dConv - 1) : kind === 'mamba1' ? 4 * m1!.intermediate * (m1!.dConv - 1) : 0);
-    const ssmBytes = (kind: string) => (mamba2(kind) ? 4 * m!.numHeads * m!.headDim * m!.dState : kind === 'mamba1' ? 4 * m1!.intermediate * m1!.dState : 0);
+    const convBytes = (kind: string) => (mamba2(kind) ? 4 * m!.convDim * (m!.dConv - 1) : mamba1(kind) ? 4 * m1!.intermediate * (m1!.dConv - 1) : 0);
+    const ssmBytes = (kind: string) => (mamba2(kind) ? 4 * m!.numHeads * m!.headDim * m!.dState : mamba1(kind) ? 4 * m1!.intermediate * m1!.dState : 0);
     this.states = config.layerKinds.map((kind, i) => ({
       conv: convBytes(kind) ? gpu.buffer(convBytes(kind), `conv_state.${i}`) : null,
       ssm: ssmBytes(kind) ? gpu.buffer(ssmBytes(kind), `ssm_state.${i}`) : null,
-      scanConstants: kind === 'mamba1' ? selectiveScanConstants(gpu, w.layers[i].mamba1!.aLog, w.layers[i].mamba1!.dtBias, w.layers[i].mamba1!.D, m1!.intermediate, m1!.dState) : null,
+      scanConstants: mamba1(kind) ? selectiveScanConstants(gpu, w.layers[i].mamba1!.aLog, w.layers[i].mamba1!.dtBias, w.layers[i].mamba1!.D, m1!.intermediate, m1!.dState) : null,
       k: kvKind(kind) ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `k_cache.${i}`) : null,
       v: kvKind(kind) ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `v_cache.${i}`) : null,
     }));
@@ -628,10 +630,11 @@ export class GpuModel implements LanguageModel {
     const m1 = cfg.mamba1;
     const I1 = m1?.intermediate ?? 0;
     const W1 = m1 ? m1.dtRank + 2 * m1.dState : 0;
-    const hasMamba1 = m1 !== null && cfg.layerKinds.includes('mamba1');
+    const hasMamba1 = m1 !== null && this.w.layers.some((l) => l.mamba1);
+    const nh1 = m1?.numHeads ?? 1; // Zamba: heads with their own x_proj / dt_proj, xdbc [T, heads x (dt_low | B | C)]
     const xz = hasMamba1 ? buf(T * 2 * I1, 'm1_xz') : null;
     const xc = hasMamba1 ? buf(T * I1, 'm1_xc') : null;
-    const xdbc = hasMamba1 ? buf(T * W1, 'm1_xdbc') : null;
+    const xdbc = hasMamba1 ? buf(T * W1 * nh1, 'm1_xdbc') : null;
     const xdbcN = hasMamba1 && m1.innerNormWeights ? buf(T * W1, 'm1_xdbc_normed') : null; // Jamba's weighted norms
     const dt1 = hasMamba1 ? buf(T * I1, 'm1_dt') : null;
     const y1 = hasMamba1 ? buf(T * I1, 'm1_y') : null;
@@ -672,6 +675,22 @@ export class GpuModel implements LanguageModel {
         const { dtRank: R, dState: N, dConv: K } = m1!;
         list.linear(input, w.inProj, xz!, T, H, 2 * I1, { bias: w.inProjBias ?? undefined, ...inNorm });
         list.causalConv1d(col(xz!, 0, 2 * I1), w.conv, w.convBias, st.conv!, xc!, T, I1, K);
+      }
+      if (layer.mamba1?.perHead) {
+        // Zamba: per head h (channels h*hd ..), x_proj_h -> (dt_low | B | C) at columns h*W of xdbc, dt_proj_h ->
+        // dt channels h*hd ..; one scan with each head's B and C (heads option); h += out_proj(y)
+        const w = layer.mamba1;
+        const ph = w.perHead!;
+        const { dtRank: R, dState: N } = m1!;
+        const hd = I1 / nh1;
+        const WW = nh1 * W1;
+        for (let hh = 0; hh < nh1; hh++) list.linear(col(xc!, hh * hd, I1), ph.xProj[hh], col(xdbc!, hh * W1, WW), T, hd, W1);
+        for (let hh = 0; hh < nh1; hh++) list.linear(col(xdbc!, hh * W1, WW), ph.dtProj[hh], col(dt1!, hh * hd, I1), T, R, hd);
+        list.selectiveScan(xc!, dt1!, col(xdbc!, R, WW), col(xdbc!, R + N, WW), st.scanConstants!, st.ssm!, y1!, { T, I: I1, N }, { z: col(xz!, I1, 2 * I1), heads: { channels: hd, stride: W1 } });
+        list.linear(y1!, w.outProj, h, T, I1, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
+      } else if (layer.mamba1) {
+        const w = layer.mamba1;
+        const { dtRank: R, dState: N } = m1!;
         list.linear(xc!, w.xProj, xdbc!, T, I1, W1);
         // (dt_low | B | C) as dt_proj and the scan read it: normed in place (Falcon), or into xdbcN by three
         // strided RMSNorms with their weights (Jamba)

@@ -35,6 +35,11 @@ export interface Mamba1Weights<T> {
   dtNorm: T | null;
   bNorm: T | null;
   cNorm: T | null;
+  /**
+   * Zamba's multi-head mixer (Mamba1Config.numHeads > 1): each head's x_proj [R + 2N, I/heads] and dt_proj
+   * [I/heads, R] (xProj and dtProj are then head 0's); null for one head.
+   */
+  perHead: { xProj: T[]; dtProj: T[] } | null;
 }
 
 export interface AttentionWeights<T> {
@@ -94,7 +99,8 @@ export interface HybridWeights<T> {
   qAdapter: AdapterWeights<T> | null;
   kAdapter: AdapterWeights<T> | null;
   vAdapter: AdapterWeights<T> | null;
-  gateUpAdapter: AdapterWeights<T>;
+  /** The gate_up LoRA of this use (Zamba2); null without (Zamba). */
+  gateUpAdapter: AdapterWeights<T> | null;
   linear: T; // [H, H]
 }
 
@@ -189,6 +195,43 @@ export function scaleFalconH1(cfg: ModelConfig, store: { has(name: string): bool
   }
 }
 
+/** The virtual name of Zamba's in_proj read as x rows then z rows (zambaViews). */
+const XZ = '.xz';
+
+/**
+ * Zamba's checkpoints, read as the engine's layouts through virtual tensors of the store: each mixer's in_proj
+ * (rows interleaved per channel as x, z) as `in_proj.xz` (x rows, then z rows), its x_proj_weight [heads, R + 2N,
+ * I/heads] and dt_proj_weight [heads, I/heads, R] as one tensor per head (`.h`), and the shared block's MLP
+ * gate_proj and up_proj stacked as `feed_forward.gate_up_proj` [2F, H] (gate rows, then up rows).
+ */
+export function zambaViews(
+  cfg: ModelConfig,
+  store: { has(name: string): boolean; permuteRows(name: string, from: string, order: Uint32Array): void; sliceFirst(name: string, from: string, index: number): void; stack(name: string, parts: readonly string[], groups: number): void },
+): void {
+  if (cfg.architecture !== 'zamba') return;
+  const m = cfg.mamba1!;
+  const I = m.intermediate;
+  const nh = m.numHeads ?? 1;
+  const order = new Uint32Array(2 * I);
+  for (let c = 0; c < I; c++) {
+    order[c] = 2 * c;
+    order[I + c] = 2 * c + 1;
+  }
+  cfg.layerKinds.forEach((kind, i) => {
+    const p = kind === 'hybrid' ? `model.layers.${i}.mamba_decoder.mamba` : `model.layers.${i}.mamba`;
+    for (const part of ['weight', 'bias']) {
+      if (!store.has(`${p}.in_proj${XZ}.${part}`) && store.has(`${p}.in_proj.${part}`)) store.permuteRows(`${p}.in_proj${XZ}.${part}`, `${p}.in_proj.${part}`, order);
+    }
+    for (const w of ['x_proj_weight', 'dt_proj_weight']) {
+      for (let h = 0; h < nh; h++) if (!store.has(`${p}.${w}.${h}`) && store.has(`${p}.${w}`)) store.sliceFirst(`${p}.${w}.${h}`, `${p}.${w}`, h);
+    }
+    const f = `model.layers.${i}.shared_transf.feed_forward`;
+    if (kind === 'hybrid' && !store.has(`${f}.gate_up_proj.weight`) && store.has(`${f}.gate_proj.weight`)) {
+      store.stack(`${f}.gate_up_proj.weight`, [`${f}.gate_proj.weight`, `${f}.up_proj.weight`], 1);
+    }
+  });
+}
+
 /** Walks the checkpoint's tensors for `cfg`, calling `load` once per tensor. */
 export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boolean; sameTensor?(a: string, b: string): boolean }, loadTensor: TensorLoader<T>): ModelWeights<T> {
   const load = (name: string, shape: number[], role: TensorRole = 'other') => loadTensor(name, shape, role);
@@ -231,6 +274,36 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
       dtNorm: m.innerNormWeights ? load(`${p}.dt_layernorm.weight`, [m.dtRank]) : null,
       bNorm: m.innerNormWeights ? load(`${p}.b_layernorm.weight`, [m.dState]) : null,
       cNorm: m.innerNormWeights ? load(`${p}.c_layernorm.weight`, [m.dState]) : null,
+      perHead: null,
+    };
+  };
+
+  // Zamba's multi-head Mamba-1: in_proj's rows as x | z, per-head x_proj / dt_proj (the views zambaViews made)
+  const zambaMamba1At = (p: string): Mamba1Weights<T> => {
+    const m = cfg.mamba1!;
+    const I = m.intermediate;
+    const nh = m.numHeads ?? 1;
+    const hd = I / nh;
+    const W = m.dtRank + 2 * m.dState;
+    const xProj = Array.from({ length: nh }, (_, h) => load(`${p}.x_proj_weight.${h}`, [W, hd], 'matrix'));
+    // (dt_proj's input is the narrow dt rank: kept in floats, as Mamba-1's)
+    const dtProj = Array.from({ length: nh }, (_, h) => load(`${p}.dt_proj_weight.${h}`, [hd, m.dtRank]));
+    return {
+      inProj: load(`${p}.in_proj${XZ}.weight`, [2 * I, H], 'matrix'),
+      inProjBias: m.projBias ? load(`${p}.in_proj${XZ}.bias`, [2 * I]) : null,
+      conv: load(`${p}.conv1d.weight`, [I, 1, m.dConv]),
+      convBias: m.convBias ? load(`${p}.conv1d.bias`, [I]) : null,
+      xProj: xProj[0],
+      dtProj: dtProj[0],
+      dtBias: load(`${p}.dt_proj_bias`, [nh, hd]),
+      aLog: load(`${p}.A_log`, [nh, hd, m.dState]),
+      D: load(`${p}.D`, [nh, hd]),
+      outProj: load(`${p}.out_proj.weight`, [H, I], 'matrix'),
+      outProjBias: m.projBias ? load(`${p}.out_proj.bias`, [H]) : null,
+      dtNorm: null,
+      bNorm: null,
+      cNorm: null,
+      perHead: { xProj, dtProj },
     };
   };
 
@@ -356,7 +429,7 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
         },
       };
     });
-  } else if (arch === 'zamba2') {
+  } else if (arch === 'zamba2' || arch === 'zamba') {
     // model.layers.N.{input_layernorm, mamba} (Mamba-2 layers); hybrid layers: model.layers.N.{linear,
     // mamba_decoder.{input_layernorm, mamba}, shared_transformer.*}. The shared blocks are stored under the first
     // num_mem_blocks hybrid layers (transformers ties the later ones to those), with every use's adapters.
@@ -380,9 +453,11 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
     };
     const pick = (own: string, owner: string, shape: number[], role: TensorRole = 'other'): T =>
       once(own !== owner && store.has(own) && !store.sameTensor?.(own, owner) ? own : owner, shape, role);
+    // Zamba2's block is shared_transformer, Zamba's shared_transf (its MLP's gate_up stacked by zambaViews)
+    const ST = arch === 'zamba' ? 'shared_transf' : 'shared_transformer';
     const blockFor = (layer: number, b: number): SharedBlockWeights<T> => {
-      const own = `model.layers.${layer}.shared_transformer`;
-      const owner = `model.layers.${z!.hybridLayers[b]}.shared_transformer`;
+      const own = `model.layers.${layer}.${ST}`;
+      const owner = `model.layers.${z!.hybridLayers[b]}.${ST}`;
       const t = (n: string, shape: number[], role: TensorRole = 'other') => pick(`${own}.${n}`, `${owner}.${n}`, shape, role);
       return {
         inputNorm: t('input_layernorm.weight', [H2]),
@@ -398,12 +473,13 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
     let use = 0;
     layers = cfg.layerKinds.map((kind, i) => {
       const p = `model.layers.${i}`;
-      if (kind !== 'hybrid') return { kind, norm: load(`${p}.input_layernorm.weight`, [H]), ...none, mamba: mambaAt(`${p}.mamba`) };
+      const mixer = (q: string) => (arch === 'zamba' ? { mamba1: zambaMamba1At(q) } : { mamba: mambaAt(q) });
+      if (kind !== 'hybrid') return { kind, norm: load(`${p}.input_layernorm.weight`, [H]), ...none, ...mixer(`${p}.mamba`) };
       const u = use++;
       const b = u % z!.numMemBlocks;
       const block = blockFor(i, b);
-      const own = `${p}.shared_transformer`;
-      const owner = `model.layers.${z!.hybridLayers[b]}.shared_transformer`;
+      const own = `${p}.${ST}`;
+      const owner = `model.layers.${z!.hybridLayers[b]}.${ST}`;
       const adapter = (list: string, K: number, N: number): AdapterWeights<T> => ({
         down: pick(`${own}.${list}.${u}.0.weight`, `${owner}.${list}.${u}.0.weight`, [R, K], 'matrix'),
         up: pick(`${own}.${list}.${u}.1.weight`, `${owner}.${list}.${u}.1.weight`, [N, R], 'matrix'),
@@ -413,14 +489,14 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
         kind,
         norm: load(`${p}.mamba_decoder.input_layernorm.weight`, [H]),
         ...none,
-        mamba: mambaAt(`${p}.mamba_decoder.mamba`),
+        ...mixer(`${p}.mamba_decoder.mamba`),
         hybrid: {
           block,
           blockIndex: b,
           qAdapter: att ? adapter('self_attn.linear_q_adapter_list', H2, qd) : null,
           kAdapter: att ? adapter('self_attn.linear_k_adapter_list', H2, kd) : null,
           vAdapter: att ? adapter('self_attn.linear_v_adapter_list', H2, kd) : null,
-          gateUpAdapter: adapter('feed_forward.gate_up_proj_adapter_list', H, 2 * F),
+          gateUpAdapter: arch === 'zamba2' ? adapter('feed_forward.gate_up_proj_adapter_list', H, 2 * F) : null,
           linear: load(`${p}.linear.weight`, [H, H], 'matrix'),
         },
       };
