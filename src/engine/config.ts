@@ -8,7 +8,8 @@
 // a dense SwiGLU or an MoE feed-forward), `falcon_h1` (TII Falcon-H1: attention and a Mamba-2 mixer in parallel
 // in every layer, a SwiGLU feed-forward, muP multipliers folded into the weights), `zamba2` (Zyphra Zamba2: Mamba-2
 // layers, some of them 'hybrid': one of num_mem_blocks shared transformer blocks runs first on
-// concat(hidden, embeddings), with per-use LoRA adapters and its own KV per insertion point).
+// concat(hidden, embeddings), with per-use LoRA adapters and its own KV per insertion point) and `zamba` (Zyphra
+// Zamba: the same shared-block path, one block without adapters, over a multi-head Mamba-1).
 //
 // The parse is strict: model_type (with architectures, when given) selects the implementation and anything
 // else is refused (UnknownModelTypeError); for a known type, every setting that changes the computation must
@@ -22,8 +23,9 @@ export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h
 /**
  * What a layer's mixer is: a Mamba-2 mixer (recurrent state), attention (KV cache), or an MLP block (no state:
  * Nemotron-H's `-`, up -> relu^2 -> down). Whether a feed-forward follows the mixer is the layer's own
- * (LayerWeights.feedForward). 'parallel': Falcon-H1 (Mamba-2 and attention on one input); 'hybrid': Zamba2's hybrid
- * layer (a use of a shared transformer block, with its own KV, then a Mamba-2 layer; see Zamba2Config).
+ * (LayerWeights.feedForward). 'parallel': Falcon-H1 (Mamba-2 and attention on one input); 'hybrid': a Zamba2 / Zamba
+ * hybrid layer (a use of a shared transformer block, with its own KV, then a Mamba-2 (Zamba: Mamba-1) decoder; see
+ * Zamba2Config).
  */
 export type LayerKind = 'mamba' | 'mamba1' | 'attention' | 'mlp' | 'parallel' | 'hybrid';
 
@@ -170,7 +172,7 @@ export interface ModelConfig {
   readonly mlp: MlpBlockConfig | null; // the 'mlp' layers' width (nemotron_h), else null
   /** Falcon-H1's multipliers (architecture falcon_h1 only). */
   readonly falconH1?: FalconH1Config;
-  /** Zamba2's shared transformer blocks (architecture zamba2 only). */
+  /** Zamba2's (and Zamba's: one block, no adapters) shared transformer blocks; absent without hybrid layers. */
   readonly zamba2?: Zamba2Config;
   readonly bosTokenId: number | null;
   readonly eosTokenIds: readonly number[];

@@ -1,6 +1,6 @@
 // Bamba and Nemotron-H (issue 18), before transformers fixtures exist: small random-weight checkpoints written
 // here under the tensor names and shapes transformers' BambaForCausalLM and NemotronHForCausalLM save, and the
-// Zamba2 transformers fixtures (shared blocks with a KV per use), run on the CPU reference and on WebGPU. WebGPU equals the CPU (1e-3 of the largest logit) for a prefill, a
+// Zamba2 and Zamba transformers fixtures (shared blocks with a KV per use), run on the CPU reference and on WebGPU. WebGPU equals the CPU (1e-3 of the largest logit) for a prefill, a
 // prefill then decode and a greedy continuation; chunked prefill equals one-shot; fork/rollback, export/import
 // and a snapshot on disk continue exactly; sparse K/V runs. The configs parse into the right layer kinds and
 // bad ones are refused by name. (Parity with transformers itself is parity.test.ts, once the fixtures exist.)
@@ -200,6 +200,9 @@ const FAMILIES: Family[] = [
   // Zamba2: shared blocks reused at several depths, each use with its own KV (tied blocks; untied per-layer copies)
   { name: 'zamba2', fixture: 'zamba2' },
   { name: 'zamba2-single', fixture: 'zamba2-single' },
+  // Zamba: the same shared-block path over a multi-head Mamba-1
+  { name: 'zamba', fixture: 'zamba' },
+  { name: 'zamba-heads3', fixture: 'zamba-heads3' },
 ];
 
 function writeFamily(dir: string, fam: Family, seed: number): void {
@@ -402,7 +405,7 @@ describe('bamba and nemotron_h: WebGPU vs the CPU reference (random weights)', (
         // the MLP blocks; the memory report counts the same.
         const st = await g.exportState();
         const kinds = g.config.layerKinds;
-        assert.equal(st.mamba.length, kinds.filter((x) => x === 'mamba' || x === 'hybrid').length);
+        assert.equal(st.mamba.length, kinds.filter((x) => x === 'mamba' || x === 'mamba1' || x === 'hybrid').length);
         assert.equal(st.kv.length, kinds.filter((x) => x === 'attention' || x === 'hybrid').length);
         const stateBytes = st.mamba.reduce((n, m) => n + m.conv.byteLength + m.ssm.byteLength, 0);
         assert.equal(g.memory().stateBytes, stateBytes);

@@ -1,4 +1,5 @@
-// Zamba2 (`zamba2`, Zamba2ForCausalLM; issue 18) configs: Mamba-2 layers and 'hybrid' layers that first run one of
+// Zamba2 (`zamba2`, Zamba2ForCausalLM; issue 18) and Zamba (`zamba`, ZambaForCausalLM: the same shared-block path
+// over a multi-head Mamba-1) configs: Mamba-2 layers and 'hybrid' layers that first run one of
 // num_mem_blocks shared transformer blocks (2H-wide attention with scaling (d/2)^-0.5, per-use LoRA adapters, a KV
 // per use), Zyphra's legacy key names (the published Zamba2-7B config), refusals by name, and how the shared blocks
 // are loaded (once when tied; a layer's own copy where an untied checkpoint's differs). Parity with transformers is
@@ -140,5 +141,56 @@ test('zamba2 shared blocks: loaded once when tied; an untied copy is its own unl
     assert.ok(a < b, `identical copies are held once (${a} < ${b} bytes)`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('zamba configs: multi-head Mamba-1, the one shared block, refusals by name', () => {
+  const c = configFromJson(fixture('zamba'));
+  assert.equal(c.architecture, 'zamba');
+  assert.deepEqual(c.layerKinds, ['mamba1', 'mamba1', 'hybrid', 'mamba1', 'hybrid']);
+  assert.deepEqual(c.mamba1, { intermediate: 96, dState: 16, dtRank: 3, dConv: 4, convBias: true, projBias: false, falconEps: null, innerNormWeights: false, numHeads: 2 });
+  assert.deepEqual(c.zamba2, { numMemBlocks: 1, hybridLayers: [2, 4], adapterRank: 0, attentionAdapters: false, intermediate: 96, activation: 'gelu' });
+  assert.deepEqual(c.attention, { numHeads: 4, numKvHeads: 4, headDim: 24, scaling: 1 / Math.sqrt(12), bias: false, ropeTheta: null, rotaryDim: 24 });
+  assert.equal(c.mamba, null);
+  const h = configFromJson(fixture('zamba-heads3'));
+  assert.deepEqual([h.mamba1!.numHeads, h.mamba1!.dtRank, h.mamba1!.convBias, h.mamba1!.projBias], [3, 4, false, true]);
+  assert.equal(h.attention!.numKvHeads, 2);
+  assert.equal(h.tieWordEmbeddings, false);
+  // ZambaConfig's default layers from attn_layer_period / attn_layer_offset: mamba, mamba, hybrid, then period 6 offset 4
+  const d = configFromJson({ ...fixture('zamba'), layers_block_type: undefined, num_hidden_layers: 10 });
+  assert.deepEqual(d.layerKinds, ['mamba1', 'mamba1', 'hybrid', 'mamba1', 'mamba1', 'mamba1', 'mamba1', 'hybrid', 'mamba1', 'mamba1']);
+
+  const base = fixture('zamba');
+  const refused = (patch: Json, field: string) =>
+    assert.throws(() => configFromJson({ ...base, ...patch }), (e: unknown) => e instanceof UnsupportedConfigValueError && e.field === field && e.message.includes('zamba'), `${JSON.stringify(patch)} -> ${field}`);
+  refused({ hidden_act: 'relu' }, 'hidden_act');
+  refused({ hidden_mamba_act: 'gelu' }, 'hidden_mamba_act');
+  refused({ attention_hidden_size: 64 }, 'attention_hidden_size');
+  refused({ layers_block_type: ['mamba', 'attention', 'hybrid', 'mamba', 'hybrid'] }, 'layers_block_type[1]');
+  refused({ mamba_d_state: 512 }, 'mamba_d_state');
+  assert.throws(() => configFromJson({ ...base, n_mamba_heads: 5 }), /n_mamba_heads \(5\) must divide/);
+  assert.throws(() => configFromJson({ ...base, num_key_value_heads: 3 }), /multiple of num_key_value_heads \(3\)/);
+});
+
+test("zamba checkpoints are read through views: in_proj's rows de-interleaved, per-head x_proj / dt_proj", () => {
+  const folder = openModelFolder(path.join(FIXTURES, 'zamba-heads3'));
+  try {
+    const f32 = (n: string) => toF32(folder.store.bytes(n), folder.store.info(n).dtype);
+    const p = 'model.layers.1.mamba';
+    const raw = f32(`${p}.in_proj.weight`); // [2I, H], rows x0 z0 x1 z1 ...
+    const xz = f32(`${p}.in_proj.xz.weight`); // x rows, then z rows
+    const H = 48;
+    const I = 96;
+    for (const [r, from] of [[0, 0], [1, 2], [I, 1], [I + 5, 11]]) assert.deepEqual(xz.subarray(r * H, (r + 1) * H), raw.subarray(from * H, (from + 1) * H));
+    const bias = f32(`${p}.in_proj.xz.bias`);
+    assert.equal(bias[I + 2], f32(`${p}.in_proj.bias`)[5]);
+    const xp = f32(`${p}.x_proj_weight`); // [3, 4 + 32, 32]
+    assert.deepEqual(f32(`${p}.x_proj_weight.2`), xp.subarray(2 * 36 * 32, 3 * 36 * 32));
+    assert.deepEqual([...folder.store.info(`${p}.dt_proj_weight.1`).shape], [32, 4]);
+    // the shared block's gate_proj | up_proj as one gate_up [2F, H]
+    const gu = folder.store.info('model.layers.3.shared_transf.feed_forward.gate_up_proj.weight');
+    assert.deepEqual([...gu.shape], [160, 48]);
+  } finally {
+    folder.store.close();
   }
 });

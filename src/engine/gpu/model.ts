@@ -10,7 +10,8 @@
 //                                                 r = residual_multiplier
 //   x = rmsnorm(h);  h += r * (mlp(x) + moe(x))   Granite, Bamba and Jamba (SwiGLU; MoE: Granite, and Jamba's
 //                                                 expert layers, which have no dense MLP)
-// Zamba2's hybrid layers first run a shared block use (gpu/zamba2.ts): hm = h + t, then h += mamba(rmsnorm(hm)).
+// Zamba2's and Zamba's hybrid layers first run a shared block use (gpu/zamba2.ts): hm = h + t, then
+// h += mamba(rmsnorm(hm)) (Zamba: a Mamba-1 mixer in heads, per-head x_proj / dt_proj and one scan).
 
 import type { ModelConfig } from '../config';
 import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
