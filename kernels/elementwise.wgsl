@@ -1,10 +1,11 @@
 // Elementwise ops over [T, D] rows with offsets and strides (a = input, b = output):
 //   swiglu:  b[t, i] = silu(a[t, i]) * a[t, D + i]      a: [T, 2D] (gate | up), b: [T, D]
+//   geglu:   b[t, i] = gelu(a[t, i]) * a[t, D + i]      GELU with erf (Zamba2's shared MLP, "gelu")
 //   relu2:   b[t, i] = max(a[t, i], 0)^2                (Nemotron-H's squared ReLU)
 //   axpy:    b[t, i] += alpha * a[t, i]                 (residual adds)
 //   scale:   b[t, i] *= alpha
 //   copyRows: b[t, i] = a[t, i]
-//   geglu:   b[t, i] = gelu_tanh(a[t, i]) * a[t, D + i]  (RecurrentGemma's MLP)
+//   gegluTanh: b[t, i] = gelu_tanh(a[t, i]) * a[t, D + i]  (RecurrentGemma's MLP)
 //   geluMul: b[t, i] *= gelu_tanh(a[t, i])               (RecurrentGemma's recurrent block: h * gelu(y))
 //   softCap: b[t, i] = tanh(b[t, i] / alpha) * alpha      (RecurrentGemma's logits)
 
@@ -43,6 +44,22 @@ fn swiglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   if (!e.ok) { return; }
   let g = a[e.a];
   b[e.b] = g / (1.0 + exp(-g)) * a[e.a + P.D];
+}
+
+// erf(x) as cpu/ops.ts computes it (Numerical Recipes' erfc, fractional error below 1.2e-7).
+fn erf_nr(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let c = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(c - 1.0, 1.0 - c, x >= 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn geglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let e = element(wid, nwg, lid);
+  if (!e.ok) { return; }
+  let g = a[e.a];
+  b[e.b] = 0.5 * g * (1.0 + erf_nr(g * 0.70710678118654752)) * a[e.a + P.D];
 }
 
 @compute @workgroup_size(WG)
@@ -84,7 +101,7 @@ fn tanhf(u: f32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn geglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn gegluTanh(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let e = element(wid, nwg, lid);
   if (!e.ok) { return; }
   b[e.b] = geluTanh(a[e.a]) * a[e.a + P.D];

@@ -27,6 +27,8 @@ struct Params {
   oOff: u32,
   oStride: u32,
   hasZ: u32,
+  headCh: u32, // channels per head: B and C of channel i are at (i / headCh) * bcHead in their rows (Zamba)
+  bcHead: u32, // (one head: headCh = I, bcHead = 0)
 }
 
 override WG: u32 = 256u;
@@ -112,8 +114,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       dt = softplus(dtRaw[P.dtOff + t * P.dtStride + i] + dtb);
     }
     let dx = dt * xv;
-    let bo = P.bOff + t * P.bStride;
-    let co = P.cOff + t * P.cStride;
+    let hb = (i / P.headCh) * P.bcHead;
+    let bo = P.bOff + t * P.bStride + hb;
+    let co = P.cOff + t * P.cStride + hb;
     var acc = 0.0;
     for (var j = 0u; j < NPL; j++) {
       let n = lane + j * TPR;

@@ -26,8 +26,14 @@ Mamba / hybrid families that transformers ships:
   zamba2               Zamba2ForCausalLM, f32, hidden 48, Mamba-2 backbone, 3 hybrid layers sharing
                        num_mem_blocks 2 transformer blocks (third tied to first), attention +
                        MLP LoRA adapters, embedding concat, use_mem_rope.
+  zamba2-single        Zamba2ForCausalLM, f32, num_mem_blocks 1 (one block at hybrid layers 0, 2, 3),
+                       no attention adapters (gate_up LoRA only), no RoPE, GQA (2 KV heads), SiLU MLP,
+                       mamba_ngroups 2, chunk_size 8, untied lm_head.
   zamba                ZambaForCausalLM, f32, hidden 48, Mamba-1 (2 mamba heads) + one shared transformer
                        block used twice; config.json in the Hub spelling ("mamba"/"hybrid").
+  zamba-heads3         ZambaForCausalLM, f32, 3 mamba heads of 32, in/out proj biases, no conv bias, dt rank 4,
+                       the shared block at layers 0 and 3 (a hybrid first layer), GQA (2 KV heads), SiLU MLP,
+                       untied lm_head.
   recurrent-gemma      RecurrentGemmaForCausalLM, f32, block_types recurrent/recurrent/attention
                        over 4 layers, attention_window_size 16 < seq_len, MQA, logits_soft_cap 3.
   recurrent-gemma-wide RecurrentGemmaForCausalLM, f32, block_types attention/recurrent over 3 layers,
@@ -341,6 +347,24 @@ FIXTURES = {
                    "RoPE on the shared attention (use_mem_rope)", "per-group gated norm (eps 1e-5)",
                    "prefill clamps softplus(dt) below at time_step_min"],
     ),
+    "zamba2-single": dict(
+        config_class="Zamba2Config", model_class="Zamba2ForCausalLM", decode="past_key_values",
+        seed=2015, save_dtype=torch.float32, seq_len=36, decode_from=20, summary=ZAMBA2_KEYS,
+        config=dict(
+            COMMON, hidden_size=48, num_hidden_layers=4,
+            layers_block_type=["hybrid", "linear_attention", "hybrid", "hybrid"],
+            mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, mamba_ngroups=2, n_mamba_heads=4,
+            use_mamba_kernels=False, use_conv_bias=True, chunk_size=8, add_bias_linear=False,
+            intermediate_size=80, hidden_act="silu", num_attention_heads=4, num_key_value_heads=2,
+            num_mem_blocks=1, use_shared_attention_adapter=False, adapter_rank=4, use_mem_rope=False,
+            rms_norm_eps=1e-6, max_position_embeddings=256, tie_word_embeddings=False,
+        ),
+        exercises=["num_mem_blocks 1: one shared block used by hybrid layers 0, 2 and 3 (a hybrid first layer)",
+                   "no attention adapters (use_shared_attention_adapter false): the gate_up LoRA only",
+                   "no positional encoding (use_mem_rope false)", "GQA: 2 KV heads for 4 query heads",
+                   "SiLU MLP (hidden_act silu)", "mamba_ngroups 2 (gated norm per group, eps 1e-5 while "
+                   "rms_norm_eps is 1e-6)", "chunk_size 8", "untied lm_head"],
+    ),
     "zamba": dict(
         config_class="ZambaConfig", model_class="ZambaForCausalLM", decode="past_key_values",
         seed=2013, save_dtype=torch.float32, seq_len=36, decode_from=20, summary=ZAMBA_KEYS,
@@ -358,6 +382,22 @@ FIXTURES = {
                    "one shared transformer block (weights stored once) at layers 2 and 4 on "
                    "concat(hidden, embeddings), no positional encoding",
                    "config.json layers_block_type in the Hub spelling mamba / hybrid"],
+    ),
+    "zamba-heads3": dict(
+        config_class="ZambaConfig", model_class="ZambaForCausalLM", decode="past_key_values",
+        seed=2016, save_dtype=torch.float32, seq_len=36, decode_from=20, summary=ZAMBA_KEYS,
+        config=dict(
+            COMMON, hidden_size=48, num_hidden_layers=4,
+            layers_block_type=["hybrid", "linear_attention", "linear_attention", "hybrid"],
+            intermediate_size=80, num_attention_heads=4, num_key_value_heads=2, n_mamba_heads=3,
+            hidden_act="silu", hidden_mamba_act="silu", rms_norm_eps=1e-6, max_position_embeddings=256,
+            use_mamba_kernels=False, mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, mamba_dt_rank=4,
+            mamba_conv_bias=False, mamba_proj_bias=True, tie_word_embeddings=False,
+        ),
+        exercises=["3 Mamba-1 heads of 32 channels (per-head x_proj / dt_proj)", "in_proj and out_proj biases "
+                   "(in_proj's bias interleaved per channel like its rows), no conv bias", "dt rank 4",
+                   "the shared block at layers 0 and 3 (untied: each hybrid layer keeps its own copy)",
+                   "GQA: 2 KV heads", "SiLU MLP", "untied lm_head"],
     ),
     # ------------------------------------------------------------------ RecurrentGemma
     "recurrent-gemma": dict(

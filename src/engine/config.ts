@@ -6,7 +6,10 @@
 // `mamba` / `falcon_mamba` (Mamba-1 layers only; Falcon-Mamba adds weightless norms inside the mixer) and
 // `jamba` (AI21 Jamba: Mamba-1 layers with weighted dt/B/C norms and a few attention layers, each followed by
 // a dense SwiGLU or an MoE feed-forward), `falcon_h1` (TII Falcon-H1: attention and a Mamba-2 mixer in parallel
-// in every layer, a SwiGLU feed-forward, muP multipliers folded into the weights).
+// in every layer, a SwiGLU feed-forward, muP multipliers folded into the weights), `zamba2` (Zyphra Zamba2: Mamba-2
+// layers, some of them 'hybrid': one of num_mem_blocks shared transformer blocks runs first on
+// concat(hidden, embeddings), with per-use LoRA adapters and its own KV per insertion point) and `zamba` (Zyphra
+// Zamba: the same shared-block path, one block without adapters, over a multi-head Mamba-1).
 //
 // The parse is strict: model_type (with architectures, when given) selects the implementation and anything
 // else is refused (UnknownModelTypeError); for a known type, every setting that changes the computation must
@@ -16,13 +19,15 @@
 
 import { UnknownModelTypeError, UnsupportedConfigValueError, UnsupportedModelError } from './errors';
 
-export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h' | 'mamba' | 'falcon_mamba' | 'jamba' | 'falcon_h1' | 'recurrent_gemma';
+export type Architecture = 'granitemoehybrid' | 'mamba2' | 'bamba' | 'nemotron_h' | 'mamba' | 'falcon_mamba' | 'jamba' | 'falcon_h1' | 'zamba2' | 'zamba' | 'recurrent_gemma';
 /**
  * What a layer's mixer is: a Mamba-2 mixer (recurrent state), attention (KV cache), or an MLP block (no state:
  * Nemotron-H's `-`, up -> relu^2 -> down). Whether a feed-forward follows the mixer is the layer's own
- * (LayerWeights.feedForward).
+ * (LayerWeights.feedForward). 'parallel': Falcon-H1 (Mamba-2 and attention on one input); 'hybrid': a Zamba2 / Zamba
+ * hybrid layer (a use of a shared transformer block, with its own KV, then a Mamba-2 (Zamba: Mamba-1) decoder; see
+ * Zamba2Config).
  */
-export type LayerKind = 'mamba' | 'mamba1' | 'attention' | 'mlp' | 'parallel' | 'rglru' | 'local';
+export type LayerKind = 'mamba' | 'mamba1' | 'attention' | 'mlp' | 'parallel' | 'hybrid' | 'rglru' | 'local';
 
 /**
  * RecurrentGemma (Griffin): layers of kind 'rglru' (the recurrent block: linear_y -> gelu, linear_x -> temporal
@@ -40,6 +45,27 @@ export interface GriffinConfig {
   readonly mlpIntermediate: number;
   /** logits = tanh(logits / cap) * cap; 0: none. */
   readonly logitsSoftCap: number;
+}
+
+/**
+ * Zamba2's shared transformer blocks (Zamba2HybridLayer): the k-th hybrid layer (in layer order) uses block
+ * k % numMemBlocks on x2 = concat(h, embeddings) [2H]: input_layernorm (2H) -> attention (q/k/v 2H -> heads x
+ * 2H/heads, each + its LoRA for use k when attentionAdapters, RoPE when ropeTheta, scaling (d/2)^-0.5, the KV
+ * of this use) -> o_proj (H) -> pre_ff_layernorm -> MLP act(gate) * up with gate_up + its LoRA for use k ->
+ * down; then the layer's own linear (H -> H), added to h as the input of the layer's Mamba-2 decoder only
+ * (h + mamba(norm(h + t))). No residual inside the block.
+ */
+export interface Zamba2Config {
+  readonly numMemBlocks: number;
+  /** The layer index of each hybrid use, in order (hybrid_layer_ids). */
+  readonly hybridLayers: readonly number[];
+  readonly adapterRank: number;
+  /** use_shared_attention_adapter: LoRA adapters on q, k and v too (the MLP's gate_up always has one). */
+  readonly attentionAdapters: boolean;
+  /** The MLP's F (gate_up_proj is [2F, H], down_proj [H, F]). */
+  readonly intermediate: number;
+  /** hidden_act of the MLP gate: 'gelu' (exact, erf) or 'silu'. */
+  readonly activation: 'gelu' | 'silu';
 }
 
 /**
@@ -76,6 +102,11 @@ export interface Mamba1Config {
   readonly falconEps: number | null;
   /** Whether those norms have weights (Jamba: dt_layernorm, b_layernorm, c_layernorm); FalconMamba's have none. */
   readonly innerNormWeights: boolean;
+  /**
+   * Zamba's multi-head Mamba-1 (ZambaMambaMixer): the I channels split into this many heads of I / numHeads, each
+   * with its own x_proj (dt_low | B | C from its channels only) and dt_proj; 1 for the others (absent: 1).
+   */
+  readonly numHeads?: number;
 }
 
 export interface MambaConfig {
@@ -100,6 +131,8 @@ export interface MambaConfig {
    * no limit. Bamba and Nemotron-H follow that (false); Granite and Mamba-2 clamp in both (true).
    */
   readonly dtLimitInDecode: boolean;
+  /** The gated norm's eps when it is not rms_norm_eps (Zamba2RMSNormGated: 1e-5 always). */
+  readonly gatedNormEps?: number;
 }
 
 export interface AttentionConfig {
@@ -159,6 +192,8 @@ export interface ModelConfig {
   readonly falconH1?: FalconH1Config;
   /** RecurrentGemma's recurrent blocks, window and MLP (architecture recurrent_gemma only). */
   readonly griffin?: GriffinConfig;
+  /** Zamba2's (and Zamba's: one block, no adapters) shared transformer blocks; absent without hybrid layers. */
+  readonly zamba2?: Zamba2Config;
   readonly bosTokenId: number | null;
   readonly eosTokenIds: readonly number[];
   readonly padTokenId: number | null;
@@ -177,6 +212,8 @@ export const SUPPORTED_MODEL_TYPES: Readonly<Record<Architecture, { readonly arc
   jamba: { architecture: 'JambaForCausalLM', description: 'AI21 Jamba' },
   falcon_h1: { architecture: 'FalconH1ForCausalLM', description: 'TII Falcon-H1' },
   recurrent_gemma: { architecture: 'RecurrentGemmaForCausalLM', description: 'Google RecurrentGemma (Griffin)' },
+  zamba2: { architecture: 'Zamba2ForCausalLM', description: 'Zyphra Zamba2' },
+  zamba: { architecture: 'ZambaForCausalLM', description: 'Zyphra Zamba' },
 };
 
 function supportedTypes(): string {
@@ -329,7 +366,8 @@ function checkCommon(raw: Json, mt: Architecture): void {
   // SiLU is the conv activation, the SwiGLU gate and the Mamba gate: one activation for all of them.
   // (Nemotron-H reads no hidden_act: its MLP's activation is mlp_hidden_act, checked with the rest of it.)
   // (RecurrentGemma's hidden_activation is gelu-tanh, checked with the rest of its config.)
-  const actKeys = mt === 'nemotron_h' ? ['mamba_hidden_act'] : mt === 'recurrent_gemma' ? [] : ['hidden_act', 'hidden_activation', 'mamba_hidden_act'];
+  // (Zamba2's hidden_act is its shared MLP's activation, GELU by default: checked with the rest of its config.)
+  const actKeys = mt === 'nemotron_h' ? ['mamba_hidden_act'] : mt === 'recurrent_gemma' ? [] : mt === 'zamba2' || mt === 'zamba' ? ['hidden_activation', 'mamba_hidden_act'] : ['hidden_act', 'hidden_activation', 'mamba_hidden_act'];
   for (const key of actKeys) {
     if (present(raw[key]) && !ACTIVATIONS.includes(raw[key] as string)) refuse(key, raw[key], '"silu" only (SiLU, also spelled "swish")');
   }
@@ -1235,6 +1273,223 @@ function recurrentGemma(raw: Json): ModelConfig {
   };
 }
 
+
+/**
+ * The pre-transformers spelling of Zyphra's Zamba2 configs (Zyphra/Zamba2-7B's, test/data/configs/zamba2) and
+ * the key transformers' Zamba2Config reads for each; a legacy key counts only where the current one is absent.
+ */
+const ZAMBA2_LEGACY: [string, string][] = [
+  ['ffn_hidden_size', 'intermediate_size'],
+  ['lora_rank', 'adapter_rank'],
+  ['state_size', 'mamba_d_state'],
+  ['conv_dimension', 'mamba_d_conv'],
+  ['expansion_factor', 'mamba_expand'],
+  ['use_shared_attention_lora', 'use_shared_attention_adapter'],
+];
+
+/**
+ * Zyphra Zamba2 (Zamba2ForCausalLM): every layer is a Mamba-2 decoder (input_layernorm -> Zamba2MambaMixer ->
+ * residual; I = mamba_expand x H in n_mamba_heads heads, B/C in mamba_ngroups groups, the conv always biased,
+ * dt limited to (time_step_min, inf) in the chunked scan only, the gated norm over groups of I / ngroups with
+ * eps 1e-5); the layers layers_block_type calls "hybrid" first run a shared transformer block (Zamba2Config
+ * above). Legacy Zyphra key names are mapped (ZAMBA2_LEGACY); settings that change the computation to
+ * something not implemented are refused by name.
+ */
+function zamba2(raw: Json): ModelConfig {
+  const mt: Architecture = 'zamba2';
+  const refuse = (field: string, value: unknown, supported: string): never => refuseWith(mt, field, value, supported);
+  const r: Json = { ...raw };
+  for (const [legacy, key] of ZAMBA2_LEGACY) if (present(raw[legacy]) && !present(raw[key])) r[key] = raw[legacy];
+  // Zyphra's own switches, each of which transformers' Zamba2 always has on (or off).
+  if (present(r['use_shared_block_lora']) && r['use_shared_block_lora'] !== true) refuse('use_shared_block_lora', r['use_shared_block_lora'], 'true only (every use of a shared block has its MLP adapter, as in transformers)');
+  if (present(r['gated_linear_unit']) && r['gated_linear_unit'] !== true) refuse('gated_linear_unit', r['gated_linear_unit'], 'true only (the shared MLP is gated)');
+  if (present(r['ft_lora']) && r['ft_lora'] !== false) refuse('ft_lora', r['ft_lora'], 'false only');
+  if (present(r['add_bias_linear']) && r['add_bias_linear'] !== false) refuse('add_bias_linear', r['add_bias_linear'], 'false only (no biases in the Mamba projections and the shared MLP)');
+  if (present(r['sliding_window'])) refuse('sliding_window', r['sliding_window'], 'null only (full causal attention)');
+  const hiddenSize = positive(r, 'hidden_size', 2560);
+  const numLayers = positive(r, 'num_hidden_layers', 54);
+  const types = r['layers_block_type'];
+  if (!present(types)) {
+    throw new UnsupportedModelError('config.json: "layers_block_type" is missing; it must list each layer as "mamba" (or "linear_attention") or "hybrid".');
+  }
+  if (!Array.isArray(types) || types.length !== numLayers) {
+    throw new UnsupportedModelError(`config.json: "layers_block_type" must list exactly num_hidden_layers (${numLayers}) entries.`);
+  }
+  const layerKinds: LayerKind[] = types.map((t, i) => {
+    if (t === 'mamba' || t === 'linear_attention') return 'mamba';
+    if (t === 'hybrid') return 'hybrid';
+    throw new UnsupportedConfigValueError(`layers_block_type[${i}]`, t, 'the layer types "mamba" (or "linear_attention") and "hybrid"', mt, `layer ${i} has type ${show(t)} (layers_block_type[${i}]), which`);
+  });
+  const hybridLayers = layerKinds.flatMap((k, i) => (k === 'hybrid' ? [i] : []));
+  const ids = r['hybrid_layer_ids'];
+  if (present(ids) && (!Array.isArray(ids) || ids.join() !== hybridLayers.join())) {
+    throw new UnsupportedModelError(`config.json: "hybrid_layer_ids" ${show(ids)} disagrees with the hybrid layers of "layers_block_type" (${show(hybridLayers)}); fix the config.json.`);
+  }
+  // Zamba2MambaMixer: I = int(mamba_expand x H) over n_mamba_heads heads (mamba_headdim = I / heads, whatever the
+  // file says). Zyphra's legacy configs give mamba_headdim and no n_mamba_heads: the heads are then I / mamba_headdim.
+  const expand = num(r, 'mamba_expand', 2);
+  const intermediate = Math.trunc(expand * hiddenSize);
+  if (!(intermediate >= 1) || intermediate > MAX_SIZE) {
+    throw new UnsupportedModelError(`config.json: mamba_expand (${expand}) x hidden_size (${hiddenSize}) must give a Mamba intermediate size of 1 to ${MAX_SIZE}.`);
+  }
+  const numHeads = present(r['n_mamba_heads']) || !present(r['mamba_headdim']) ? positive(r, 'n_mamba_heads', 8) : Math.floor(intermediate / positive(r, 'mamba_headdim'));
+  if (numHeads < 1 || intermediate % numHeads !== 0) {
+    throw new UnsupportedModelError(`config.json: n_mamba_heads (${numHeads}) must divide the Mamba intermediate size mamba_expand x hidden_size (${intermediate}).`);
+  }
+  const headDim = intermediate / numHeads;
+  if (present(r['mamba_headdim']) && r['mamba_headdim'] !== headDim) {
+    throw new UnsupportedModelError(`config.json: mamba_headdim (${show(r['mamba_headdim'])}) must be mamba_expand x hidden_size / n_mamba_heads (${headDim}).`);
+  }
+  const nGroups = positive(r, 'mamba_ngroups', 1);
+  const dState = positive(r, 'mamba_d_state', 64);
+  if (intermediate % nGroups !== 0) throw new UnsupportedModelError(`the Mamba intermediate size (${intermediate}) must be a multiple of mamba_ngroups (${nGroups}).`);
+  const dtMin = num(r, 'time_step_min', 0.001);
+  const rmsNormEps = num(r, 'rms_norm_eps', 1e-5);
+  if (!(rmsNormEps > 0 && Number.isFinite(rmsNormEps))) refuse('rms_norm_eps', rmsNormEps, 'a positive number');
+  const mamba: MambaConfig = {
+    numHeads,
+    headDim,
+    dState,
+    nGroups,
+    dConv: positive(r, 'mamba_d_conv', 4),
+    chunkSize: positive(r, 'chunk_size', 256),
+    intermediate,
+    convDim: intermediate + 2 * nGroups * dState,
+    inProjDim: 2 * intermediate + 2 * nGroups * dState + numHeads,
+    // Zamba2MambaMixer's conv1d has a bias whatever use_conv_bias says
+    convBias: true,
+    projBias: false,
+    timeStepMin: dtMin,
+    timeStepMax: Infinity,
+    normGroupSize: intermediate / nGroups,
+    dtLimitInDecode: false,
+    gatedNormEps: 1e-5,
+  };
+  checkMamba(mamba);
+  let attention: AttentionConfig | null = null;
+  let shared: Zamba2Config | undefined;
+  if (hybridLayers.length > 0) {
+    const heads = positive(r, 'num_attention_heads', 32);
+    const kvHeads = present(r['num_key_value_heads']) ? positive(r, 'num_key_value_heads') : heads;
+    if (heads % kvHeads !== 0) throw new UnsupportedModelError(`num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads}).`);
+    // Zamba2Config: attention_head_dim = 2 x hidden_size / num_attention_heads (the file's value is not read)
+    if ((2 * hiddenSize) % heads !== 0) throw new UnsupportedModelError(`config.json: 2 x hidden_size (${2 * hiddenSize}) must be a multiple of num_attention_heads (${heads}).`);
+    const headDim = (2 * hiddenSize) / heads;
+    const rope = bool(r, 'use_mem_rope', false);
+    attention = { numHeads: heads, numKvHeads: kvHeads, headDim, scaling: 1 / Math.sqrt(headDim / 2), bias: false, ropeTheta: rope ? ropeTheta(r, mt, headDim) : null, rotaryDim: headDim };
+    const act = r['hidden_act'] ?? 'gelu';
+    if (act !== 'gelu' && act !== 'silu' && act !== 'swish') refuse('hidden_act', act, '"gelu" (exact, erf) and "silu" (or "swish")');
+    const numMemBlocks = positive(r, 'num_mem_blocks', 1);
+    const attentionAdapters = bool(r, 'use_shared_attention_adapter', false);
+    // The q/k/v adapters map back to attention_hidden_size (2H), which k and v have only without grouped KV heads.
+    if (attentionAdapters && kvHeads !== heads) refuse('num_key_value_heads', kvHeads, `num_attention_heads (${heads}) only with use_shared_attention_adapter (the k/v adapters are 2 x hidden_size wide)`);
+    shared = {
+      numMemBlocks,
+      hybridLayers,
+      adapterRank: positive(r, 'adapter_rank', 128),
+      attentionAdapters,
+      intermediate: present(r['intermediate_size']) ? positive(r, 'intermediate_size') : 4 * hiddenSize,
+      activation: act === 'gelu' ? 'gelu' : 'silu',
+    };
+  }
+  return {
+    architecture: mt,
+    vocabSize: positive(r, 'vocab_size', 32000),
+    hiddenSize,
+    numLayers,
+    layerKinds,
+    rmsNormEps,
+    embeddingMultiplier: 1,
+    residualMultiplier: 1,
+    logitsScaling: 1,
+    tieWordEmbeddings: bool(r, 'tie_word_embeddings', true),
+    mamba,
+    mamba1: null,
+    attention,
+    feedForward: null,
+    mlp: null,
+    ...(shared ? { zamba2: shared } : {}),
+    ...tokenIdsOf(r),
+  };
+}
+
+/**
+ * Zyphra Zamba (ZambaForCausalLM): every layer a Mamba-1 decoder (input_layernorm -> ZambaMambaMixer -> residual), the
+ * mixer split into n_mamba_heads heads with their own x_proj / dt_proj (3-D weights) and in_proj's rows interleaved
+ * per channel as (x, z); the "hybrid" layers first run the one shared transformer block (as Zamba2's, without
+ * adapters or RoPE, its MLP gate_proj / up_proj / down_proj) on concat(h, embeddings), then the layer's linear,
+ * added to the Mamba decoder's input. No dt limit. attention_head_dim and attention_hidden_size as the file says
+ * (default 2H / heads and 2H; the block's input is 2H wide).
+ */
+function zamba(raw: Json): ModelConfig {
+  const mt: Architecture = 'zamba';
+  const refuse = (field: string, value: unknown, supported: string): never => refuseWith(mt, field, value, supported);
+  const hiddenSize = positive(raw, 'hidden_size', 3712);
+  const numLayers = positive(raw, 'num_hidden_layers', 76);
+  let types = raw['layers_block_type'];
+  if (!present(types)) {
+    // ZambaConfig.__post_init__'s default from attn_layer_period / attn_layer_offset
+    const period = positive(raw, 'attn_layer_period', 6);
+    const offset = int(raw, 'attn_layer_offset', 4);
+    types = ['mamba', 'mamba', 'hybrid', ...Array.from({ length: Math.max(0, numLayers - 3) }, (_, i) => (i % period === offset ? 'hybrid' : 'mamba'))];
+  }
+  if (!Array.isArray(types) || types.length !== numLayers) {
+    throw new UnsupportedModelError(`config.json: "layers_block_type" must list exactly num_hidden_layers (${numLayers}) entries.`);
+  }
+  const layerKinds: LayerKind[] = types.map((t, i) => {
+    if (t === 'mamba' || t === 'linear_attention') return 'mamba1';
+    if (t === 'hybrid') return 'hybrid';
+    throw new UnsupportedConfigValueError(`layers_block_type[${i}]`, t, 'the layer types "mamba" (or "linear_attention") and "hybrid"', mt, `layer ${i} has type ${show(t)} (layers_block_type[${i}]), which`);
+  });
+  const hybridLayers = layerKinds.flatMap((k, i) => (k === 'hybrid' ? [i] : []));
+  if (present(raw['hidden_mamba_act']) && raw['hidden_mamba_act'] !== 'silu' && raw['hidden_mamba_act'] !== 'swish') refuse('hidden_mamba_act', raw['hidden_mamba_act'], '"silu" only');
+  const intermediate = positive(raw, 'mamba_expand', 2) * hiddenSize;
+  if (intermediate > MAX_SIZE) throw new UnsupportedModelError(`config.json: mamba_expand x hidden_size (${intermediate}) is more than the ${MAX_SIZE} Sidewinder supports.`);
+  const numHeads = positive(raw, 'n_mamba_heads', 2);
+  if (intermediate % numHeads !== 0) throw new UnsupportedModelError(`config.json: n_mamba_heads (${numHeads}) must divide mamba_expand x hidden_size (${intermediate}).`);
+  const dtRank = raw['mamba_dt_rank'] === 'auto' || raw['mamba_dt_rank'] === undefined ? Math.ceil(hiddenSize / 16) : positive(raw, 'mamba_dt_rank');
+  const dState = positive(raw, 'mamba_d_state', 16);
+  if (dState > MAX_MAMBA1_STATE) refuse('mamba_d_state', dState, `1 to ${MAX_MAMBA1_STATE} state entries per channel`);
+  const dConv = positive(raw, 'mamba_d_conv', 4);
+  if (dConv > 8) refuse('mamba_d_conv', dConv, '1 to 8 (the causal conv kernel width)');
+  const rmsNormEps = num(raw, 'rms_norm_eps', 1e-5);
+  if (!(rmsNormEps > 0 && Number.isFinite(rmsNormEps))) refuse('rms_norm_eps', rmsNormEps, 'a positive number');
+  let attention: AttentionConfig | null = null;
+  let shared: Zamba2Config | undefined;
+  if (hybridLayers.length > 0) {
+    const heads = positive(raw, 'num_attention_heads', 16);
+    const kvHeads = positive(raw, 'num_key_value_heads', 16);
+    if (heads % kvHeads !== 0) throw new UnsupportedModelError(`num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads}).`);
+    const attnHidden = present(raw['attention_hidden_size']) ? positive(raw, 'attention_hidden_size') : 2 * hiddenSize;
+    if (attnHidden !== 2 * hiddenSize) refuse('attention_hidden_size', attnHidden, `2 x hidden_size (${2 * hiddenSize}) only (the shared block reads concat(hidden, embeddings))`);
+    if (!present(raw['attention_head_dim']) && (2 * hiddenSize) % heads !== 0) throw new UnsupportedModelError(`config.json: 2 x hidden_size (${2 * hiddenSize}) must be a multiple of num_attention_heads (${heads}).`);
+    const headDim = present(raw['attention_head_dim']) ? positive(raw, 'attention_head_dim') : (2 * hiddenSize) / heads;
+    attention = { numHeads: heads, numKvHeads: kvHeads, headDim, scaling: 1 / Math.sqrt(headDim / 2), bias: false, ropeTheta: null, rotaryDim: headDim };
+    const act = raw['hidden_act'] ?? 'gelu';
+    if (act !== 'gelu' && act !== 'silu' && act !== 'swish') refuse('hidden_act', act, '"gelu" (exact, erf) and "silu" (or "swish")');
+    shared = { numMemBlocks: 1, hybridLayers, adapterRank: 0, attentionAdapters: false, intermediate: positive(raw, 'intermediate_size', 14848), activation: act === 'gelu' ? 'gelu' : 'silu' };
+  }
+  return {
+    architecture: mt,
+    vocabSize: positive(raw, 'vocab_size', 32000),
+    hiddenSize,
+    numLayers,
+    layerKinds,
+    rmsNormEps,
+    embeddingMultiplier: 1,
+    residualMultiplier: 1,
+    logitsScaling: 1,
+    tieWordEmbeddings: bool(raw, 'tie_word_embeddings', true),
+    mamba: null,
+    mamba1: { intermediate, dState, dtRank, dConv, convBias: bool(raw, 'mamba_conv_bias', true), projBias: bool(raw, 'mamba_proj_bias', false), falconEps: null, innerNormWeights: false, numHeads },
+    attention,
+    feedForward: null,
+    mlp: null,
+    ...(shared ? { zamba2: shared } : {}),
+    ...tokenIdsOf(raw),
+  };
+}
+
 function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object') {
     for (const v of Object.values(o)) deepFreeze(v);
@@ -1252,7 +1507,7 @@ export function configFromJson(raw: Json): ModelConfig {
   const mt = modelTypeOf(raw);
   checkCommon(raw, mt);
   const cfg =
-    mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : mt === 'nemotron_h' ? nemotronH(raw) : mt === 'jamba' ? jamba(raw) : mt === 'falcon_h1' ? falconH1(raw) : mt === 'recurrent_gemma' ? recurrentGemma(raw) : mamba1(raw, mt);
+    mt === 'granitemoehybrid' ? granite(raw) : mt === 'mamba2' ? mamba2(raw) : mt === 'bamba' ? bamba(raw) : mt === 'nemotron_h' ? nemotronH(raw) : mt === 'jamba' ? jamba(raw) : mt === 'falcon_h1' ? falconH1(raw) : mt === 'zamba2' ? zamba2(raw) : mt === 'zamba' ? zamba(raw) : mt === 'recurrent_gemma' ? recurrentGemma(raw) : mamba1(raw, mt);
   if (cfg.hiddenSize === 0 || cfg.vocabSize === 0 || cfg.numLayers === 0) {
     throw new UnsupportedModelError('config.json: hidden_size, vocab_size and num_hidden_layers must be positive.');
   }

@@ -6,7 +6,7 @@ import * as path from 'path';
 import type { KvBlockSource } from './memory/kvBlocks';
 import { configFromJson, parseConfigJson, type ModelConfig } from './config';
 import { ModelFormatError } from './errors';
-import { foldGemmaNorms, scaleFalconH1, stackExperts } from './models/weights';
+import { foldGemmaNorms, scaleFalconH1, stackExperts, zambaViews } from './models/weights';
 import { WeightStore } from './safetensors';
 import { TextTokenizer } from './tokenizer';
 
@@ -32,6 +32,7 @@ export function openModelFolder(dir: string, opts: { requireTokenizer?: boolean 
     stackExperts(config, store);
     scaleFalconH1(config, store);
     foldGemmaNorms(config, store);
+    zambaViews(config, store);
     return { dir, config, store, ...openRest(dir, config, opts) };
   } catch (e) {
     store.close();

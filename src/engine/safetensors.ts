@@ -143,6 +143,8 @@ export class WeightStore {
   private readonly stacked = new Map<string, TensorInfo[]>();
   /** Virtual tensors (scaleRows()): the stored tensor they are read from and each row's factor. */
   private readonly scaledRows = new Map<string, { from: TensorInfo; scales: Float32Array; add?: number }>();
+  /** Virtual tensors whose rows (of the first dimension) are another tensor's in another order. */
+  private readonly permuted = new Map<string, { from: TensorInfo; order: Uint32Array }>();
   private readonly fds = new Map<string, number>();
   private meta: Record<string, string> = {};
 
@@ -248,7 +250,8 @@ export class WeightStore {
       }
     }
     const per = infos.length / groups;
-    const shape = [groups, per * first.shape[0], ...first.shape.slice(1)];
+    // (one group: the parts concatenated along their first dimension, no leading 1: Zamba's gate | up)
+    const shape = groups === 1 ? [per * first.shape[0], ...first.shape.slice(1)] : [groups, per * first.shape[0], ...first.shape.slice(1)];
     this.tensors.set(name, { name, dtype: first.dtype, shape, file: first.file, offset: 0, byteLength: infos.reduce((a, t) => a + t.byteLength, 0) });
     this.stacked.set(name, infos);
   }
@@ -284,6 +287,46 @@ export class WeightStore {
     return [...this.tensors.keys()];
   }
 
+  /**
+   * Registers `name` as a virtual tensor: the stored float tensor `from` with its rows (first dimension) taken in
+   * `order` (row r of `name` is row order[r] of `from`); Zamba's in_proj, whose rows interleave x and z per channel,
+   * read as x rows then z rows.
+   */
+  permuteRows(name: string, from: string, order: Uint32Array): void {
+    if (this.tensors.has(name)) throw new ModelFormatError(`tensor ${name} is already in the checkpoint; it cannot also be made from ${from}.`);
+    const t = this.info(from);
+    if (t.dtype === 'U32' || t.shape[0] !== order.length || order.some((r) => r >= order.length)) throw new ModelFormatError(`tensor ${from} [${t.shape}] ${t.dtype}: ${order.length} rows cannot be reordered from it.`);
+    this.tensors.set(name, { ...t, name, shape: [...t.shape] });
+    this.permuted.set(name, { from: t, order });
+  }
+
+  /**
+   * Registers `name` as a view of entry `index` of the stored tensor `from`'s first dimension (shape from.shape[1:],
+   * the same bytes): Zamba's per-head x_proj / dt_proj, stored [heads, out, in].
+   */
+  sliceFirst(name: string, from: string, index: number): void {
+    if (this.tensors.has(name)) throw new ModelFormatError(`tensor ${name} is already in the checkpoint; it cannot also be a slice of ${from}.`);
+    const t = this.info(from);
+    if (t.dtype === 'U32' || this.permuted.has(from) || this.stacked.has(from) || this.scaledRows.has(from) || t.shape.length < 2 || !(index >= 0 && index < t.shape[0])) {
+      throw new ModelFormatError(`tensor ${from} [${t.shape}] ${t.dtype}: entry ${index} cannot be read as its own tensor.`);
+    }
+    const bytes = t.byteLength / t.shape[0];
+    this.tensors.set(name, { ...t, name, shape: t.shape.slice(1), offset: t.offset + index * bytes, byteLength: bytes });
+  }
+
+  /**
+   * Whether two float tensors hold the same dtype, shape and bytes (Zamba2 checkpoints may store a shared block
+   * once per use, identical or not: identical copies are then loaded once). Quantized or absent ones never are.
+   */
+  sameTensor(a: string, b: string): boolean {
+    const x = this.tensors.get(a);
+    const y = this.tensors.get(b);
+    if (!x || !y || x.dtype === 'U32' || y.dtype === 'U32' || x.dtype !== y.dtype || x.shape.join() !== y.shape.join()) return false;
+    if (a === b) return true;
+    const bx = this.read(x);
+    return Buffer.from(bx.buffer, bx.byteOffset, bx.byteLength).equals(this.read(y));
+  }
+
   info(name: string, shape?: readonly number[]): TensorInfo {
     const t = this.tensors.get(name);
     if (!t) throw new ModelFormatError(`the checkpoint has no tensor ${name}; is it the right architecture, and complete?`);
@@ -314,6 +357,14 @@ export class WeightStore {
       for (let r = 0; r < sc.scales.length; r++) for (let c = 0; c < cols; c++) x[r * cols + c] *= sc.scales[r];
       if (sc.add) for (let j = 0; j < x.length; j++) x[j] += sc.add;
       return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+    }
+    const perm = this.permuted.get(t.name);
+    if (perm) {
+      const src = this.read(perm.from);
+      const row = src.byteLength / perm.order.length;
+      const out = new Uint8Array(src.byteLength);
+      perm.order.forEach((r, i) => out.set(src.subarray(r * row, (r + 1) * row), i * row));
+      return out;
     }
     const parts = this.stacked.get(t.name);
     if (parts) {

@@ -322,7 +322,8 @@ export class EngineServer {
       architecture: loaded.model.config.architecture,
       backend: p.backend,
       adapter: loaded.adapter,
-      layers: { mamba: kinds.filter((k) => k === 'mamba' || k === 'mamba1' || k === 'parallel' || k === 'rglru').length, attention: kinds.filter((k) => k === 'attention' || k === 'parallel' || k === 'local').length },
+      // (a Zamba2 hybrid layer has both: a shared attention block use with its own KV, then a Mamba-2 mixer)
+      layers: { mamba: kinds.filter((k) => k === 'mamba' || k === 'mamba1' || k === 'parallel' || k === 'hybrid' || k === 'rglru').length, attention: kinds.filter((k) => k === 'attention' || k === 'parallel' || k === 'hybrid' || k === 'local').length },
       fim: hasFim(loaded.tokenizer.special),
       memory: loaded.model.memory(),
     };

@@ -1,6 +1,6 @@
 // Bamba and Nemotron-H (issue 18), before transformers fixtures exist: small random-weight checkpoints written
-// here under the tensor names and shapes transformers' BambaForCausalLM and NemotronHForCausalLM save, run on
-// the CPU reference and on WebGPU. WebGPU equals the CPU (1e-3 of the largest logit) for a prefill, a
+// here under the tensor names and shapes transformers' BambaForCausalLM and NemotronHForCausalLM save, and the
+// Zamba2 and Zamba transformers fixtures (shared blocks with a KV per use), run on the CPU reference and on WebGPU. WebGPU equals the CPU (1e-3 of the largest logit) for a prefill, a
 // prefill then decode and a greedy continuation; chunked prefill equals one-shot; fork/rollback, export/import
 // and a snapshot on disk continue exactly; sparse K/V runs. The configs parse into the right layer kinds and
 // bad ones are refused by name. (Parity with transformers itself is parity.test.ts, once the fixtures exist.)
@@ -20,7 +20,7 @@ import { BLOCK_ROWS } from '../../src/engine/memory/kvBlocks';
 import { loadSnapshot, saveSnapshot } from '../../src/engine/memory/snapshot';
 import { openModelFolder, type LanguageModel, type ModelFolder } from '../../src/engine/model';
 import { writeSafetensors, type TensorToWrite } from '../../src/engine/safetensors';
-import { relError } from './helpers';
+import { FIXTURES, relError } from './helpers';
 
 type Json = Record<string, unknown>;
 const TOL = 1e-3;
@@ -190,12 +190,29 @@ function nemotronTensors(seed: number, root = 'backbone'): TensorToWrite[] {
   return t.list;
 }
 
-const FAMILIES: { name: string; config: () => Json; tensors: (seed: number) => TensorToWrite[] }[] = [
+/** A family's checkpoint: written here from random weights, or a transformers fixture copied (test/fixtures). */
+type Family = { name: string; config: () => Json; tensors: (seed: number) => TensorToWrite[] } | { name: string; fixture: string };
+
+const FAMILIES: Family[] = [
   { name: 'bamba', config: bambaConfig, tensors: bambaTensors },
   { name: 'nemotron_h', config: nemotronConfig, tensors: nemotronTensors },
   // transformers 5.x loads Nemotron-H's backbone.* as model.*; a checkpoint saved under that name loads too.
   { name: 'nemotron_h (model.)', config: nemotronConfig, tensors: (s) => nemotronTensors(s, 'model') },
+  // Zamba2: shared blocks reused at several depths, each use with its own KV (tied blocks; untied per-layer copies)
+  { name: 'zamba2', fixture: 'zamba2' },
+  { name: 'zamba2-single', fixture: 'zamba2-single' },
+  // Zamba: the same shared-block path over a multi-head Mamba-1
+  { name: 'zamba', fixture: 'zamba' },
+  { name: 'zamba-heads3', fixture: 'zamba-heads3' },
 ];
+
+function writeFamily(dir: string, fam: Family, seed: number): void {
+  if ('fixture' in fam) {
+    fs.mkdirSync(dir, { recursive: true });
+    const src = path.join(FIXTURES, fam.fixture);
+    for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+  } else writeModel(dir, fam.config(), fam.tensors(seed));
+}
 
 function writeModel(dir: string, config: Json, tensors: TensorToWrite[]): void {
   fs.mkdirSync(dir, { recursive: true });
@@ -228,7 +245,7 @@ async function stateOps(model: LanguageModel, fresh: () => Promise<LanguageModel
   mark.release();
   assert.equal(model.position, SPLIT);
   const rest = await model.forward(IDS.slice(SPLIT), { allLogits: true });
-  const e1 = relError(rest, whole.subarray(SPLIT * V));
+  const e1 = relError(rest, whole.subarray(SPLIT * model.config.vocabSize));
   assert.ok(e1 < 1e-4, `${label}: after rollback ${e1}`);
 
   model.reset();
@@ -237,7 +254,7 @@ async function stateOps(model: LanguageModel, fresh: () => Promise<LanguageModel
   const other = await fresh();
   await other.importState(st);
   const cont = await other.forward(IDS.slice(SPLIT), { allLogits: true });
-  const e2 = relError(cont, whole.subarray(SPLIT * V));
+  const e2 = relError(cont, whole.subarray(SPLIT * model.config.vocabSize));
   assert.ok(e2 < 1e-4, `${label}: after export/import ${e2}`);
   other.dispose();
 
@@ -249,7 +266,7 @@ async function stateOps(model: LanguageModel, fresh: () => Promise<LanguageModel
   const back = loadSnapshot(file, 'm');
   const third = await fresh();
   await third.importState(back.state);
-  const e3 = relError(await third.forward(IDS.slice(SPLIT), { allLogits: true }), whole.subarray(SPLIT * V));
+  const e3 = relError(await third.forward(IDS.slice(SPLIT), { allLogits: true }), whole.subarray(SPLIT * model.config.vocabSize));
   assert.ok(e3 < 1e-4, `${label}: after a snapshot ${e3}`);
   third.dispose();
 }
@@ -348,8 +365,9 @@ describe('bamba and nemotron_h: WebGPU vs the CPU reference (random weights)', (
   FAMILIES.forEach((fam, k) => {
     test(`${fam.name}: prefill, decode, greedy, chunked prefill, fork/rollback, export/import, snapshot`, async () => {
       const dir = path.join(tmp, `m${k}`);
-      writeModel(dir, fam.config(), fam.tensors(100 + k));
+      writeFamily(dir, fam, 100 + k);
       const folder: ModelFolder = openModelFolder(dir);
+      const Vm = folder.config.vocabSize;
       const cpu = CpuModel.load(folder);
       const opts = { gpu, prefillChunk: 16, kvCapacity: 8 };
       const g = await GpuModel.load(folder, opts);
@@ -364,7 +382,7 @@ describe('bamba and nemotron_h: WebGPU vs the CPU reference (random weights)', (
         assert.ok(e1 < TOL, `${fam.name}: prefill GPU vs CPU ${e1}`);
         assert.ok(e2 < TOL, `${fam.name}: decode GPU vs CPU ${e2}`);
         // The decode rows are the prefill's rows (the dt limit aside, which these weights hardly reach).
-        const e3 = relError(c.decode, c.prefill.subarray((SPLIT - 1) * V));
+        const e3 = relError(c.decode, c.prefill.subarray((SPLIT - 1) * Vm));
         assert.ok(e3 < 1e-3, `${fam.name}: CPU decode vs CPU prefill ${e3}`);
         assert.deepEqual(w.greedy, c.greedy, `${fam.name}: greedy tokens`);
 
@@ -372,7 +390,7 @@ describe('bamba and nemotron_h: WebGPU vs the CPU reference (random weights)', (
         cpu.reset();
         let last: Float32Array = new Float32Array(0);
         for (const [a, b] of [[0, 7], [7, 9], [9, 23], [23, 30]]) last = await cpu.forward(IDS.slice(a, b));
-        const e4 = relError(last, c.prefill.subarray((IDS.length - 1) * V));
+        const e4 = relError(last, c.prefill.subarray((IDS.length - 1) * Vm));
         assert.ok(e4 < 1e-5, `${fam.name}: CPU chunked vs one-shot ${e4}`);
         for (const prefillChunk of [5, 512]) {
           const other = await GpuModel.load(folder, { gpu, prefillChunk });
@@ -384,11 +402,21 @@ describe('bamba and nemotron_h: WebGPU vs the CPU reference (random weights)', (
         await stateOps(cpu, async () => CpuModel.load(folder), c.prefill, `cpu ${fam.name}`, tmp);
         await stateOps(g, () => GpuModel.load(folder, opts), w.prefill, `webgpu ${fam.name}`, tmp);
 
-        // Recurrent state per Mamba layer, K/V per attention layer, nothing for the MLP blocks.
+        // Recurrent state per Mamba layer, K/V per attention layer (Zamba2: per use of a shared block), nothing for
+        // the MLP blocks; the memory report counts the same.
         const st = await g.exportState();
         const kinds = g.config.layerKinds;
-        assert.equal(st.mamba.length, kinds.filter((x) => x === 'mamba').length);
-        assert.equal(st.kv.length, kinds.filter((x) => x === 'attention').length);
+        assert.equal(st.mamba.length, kinds.filter((x) => x === 'mamba' || x === 'mamba1' || x === 'hybrid').length);
+        assert.equal(st.kv.length, kinds.filter((x) => x === 'attention' || x === 'hybrid').length);
+        const stateBytes = st.mamba.reduce((n, m) => n + m.conv.byteLength + m.ssm.byteLength, 0);
+        assert.equal(g.memory().stateBytes, stateBytes);
+        assert.equal(cpu.memory().stateBytes, stateBytes);
+        const a = g.config.attention;
+        if (a) {
+          cpu.reset();
+          await cpu.forward(IDS);
+          assert.equal(cpu.memory().kvHostBytes, st.kv.length * 2 * 4 * Math.ceil(IDS.length / BLOCK_ROWS) * BLOCK_ROWS * a.numKvHeads * a.headDim);
+        }
         console.log(`${fam.name}: GPU vs CPU prefill ${e1.toExponential(2)}, decode ${e2.toExponential(2)}; greedy ${JSON.stringify(c.greedy)}`);
       } finally {
         g.dispose();
@@ -398,15 +426,15 @@ describe('bamba and nemotron_h: WebGPU vs the CPU reference (random weights)', (
     });
   });
 
-  test('nemotron_h with sparse K/V: GPU selection and logits follow the CPU reference', async () => {
-    const dir = path.join(tmp, 'sparse');
-    writeModel(dir, nemotronConfig(), nemotronTensors(7));
+  for (const fam of [FAMILIES[1], FAMILIES[3]]) test(`${fam.name} with sparse K/V: GPU selection and logits follow the CPU reference`, async () => {
+    const dir = path.join(tmp, `sparse-${fam.name}`);
+    writeFamily(dir, fam, 7);
     const folder = openModelFolder(dir);
     const cfg = folder.config;
     const CHUNK = 64;
     const MAX_CONTEXT = 1024;
     const kd = cfg.attention!.numKvHeads * cfg.attention!.headDim;
-    const layers = cfg.layerKinds.filter((x) => x === 'attention').length;
+    const layers = cfg.layerKinds.filter((x) => x === 'attention' || x === 'hybrid').length;
     const slots = 4;
     // The budget that gives `slots` selectable blocks per attention layer (as sparseKvGpu.test.ts sizes it).
     const block = 2 * BLOCK_ROWS * kd * 4;
@@ -419,7 +447,7 @@ describe('bamba and nemotron_h: WebGPU vs the CPU reference (random weights)', (
       let worst = 0;
       for (let o = 0; o < ids.length; o += CHUNK) worst = Math.max(worst, relError(await g.forward(ids.slice(o, o + CHUNK)), await c.forward(ids.slice(o, o + CHUNK))));
       for (let i = 0; i < 4; i++) worst = Math.max(worst, relError(await g.forward([i + 7]), await c.forward([i + 7])));
-      console.log(`nemotron_h sparse K/V: sparse ${g.attendsSparsely()}, paged ${JSON.stringify(g.kvPaging())}, GPU vs CPU ${worst.toExponential(2)}`);
+      console.log(`${fam.name} sparse K/V: sparse ${g.attendsSparsely()}, paged ${JSON.stringify(g.kvPaging())}, GPU vs CPU ${worst.toExponential(2)}`);
       assert.ok(g.attendsSparsely(), 'the context is past the working buffers');
       assert.ok(g.kvPaging().fromHost > 0, 'older blocks are paged in from the host');
       assert.ok(worst < TOL, `sparse K/V GPU vs CPU: ${worst}`);

@@ -524,6 +524,19 @@ test('swiglu, axpy, scale, copy', async () => {
   close(await readF32(c, T * m), y0.map((v, i) => 2 * (v + 0.25 * x[i])), 'axpy + scale + copy', 1e-6);
 });
 
+test('geglu (GELU with erf, Zamba2\'s shared MLP) matches the CPU reference and torch\'s exact GELU', async () => {
+  const T = 3;
+  const m = 37;
+  const gu = randn(T * 2 * m, 4);
+  const out = buf(T * m);
+  const list = new CommandList(gpu);
+  list.geglu({ buffer: buf(gu) }, { buffer: out }, T, m);
+  await list.run();
+  close(await readF32(out, T * m), cpu.geglu(gu, m), 'geglu', 1e-6);
+  // torch.nn.functional.gelu (exact) at a few points
+  for (const [x, want] of [[-3, -0.0040496], [-1, -0.15865525], [0.5, 0.34573123], [2, 1.95449974]]) assert.ok(Math.abs(cpu.gelu(x) - want) < 1e-6, `gelu(${x}) = ${cpu.gelu(x)}`);
+});
+
 test("router top-k: Jamba's softmax over all experts, top-k kept unnormalised ('topKOfSoftmax')", async () => {
   const T = 5;
   const E = 6;

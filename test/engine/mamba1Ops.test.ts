@@ -381,6 +381,52 @@ test('GPU FalconMamba norms (in place, strided) match the CPU reference', async 
   }
 });
 
+test("GPU selective scan in heads (Zamba): each head's channels read their own B and C", async () => {
+  // 3 heads of 8 channels; each head's (dt_low | B | C) sits at columns h*W of a [T, 3W] row, as Zamba's per-head x_proj write it
+  const T = 9;
+  const nh = 3;
+  const hd = 8;
+  const I = nh * hd;
+  const N = 16;
+  const R = 2;
+  const W = R + 2 * N;
+  const x = uniform(T * I, -1, 1);
+  const dtRaw = uniform(T * I, -2, 0.5);
+  const z = uniform(T * I, -1, 1);
+  const xdbc = uniform(T * nh * W, -1, 1);
+  const aLog = uniform(I * N, -1, 1.5);
+  const dtBias = uniform(I, -1, 0.5);
+  const D = uniform(I, 0.5, 1.5);
+  const h0 = uniform(I * N, -0.5, 0.5);
+  const yRef = new Float32Array(T * I);
+  const hRef = h0.slice();
+  const A = m1.aFromLog(aLog);
+  for (let h = 0; h < nh; h++) {
+    const cols = (a: Float32Array, width: number, off: number, n: number) => {
+      const o = new Float32Array(T * n);
+      for (let t = 0; t < T; t++) o.set(a.subarray(t * width + off, t * width + off + n), t * n);
+      return o;
+    };
+    const dt = m1.dtSoftplus(cols(dtRaw, I, h * hd, hd), dtBias.subarray(h * hd, (h + 1) * hd));
+    const y = m1.selectiveScan(cols(x, I, h * hd, hd), dt, A.subarray(h * hd * N, (h + 1) * hd * N), cols(xdbc, nh * W, h * W + R, N), cols(xdbc, nh * W, h * W + R + N, N), D.subarray(h * hd, (h + 1) * hd), hRef.subarray(h * hd * N, (h + 1) * hd * N), { I: hd, N }, cols(z, I, h * hd, hd));
+    for (let t = 0; t < T; t++) yRef.set(y.subarray(t * hd, (t + 1) * hd), t * I + h * hd);
+  }
+  for (const g of [gpu, gpuNoSg]) {
+    const cp = selectiveScanConstants(g, weightF32(g, aLog, [I, N]), weightF32(g, dtBias, [I]), weightF32(g, D, [I]), I, N);
+    const state = buf(g, h0.slice(), 'state');
+    const out = buf(g, T * I);
+    const xb = buf(g, xdbc);
+    const list = new CommandList(g);
+    list.selectiveScan({ buffer: buf(g, x) }, { buffer: buf(g, dtRaw) }, { buffer: xb, offset: R, stride: nh * W }, { buffer: xb, offset: R + N, stride: nh * W }, cp, state, { buffer: out }, { T, I, N }, { z: { buffer: buf(g, z) }, heads: { channels: hd, stride: W } });
+    await list.run();
+    const ey = relErr(await readF32(g, out, T * I), yRef);
+    const eh = relErr(await readF32(g, state, I * N), hRef);
+    assert.ok(ey <= TOL && eh <= TOL, `subgroups=${g.hasSubgroups}: y err ${ey}, state err ${eh}`);
+    list.destroy();
+  }
+  assert.throws(() => new CommandList(gpu).selectiveScan({ buffer: buf(gpu, T * I) }, { buffer: buf(gpu, T * I) }, { buffer: buf(gpu, T * W) }, { buffer: buf(gpu, T * W) }, selectiveScanConstants(gpu, weightF32(gpu, aLog, [I, N]), weightF32(gpu, dtBias, [I]), weightF32(gpu, D, [I]), I, N), buf(gpu, I * N), { buffer: buf(gpu, T * I) }, { T, I, N }, { heads: { channels: 5, stride: W } }), /do not divide I/);
+});
+
 test('selectiveScan checks its inputs', async () => {
   const list = new CommandList(gpu);
   const b = buf(gpu, 64);

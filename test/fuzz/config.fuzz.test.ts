@@ -39,10 +39,11 @@ function checkConfig(c: ModelConfig): void {
     assert.ok(Number.isInteger(v) && v > 0, `${k} = ${v}`);
   }
   assert.equal(c.layerKinds.length, c.numLayers);
-  assert.ok(c.layerKinds.every((k) => k === 'mamba' || k === 'mamba1' || k === 'attention' || k === 'mlp' || k === 'parallel' || k === 'rglru' || k === 'local'));
+  assert.ok(c.layerKinds.every((k) => k === 'mamba' || k === 'mamba1' || k === 'attention' || k === 'mlp' || k === 'parallel' || k === 'hybrid' || k === 'rglru' || k === 'local'));
   assert.equal(c.mamba1 === null, !c.layerKinds.includes('mamba1'));
-  assert.equal(c.attention === null, !c.layerKinds.some((k) => k === 'attention' || k === 'parallel' || k === 'local'));
+  assert.equal(c.attention === null, !c.layerKinds.some((k) => k === 'attention' || k === 'parallel' || k === 'hybrid' || k === 'local'));
   assert.equal(c.griffin === undefined, !c.layerKinds.some((k) => k === 'rglru' || k === 'local'));
+  assert.equal(c.zamba2 === undefined, !c.layerKinds.includes('hybrid'));
   assert.equal(c.mlp === null, !c.layerKinds.includes('mlp'));
   assert.ok(c.eosTokenIds.every((id) => typeof id === 'number'));
 }
@@ -51,7 +52,7 @@ function checkConfig(c: ModelConfig): void {
 function checkSizes(c: ModelConfig): void {
   const m = c.mamba;
   for (const [k, v] of Object.entries({ ...(m ?? {}), ...(c.mamba1 ?? {}), vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, numLayers: c.numLayers, ...(c.attention ?? {}), ...(c.feedForward ?? {}), ...(c.mlp ?? {}) })) {
-    if (typeof v !== 'number' || ['timeStepMin', 'timeStepMax', 'scaling', 'ropeTheta', 'falconEps'].includes(k)) continue;
+    if (typeof v !== 'number' || ['timeStepMin', 'timeStepMax', 'scaling', 'ropeTheta', 'falconEps', 'gatedNormEps'].includes(k)) continue;
     assert.ok(Number.isSafeInteger(v) && v >= 0, `${k} = ${v}`);
   }
   if (m) assert.equal(m.intermediate, m.numHeads * m.headDim);

@@ -10,6 +10,7 @@ import { toF32 } from '../safetensors';
 import { BLOCK_ROWS, HostBudget, KvBlockStore, questScore, selectBlocks, type SelectionPolicy } from '../memory/kvBlocks';
 import { geluMlp, localAttention, rglruBlock, softCap } from './griffin';
 import { mamba1Mixer } from './mamba1';
+import { sharedBlockUse, zambaMamba1Mixer } from './zamba2';
 import * as ops from './ops';
 
 interface MambaState {
@@ -88,8 +89,9 @@ export class CpuModel implements LanguageModel {
     const m1 = this.config.mamba1;
     this.pos = 0;
     this.mambaState = this.config.layerKinds.map((k) => {
-      if (k === 'mamba' || k === 'parallel') return { conv: new Float32Array(m!.convDim * (m!.dConv - 1)), ssm: new Float32Array(m!.numHeads * m!.headDim * m!.dState) };
-      if (k === 'mamba1') return { conv: new Float32Array(m1!.intermediate * (m1!.dConv - 1)), ssm: new Float32Array(m1!.intermediate * m1!.dState) };
+      // (a hybrid layer's Mamba decoder: Mamba-2 in Zamba2, Mamba-1 in Zamba)
+      if (k === 'mamba' || k === 'parallel' || (k === 'hybrid' && m)) return { conv: new Float32Array(m!.convDim * (m!.dConv - 1)), ssm: new Float32Array(m!.numHeads * m!.headDim * m!.dState) };
+      if (k === 'mamba1' || k === 'hybrid') return { conv: new Float32Array(m1!.intermediate * (m1!.dConv - 1)), ssm: new Float32Array(m1!.intermediate * m1!.dState) };
       const g = this.config.griffin;
       if (k === 'rglru') return { conv: new Float32Array(g!.lruWidth * (g!.convWidth - 1)), ssm: new Float32Array(g!.lruWidth) };
       if (k === 'local') {
@@ -101,7 +103,7 @@ export class CpuModel implements LanguageModel {
     for (const s of this.kv) s?.close();
     const a = this.config.attention;
     const spill = (i: number) => (this.opts.spillDir ? `${this.opts.spillDir}/kv-layer${i}-${process.pid}.bin` : null);
-    this.kv = this.config.layerKinds.map((k, i) => (k === 'attention' || k === 'parallel' ? new KvBlockStore(a!.numKvHeads * a!.headDim, this.hostBudget, spill(i)) : null));
+    this.kv = this.config.layerKinds.map((k, i) => (k === 'attention' || k === 'parallel' || k === 'hybrid' ? new KvBlockStore(a!.numKvHeads * a!.headDim, this.hostBudget, spill(i)) : null));
   }
 
   dispose(): void {
@@ -187,10 +189,14 @@ export class CpuModel implements LanguageModel {
     }
     // h: [T, H] residual stream
     const h = ops.embed(this.w.embed, ids, H, cfg.embeddingMultiplier);
+    // Zamba2's shared blocks read the embeddings again at every use
+    const emb = cfg.zamba2 ? h.slice() : null;
     this.w.layers.forEach((layer, i) => {
+      // Zamba2 hybrid layer: a shared block use (cpu/zamba2.ts) makes the Mamba-2 decoder's input h + t
+      const src = layer.hybrid ? sharedBlockUse(cfg, layer.hybrid, h, emb!, T, this.pos, (q, k, v) => this.attend(i, q, k, v, T)) : h;
       // mixer: norm -> Mamba-2, Mamba-1, attention, an MLP block (Nemotron-H), an RG-LRU block or local attention
       // (RecurrentGemma) -> scaled residual
-      const x = ops.rmsNorm(h, layer.norm, H, cfg.rmsNormEps);
+      const x = ops.rmsNorm(src, layer.norm, H, cfg.rmsNormEps);
       const mixed =
         layer.kind === 'rglru'
           ? rglruBlock(x, layer.rglru!, cfg.griffin!, H, this.mambaState[i]!, this.pos)
@@ -198,7 +204,9 @@ export class CpuModel implements LanguageModel {
           ? this.localAttention(layer, i, x)
           : layer.kind === 'parallel'
           ? this.parallel(layer, i, x, T)
-          : layer.kind === 'mamba'
+          : layer.mamba1?.perHead
+          ? zambaMamba1Mixer(cfg, layer.mamba1, x, this.mambaState[i]!)
+          : layer.kind === 'mamba' || layer.kind === 'hybrid'
           ? this.mamba(layer, i, x, T)
           : layer.kind === 'mamba1'
             ? this.mamba1(layer, i, x)
@@ -307,7 +315,7 @@ export class CpuModel implements LanguageModel {
     });
     // gate, normalise, project back: [T, H]
     let g: Float32Array;
-    if (w.gatedNorm) g = ops.gatedRmsNorm(y, z, w.gatedNorm, I, m.normGroupSize, this.config.rmsNormEps);
+    if (w.gatedNorm) g = ops.gatedRmsNorm(y, z, w.gatedNorm, I, m.normGroupSize, m.gatedNormEps ?? this.config.rmsNormEps);
     else {
       g = y;
       for (let j = 0; j < g.length; j++) g[j] *= ops.silu(z[j]);
@@ -328,10 +336,14 @@ export class CpuModel implements LanguageModel {
       ops.rope(q, a.numHeads, a.headDim, this.pos, a.ropeTheta, a.rotaryDim);
       ops.rope(k, a.numKvHeads, a.headDim, this.pos, a.ropeTheta, a.rotaryDim);
     }
+    return ops.linear(this.attend(i, q, k, v, T), w.o, qd, H, w.oBias);
+  }
+
+  /** Appends k, v to layer i's KV and attends q over it (dense, or over selected blocks): [T, nH*d]. */
+  private attend(i: number, q: Float32Array, k: Float32Array, v: Float32Array, T: number): Float32Array {
     const cache = this.kv[i]!;
     cache.append(k, v);
-    const o = this.opts.kvPolicy ? this.sparseAttention(q, cache, i, T) : this.denseAttention(q, cache); // [T, nH*d]
-    return ops.linear(o, w.o, qd, H, w.oBias);
+    return this.opts.kvPolicy ? this.sparseAttention(q, cache, i, T) : this.denseAttention(q, cache);
   }
 
   private denseAttention(q: Float32Array, cache: KvBlockStore): Float32Array {

@@ -260,6 +260,29 @@ export function swiglu(gu: Float32Array, m: number): Float32Array {
   return out;
 }
 
+/** erf(x) (Numerical Recipes' erfc, fractional error below 1.2e-7; gemv/elementwise GELU use the same formula). */
+export function erf(x: number): number {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const c = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return x >= 0 ? 1 - c : c - 1;
+}
+
+/** GELU, the exact (erf) form: torch's nn.GELU() / transformers' "gelu". */
+export function gelu(x: number): number {
+  return 0.5 * x * (1 + erf(x / Math.SQRT2));
+}
+
+/** GeGLU on a fused projection [T, 2m]: gelu(first half) * second half -> [T, m]. */
+export function geglu(gu: Float32Array, m: number): Float32Array {
+  const T = gu.length / (2 * m);
+  const out = new Float32Array(T * m);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < m; i++) out[t * m + i] = gelu(gu[t * 2 * m + i]) * gu[t * 2 * m + m + i];
+  }
+  return out;
+}
+
 /** Squared ReLU (Nemotron-H's relu2), elementwise: max(x, 0)^2. */
 export function relu2(x: Float32Array): Float32Array {
   const out = new Float32Array(x.length);

@@ -33,6 +33,11 @@ export interface SelectiveScanOptions {
   z?: Act;
   /** Testing: lanes per channel (a power of two; at most the subgroup size when the device has subgroups). */
   tpr?: number;
+  /**
+   * Zamba's multi-head mixer: channels in heads of `channels`, each head's B and C `stride` further along their
+   * rows than the previous head's (B, C then span (I / channels - 1) * stride + N columns).
+   */
+  heads?: { channels: number; stride: number };
 }
 
 const MAX_NPL = 16; // state entries per lane the kernel holds in registers
@@ -104,9 +109,9 @@ export function selectiveScanConstants(gpu: Gpu, aLog: GpuWeight, dtBias: GpuWei
   const d = whole(op, 'D', D, I);
   const cp = gpu.buffer(scanConstantsBytes(I, N), 'mamba1.scanConstants');
   const pipeline = gpu.pipeline('selectiveScan', { AFMT: WFMT[aLog.format], TFMT: WFMT[dtBias.format], DFMT: WFMT[D.format] }, 'prep');
-  // The scan's Params struct (16 u32), of which prep reads I and N.
-  const params = gpu.buffer(64, 'mamba1.prep.params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-  gpu.write(params, new Uint32Array([0, I, N, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+  // The scan's Params struct (18 u32, padded to 20), of which prep reads I and N.
+  const params = gpu.buffer(80, 'mamba1.prep.params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+  gpu.write(params, new Uint32Array([0, I, N, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, I, 0, 0, 0]));
   const bindGroup = gpu.scoped(op, () =>
     gpu.device.createBindGroup({
       label: op,
@@ -156,8 +161,12 @@ export function selectiveScanPlan(gpu: Gpu, x: Act, dtRaw: Act, B: Act, C: Act, 
   if (NPL > MAX_NPL) throw new GpuError(`${op}: state size N = ${N} needs ${NPL} entries per lane with ${TPR} lanes, above ${MAX_NPL}.`);
   const xs = span(op, 'x', x, T, I);
   const ds = span(op, 'dt', dtRaw, T, I);
-  const bs = span(op, 'B', B, T, N);
-  const cs = span(op, 'C', C, T, N);
+  const hc = opts.heads?.channels ?? I;
+  const hs = opts.heads ? opts.heads.stride : 0;
+  if (!isCount(hc) || I % hc !== 0 || !Number.isInteger(hs) || hs < 0) throw new GpuError(`${op}: heads of ${hc} channels (B/C stride ${hs}) do not divide I = ${I}.`);
+  const bcCols = (I / hc - 1) * hs + N;
+  const bs = span(op, 'B', B, T, bcCols);
+  const cs = span(op, 'C', C, T, bcCols);
   const o = span(op, 'out', out, T, I);
   const zs = opts.z ? span(op, 'z', opts.z, T, I) : { off: 0, stride: 0 };
   if (cp.size < scanConstantsBytes(I, N)) throw new GpuError(`${op}: the constants buffer holds ${cp.size} bytes; ${scanConstantsBytes(I, N)} needed for I = ${I}, N = ${N}.`);
@@ -165,7 +174,7 @@ export function selectiveScanPlan(gpu: Gpu, x: Act, dtRaw: Act, B: Act, C: Act, 
   const zb = opts.z ? opts.z.buffer : gpu.zeroBuffer();
   noAlias(op, [out.buffer, state], [x.buffer, dtRaw.buffer, B.buffer, C.buffer, zb, cp]);
   const pipeline = gpu.pipeline('selectiveScan', { WG: 256, TPR, NPL });
-  const params = [u(T), u(I), u(N), u(xs.off), u(xs.stride), u(ds.off), u(ds.stride), u(bs.off), u(bs.stride), u(cs.off), u(cs.stride), u(zs.off), u(zs.stride), u(o.off), u(o.stride), u(opts.z ? 1 : 0)];
+  const params = [u(T), u(I), u(N), u(xs.off), u(xs.stride), u(ds.off), u(ds.stride), u(bs.off), u(bs.stride), u(cs.off), u(cs.stride), u(zs.off), u(zs.stride), u(o.off), u(o.stride), u(opts.z ? 1 : 0), u(hc), u(hs)];
   const bindings = { 1: x.buffer, 2: dtRaw.buffer, 3: B.buffer, 4: C.buffer, 5: zb, 6: cp, 7: state, 8: out.buffer };
   return { label: op, pipeline, params, bindings, grid: flat(gpu, Math.ceil(I / (256 / TPR))) };
 }

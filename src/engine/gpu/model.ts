@@ -10,6 +10,8 @@
 //                                                 r = residual_multiplier
 //   x = rmsnorm(h);  h += r * (mlp(x) + moe(x))   Granite, Bamba and Jamba (SwiGLU; MoE: Granite, and Jamba's
 //                                                 expert layers, which have no dense MLP)
+// Zamba2's and Zamba's hybrid layers first run a shared block use (gpu/zamba2.ts): hm = h + t, then
+// h += mamba(rmsnorm(hm)) (Zamba: a Mamba-1 mixer in heads, per-head x_proj / dt_proj and one scan).
 
 import type { ModelConfig } from '../config';
 import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
@@ -20,6 +22,7 @@ import { Gpu, type GpuWeight } from './device';
 import { SparseKv, type SparseKvOptions } from './kvPager';
 import { selectiveScanConstants } from './mamba1';
 import { CommandList, type Act } from './ops';
+import { recordSharedBlockUse, sharedBlockScratch } from './zamba2';
 
 const STEP_BYTES = 16;
 const DEFAULT_PREFILL_CHUNK = 512;
@@ -100,7 +103,7 @@ export class GpuModel implements LanguageModel {
     this.kvCapacity = opts.kvCapacity ?? DEFAULT_KV_CAPACITY;
     this.step = gpu.buffer(STEP_BYTES, 'step', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     this.kvStep = gpu.buffer(STEP_BYTES, 'kv_step', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    const nAttn = config.layerKinds.filter((k) => k === 'attention' || k === 'parallel').length;
+    const nAttn = config.layerKinds.filter((k) => k === 'attention' || k === 'parallel' || k === 'hybrid').length;
     this.sparseKv = opts.kv && nAttn > 0 ? new SparseKv(gpu, config, opts.kv, this.prefillChunk, nAttn) : null;
     if (this.sparseKv) this.kvCapacity = this.sparseKv.workingRows;
     this.ids = gpu.buffer(4 * Math.max(this.prefillChunk, 1), 'ids');
@@ -111,16 +114,20 @@ export class GpuModel implements LanguageModel {
     // [window, nKv*d] take the conv / ssm places (a bounded state, forked and exported with the recurrent ones).
     const g = config.griffin;
     const ring = g && a ? 4 * g.window * a.numKvHeads * a.headDim : 0;
+    // (a hybrid layer's Mamba decoder: Mamba-2 in Zamba2, Mamba-1 in Zamba)
+    const mamba2 = (kind: string) => kind === 'mamba' || kind === 'parallel' || (kind === 'hybrid' && m !== null);
+    const mamba1 = (kind: string) => kind === 'mamba1' || (kind === 'hybrid' && m === null);
+    const kvKind = (kind: string) => kind === 'attention' || kind === 'parallel' || kind === 'hybrid';
     const convBytes = (kind: string) =>
-      kind === 'mamba' || kind === 'parallel' ? 4 * m!.convDim * (m!.dConv - 1) : kind === 'mamba1' ? 4 * m1!.intermediate * (m1!.dConv - 1) : kind === 'rglru' ? 4 * g!.lruWidth * (g!.convWidth - 1) : kind === 'local' ? ring : 0;
+      mamba2(kind) ? 4 * m!.convDim * (m!.dConv - 1) : mamba1(kind) ? 4 * m1!.intermediate * (m1!.dConv - 1) : kind === 'rglru' ? 4 * g!.lruWidth * (g!.convWidth - 1) : kind === 'local' ? ring : 0;
     const ssmBytes = (kind: string) =>
-      kind === 'mamba' || kind === 'parallel' ? 4 * m!.numHeads * m!.headDim * m!.dState : kind === 'mamba1' ? 4 * m1!.intermediate * m1!.dState : kind === 'rglru' ? 4 * g!.lruWidth : kind === 'local' ? ring : 0;
+      mamba2(kind) ? 4 * m!.numHeads * m!.headDim * m!.dState : mamba1(kind) ? 4 * m1!.intermediate * m1!.dState : kind === 'rglru' ? 4 * g!.lruWidth : kind === 'local' ? ring : 0;
     this.states = config.layerKinds.map((kind, i) => ({
       conv: convBytes(kind) ? gpu.buffer(convBytes(kind), kind === 'local' ? `k_ring.${i}` : `conv_state.${i}`) : null,
       ssm: ssmBytes(kind) ? gpu.buffer(ssmBytes(kind), kind === 'local' ? `v_ring.${i}` : `ssm_state.${i}`) : null,
-      scanConstants: kind === 'mamba1' ? selectiveScanConstants(gpu, w.layers[i].mamba1!.aLog, w.layers[i].mamba1!.dtBias, w.layers[i].mamba1!.D, m1!.intermediate, m1!.dState) : null,
-      k: kind === 'attention' || kind === 'parallel' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `k_cache.${i}`) : null,
-      v: kind === 'attention' || kind === 'parallel' ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `v_cache.${i}`) : null,
+      scanConstants: mamba1(kind) ? selectiveScanConstants(gpu, w.layers[i].mamba1!.aLog, w.layers[i].mamba1!.dtBias, w.layers[i].mamba1!.D, m1!.intermediate, m1!.dState) : null,
+      k: kvKind(kind) ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `k_cache.${i}`) : null,
+      v: kvKind(kind) ? gpu.buffer(4 * this.kvCapacity * a!.numKvHeads * a!.headDim, `v_cache.${i}`) : null,
     }));
   }
 
@@ -560,7 +567,7 @@ export class GpuModel implements LanguageModel {
    * scan, not its decode step, which matters where the dt limit differs between them (dtLimitInDecode false).
    */
   private pass(T: number, rows: number, argmax = false, atStart = false): Pass {
-    const first = atStart && T === 1 && this.config.mamba !== null && !this.config.mamba.dtLimitInDecode && (this.config.layerKinds.includes('mamba') || this.config.layerKinds.includes('parallel'));
+    const first = atStart && T === 1 && this.config.mamba !== null && !this.config.mamba.dtLimitInDecode && (this.config.layerKinds.some((k) => k === 'mamba' || k === 'parallel' || k === 'hybrid'));
     const key = `${T}:${rows}${argmax ? ':argmax' : ''}${first ? ':first' : ''}`;
     let p = this.passes.get(key);
     if (!p) {
@@ -606,7 +613,7 @@ export class GpuModel implements LanguageModel {
 
     const I = m?.intermediate ?? 0;
     const gN = m ? m.nGroups * m.dState : 0;
-    const hasMamba = m !== null && (cfg.layerKinds.includes('mamba') || cfg.layerKinds.includes('parallel'));
+    const hasMamba = m !== null && cfg.layerKinds.some((k) => k === 'mamba' || k === 'parallel' || k === 'hybrid');
     // y * silu(z) without a norm (Falcon-H1, mamba_rms_norm false): [T, z | y] for swiglu
     const zy = hasMamba && this.w.layers.some((l) => l.mamba && !l.mamba.gatedNorm) ? buf(T * 2 * I, 'ssm_zy') : null;
     const zxbcdt = hasMamba ? buf(T * m.inProjDim, 'zxbcdt') : null; // [T, z | xBC | dt]
@@ -634,10 +641,11 @@ export class GpuModel implements LanguageModel {
     const m1 = cfg.mamba1;
     const I1 = m1?.intermediate ?? 0;
     const W1 = m1 ? m1.dtRank + 2 * m1.dState : 0;
-    const hasMamba1 = m1 !== null && cfg.layerKinds.includes('mamba1');
+    const hasMamba1 = m1 !== null && this.w.layers.some((l) => l.mamba1);
+    const nh1 = m1?.numHeads ?? 1; // Zamba: heads with their own x_proj / dt_proj, xdbc [T, heads x (dt_low | B | C)]
     const xz = hasMamba1 ? buf(T * 2 * I1, 'm1_xz') : null;
     const xc = hasMamba1 ? buf(T * I1, 'm1_xc') : null;
-    const xdbc = hasMamba1 ? buf(T * W1, 'm1_xdbc') : null;
+    const xdbc = hasMamba1 ? buf(T * W1 * nh1, 'm1_xdbc') : null;
     const xdbcN = hasMamba1 && m1.innerNormWeights ? buf(T * W1, 'm1_xdbc_normed') : null; // Jamba's weighted norms
     const dt1 = hasMamba1 ? buf(T * I1, 'm1_dt') : null;
     const y1 = hasMamba1 ? buf(T * I1, 'm1_y') : null;
@@ -659,20 +667,30 @@ export class GpuModel implements LanguageModel {
     const up = E > 0 ? buf(T * topK * 2 * EI, 'moe_up') : null;
     const upAct = E > 0 ? buf(T * topK * EI, 'moe_act') : null;
     const down = E > 0 ? buf(T * topK * H, 'moe_down') : null;
+    // Zamba2: the embeddings kept for the shared blocks, their scratch, and hm = h + t (a hybrid layer's Mamba input)
+    const zamba = cfg.zamba2 && cfg.layerKinds.includes('hybrid') ? cfg.zamba2 : null;
+    const emb = zamba ? buf(T * H, 'z2_emb') : null;
+    const hm = zamba ? buf(T * H, 'z2_mamba_in') : null;
+    const zs = zamba ? sharedBlockScratch(cfg, T, buf, { q: q!, k: k!, v: v!, o: o! }) : null;
+    if (emb) list.copy(h, emb, T, H);
 
     // Decode (T <= 4) fuses each RMSNorm / gated norm / SwiGLU into the GEMV that reads it: fewer dispatches,
     // which is what bounds decode speed. Prefill keeps them apart (shared scratch, tiled GEMMs).
     const fuse = T <= 4;
     this.w.layers.forEach((layer, i) => {
       const st = this.states[i];
-      const norm = { w: layer.norm, eps };
       // Falcon-H1's parallel layers add both mixers to h, so their input is x, never h with the norm fused.
       const par = layer.kind === 'parallel';
       const fuseIn = fuse && !par;
-      if (!fuseIn) list.rmsNorm(h, layer.norm, x, T, H, eps);
+      // Zamba2's hybrid layers: the shared block use makes the Mamba-2 decoder's input hm = h + t
+      if (layer.hybrid) {
+        recordSharedBlockUse(list, cfg, layer.hybrid, zs!, T, { h, emb: emb!, out: hm!, kCache: st.k!, vCache: st.v!, step: this.step, kvStep: this.kvStep, markKvWrite: () => attentionMarks.push(list.dispatchCount) });
+      }
+      const src = layer.hybrid ? hm! : h;
+      if (!fuseIn) list.rmsNorm(src, layer.norm, x, T, H, eps);
       // the mixer's input: x = rmsnorm(h), or h with the norm fused into each projection
-      const input = fuseIn ? h : x;
-      const inNorm = fuseIn ? { inputNorm: norm } : {};
+      const input = fuseIn ? src : x;
+      const inNorm = fuseIn ? { inputNorm: { w: layer.norm, eps } } : {};
       if (layer.mamba1) {
         // Mamba-1: in_proj -> (x | z); x = silu(conv(x)); x_proj -> (dt_low | B | C) [Falcon: normed];
         // dt = dt_proj(dt_low) (its bias and softplus in the scan); y = scan * silu(z); h += r * out_proj(y)
@@ -680,6 +698,22 @@ export class GpuModel implements LanguageModel {
         const { dtRank: R, dState: N, dConv: K } = m1!;
         list.linear(input, w.inProj, xz!, T, H, 2 * I1, { bias: w.inProjBias ?? undefined, ...inNorm });
         list.causalConv1d(col(xz!, 0, 2 * I1), w.conv, w.convBias, st.conv!, xc!, T, I1, K);
+      }
+      if (layer.mamba1?.perHead) {
+        // Zamba: per head h (channels h*hd ..), x_proj_h -> (dt_low | B | C) at columns h*W of xdbc, dt_proj_h ->
+        // dt channels h*hd ..; one scan with each head's B and C (heads option); h += out_proj(y)
+        const w = layer.mamba1;
+        const ph = w.perHead!;
+        const { dtRank: R, dState: N } = m1!;
+        const hd = I1 / nh1;
+        const WW = nh1 * W1;
+        for (let hh = 0; hh < nh1; hh++) list.linear(col(xc!, hh * hd, I1), ph.xProj[hh], col(xdbc!, hh * W1, WW), T, hd, W1);
+        for (let hh = 0; hh < nh1; hh++) list.linear(col(xdbc!, hh * W1, WW), ph.dtProj[hh], col(dt1!, hh * hd, I1), T, R, hd);
+        list.selectiveScan(xc!, dt1!, col(xdbc!, R, WW), col(xdbc!, R + N, WW), st.scanConstants!, st.ssm!, y1!, { T, I: I1, N }, { z: col(xz!, I1, 2 * I1), heads: { channels: hd, stride: W1 } });
+        list.linear(y1!, w.outProj, h, T, I1, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
+      } else if (layer.mamba1) {
+        const w = layer.mamba1;
+        const { dtRank: R, dState: N } = m1!;
         list.linear(xc!, w.xProj, xdbc!, T, I1, W1);
         // (dt_low | B | C) as dt_proj and the scan read it: normed in place (Falcon), or into xdbcN by three
         // strided RMSNorms with their weights (Jamba)
@@ -728,10 +762,10 @@ export class GpuModel implements LanguageModel {
             bias: w.outProjBias ?? undefined,
             alpha: r,
             accumulate: true,
-            inputGatedNorm: { z, w: w.gatedNorm, groupSize: m.normGroupSize, eps },
+            inputGatedNorm: { z, w: w.gatedNorm, groupSize: m.normGroupSize, eps: m.gatedNormEps ?? eps },
           });
         } else {
-          list.gatedRmsNorm(y!, z, w.gatedNorm, g!, T, I, m.normGroupSize, eps);
+          list.gatedRmsNorm(y!, z, w.gatedNorm, g!, T, I, m.normGroupSize, m.gatedNormEps ?? eps);
           list.linear(g!, w.outProj, h, T, I, H, { bias: w.outProjBias ?? undefined, alpha: r, accumulate: true });
         }
       }
@@ -787,7 +821,7 @@ export class GpuModel implements LanguageModel {
         list.rmsNorm(h, f.norm, x, T, H, eps);
         list.linear(x, f.gate, col(ggu!, 0, 2 * GM), T, H, GM, { bias: f.gateBias });
         list.linear(x, f.up, col(ggu!, GM, 2 * GM), T, H, GM, { bias: f.upBias });
-        list.geglu(ggu!, gact!, T, GM);
+        list.gegluTanh(ggu!, gact!, T, GM);
         list.linear(gact!, f.down, h, T, GM, H, { bias: f.downBias, accumulate: true });
       }
       const f = layer.feedForward;

@@ -425,9 +425,14 @@ export class CommandList {
     this.elementwise('swiglu', x, 2 * m, out, T, m, 1);
   }
 
-  /** GeGLU (tanh gelu): out[t, i] = gelu_tanh(x[t, i]) * x[t, m + i]. x: [T, 2m], out: [T, m]. */
+  /** GeGLU on a fused projection: out[t, i] = gelu(x[t, i]) * x[t, m + i] (GELU with erf). x: [T, 2m], out: [T, m]. */
   geglu(x: Act, out: Act, T: number, m: number): void {
     this.elementwise('geglu', x, 2 * m, out, T, m, 1);
+  }
+
+  /** GeGLU (tanh gelu): out[t, i] = gelu_tanh(x[t, i]) * x[t, m + i]. x: [T, 2m], out: [T, m]. */
+  gegluTanh(x: Act, out: Act, T: number, m: number): void {
+    this.elementwise('gegluTanh', x, 2 * m, out, T, m, 1);
   }
 
   /** y[t, i] *= gelu_tanh(x[t, i]), both [T, m]. */

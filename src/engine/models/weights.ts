@@ -35,6 +35,11 @@ export interface Mamba1Weights<T> {
   dtNorm: T | null;
   bNorm: T | null;
   cNorm: T | null;
+  /**
+   * Zamba's multi-head mixer (Mamba1Config.numHeads > 1): each head's x_proj [R + 2N, I/heads] and dt_proj
+   * [I/heads, R] (xProj and dtProj are then head 0's); null for one head.
+   */
+  perHead: { xProj: T[]; dtProj: T[] } | null;
 }
 
 export interface AttentionWeights<T> {
@@ -97,6 +102,37 @@ export interface GeluMlpWeights<T> {
   downBias: T;
 }
 
+/** One of Zamba2's shared transformer blocks (Zamba2AttentionDecoderLayer), its weights loaded once for all its uses. */
+export interface SharedBlockWeights<T> {
+  inputNorm: T; // [2H]
+  q: T; // [nH*d, 2H]
+  k: T; // [nKv*d, 2H]
+  v: T; // [nKv*d, 2H]
+  o: T; // [H, nH*d]
+  preFfNorm: T; // [H]
+  gateUp: T; // [2F, H]: gate | up
+  down: T; // [H, F]
+}
+
+/** A LoRA adapter x -> up(down x): down [r, K], up [N, r]. */
+export interface AdapterWeights<T> {
+  down: T;
+  up: T;
+}
+
+/** A use of a shared block by a Zamba2 hybrid layer: the block, this use's adapters and the layer's own linear. */
+export interface HybridWeights<T> {
+  block: SharedBlockWeights<T>;
+  blockIndex: number;
+  /** This use's LoRA on q, k, v (use_shared_attention_adapter), else null. */
+  qAdapter: AdapterWeights<T> | null;
+  kAdapter: AdapterWeights<T> | null;
+  vAdapter: AdapterWeights<T> | null;
+  /** The gate_up LoRA of this use (Zamba2); null without (Zamba). */
+  gateUpAdapter: AdapterWeights<T> | null;
+  linear: T; // [H, H]
+}
+
 export interface LayerWeights<T> {
   kind: LayerKind;
   norm: T; // input_layernorm [H] (Nemotron-H, Mamba-2: the block's norm)
@@ -109,6 +145,8 @@ export interface LayerWeights<T> {
   /** RecurrentGemma: the recurrent block ('rglru' layers) and the gelu MLP after every temporal block. */
   rglru?: RglruWeights<T> | null;
   geluMlp?: GeluMlpWeights<T> | null;
+  /** Zamba2's hybrid layers: the shared block use that runs before the Mamba-2 decoder (kind 'hybrid'), else absent. */
+  hybrid?: HybridWeights<T>;
 }
 
 export interface ModelWeights<T> {
@@ -203,8 +241,45 @@ export function foldGemmaNorms(cfg: ModelConfig, store: { has(name: string): boo
   for (const b of bases) if (!store.has(`${b}${PLUS1}.weight`) && store.has(`${b}.weight`)) store.offsetValues(`${b}${PLUS1}.weight`, `${b}.weight`, 1);
 }
 
+/** The virtual name of Zamba's in_proj read as x rows then z rows (zambaViews). */
+const XZ = '.xz';
+
+/**
+ * Zamba's checkpoints, read as the engine's layouts through virtual tensors of the store: each mixer's in_proj
+ * (rows interleaved per channel as x, z) as `in_proj.xz` (x rows, then z rows), its x_proj_weight [heads, R + 2N,
+ * I/heads] and dt_proj_weight [heads, I/heads, R] as one tensor per head (`.h`), and the shared block's MLP
+ * gate_proj and up_proj stacked as `feed_forward.gate_up_proj` [2F, H] (gate rows, then up rows).
+ */
+export function zambaViews(
+  cfg: ModelConfig,
+  store: { has(name: string): boolean; permuteRows(name: string, from: string, order: Uint32Array): void; sliceFirst(name: string, from: string, index: number): void; stack(name: string, parts: readonly string[], groups: number): void },
+): void {
+  if (cfg.architecture !== 'zamba') return;
+  const m = cfg.mamba1!;
+  const I = m.intermediate;
+  const nh = m.numHeads ?? 1;
+  const order = new Uint32Array(2 * I);
+  for (let c = 0; c < I; c++) {
+    order[c] = 2 * c;
+    order[I + c] = 2 * c + 1;
+  }
+  cfg.layerKinds.forEach((kind, i) => {
+    const p = kind === 'hybrid' ? `model.layers.${i}.mamba_decoder.mamba` : `model.layers.${i}.mamba`;
+    for (const part of ['weight', 'bias']) {
+      if (!store.has(`${p}.in_proj${XZ}.${part}`) && store.has(`${p}.in_proj.${part}`)) store.permuteRows(`${p}.in_proj${XZ}.${part}`, `${p}.in_proj.${part}`, order);
+    }
+    for (const w of ['x_proj_weight', 'dt_proj_weight']) {
+      for (let h = 0; h < nh; h++) if (!store.has(`${p}.${w}.${h}`) && store.has(`${p}.${w}`)) store.sliceFirst(`${p}.${w}.${h}`, `${p}.${w}`, h);
+    }
+    const f = `model.layers.${i}.shared_transf.feed_forward`;
+    if (kind === 'hybrid' && !store.has(`${f}.gate_up_proj.weight`) && store.has(`${f}.gate_proj.weight`)) {
+      store.stack(`${f}.gate_up_proj.weight`, [`${f}.gate_proj.weight`, `${f}.up_proj.weight`], 1);
+    }
+  });
+}
+
 /** Walks the checkpoint's tensors for `cfg`, calling `load` once per tensor. */
-export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boolean }, loadTensor: TensorLoader<T>): ModelWeights<T> {
+export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boolean; sameTensor?(a: string, b: string): boolean }, loadTensor: TensorLoader<T>): ModelWeights<T> {
   const load = (name: string, shape: number[], role: TensorRole = 'other') => loadTensor(name, shape, role);
   const H = cfg.hiddenSize;
   const arch = cfg.architecture;
@@ -245,6 +320,36 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
       dtNorm: m.innerNormWeights ? load(`${p}.dt_layernorm.weight`, [m.dtRank]) : null,
       bNorm: m.innerNormWeights ? load(`${p}.b_layernorm.weight`, [m.dState]) : null,
       cNorm: m.innerNormWeights ? load(`${p}.c_layernorm.weight`, [m.dState]) : null,
+      perHead: null,
+    };
+  };
+
+  // Zamba's multi-head Mamba-1: in_proj's rows as x | z, per-head x_proj / dt_proj (the views zambaViews made)
+  const zambaMamba1At = (p: string): Mamba1Weights<T> => {
+    const m = cfg.mamba1!;
+    const I = m.intermediate;
+    const nh = m.numHeads ?? 1;
+    const hd = I / nh;
+    const W = m.dtRank + 2 * m.dState;
+    const xProj = Array.from({ length: nh }, (_, h) => load(`${p}.x_proj_weight.${h}`, [W, hd], 'matrix'));
+    // (dt_proj's input is the narrow dt rank: kept in floats, as Mamba-1's)
+    const dtProj = Array.from({ length: nh }, (_, h) => load(`${p}.dt_proj_weight.${h}`, [hd, m.dtRank]));
+    return {
+      inProj: load(`${p}.in_proj${XZ}.weight`, [2 * I, H], 'matrix'),
+      inProjBias: m.projBias ? load(`${p}.in_proj${XZ}.bias`, [2 * I]) : null,
+      conv: load(`${p}.conv1d.weight`, [I, 1, m.dConv]),
+      convBias: m.convBias ? load(`${p}.conv1d.bias`, [I]) : null,
+      xProj: xProj[0],
+      dtProj: dtProj[0],
+      dtBias: load(`${p}.dt_proj_bias`, [nh, hd]),
+      aLog: load(`${p}.A_log`, [nh, hd, m.dState]),
+      D: load(`${p}.D`, [nh, hd]),
+      outProj: load(`${p}.out_proj.weight`, [H, I], 'matrix'),
+      outProjBias: m.projBias ? load(`${p}.out_proj.bias`, [H]) : null,
+      dtNorm: null,
+      bNorm: null,
+      cNorm: null,
+      perHead: { xProj, dtProj },
     };
   };
 
@@ -415,6 +520,78 @@ export function loadWeights<T>(cfg: ModelConfig, store: { has(name: string): boo
         downBias: load(`${f}.down_proj.bias`, [H]),
       };
       return layer;
+    });
+  } else if (arch === 'zamba2' || arch === 'zamba') {
+    // model.layers.N.{input_layernorm, mamba} (Mamba-2 layers); hybrid layers: model.layers.N.{linear,
+    // mamba_decoder.{input_layernorm, mamba}, shared_transformer.*}. The shared blocks are stored under the first
+    // num_mem_blocks hybrid layers (transformers ties the later ones to those), with every use's adapters.
+    embedName = 'model.embed_tokens.weight';
+    finalNormName = 'model.final_layernorm.weight';
+    const z = cfg.zamba2;
+    const a = cfg.attention;
+    const H2 = 2 * H;
+    const qd = a ? a.numHeads * a.headDim : 0;
+    const kd = a ? a.numKvHeads * a.headDim : 0;
+    const F = z?.intermediate ?? 0;
+    const R = z?.adapterRank ?? 0;
+    // transformers ties the later uses of a block to its first (model.layers.{first}.shared_transformer) only with
+    // tie_word_embeddings; otherwise each hybrid layer keeps its own copy. A use reads its own layer's tensor where
+    // the checkpoint has one that differs from the first use's, else the first use's (loaded once).
+    const loaded = new Map<string, T>();
+    const once = (name: string, shape: number[], role: TensorRole): T => {
+      let t = loaded.get(name);
+      if (t === undefined) loaded.set(name, (t = load(name, shape, role)));
+      return t;
+    };
+    const pick = (own: string, owner: string, shape: number[], role: TensorRole = 'other'): T =>
+      once(own !== owner && store.has(own) && !store.sameTensor?.(own, owner) ? own : owner, shape, role);
+    // Zamba2's block is shared_transformer, Zamba's shared_transf (its MLP's gate_up stacked by zambaViews)
+    const ST = arch === 'zamba' ? 'shared_transf' : 'shared_transformer';
+    const blockFor = (layer: number, b: number): SharedBlockWeights<T> => {
+      const own = `model.layers.${layer}.${ST}`;
+      const owner = `model.layers.${z!.hybridLayers[b]}.${ST}`;
+      const t = (n: string, shape: number[], role: TensorRole = 'other') => pick(`${own}.${n}`, `${owner}.${n}`, shape, role);
+      return {
+        inputNorm: t('input_layernorm.weight', [H2]),
+        q: t('self_attn.q_proj.weight', [qd, H2], 'matrix'),
+        k: t('self_attn.k_proj.weight', [kd, H2], 'matrix'),
+        v: t('self_attn.v_proj.weight', [kd, H2], 'matrix'),
+        o: t('self_attn.o_proj.weight', [H, qd], 'matrix'),
+        preFfNorm: t('pre_ff_layernorm.weight', [H]),
+        gateUp: t('feed_forward.gate_up_proj.weight', [2 * F, H], 'matrix'),
+        down: t('feed_forward.down_proj.weight', [H, F], 'matrix'),
+      };
+    };
+    let use = 0;
+    layers = cfg.layerKinds.map((kind, i) => {
+      const p = `model.layers.${i}`;
+      const mixer = (q: string) => (arch === 'zamba' ? { mamba1: zambaMamba1At(q) } : { mamba: mambaAt(q) });
+      if (kind !== 'hybrid') return { kind, norm: load(`${p}.input_layernorm.weight`, [H]), ...none, ...mixer(`${p}.mamba`) };
+      const u = use++;
+      const b = u % z!.numMemBlocks;
+      const block = blockFor(i, b);
+      const own = `${p}.${ST}`;
+      const owner = `model.layers.${z!.hybridLayers[b]}.${ST}`;
+      const adapter = (list: string, K: number, N: number): AdapterWeights<T> => ({
+        down: pick(`${own}.${list}.${u}.0.weight`, `${owner}.${list}.${u}.0.weight`, [R, K], 'matrix'),
+        up: pick(`${own}.${list}.${u}.1.weight`, `${owner}.${list}.${u}.1.weight`, [N, R], 'matrix'),
+      });
+      const att = z!.attentionAdapters;
+      return {
+        kind,
+        norm: load(`${p}.mamba_decoder.input_layernorm.weight`, [H]),
+        ...none,
+        ...mixer(`${p}.mamba_decoder.mamba`),
+        hybrid: {
+          block,
+          blockIndex: b,
+          qAdapter: att ? adapter('self_attn.linear_q_adapter_list', H2, qd) : null,
+          kAdapter: att ? adapter('self_attn.linear_k_adapter_list', H2, kd) : null,
+          vAdapter: att ? adapter('self_attn.linear_v_adapter_list', H2, kd) : null,
+          gateUpAdapter: arch === 'zamba2' ? adapter('feed_forward.gate_up_proj_adapter_list', H, 2 * F) : null,
+          linear: load(`${p}.linear.weight`, [H, H], 'matrix'),
+        },
+      };
     });
   } else if (arch === 'bamba') {
     // model.layers.N.{input_layernorm, mamba | self_attn, pre_ff_layernorm, feed_forward.{gate,up,down}_proj}
