@@ -1274,6 +1274,30 @@ function recurrentGemma(raw: Json): ModelConfig {
 }
 
 
+/** The widths of a Zamba2 / Zamba shared block use: H, 2H (its input, concat(h, embeddings)), adapter rank, MLP width, q and k/v widths. */
+export function sharedBlockDims(cfg: ModelConfig): { H: number; H2: number; R: number; F: number; qd: number; kd: number } {
+  const a = cfg.attention!;
+  const z = cfg.zamba2!;
+  const H = cfg.hiddenSize;
+  return { H, H2: 2 * H, R: z.adapterRank, F: z.intermediate, qd: a.numHeads * a.headDim, kd: a.numKvHeads * a.headDim };
+}
+
+/**
+ * Zamba2's / Zamba's layers_block_type: exactly num_hidden_layers entries, each "mamba" (or "linear_attention"),
+ * read as `mambaKind`, or "hybrid"; with the hybrid layers' indices.
+ */
+function zambaLayerKinds(types: unknown, numLayers: number, mt: Architecture, mambaKind: LayerKind): { layerKinds: LayerKind[]; hybridLayers: number[] } {
+  if (!Array.isArray(types) || types.length !== numLayers) {
+    throw new UnsupportedModelError(`config.json: "layers_block_type" must list exactly num_hidden_layers (${numLayers}) entries.`);
+  }
+  const layerKinds: LayerKind[] = types.map((t, i) => {
+    if (t === 'mamba' || t === 'linear_attention') return mambaKind;
+    if (t === 'hybrid') return 'hybrid';
+    throw new UnsupportedConfigValueError(`layers_block_type[${i}]`, t, 'the layer types "mamba" (or "linear_attention") and "hybrid"', mt, `layer ${i} has type ${show(t)} (layers_block_type[${i}]), which`);
+  });
+  return { layerKinds, hybridLayers: layerKinds.flatMap((k, i) => (k === 'hybrid' ? [i] : [])) };
+}
+
 /**
  * The pre-transformers spelling of Zyphra's Zamba2 configs (Zyphra/Zamba2-7B's, test/data/configs/zamba2) and
  * the key transformers' Zamba2Config reads for each; a legacy key counts only where the current one is absent.
@@ -1312,15 +1336,7 @@ function zamba2(raw: Json): ModelConfig {
   if (!present(types)) {
     throw new UnsupportedModelError('config.json: "layers_block_type" is missing; it must list each layer as "mamba" (or "linear_attention") or "hybrid".');
   }
-  if (!Array.isArray(types) || types.length !== numLayers) {
-    throw new UnsupportedModelError(`config.json: "layers_block_type" must list exactly num_hidden_layers (${numLayers}) entries.`);
-  }
-  const layerKinds: LayerKind[] = types.map((t, i) => {
-    if (t === 'mamba' || t === 'linear_attention') return 'mamba';
-    if (t === 'hybrid') return 'hybrid';
-    throw new UnsupportedConfigValueError(`layers_block_type[${i}]`, t, 'the layer types "mamba" (or "linear_attention") and "hybrid"', mt, `layer ${i} has type ${show(t)} (layers_block_type[${i}]), which`);
-  });
-  const hybridLayers = layerKinds.flatMap((k, i) => (k === 'hybrid' ? [i] : []));
+  const { layerKinds, hybridLayers } = zambaLayerKinds(types, numLayers, mt, 'mamba');
   const ids = r['hybrid_layer_ids'];
   if (present(ids) && (!Array.isArray(ids) || ids.join() !== hybridLayers.join())) {
     throw new UnsupportedModelError(`config.json: "hybrid_layer_ids" ${show(ids)} disagrees with the hybrid layers of "layers_block_type" (${show(hybridLayers)}); fix the config.json.`);
@@ -1433,15 +1449,7 @@ function zamba(raw: Json): ModelConfig {
     const offset = int(raw, 'attn_layer_offset', 4);
     types = ['mamba', 'mamba', 'hybrid', ...Array.from({ length: Math.max(0, numLayers - 3) }, (_, i) => (i % period === offset ? 'hybrid' : 'mamba'))];
   }
-  if (!Array.isArray(types) || types.length !== numLayers) {
-    throw new UnsupportedModelError(`config.json: "layers_block_type" must list exactly num_hidden_layers (${numLayers}) entries.`);
-  }
-  const layerKinds: LayerKind[] = types.map((t, i) => {
-    if (t === 'mamba' || t === 'linear_attention') return 'mamba1';
-    if (t === 'hybrid') return 'hybrid';
-    throw new UnsupportedConfigValueError(`layers_block_type[${i}]`, t, 'the layer types "mamba" (or "linear_attention") and "hybrid"', mt, `layer ${i} has type ${show(t)} (layers_block_type[${i}]), which`);
-  });
-  const hybridLayers = layerKinds.flatMap((k, i) => (k === 'hybrid' ? [i] : []));
+  const { layerKinds, hybridLayers } = zambaLayerKinds(types, numLayers, mt, 'mamba1');
   if (present(raw['hidden_mamba_act']) && raw['hidden_mamba_act'] !== 'silu' && raw['hidden_mamba_act'] !== 'swish') refuse('hidden_mamba_act', raw['hidden_mamba_act'], '"silu" only');
   const intermediate = positive(raw, 'mamba_expand', 2) * hiddenSize;
   if (intermediate > MAX_SIZE) throw new UnsupportedModelError(`config.json: mamba_expand x hidden_size (${intermediate}) is more than the ${MAX_SIZE} Sidewinder supports.`);

@@ -9,7 +9,7 @@
 // The attention itself is the model's (dense or over selected KV blocks), passed in as `attend`. Zamba's block is
 // the same without adapters (its gate_proj / up_proj read as one gate_up); its multi-head Mamba-1 mixer is below.
 
-import type { ModelConfig } from '../config';
+import { sharedBlockDims, type ModelConfig } from '../config';
 import type { AdapterWeights, HybridWeights, Mamba1Weights } from '../models/weights';
 import { aFromLog, dtFromLow, selectiveScan, splitXProj, type Mamba1State } from './mamba1';
 import * as ops from './ops';
@@ -39,12 +39,7 @@ export function sharedBlockUse(
 ): Float32Array {
   const a = cfg.attention!;
   const z = cfg.zamba2!;
-  const H = cfg.hiddenSize;
-  const H2 = 2 * H;
-  const R = z.adapterRank;
-  const F = z.intermediate;
-  const qd = a.numHeads * a.headDim;
-  const kd = a.numKvHeads * a.headDim;
+  const { H, H2, R, F, qd, kd } = sharedBlockDims(cfg);
   const b = w.block;
   const cat = new Float32Array(T * H2);
   for (let t = 0; t < T; t++) {

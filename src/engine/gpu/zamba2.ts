@@ -4,7 +4,7 @@
 // own caches, o_proj, pre_ff_layernorm, gate_up plus its LoRA, GeGLU (or SwiGLU), down_proj, then the layer's
 // linear accumulated onto a copy of h: `out` = h + t, the input of the layer's Mamba-2 decoder.
 
-import type { ModelConfig } from '../config';
+import { sharedBlockDims, type ModelConfig } from '../config';
 import type { AdapterWeights, HybridWeights } from '../models/weights';
 import type { GpuWeight } from './device';
 import type { Act, CommandList } from './ops';
@@ -61,12 +61,7 @@ export interface SharedBlockUseArgs {
 export function recordSharedBlockUse(list: CommandList, cfg: ModelConfig, w: HybridWeights<GpuWeight>, s: SharedBlockScratch, T: number, args: SharedBlockUseArgs): void {
   const a = cfg.attention!;
   const z = cfg.zamba2!;
-  const H = cfg.hiddenSize;
-  const H2 = 2 * H;
-  const R = z.adapterRank;
-  const F = z.intermediate;
-  const qd = a.numHeads * a.headDim;
-  const kd = a.numKvHeads * a.headDim;
+  const { H, H2, R, F, qd, kd } = sharedBlockDims(cfg);
   const eps = cfg.rmsNormEps;
   const b = w.block;
   const col = (x: Act, offset: number, stride: number): Act => ({ buffer: x.buffer, offset: (x.offset ?? 0) + offset, stride });
