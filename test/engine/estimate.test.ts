@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { SUPPORTED_MODEL_TYPES, configFromJson, parseConfigJson } from '../../src/engine/config';
 import { CpuModel } from '../../src/engine/cpu/model';
@@ -14,6 +15,8 @@ import { estimateModel, loadedTensors } from '../../src/engine/estimate';
 import { openModelFolder } from '../../src/engine/model';
 import { loadWeights } from '../../src/engine/models/weights';
 import { quantizedBytes } from '../../src/engine/quant';
+import { writeQuantizedCheckpoint } from '../../src/engine/quantLoad';
+import { WeightStore } from '../../src/engine/safetensors';
 import { FIXTURES, fixtureNames, REPO } from './helpers';
 
 const CONFIGS = path.join(REPO, 'test', 'data', 'configs');
@@ -103,6 +106,34 @@ describe('model estimate', () => {
       assert.deepEqual([e.params, e.stateBytes, e.kvBytesPerToken, e.attentionLayers, e.recurrentLayers], [r.params, r.state_bytes, r.kv_bytes_per_token, r.attention_layers, r.recurrent_layers], f);
     });
   });
+
+  // The checkpoint stored quantized by the engine (what the loader reads back as is): its tensors' bytes are the
+  // estimate's, but for the f16 scales, which the file stores unpadded and the estimate, as the GPU holds them,
+  // packed two to a u32 (at most 2 bytes a tensor more).
+  for (const name of ['granite-moe-rope', 'mamba1-bf16']) {
+    test(`${name}: q8 / q4 bytes are those of the checkpoint the engine writes quantized`, () => {
+      const folder = openModelFolder(path.join(FIXTURES, name));
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-estimate-'));
+      try {
+        const e = estimateModel(folder.config);
+        for (const mode of ['q8', 'q4'] as const) {
+          const out = path.join(tmp, mode);
+          const r = writeQuantizedCheckpoint(folder, out, mode);
+          const stored = WeightStore.openFile(path.join(out, 'model.safetensors'));
+          try {
+            const bytes = stored.names().reduce((a, n) => a + stored.info(n).byteLength, 0);
+            const slack = e.weightBytes[mode] - bytes;
+            assert.ok(slack >= 0 && slack <= 2 * r.quantized, `${name} ${mode}: estimate ${e.weightBytes[mode]} vs stored ${bytes} (${r.quantized} quantized tensors)`);
+          } finally {
+            stored.close();
+          }
+        }
+      } finally {
+        folder.store.close();
+        fs.rmSync(tmp, { recursive: true, force: true });
+      }
+    });
+  }
 
   test('q8 / q4 bytes follow the quantized layout (groups of 32, f16 scales; the embedding q8 under q4)', () => {
     const folder = openModelFolder(path.join(FIXTURES, 'mamba2-pure'));
