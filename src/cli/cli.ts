@@ -24,6 +24,10 @@
 //       -> fetches config, tokenizer and safetensors from the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN honoured)
 //   sidewinder quantize [--model DIR] --out DIR [--quant q4|q8] [--json]
 //       -> {"out","quant","bytes","quantizedTensors"}  the checkpoint stored quantized (README "Quantized weights")
+//   sidewinder info     [--model DIR | --config FILE] [--json]
+//       -> {"model_type","architecture","layers","layersByKind","attentionLayers","recurrentLayers","params",
+//          "activeParams","tensors","weightBytes":{"bf16","q8","q4","f32"},"stateBytes","kvBytesPerToken",
+//          "kvWindowTokens","kvMaxBytes"}  from config.json alone (engine/estimate.ts); nothing is loaded
 //   Every command that loads a model (logits, generate, ingest, ask, complete) takes --quant q4|q8|none (default
 //   none) and --cache-dir DIR (where the quantized planes are cached).
 
@@ -38,6 +42,7 @@ import { parseQuantMode, writeQuantizedCheckpoint } from '../engine/quantLoad';
 import { idList, intValue, parseArgs, type ParsedArgs } from './args';
 import { cmdDownload } from './download';
 import { cmdFiles } from './files';
+import { cmdInfo } from './info';
 import { cmdAsk, cmdComplete, cmdIngest, defaultCacheDir } from './workspace';
 
 const USAGE = `usage:
@@ -51,6 +56,7 @@ const USAGE = `usage:
   sidewinder download REPO_ID [--revision REV] [--dest DIR] [--endpoint URL] [--json]
   sidewinder complete --file PATH --offset N [--workspace DIR] [--model DIR] [--max-new-tokens N] [--json]
   sidewinder quantize [--model DIR] --out DIR [--quant q4|q8] [--json]
+  sidewinder info     [--model DIR | --config FILE] [--json]   params, weight bytes (bf16/q8/q4), state, KV per token
 
 --model DIR: a Hugging Face model folder (config.json, *.safetensors, tokenizer.json). Default: the bundled
 model, ${bundledModelDir()}.
@@ -195,6 +201,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'quantize':
       await cmdQuantize(rest);
+      return 0;
+    case 'info':
+      await cmdInfo(rest);
       return 0;
     case undefined:
     case 'help':

@@ -953,9 +953,12 @@ const MAX_MAMBA1_STATE = 256;
 function mamba1(raw: Json, mt: Architecture): ModelConfig {
   const hiddenSize = int(raw, 'hidden_size', 768);
   const numLayers = int(raw, 'num_hidden_layers', 32);
-  // MambaConfig.__post_init__ sets intermediate_size = int(expand * hidden_size), whatever the file says.
+  // MambaConfig / FalconMambaConfig set intermediate_size = int(expand * hidden_size), and then the file's own
+  // intermediate_size, a key they do not declare, is set over it (PretrainedConfig.__init__ in 4.x,
+  // PreTrainedConfig.__post_init__ in 5.x set every extra key as an attribute): tiiuae/falcon-mamba-7b writes
+  // expand 16 with intermediate_size 8192, and its weights are 8192 wide.
   const expand = num(raw, 'expand', 2);
-  const intermediate = Math.trunc(expand * hiddenSize);
+  const intermediate = present(raw['intermediate_size']) ? positive(raw, 'intermediate_size') : Math.trunc(expand * hiddenSize);
   if (!(intermediate >= 1) || intermediate > MAX_SIZE) {
     throw new UnsupportedModelError(`config.json: expand (${expand}) x hidden_size (${hiddenSize}) must give an intermediate size of 1 to ${MAX_SIZE}.`);
   }

@@ -143,6 +143,71 @@ describe('cli', () => {
     fs.rmSync(dir, { recursive: true });
   });
 
+  test('info: the estimate from config.json (--model or --config), text or --json; bad input refused as the loader refuses it', async () => {
+    const keys = ['model_type', 'architecture', 'layers', 'layersByKind', 'attentionLayers', 'recurrentLayers', 'params', 'activeParams', 'tensors', 'weightBytes', 'stateBytes', 'kvBytesPerToken', 'kvWindowTokens', 'kvMaxBytes'];
+    for (const n of ['jamba-moe', 'recurrent-gemma', 'zamba2']) {
+      const r = await cli('info', '--model', path.join(FIXTURES, n), '--json');
+      assert.equal(r.code, 0, r.stderr);
+      const j = JSON.parse(r.stdout) as Record<string, unknown> & { params: number; weightBytes: Record<string, number>; kvWindowTokens: number | null };
+      assert.deepEqual(Object.keys(j), keys, n);
+      const cfg = JSON.parse(fs.readFileSync(path.join(FIXTURES, n, 'config.json'), 'utf8'));
+      assert.equal(j.model_type, cfg.model_type, n);
+      assert.deepEqual(Object.keys(j.weightBytes), ['bf16', 'q8', 'q4', 'f32'], n);
+      assert.equal(j.weightBytes.bf16, 2 * j.params, n);
+      assert.equal(j.kvWindowTokens, n === 'recurrent-gemma' ? cfg.attention_window_size : null, n);
+      const t = await cli('info', '--model', path.join(FIXTURES, n));
+      assert.equal(t.code, 0, t.stderr);
+      for (const re of [/^model_type +/m, /^layers +/m, /^params +[\d,]+/m, /^weights +bf16 .* q8 .* q4 /m, /^state +/m, /^kv +/m]) assert.match(t.stdout, re, n);
+      assert.ok(t.stdout.includes(j.params.toLocaleString('en-US')), n);
+      if (n === 'recurrent-gemma') assert.match(t.stdout, /^kv window +\d+ tokens/m);
+    }
+    // a published config by file: Jamba 1.5 Mini, 52B total / 12B active as AI21 states it
+    const jamba = await cli('info', '--config', path.join(REPO, 'test', 'data', 'configs', 'jamba', 'ai21labs--AI21-Jamba-1.5-Mini.json'), '--json');
+    assert.equal(jamba.code, 0, jamba.stderr);
+    const jj = JSON.parse(jamba.stdout) as { params: number; activeParams: number; attentionLayers: number };
+    assert.equal(jj.params, 51570323328);
+    assert.equal(jj.activeParams, 12110311296);
+    assert.equal(jj.attentionLayers, 4);
+    // refusals: the loader's messages, exit 1 (a bad config) or 2 (bad usage), no stack trace
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cli-info-'));
+    try {
+      const base = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'granite-dense-nope', 'config.json'), 'utf8'));
+      const cases: [Record<string, unknown>, RegExp][] = [
+        [{ model_type: 'llama' }, /model_type "llama" is not supported/],
+        [{ hidden_act: 'gelu' }, /hidden_act = "gelu" is not supported/],
+      ];
+      for (const [patch, re] of cases) {
+        const f = path.join(dir, 'config.json');
+        fs.writeFileSync(f, JSON.stringify({ ...base, ...patch }));
+        for (const how of [['--config', f], ['--model', dir]]) {
+          const r = await cli('info', ...how);
+          assert.equal(r.code, 1, JSON.stringify(patch));
+          assert.equal(r.stdout, '');
+          assert.match(r.stderr, /^sidewinder: config\.json/);
+          assert.match(r.stderr, re);
+          assert.doesNotMatch(r.stderr, /\n\s+at /);
+        }
+      }
+      fs.writeFileSync(path.join(dir, 'config.json'), '{not json');
+      const broken = await cli('info', '--config', path.join(dir, 'config.json'));
+      assert.equal(broken.code, 1);
+      assert.match(broken.stderr, /config\.json is not valid JSON/);
+      const missing = await cli('info', '--model', path.join(dir, 'nope'));
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /does not exist/);
+      const both = await cli('info', '--model', dir, '--config', path.join(dir, 'config.json'));
+      assert.equal(both.code, 2);
+      assert.match(both.stderr, /at most one of --model or --config/);
+      const unknown = await cli('info', '--frobnicate');
+      assert.equal(unknown.code, 2);
+      assert.match(unknown.stderr, /unknown option --frobnicate/);
+    } finally {
+      fs.rmSync(dir, { recursive: true });
+    }
+    const help = await cli('help');
+    assert.match(help.stdout, /sidewinder info +\[--model DIR \| --config FILE\] \[--json\]/);
+  });
+
   test('files / ingest / ask --json: the workspace contracts', async () => {
     const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cli-ws-'));
     const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-cli-cache-'));

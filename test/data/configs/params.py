@@ -14,9 +14,11 @@ blocks (counted once, not per use) and their per-use LoRA adapters.
 Weight-free ops (Falcon-Mamba's B/C/dt RMSNorms, rotary tables) count nothing.
 
 State and KV are in f32 bytes, batch 1:
-  state_bytes       = sum over recurrent layers of (conv state + SSM/LRU state), using the
-                      transformers cache shapes (conv state keeps conv_kernel columns for
-                      mamba / mamba2-style caches; RecurrentGemma keeps conv1d_width-1).
+  state_bytes       = sum over recurrent layers of (conv state + SSM/LRU state), as Sidewinder's
+                      engine allocates them (src/engine/cpu/model.ts reset(), the GPU state
+                      buffers): the conv state keeps the last conv_kernel - 1 inputs (transformers'
+                      mamba / mamba2 caches keep conv_kernel columns, one more: 4/3 of the conv part
+                      for a width-4 kernel); RecurrentGemma keeps conv1d_width - 1 as transformers does.
   kv_bytes_per_token = sum over attention uses of 2 * kv_heads * head_dim * 4 (K and V).
                       Zamba's shared blocks keep a separate cache per use (per hybrid layer).
                       RecurrentGemma's attention is local: the cache stops growing at
@@ -90,7 +92,7 @@ def count_mamba(c, falcon=False):
     R = dt_rank(c, H)
     per = mamba1_mixer(H, I, N, R, K, c.get("use_bias", False), c.get("use_conv_bias", True)) + H
     params = L * per + H + embed_and_head(c, True)
-    state = L * (I * K + I * N) * F32
+    state = L * (I * (K - 1) + I * N) * F32
     notes = f"Mamba-1 x{L}, d_inner={I}, dt_rank={R}, d_state={N}, conv={K}"
     if falcon:
         notes += "; B/C/dt RMSNorms are weight-free (mixer_rms_eps)"
@@ -106,7 +108,7 @@ def mamba2_mixer(H, I, nh, G, N, K, proj_bias, conv_bias, gated_norm=True):
     n += 3 * nh                                   # dt_bias, A_log, D
     n += I if gated_norm else 0                   # gated RMSNorm weight
     n += linear(I, H, proj_bias)                  # out_proj
-    state = (conv_dim * K + nh * (I // nh) * N) * F32
+    state = (conv_dim * (K - 1) + nh * (I // nh) * N) * F32
     return n, state
 
 
@@ -116,7 +118,7 @@ def count_mamba2(c):
     nh, G, N = c["num_heads"], c.get("n_groups", 1), c.get("state_size", 128)
     K = c.get("conv_kernel", 4)
     m, s = mamba2_mixer(H, I, nh, G, N, K, c.get("use_bias", False), c.get("use_conv_bias", True))
-    params = L * (m + H) + H + embed_and_head(c, True)
+    params = L * (m + H) + H + embed_and_head(c, False)   # Mamba2Config: tie_word_embeddings=False
     return dict(params=params, state_bytes=L * s, kv_bytes_per_token=0, attention_layers=0,
                 recurrent_layers=L, notes=f"Mamba-2 x{L}, d_inner={I}, heads={nh}x{I // nh}, groups={G}, d_state={N}")
 
@@ -147,7 +149,7 @@ def count_jamba(c):
         params += attn if is_attn else mamba
         params += (H * E + E * mlp) if is_moe else mlp
     n_rec = L - n_attn
-    state = n_rec * (I * K + I * N) * F32
+    state = n_rec * (I * (K - 1) + I * N) * F32
     active = params - n_moe * (E - c.get("num_experts_per_tok", 2)) * mlp
     return dict(params=params, state_bytes=state, kv_bytes_per_token=n_attn * kv_bytes(nkv, hd),
                 attention_layers=n_attn, recurrent_layers=n_rec,
@@ -189,7 +191,9 @@ def count_zamba2(c):
     params += L * (m + H)                                # every layer: norm + Mamba-2
     params += n_h * H * H                                # per hybrid layer: linear H->H (no bias)
     shared = A + attn_params(A, H, nh, nkv, hd) + H + H * 2 * F + F * H
-    params += M * shared                                 # shared blocks, once each
+    # shared blocks, once each; transformers ties the later uses to the first only with tie_word_embeddings,
+    # otherwise each hybrid layer stores its own copy (what Sidewinder's loader then reads)
+    params += (M if tied(c, True) else n_h) * shared
     params += n_h * (H * r + r * 2 * F)                  # gate_up LoRA per hybrid use
     if c.get("use_shared_attention_adapter", False):
         params += n_h * (3 * A * r + r * nh * hd + 2 * r * nkv * hd)
@@ -217,14 +221,16 @@ def count_zamba(c):
     period, offset = c.get("attn_layer_period", 6), c.get("attn_layer_offset", 4)
     types = c.get("layers_block_type") or ["hybrid" if i % period == offset else "mamba" for i in range(L)]
     n_h = sum(t == "hybrid" for t in types)
-    mamba = (linear(H, 2 * I, c.get("use_bias", False)) + I * K + (I if c.get("use_conv_bias", True) else 0)
+    pb = c.get("mamba_proj_bias", False)                # ZambaConfig: mamba_proj_bias / mamba_conv_bias
+    mamba = (linear(H, 2 * I, pb) + I * K + (I if c.get("mamba_conv_bias", True) else 0)
              + nmh * hm * (R + 2 * N)           # x_proj_weight (heads, R+2N, hm)
              + nmh * hm * R + nmh * hm          # dt_proj weight + bias per head
              + I * N + I                        # A_log, D
-             + linear(I, H, c.get("use_bias", False)))
+             + linear(I, H, pb))
     params = embed_and_head(c, True) + H + L * (mamba + H) + n_h * H * H
-    params += A + attn_params(A, H, nh, nkv, hd) + H + 3 * H * F   # the one shared block
-    return dict(params=params, state_bytes=L * (I * K + I * N) * F32,
+    # the one shared block (a copy per use when the embeddings are untied, as for Zamba2)
+    params += (1 if tied(c, True) else n_h) * (A + attn_params(A, H, nh, nkv, hd) + H + 3 * H * F)
+    return dict(params=params, state_bytes=L * (I * (K - 1) + I * N) * F32,
                 kv_bytes_per_token=n_h * kv_bytes(nkv, hd), attention_layers=n_h, recurrent_layers=L,
                 notes=f"{L} Mamba-1 ({nmh} heads) + shared block used at {n_h} layers")
 
@@ -276,7 +282,10 @@ def count_bamba(c):
 # ---------------------------------------------------------------- Nemotron-H
 def count_nemotron_h(c):
     H, V = c["hidden_size"], c["vocab_size"]
-    pat = c["hybrid_override_pattern"]
+    pat = c.get("hybrid_override_pattern")
+    if pat is None:   # transformers 5 writes layers_block_type instead
+        sym = {"mamba": "M", "linear_attention": "M", "attention": "*", "full_attention": "*", "mlp": "-", "moe": "E"}
+        pat = "".join(sym[t] for t in c["layers_block_type"])
     nh, nkv = c["num_attention_heads"], c["num_key_value_heads"]
     hd = g(c, "head_dim", "attention_head_dim", default=H // nh)
     mnh, mhd = c["mamba_num_heads"], c["mamba_head_dim"]
@@ -289,7 +298,8 @@ def count_nemotron_h(c):
     mf, sf = c.get("moe_intermediate_size", 0), c.get("moe_shared_expert_intermediate_size", 0)
     moe = E * H + E + E * 2 * H * mf + c.get("n_shared_experts", 1) * 2 * H * sf
     cnt = {ch: pat.count(ch) for ch in "M*-E"}
-    params = embed_and_head(c, False) + H + len(pat) * H
+    # NemotronHForCausalLM ties nothing: lm_head is its own tensor whatever tie_word_embeddings says
+    params = 2 * V * H + H + len(pat) * H
     params += cnt["M"] * m + cnt["*"] * a + cnt["-"] * mlp + cnt["E"] * moe
     return dict(params=params, state_bytes=cnt["M"] * s, kv_bytes_per_token=cnt["*"] * kv_bytes(nkv, hd),
                 attention_layers=cnt["*"], recurrent_layers=cnt["M"],
@@ -325,13 +335,13 @@ def count_granitemoehybrid(c):
     I = int(c.get("mamba_expand", 2) * H)
     mnh, G, N, K = c["mamba_n_heads"], c.get("mamba_n_groups", 1), c["mamba_d_state"], c.get("mamba_d_conv", 4)
     types = c.get("layer_types") or ["mamba"] * L
-    n_attn = sum(t == "attention" for t in types)
+    n_attn = sum(t in ("attention", "full_attention") for t in types)   # transformers 5: full_attention
     m, s = mamba2_mixer(H, I, mnh, G, N, K, c.get("mamba_proj_bias", False), c.get("mamba_conv_bias", True))
     a = attn_params(H, H, nh, nkv, hd, c.get("attention_bias", False))
     SF = c.get("shared_intermediate_size", 0)
     E, EF = c.get("num_local_experts", 0), c.get("intermediate_size", 0)
     ffn = (H * 2 * SF + SF * H) + ((H * E + E * (2 * EF * H + H * EF)) if E else 0)
-    params = embed_and_head(c, True) + H + L * (2 * H + ffn) + n_attn * a + (L - n_attn) * m
+    params = embed_and_head(c, False) + H + L * (2 * H + ffn) + n_attn * a + (L - n_attn) * m
     return dict(params=params, state_bytes=(L - n_attn) * s, kv_bytes_per_token=n_attn * kv_bytes(nkv, hd),
                 attention_layers=n_attn, recurrent_layers=L - n_attn,
                 notes=f"Mamba-2 x{L - n_attn} + attention x{n_attn}; shared MLP {SF}, {E} experts")
