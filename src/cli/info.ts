@@ -28,6 +28,37 @@ export interface InfoJson {
   kvBytesPerToken: number;
   kvWindowTokens: number | null;
   kvMaxBytes: number | null;
+  /** With --model: the checkpoint's own weight files, their bytes and how they are stored (q4 / q8 as written by
+   * `quantize` or the training export, else float: loaded as is or quantized at load under --quant). */
+  stored: { files: number; bytes: number; format: 'q4' | 'q8' | 'float' } | null;
+}
+
+/** The *.safetensors files of `dir`, their bytes, and the sidewinder_quant format their headers name. */
+function storedWeights(dir: string): InfoJson['stored'] {
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors'));
+  if (files.length === 0) return null;
+  let bytes = 0;
+  let format: 'q4' | 'q8' | 'float' = 'float';
+  for (const f of files) {
+    const p = path.join(dir, f);
+    bytes += fs.statSync(p).size;
+    const fd = fs.openSync(p, 'r');
+    try {
+      const len = Buffer.alloc(8);
+      if (fs.readSync(fd, len, 0, 8, 0) !== 8) continue;
+      const n = Number(len.readBigUInt64LE(0));
+      if (!(n > 0 && n < 100 * 2 ** 20)) continue; // not a safetensors header: the loader reports it
+      const head = Buffer.alloc(n);
+      fs.readSync(fd, head, 0, n, 8);
+      const meta = (JSON.parse(head.toString('utf8')) as Record<string, { sidewinder_quant?: string } | undefined>)['__metadata__'];
+      if (meta?.sidewinder_quant === 'q4' || meta?.sidewinder_quant === 'q8') format = meta.sidewinder_quant;
+    } catch {
+      // an unreadable header: `info` reports the config; loading reports the file
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  return { files: files.length, bytes, format };
 }
 
 /** `out` is for tests; the command writes to stdout. */
@@ -36,11 +67,12 @@ export async function cmdInfo(argv: string[], out: { write(s: string): unknown }
   if (args.positionals.length > 0) throw new UsageError(`info takes no positional arguments, got ${JSON.stringify(args.positionals[0])}.`);
   if (args.values.has('model') && args.values.has('config')) throw new UsageError('give at most one of --model or --config.');
   let file: string;
+  let dir: string | null = null;
   if (args.values.has('config')) {
     file = args.values.get('config')!;
     if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new ModelFormatError(`config file ${file} does not exist.`);
   } else {
-    const dir = resolveModelDir(args.values.get('model'));
+    dir = resolveModelDir(args.values.get('model'));
     // (openModelFolder's messages)
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new ModelFormatError(`model folder ${dir} does not exist.`);
     file = path.join(dir, 'config.json');
@@ -63,6 +95,7 @@ export async function cmdInfo(argv: string[], out: { write(s: string): unknown }
     kvBytesPerToken: e.kvBytesPerToken,
     kvWindowTokens: e.kvWindowTokens,
     kvMaxBytes: e.kvMaxBytes,
+    stored: dir ? storedWeights(dir) : null,
   };
   if (args.flags.has('json')) out.write(JSON.stringify(json) + '\n');
   else out.write(text(json));
@@ -96,6 +129,7 @@ function text(j: InfoJson): string {
     `state          ${bytes(j.stateBytes)} per sequence (f32, constant in the context length)`,
     `kv             ${j.kvBytesPerToken === 0 ? 'none (no attention layer)' : `${count(j.kvBytesPerToken)} B per token (f32 K and V)`}`,
   ];
+  if (j.stored) lines.splice(4, 0, `stored         ${bytes(j.stored.bytes)} in ${j.stored.files} safetensors file${j.stored.files === 1 ? '' : 's'} (${j.stored.format === 'float' ? 'float: loaded as is, or quantized at load with --quant' : `${j.stored.format} as stored: loads as is`})`);
   if (j.kvWindowTokens !== null) lines.push(`kv window      ${count(j.kvWindowTokens)} tokens (local attention): at most ${bytes(j.kvMaxBytes!)}`);
   return lines.join('\n') + '\n';
 }

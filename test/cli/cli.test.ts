@@ -144,7 +144,7 @@ describe('cli', () => {
   });
 
   test('info: the estimate from config.json (--model or --config), text or --json; bad input refused as the loader refuses it', async () => {
-    const keys = ['model_type', 'architecture', 'layers', 'layersByKind', 'attentionLayers', 'recurrentLayers', 'params', 'activeParams', 'tensors', 'weightBytes', 'stateBytes', 'kvBytesPerToken', 'kvWindowTokens', 'kvMaxBytes'];
+    const keys = ['model_type', 'architecture', 'layers', 'layersByKind', 'attentionLayers', 'recurrentLayers', 'params', 'activeParams', 'tensors', 'weightBytes', 'stateBytes', 'kvBytesPerToken', 'kvWindowTokens', 'kvMaxBytes', 'stored'];
     for (const n of ['jamba-moe', 'recurrent-gemma', 'zamba2']) {
       const r = await cli('info', '--model', path.join(FIXTURES, n), '--json');
       assert.equal(r.code, 0, r.stderr);
@@ -160,7 +160,14 @@ describe('cli', () => {
       for (const re of [/^model_type +/m, /^layers +/m, /^params +[\d,]+/m, /^weights +bf16 .* q8 .* q4 /m, /^state +/m, /^kv +/m]) assert.match(t.stdout, re, n);
       assert.ok(t.stdout.includes(j.params.toLocaleString('en-US')), n);
       if (n === 'recurrent-gemma') assert.match(t.stdout, /^kv window +\d+ tokens/m);
+      const st = (j as unknown as { stored: { files: number; bytes: number; format: string } }).stored;
+      assert.deepEqual(st, { files: 1, bytes: fs.statSync(path.join(FIXTURES, n, 'model.safetensors')).size, format: 'float' }, n);
     }
+    // the bundled model is stored q4: info says so, and its bytes are the file's
+    const bundled = JSON.parse((await cli('info', '--json')).stdout) as { stored: { bytes: number; format: string }; weightBytes: { q4: number } };
+    assert.equal(bundled.stored.format, 'q4');
+    assert.equal(bundled.stored.bytes, fs.statSync(path.join(REPO, 'models', 'default', 'model.safetensors')).size);
+    assert.equal((JSON.parse((await cli('info', '--config', path.join(FIXTURES, 'zamba2', 'config.json'), '--json')).stdout) as { stored: unknown }).stored, null);
     // a published config by file: Jamba 1.5 Mini, 52B total / 12B active as AI21 states it
     const jamba = await cli('info', '--config', path.join(REPO, 'test', 'data', 'configs', 'jamba', 'ai21labs--AI21-Jamba-1.5-Mini.json'), '--json');
     assert.equal(jamba.code, 0, jamba.stderr);
