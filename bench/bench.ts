@@ -1,4 +1,7 @@
 // npm run bench -- --shape granite-4.0-h-350m [--dtype bf16|f16|f32] [--quant bf16,q8,q4] [--prompt 2048] [--decode 128]
+//                  [--layers N] [--max-weights-gb N] [--warmup-ms N]
+//                  --shape all-families (one real shape per family, bench/families.json; or NAME,NAME,... or a
+//                  config.json path): each in turn in one process, one JSON line per shape, all of them in --json
 //                  [--ingest DIR [--max-tokens N] [--kv-budget-mb N] [--chunk N] [--gpu-profile]]
 //                  [--completions N [--during-sync DIR --max-tokens N]]
 //                  [--peak-gbps N] [--peak-tflops N] [--gpu-name NAME] [--json FILE]
@@ -13,7 +16,7 @@ import { configFromJson, type ModelConfig } from '../src/engine/config';
 import { Gpu, type GpuWeight } from '../src/engine/gpu/device';
 import { GpuModel } from '../src/engine/gpu/model';
 import { CommandList } from '../src/engine/gpu/ops';
-import { loadWeights, type ModelWeights } from '../src/engine/models/weights';
+import { loadWeights, type ModelWeights, type LayerWeights, type TensorRole } from '../src/engine/models/weights';
 import { parseArgs, intValue } from '../src/cli/args';
 import { f32ToF16 } from '../src/engine/safetensors';
 import { groupWords, quantize, type QuantBits, type QuantizedWeight } from '../src/engine/quant';
@@ -24,7 +27,7 @@ import { completeAt } from '../src/engine/completion/complete';
 import { TextTokenizer } from '../src/engine/tokenizer';
 import * as os from 'os';
 import * as path from 'path';
-import { SHAPES } from './shapes';
+import { FAMILY_SHAPES, resolveShapes, truncateLayers, type BenchShape } from './shapes';
 import { EngineServer, type EngineBackend, type LoadedModel } from '../src/extension/engineServer';
 import type { CompleteResult, EngineToHost, HostToEngine, SyncResult } from '../src/extension/protocol';
 
@@ -70,19 +73,32 @@ function randomTensor(name: string, shape: number[], dtype: Dtype, seed: number)
 }
 
 
+/**
+ * The checkpoint random weights stand in for: none of the optional or alternative tensors (so every view is made
+ * from the one canonical tensor: a shared block loaded once for all its uses), but an lm_head where it is untied.
+ */
+const RANDOM_STORE = { has: (name: string) => name === 'lm_head.weight' };
+
 /** The model's weights at `cfg`'s shape, random (randomTensor, seeded 1, 2, ... in load order), on the GPU. */
 function randomWeights(gpu: Gpu, cfg: ModelConfig, dtype: Dtype): ModelWeights<GpuWeight> {
   let seed = 1;
-  return loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
+  return loadWeights(cfg, RANDOM_STORE, (name, shape, role) => noted(gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape), name, role));
+}
+
+/** Each uploaded weight's checkpoint name and role, for counting the matmul FLOPs (perTokenCounts). */
+const weightInfo = new WeakMap<GpuWeight, { name: string; role: TensorRole }>();
+function noted(w: GpuWeight, name: string, role: TensorRole): GpuWeight {
+  weightInfo.set(w, { name, role });
+  return w;
 }
 
 /** The same random weights quantized as `--quant` loads a float checkpoint (src/engine/quantLoad.ts quantBitsFor). */
 function randomQuantizedWeights(gpu: Gpu, cfg: ModelConfig, mode: 'q4' | 'q8'): ModelWeights<GpuWeight> {
   let seed = 1;
-  return loadWeights(cfg, { has: () => false }, (name, shape, role) => {
+  return loadWeights(cfg, RANDOM_STORE, (name, shape, role) => {
     const bits = quantBitsFor(mode, role);
-    if (bits === null || shape.length < 2) return gpu.uploadWeight(name, randomTensor(name, shape, 'F32', seed++), 'F32', shape);
-    return gpu.uploadQuantized(name, randomQuantized(name, shape, bits, seed++), shape);
+    if (bits === null || shape.length < 2) return noted(gpu.uploadWeight(name, randomTensor(name, shape, 'F32', seed++), 'F32', shape), name, role);
+    return noted(gpu.uploadQuantized(name, randomQuantized(name, shape, bits, seed++), shape), name, role);
   });
 }
 
@@ -158,7 +174,8 @@ function benchWeights(gpu: Gpu, cfg: ModelConfig, format: BenchFormat): ModelWei
   return randomWeights(gpu, cfg, format.toUpperCase() as Dtype);
 }
 
-function weightBytes(w: ModelWeights<GpuWeight>): { total: number; perToken: number } {
+/** The bytes of all the weights as stored (each shared tensor once). */
+function weightBytes(w: ModelWeights<GpuWeight>): number {
   const seen = new Set<GpuWeight>();
   let total = 0;
   const visit = (t: unknown): void => {
@@ -174,28 +191,64 @@ function weightBytes(w: ModelWeights<GpuWeight>): { total: number; perToken: num
     for (const v of Object.values(t as object)) visit(v);
   };
   visit(w);
-  // Decode reads every weight once, except the embedding table, of which it reads one row (unless tied, when
-  // lm_head reads it in full anyway).
-  const embedOnly = w.embed === w.lmHead ? 0 : w.embed.bytes;
-  return { total, perToken: total - embedOnly };
+  return total;
 }
 
-/** Multiply-adds per token in the matmuls (2 FLOPs each), the dominant prefill cost. */
-function matmulFlopsPerToken(cfg: ModelConfig): number {
-  const H = cfg.hiddenSize;
-  const m = cfg.mamba;
-  const a = cfg.attention;
+/** A weight that is a matrix of a matmul (a linear layer, the RG-LRU's block-diagonal gates, a router, Mamba-1's dt_proj). */
+function isMatmul(w: GpuWeight): boolean {
+  const info = weightInfo.get(w);
+  if (!info || w.shape.length < 2) return false;
+  if (info.role === 'matrix') return true;
+  return /(\.dt_proj\.weight|\.dt_proj_weight\.\d+|router(\.layer)?\.weight|_gate_weight)$/.test(info.name);
+}
+
+/**
+ * What one token costs, from the weights as loaded: the weight bytes decode reads and the matmul multiply-adds
+ * (2 FLOPs each, the dominant prefill cost), layer by layer. A Zamba2 / Zamba shared block counts at each of
+ * its uses (each hybrid layer runs it: its weights are read and multiplied again); an MoE's experts count
+ * top-k of E (a token reads and runs k of them); the embedding one row (unless tied: lm_head reads it in full).
+ * Also the KV bytes per context position: a K and a V row per attention layer, Falcon-H1 parallel layer and
+ * shared-block use ('full', unbounded), and per RecurrentGemma local-attention layer ('local', up to the window).
+ */
+function perTokenCounts(cfg: ModelConfig, w: ModelWeights<GpuWeight>): { decodeWeightBytes: number; matmulFlops: number; kvFullBytes: number; kvLocalBytes: number; kvWindow: number } {
+  let bytes = 0;
+  let macs = 0;
+  const numel = (g: GpuWeight) => g.shape.reduce((a, b) => a * b, 1);
   const ff = cfg.feedForward;
-  let macs = H * cfg.vocabSize;
-  for (const kind of cfg.layerKinds) {
-    if (kind === 'mamba' && m) macs += H * m.inProjDim + m.intermediate * H;
-    else if (kind === 'mamba1' && cfg.mamba1) {
-      const m1 = cfg.mamba1;
-      macs += 3 * H * m1.intermediate + m1.intermediate * (2 * m1.dtRank + 2 * m1.dState); // in/out, x_proj, dt_proj
-    } else if (a) macs += H * (a.numHeads + 2 * a.numKvHeads) * a.headDim + a.numHeads * a.headDim * H;
-    if (ff) macs += 3 * H * ff.sharedIntermediate + (ff.numExperts ? ff.topK * 3 * H * ff.expertIntermediate + H * ff.numExperts : 0);
+  for (const layer of w.layers as LayerWeights<GpuWeight>[]) {
+    const seen = new Set<GpuWeight>();
+    const share = new Map<GpuWeight, number>();
+    const f = layer.feedForward;
+    if (ff && ff.numExperts > 0) for (const e of [f?.expertsIn, f?.expertsOut]) if (e) share.set(e, ff.topK / ff.numExperts);
+    const visit = (t: unknown): void => {
+      if (!t || typeof t !== 'object') return;
+      if ('parts' in (t as object) && 'format' in (t as object)) {
+        const g = t as GpuWeight;
+        if (seen.has(g)) return;
+        seen.add(g);
+        const s = share.get(g) ?? 1;
+        bytes += g.bytes * s;
+        if (isMatmul(g)) macs += numel(g) * s;
+        return;
+      }
+      for (const v of Object.values(t as object)) visit(v);
+    };
+    visit(layer);
   }
-  return 2 * macs;
+  const H = cfg.hiddenSize;
+  bytes += w.finalNorm.bytes + w.lmHead.bytes + (w.embed === w.lmHead ? 0 : w.embed.bytes / cfg.vocabSize);
+  macs += cfg.vocabSize * H; // lm_head
+  const a = cfg.attention;
+  // K and V rows in f32 (the engine's KV cache).
+  const row = a ? 2 * 4 * a.numKvHeads * a.headDim : 0;
+  const count = (kinds: string[]) => cfg.layerKinds.filter((k) => kinds.includes(k)).length;
+  return {
+    decodeWeightBytes: bytes,
+    matmulFlops: 2 * macs,
+    kvFullBytes: row * count(['attention', 'parallel', 'hybrid']),
+    kvLocalBytes: row * count(['local']),
+    kvWindow: cfg.griffin?.window ?? 0,
+  };
 }
 
 function hostCopyGBps(): number {
@@ -208,19 +261,135 @@ function hostCopyGBps(): number {
   return (4 * 2 * a.length) / s / 1e9; // read + write
 }
 
+/** The bytes a shape's weights take in `format` (as the bench loads them), before any is uploaded. */
+function plannedWeightBytes(cfg: ModelConfig, formats: BenchFormat[]): number {
+  let most = 0;
+  for (const format of formats) {
+    let total = 0;
+    loadWeights(cfg, RANDOM_STORE, (_name, shape, role) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const quant = (format === 'q8' || format === 'q4') && quantBitsFor(format, role) !== null && shape.length >= 2;
+      const per = quant ? (format === 'q8' ? 8 : 4) / 8 + 2 / 32 : format === 'f32' || format === 'q8' || format === 'q4' ? 4 : 2;
+      total += n * per;
+      return n;
+    });
+    most = Math.max(most, total);
+  }
+  return most;
+}
+
+/**
+ * --max-weights-gb (GB of 1e9 bytes): the largest weights the bench builds. WebGPU does not say how much memory
+ * the adapter has; the default, 100 GB or 80% of this host's memory if less, keeps an H200 (139 GB) and its
+ * 128 GB host sane (the weights are drawn on the host, one tensor at a time).
+ */
+function maxWeightsBytes(v: string | undefined): number {
+  if (v !== undefined) return Number(v) * 1e9;
+  return Math.min(100e9, 0.8 * os.totalmem());
+}
+
+/**
+ * --shape all-families (or several shapes): each shape in turn on a device of its own (destroyed after it, so that
+ * its memory is free for the next), decode and prefill in one weight format; one JSON line per shape on stdout,
+ * all of them in --json (rewritten after each shape, so a run cut short keeps what it measured). A shape whose
+ * weights are over --max-weights-gb or that the adapter cannot hold is skipped with its reason; an error in one
+ * shape is recorded and the next runs.
+ */
+async function benchFamilies(
+  shapes: { shape: BenchShape; cfg: ModelConfig; note?: string }[],
+  o: { dtype: Dtype; promptLen: number; decodeLen: number; chunk?: number; peaks: { gbps?: number; tflops?: number }; maxWeightsBytes: number; warmupMs?: number; json?: string },
+): Promise<void> {
+  const format = o.dtype.toLowerCase() as BenchFormat;
+  const results: Record<string, unknown>[] = [];
+  let adapter = '';
+  const write = () => {
+    if (o.json) fs.writeFileSync(o.json, JSON.stringify({ mode: 'families', adapter, date: new Date().toISOString(), results }, null, 2) + '\n');
+  };
+  for (const [i, { shape, cfg, note }] of shapes.entries()) {
+    const base = { shape: shape.name, family: cfg.architecture, layers: cfg.numLayers, ...(note ? { layersNote: note } : {}), weights: format, provenance: shape.provenance };
+    const planned = plannedWeightBytes(cfg, [format]);
+    let result: Record<string, unknown>;
+    if (planned > o.maxWeightsBytes) {
+      result = { ...base, skipped: `weights ${(planned / 1e9).toFixed(1)} GB are over --max-weights-gb ${(o.maxWeightsBytes / 1e9).toFixed(0)} (use --layers N)` };
+      console.error(`${shape.name}: skipped: ${result.skipped}`);
+    } else {
+      console.error(`${shape.name} (${cfg.architecture}, ${cfg.numLayers} layers${note ? `, ${note}` : ''}): ${(planned / 1e9).toFixed(2)} GB of ${format} weights`);
+      const gpu = await Gpu.create();
+      adapter = `${gpu.adapterInfo.vendor} ${gpu.adapterInfo.architecture} ${gpu.adapterInfo.description}`.trim();
+      let lost = false;
+      void gpu.device.lost.then(() => (lost = true));
+      try {
+        gpu.device.pushErrorScope('out-of-memory');
+        gpu.device.pushErrorScope('validation');
+        const r = await benchDecodePrefill(gpu, cfg, format, {
+          shapeName: shape.name,
+          promptLen: o.promptLen,
+          decodeLen: o.decodeLen,
+          chunk: o.chunk ?? Math.min(o.promptLen, 2048),
+          peaks: o.peaks,
+          // the clocks are up after the first shape
+          warmupMs: o.warmupMs ?? (i === 0 ? 2000 : 500),
+          layersNote: note,
+        });
+        const validation = await gpu.device.popErrorScope();
+        const oom = await gpu.device.popErrorScope();
+        const err = oom ?? validation;
+        result = err ? { ...base, skipped: `the adapter could not hold this shape (${err.message.split('\n')[0]})` } : { ...r, provenance: shape.provenance };
+      } catch (e) {
+        result = { ...base, error: (e as Error).message.split('\n')[0] };
+      }
+      gpu.destroy();
+      if (lost) console.error(`${shape.name}: the device was lost`);
+    }
+    results.push(result);
+    console.log(JSON.stringify(result));
+    write();
+  }
+  console.error('shape                                family             layers  weights GB  prefill tok/s  decode tok/s  decode roofline');
+  for (const r of results) {
+    const gb = typeof r.weightsBytes === 'number' ? (r.weightsBytes / 1e9).toFixed(3) : '-';
+    const tail = r.skipped ? `skipped: ${r.skipped}` : r.error ? `error: ${r.error}` : `${String(r.prefillTokensPerSecond).padStart(13)} ${String(r.decodeTokensPerSecond).padStart(13)} ${(100 * (r.decodeRooflineRatio as number)).toFixed(1).padStart(15)}%`;
+    console.error(`${String(r.shape).padEnd(36)} ${String(r.family).padEnd(18)} ${String(r.layers).padStart(6)} ${gb.padStart(11)}  ${tail}`);
+  }
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
-    values: ['shape', 'dtype', 'quant', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk', 'ingest', 'max-tokens', 'kv-budget-mb', 'tokenizer', 'completions', 'during-sync', 'gpu-name'],
+    values: ['shape', 'dtype', 'quant', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk', 'ingest', 'max-tokens', 'kv-budget-mb', 'tokenizer', 'completions', 'during-sync', 'gpu-name', 'layers', 'max-weights-gb', 'warmup-ms'],
     flags: ['gpu-profile', 'kernels'],
   });
-  const shapeName = args.values.get('shape') ?? 'granite-4.0-h-350m';
-  const raw = SHAPES[shapeName];
-  if (!raw) throw new Error(`unknown --shape ${shapeName}; known: ${Object.keys(SHAPES).join(', ')}`);
+  const shapeArg = args.values.get('shape') ?? 'granite-4.0-h-350m';
+  const shapes = resolveShapes(shapeArg, path.join(__dirname, '..'));
   const dtype = (args.values.get('dtype') ?? 'bf16').toUpperCase() as Dtype;
   const promptLen = intValue(args, 'prompt', 2048);
   const decodeLen = intValue(args, 'decode', 128);
   const chunk = intValue(args, 'chunk', Math.min(promptLen, 2048));
-  const cfg = configFromJson(raw);
+  // --layers N: every shape cut to its first N layers; absent, a family shape's own `layers` (bench/families.json);
+  // --layers 0: all layers.
+  const layersOf = (s: BenchShape): number => (args.values.has('layers') ? intValue(args, 'layers') : (s.layers ?? 0));
+  const cut = (s: BenchShape, raw: Record<string, unknown>) => {
+    const n = layersOf(s);
+    const full = configFromJson(raw).numLayers;
+    if (!n || n >= full) return { cfg: configFromJson(raw), note: undefined };
+    const cfg = configFromJson(truncateLayers(raw, n));
+    return { cfg, note: `first ${cfg.numLayers} of ${full} layers (--layers${args.values.has('layers') ? '' : ', bench/families.json'}): not the whole model` };
+  };
+  if (shapes.length > 1 || shapeArg === 'all-families') {
+    await benchFamilies(shapes.map((s) => ({ ...s, ...cut(s.shape, s.raw) })), {
+      dtype,
+      promptLen,
+      decodeLen,
+      chunk: args.values.has('chunk') ? intValue(args, 'chunk') : undefined,
+      peaks: { gbps: args.values.has('peak-gbps') ? Number(args.values.get('peak-gbps')) : undefined, tflops: args.values.has('peak-tflops') ? Number(args.values.get('peak-tflops')) : undefined },
+      maxWeightsBytes: maxWeightsBytes(args.values.get('max-weights-gb')),
+      warmupMs: args.values.has('warmup-ms') ? intValue(args, 'warmup-ms') : undefined,
+      json: args.values.get('json'),
+    });
+    return;
+  }
+  const shapeName = shapes[0].shape.name;
+  const { cfg, note: layersNote } = cut(shapes[0].shape, shapes[0].raw);
+  if (layersNote) console.error(`${shapeName}: ${layersNote}`);
 
   const gpu = await Gpu.create();
   const info = gpu.adapterInfo;
@@ -292,7 +461,7 @@ async function main(): Promise<void> {
  * decode against the bytes a token reads (the weights as stored, the Mamba state twice, the KV), prefill against
  * the f32 FMA rate.
  */
-async function benchDecodePrefill(gpu: Gpu, cfg: ModelConfig, format: BenchFormat, o: { shapeName: string; promptLen: number; decodeLen: number; chunk: number; peaks: { gbps?: number; tflops?: number } }) {
+async function benchDecodePrefill(gpu: Gpu, cfg: ModelConfig, format: BenchFormat, o: { shapeName: string; promptLen: number; decodeLen: number; chunk: number; peaks: { gbps?: number; tflops?: number }; warmupMs?: number; layersNote?: string }) {
   const { shapeName, promptLen, decodeLen, chunk } = o;
   const info = gpu.adapterInfo;
   const gpuBefore = gpu.bytesAllocated();
@@ -308,11 +477,11 @@ async function benchDecodePrefill(gpu: Gpu, cfg: ModelConfig, format: BenchForma
   // Warm-up: compile pipelines, record passes at both sizes, and keep the GPU busy for ~2 s so its clocks
   // leave idle (an H100 idles at 345 MHz and needs about a second of load to reach full clocks).
   const tWarm = performance.now();
-  while (performance.now() - tWarm < 2000) {
+  do {
     model.reset();
     await model.forward(prompt.slice(0, Math.min(chunk, promptLen)));
     await model.decodeGreedy(8);
-  }
+  } while (performance.now() - tWarm < (o.warmupMs ?? 2000));
 
   // Prefill: best of three runs.
   let prefillS = Infinity;
@@ -342,22 +511,29 @@ async function benchDecodePrefill(gpu: Gpu, cfg: ModelConfig, format: BenchForma
   const peakTflops = o.peaks.tflops ?? (known ? known.tflops : NaN);
   const st = model.stateBytes();
   const ctx = promptLen + decodeLen / 2;
-  const a = cfg.attention;
-  const kvPerToken = a ? 2 * 4 * a.numKvHeads * a.headDim * cfg.layerKinds.filter((k) => k === 'attention').length : 0;
-  const bytesPerToken = wb.perToken + 2 * st.mamba + kvPerToken * ctx;
+  const pt = perTokenCounts(cfg, weights);
+  // The Mamba / RG-LRU state is read and written; the KV read up to the context (local layers: the window).
+  const kvBytesPerToken = pt.kvFullBytes * ctx + pt.kvLocalBytes * Math.min(ctx, pt.kvWindow);
+  const bytesPerToken = pt.decodeWeightBytes + 2 * st.mamba + kvBytesPerToken;
   const decodeTps = decodeLen / decodeS;
   const rooflineTps = (peakGBps * 1e9) / bytesPerToken;
   const prefillTps = promptLen / prefillS;
-  const flops = matmulFlopsPerToken(cfg);
+  const flops = pt.matmulFlops;
   const gpuBytes = gpu.bytesAllocated() - gpuBefore; // weights, state, KV and scratch of this model
   const result = {
     shape: shapeName,
+    family: cfg.architecture,
+    layers: cfg.numLayers,
+    ...(o.layersNote ? { layersNote: o.layersNote } : {}),
     weights: format,
     adapter: `${info.vendor} ${info.architecture} ${info.description}`.trim(),
     date: new Date().toISOString(),
-    weightsBytes: wb.total,
+    weightsBytes: wb,
     gpuBytes,
     mambaStateBytes: st.mamba,
+    kvBytesPerContextToken: pt.kvFullBytes,
+    ...(pt.kvLocalBytes ? { kvLocalBytesPerToken: pt.kvLocalBytes, kvLocalWindow: pt.kvWindow } : {}),
+    matmulFlopsPerToken: flops,
     promptTokens: promptLen,
     prefillChunk: chunk,
     prefillTokensPerSecond: +prefillTps.toFixed(1),
