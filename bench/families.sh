@@ -7,25 +7,30 @@
 # Each side is one process (one device, one torch import) under its own timeout; both write their JSON after every
 # shape, so a side cut short keeps the shapes it finished. Short counts keep the whole run near 4 minutes on an
 # H200 (7B shapes: engine ~1.5K tok/s prefill / ~40 tok/s decode, transformers ~140 / ~20); override with
-# PROMPT, DECODE, PEER_DECODE, ENGINE_TIMEOUT, PEER_TIMEOUT.
+# PROMPT, DECODE, PEER_DECODE, ENGINE_TIMEOUT, PEER_TIMEOUT; SHAPES (names or config.json paths, comma-separated),
+# PYTHON and PEER_DEVICE for a local run, e.g. on lavapipe with the fixtures:
+#     SHAPES=test/fixtures/zamba2,test/fixtures/bamba PROMPT=16 DECODE=4 PEER_DECODE=4 PEER_DEVICE=cpu \
+#       PYTHON=/tmp/tfenv/bin/python OUT=/tmp/fam bash bench/families.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/families-out}
 mkdir -p "$OUT"
 PROMPT=${PROMPT:-512}
 DECODE=${DECODE:-32}
 PEER_DECODE=${PEER_DECODE:-16}
+SHAPES=${SHAPES:-all-families}
+PYTHON=${PYTHON:-python3}
 [ -f .gpu/env.sh ] && source .gpu/env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
 N="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
 t0=$(date +%s)
-timeout "${ENGINE_TIMEOUT:-150}" node dist/bench.js --shape all-families --prompt "$PROMPT" --decode "$DECODE" \
+timeout "${ENGINE_TIMEOUT:-150}" node dist/bench.js --shape "$SHAPES" --prompt "$PROMPT" --decode "$DECODE" \
   --json "$OUT/families-engine.json" > "$OUT/families-engine.jsonl" 2> >(grep -v '^Warning: ' >&2)
 echo "engine: exit $? after $(( $(date +%s) - t0 )) s"
 t1=$(date +%s)
-timeout "${PEER_TIMEOUT:-120}" python3 bench/peer_transformers.py --shape all-families --prompt "$PROMPT" --decode "$PEER_DECODE" \
+timeout "${PEER_TIMEOUT:-110}" "$PYTHON" bench/peer_transformers.py --shape "$SHAPES" --prompt "$PROMPT" --decode "$PEER_DECODE" --device "${PEER_DEVICE:-cuda}" \
   --json "$OUT/families-peer.json" > "$OUT/families-peer.jsonl" 2> >(grep -v 'falling back to its reference' >&2)
 echo "peer: exit $? after $(( $(date +%s) - t1 )) s"
-GPU_NAME="$N" python3 - "$OUT/families-engine.json" "$OUT/families-peer.json" <<'PY'
+GPU_NAME="$N" "$PYTHON" - "$OUT/families-engine.json" "$OUT/families-peer.json" <<'PY'
 import json, os, sys
 def load(p):
     try:

@@ -38,6 +38,12 @@ ZAMBA2_LEGACY_ONLY = ["add_bias_linear", "ft_lora", "gated_linear_unit", "kv_cha
                       "use_shared_block_lora"]
 
 
+def load_json(path):
+    """config.json, with transformers 5.x's {"__float__": "Infinity"} for non-finite floats read as floats."""
+    with open(path) as f:
+        return json.load(f, object_hook=lambda d: float(d["__float__"]) if set(d) == {"__float__"} else d)
+
+
 def families():
     with open(os.path.join(HERE, "families.json")) as f:
         return json.load(f)["shapes"]
@@ -51,16 +57,17 @@ def resolve(shape_args, config_args):
     for arg in shape_args:
         for part in [p.strip() for p in arg.split(",") if p.strip()]:
             named = families() if part == "all-families" else [s for s in known if s["name"] == part]
+            if not named and os.path.exists(part):  # a config.json path (or its folder), as bench.ts takes it
+                config_args = list(config_args) + [part]
+                continue
             if not named:
-                raise SystemExit(f"unknown --shape {part}; known: all-families, {', '.join(s['name'] for s in known)}")
+                raise SystemExit(f"unknown --shape {part}; known: all-families, {', '.join(s['name'] for s in known)}, or a config.json path")
             for s in named:
-                with open(os.path.join(ROOT, s["file"])) as f:
-                    out.append((s["name"], json.load(f), s["provenance"], s.get("layers", 0)))
+                out.append((s["name"], load_json(os.path.join(ROOT, s["file"])), s["provenance"], s.get("layers", 0)))
     for path in config_args:
         if os.path.isdir(path):
             path = os.path.join(path, "config.json")
-        with open(path) as f:
-            raw = json.load(f)
+        raw = load_json(path)
         name = os.path.basename(os.path.dirname(os.path.abspath(path))) if os.path.basename(path) == "config.json" \
             else os.path.splitext(os.path.basename(path))[0]
         out.append((name, raw, f"config file {path}", 0))
@@ -142,17 +149,19 @@ def bench_one(name, raw, provenance, layers, a, dtype):
         out = model(ids, use_cache=True)
         sync(dev)
         prefill_s = time.perf_counter() - t0
-        # Mamba / FalconMamba / Mamba-2 return their state as cache_params, the others past_key_values.
-        key = "cache_params" if getattr(out, "cache_params", None) is not None else "past_key_values"
-        cache = getattr(out, key)
+        # Mamba / FalconMamba / Mamba-2 return their state as cache_params, the others past_key_values;
+        # RecurrentGemma keeps its own (set up at cache_position 0, advanced by cache_position).
+        key = next((k for k in ("cache_params", "past_key_values") if getattr(out, k, None) is not None), None)
+        cache = getattr(out, key) if key else None
         tok = out.logits[:, -1:].argmax(-1)
         toks = [tok.item()] if a.check else []
         pos = a.prompt
         sync(dev)
         t1 = time.perf_counter()
         for _ in range(a.decode):
-            o = model(tok, use_cache=True, cache_position=torch.tensor([pos], device=dev), **{key: cache})
-            cache = getattr(o, key)
+            o = model(tok, use_cache=True, cache_position=torch.tensor([pos], device=dev),
+                      **({key: cache} if key else {"position_ids": torch.tensor([[pos]], device=dev)}))
+            cache = getattr(o, key) if key else None
             tok = o.logits[:, -1:].argmax(-1)
             if a.check:
                 toks.append(tok.item())
