@@ -953,11 +953,13 @@ const MAX_MAMBA1_STATE = 256;
 function mamba1(raw: Json, mt: Architecture): ModelConfig {
   const hiddenSize = int(raw, 'hidden_size', 768);
   const numLayers = int(raw, 'num_hidden_layers', 32);
-  // MambaConfig.__post_init__ sets intermediate_size = int(expand * hidden_size), whatever the file says.
+  // MambaConfig.__post_init__ sets intermediate_size = int(expand * hidden_size), but in transformers 5.17 the base
+  // __post_init__ then sets the file's intermediate_size over it (a key the dataclass does not declare): written, it
+  // wins (tiiuae/falcon-mamba-7b: expand 16, intermediate_size 8192, in_proj [16384, 4096]).
   const expand = num(raw, 'expand', 2);
-  const intermediate = Math.trunc(expand * hiddenSize);
+  const intermediate = present(raw['intermediate_size']) ? positive(raw, 'intermediate_size') : Math.trunc(expand * hiddenSize);
   if (!(intermediate >= 1) || intermediate > MAX_SIZE) {
-    throw new UnsupportedModelError(`config.json: expand (${expand}) x hidden_size (${hiddenSize}) must give an intermediate size of 1 to ${MAX_SIZE}.`);
+    throw new UnsupportedModelError(`config.json: intermediate_size (or expand (${expand}) x hidden_size (${hiddenSize})) must give an intermediate size of 1 to ${MAX_SIZE}.`);
   }
   const dtRank = raw['time_step_rank'] === 'auto' || raw['time_step_rank'] === undefined ? Math.ceil(hiddenSize / 16) : positive(raw, 'time_step_rank');
   if (dtRank < 1) throw new UnsupportedModelError('config.json: "time_step_rank" must be a positive integer or "auto".');

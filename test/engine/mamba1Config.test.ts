@@ -27,8 +27,11 @@ test('mamba and falcon_mamba configs parse into Mamba-1 layers with transformers
   assert.equal(bare.mamba1!.dtRank, 3, 'time_step_rank "auto" is ceil(hidden_size / 16)');
   assert.equal(bare.mamba1!.intermediate, 80, 'intermediate_size is expand x hidden_size');
   assert.equal(configFromJson({ ...fixture('mamba1-pure'), time_step_rank: 'auto' }).mamba1!.dtRank, 4);
-  // MambaConfig overwrites intermediate_size with expand x hidden_size.
-  assert.equal(configFromJson({ ...fixture('mamba1-pure'), intermediate_size: 7 }).mamba1!.intermediate, 128);
+  // A written intermediate_size wins over expand x hidden_size (transformers 5.17: MambaConfig's __post_init__ sets
+  // expand x hidden_size, then the base __post_init__ sets the file's key over it; falcon-mamba-7b has expand 16 and
+  // intermediate_size 8192).
+  assert.equal(configFromJson({ ...fixture('mamba1-pure'), intermediate_size: 7 }).mamba1!.intermediate, 7);
+  assert.equal(configFromJson({ ...fixture('mamba1-pure'), intermediate_size: undefined }).mamba1!.intermediate, 128);
   const f = configFromJson(fixture('falcon-mamba'));
   assert.equal(f.architecture, 'falcon_mamba');
   assert.equal(f.mamba1!.falconEps, 1e-6);
