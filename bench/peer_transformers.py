@@ -12,6 +12,7 @@ Prints one JSON object per model: prefill and decode tokens/s; --json writes the
 """
 import argparse
 import gc
+import importlib.util
 import json
 import math
 import os
@@ -179,6 +180,8 @@ def bench_one(name, raw, provenance, layers, a, dtype):
         "provenance": provenance, "dtype": a.dtype,
         "gpu": torch.cuda.get_device_name(0) if dev.startswith("cuda") else dev,
         "params": params, "buildSeconds": round(build_s, 2),
+        # whether transformers could take the fused Mamba kernels instead of its pure-torch paths
+        "mambaKernelsInstalled": {m: importlib.util.find_spec(m) is not None for m in ("mamba_ssm", "causal_conv1d")},
         "promptTokens": a.prompt, "prefillTokensPerSecond": round(a.prompt / prefill_s, 1),
         "decodeTokens": a.decode, "decodeTokensPerSecond": round(a.decode / decode_s, 2),
         "peakMemoryBytes": torch.cuda.max_memory_allocated() if dev.startswith("cuda") else None,

@@ -9,7 +9,7 @@ import * as path from 'path';
 import { configFromJson, parseConfigJson, SUPPORTED_MODEL_TYPES, type ModelConfig } from '../../src/engine/config';
 import { Gpu, type GpuWeight } from '../../src/engine/gpu/device';
 import { GpuModel } from '../../src/engine/gpu/model';
-import { perTokenCounts, randomTensor, randomWeights, uploadRandom, weightBytes } from '../../bench/randomWeights';
+import { perTokenCounts, plannedWeightBytes, randomTensor, randomWeights, uploadRandom, weightBytes } from '../../bench/randomWeights';
 import { FAMILY_SHAPES, resolveShapes, truncateLayers } from '../../bench/shapes';
 import { FIXTURES, REPO } from './helpers';
 
@@ -24,6 +24,28 @@ describe('family bench: shapes', () => {
     assert.deepEqual([...new Set(all.map((s) => configFromJson(s.raw).architecture))].sort(), Object.keys(SUPPORTED_MODEL_TYPES).sort());
     assert.equal(all.length, FAMILY_SHAPES.length);
     for (const s of all) assert.ok(s.shape.provenance.length > 0, s.shape.name);
+  });
+
+  test('the weights the bench builds are, tensor for tensor, the parameters transformers builds at each shape', () => {
+    // sum(p.numel() for p in AutoModelForCausalLM.from_config(cfg).parameters()) on the meta device, transformers
+    // 5.17.0 (bench/peer_transformers.py hf_config; Jamba-1.5-Mini at its first 8 layers)
+    const params: Record<string, number> = {
+      'granite-4.0-h-350m': 340_332_224,
+      'mamba-130m': 129_135_360,
+      'falcon-h1-0.5b': 521_411_104,
+      'recurrentgemma-2b-library-default': 2_010_263_040,
+      'mamba-codestral-7b': 7_285_403_648,
+      'falcon-mamba-7b': 7_272_665_088,
+      'zamba2-7b': 7_356_749_648,
+      'zamba-library-default': 7_232_490_496,
+      'nemotron-h-library-default': 8_100_852_736,
+      'bamba-library-default': 9_992_765_440,
+      'jamba-1.5-mini': 13_295_237_088,
+    };
+    for (const { shape, raw } of resolveShapes('all-families', REPO)) {
+      const cfg = configFromJson(shape.layers ? truncateLayers(raw, shape.layers) : raw);
+      assert.equal(plannedWeightBytes(cfg, ['bf16']) / 2, params[shape.name], shape.name);
+    }
   });
 
   test('--layers keeps the first N layers of every layer list and pattern', () => {
