@@ -141,7 +141,9 @@ async function benchFamilies(
         const err = oom ?? validation;
         result = err ? { ...base, skipped: `the adapter could not hold this shape (${err.message.split('\n')[0]})` } : { ...r, provenance: shape.provenance };
       } catch (e) {
-        result = { ...base, error: (e as Error).message.split('\n')[0] };
+        const msg = (e as Error).message.split('\n')[0];
+        // a weight over the adapter's binding or buffer limits: skipped, as one over --max-weights-gb
+        result = /binding limit|maxBufferSize|out of memory/i.test(msg) ? { ...base, skipped: `the adapter cannot hold this shape's weights (${msg})` } : { ...base, error: msg };
       }
       gpu.destroy();
       if (lost) console.error(`${shape.name}: the device was lost`);
