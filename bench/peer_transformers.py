@@ -146,10 +146,16 @@ def bench_one(name, raw, provenance, layers, a, dtype):
     with torch.no_grad():
         model(ids[:, : min(32, a.prompt)], use_cache=False)  # warm-up
         sync(dev)
-        t0 = time.perf_counter()
-        out = model(ids, use_cache=True)
-        sync(dev)
-        prefill_s = time.perf_counter() - t0
+        # Best of up to three prefills while they are short (small shapes); one for the slow ones (7B shapes).
+        prefill_s, spent = float("inf"), 0.0
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = model(ids, use_cache=True)
+            sync(dev)
+            took = time.perf_counter() - t0
+            prefill_s, spent = min(prefill_s, took), spent + took
+            if spent > 1.5:
+                break
         # Mamba / FalconMamba / Mamba-2 return their state as cache_params, the others past_key_values;
         # RecurrentGemma keeps its own (set up at cache_position 0, advanced by cache_position).
         key = next((k for k in ("cache_params", "past_key_values") if getattr(out, k, None) is not None), None)
