@@ -36,7 +36,9 @@ export function resolveShapes(arg: string, root: string): { shape: BenchShape; r
   for (const part of arg.split(',').map((s) => s.trim()).filter(Boolean)) {
     const named = part === 'all-families' ? FAMILY_SHAPES : [...FAMILY_SHAPES, ...OTHER_SHAPES].filter((s) => s.name === part);
     if (named.length) {
-      for (const s of named) out.push({ shape: s, raw: parseConfigJson(fs.readFileSync(path.join(root, s.file), 'utf8')) });
+      // the repository root next to the bundle (dist/), else the working directory (a bundle copied elsewhere)
+      const at = (f: string) => [path.join(root, f), path.resolve(f)].find((p) => fs.existsSync(p)) ?? path.join(root, f);
+      for (const s of named) out.push({ shape: s, raw: parseConfigJson(fs.readFileSync(at(s.file), 'utf8')) });
       continue;
     }
     let file = part;
