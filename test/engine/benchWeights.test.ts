@@ -39,7 +39,7 @@ describe('family bench: shapes', () => {
       'zamba2-7b': 7_356_749_648,
       'zamba-library-default': 7_232_490_496,
       'nemotron-h-library-default': 8_100_852_736,
-      'bamba-library-default': 9_992_765_440,
+      'bamba-library-default': 9_808_584_064,
       'jamba-1.5-mini': 13_295_237_088,
     };
     for (const { shape, raw } of resolveShapes('all-families', REPO)) {
