@@ -5,7 +5,8 @@
 # weights: the engine (node dist/bench.js --shape all-families, decode and prefill tok/s), then transformers eager
 # (bench/peer_transformers.py --shape all-families) on the same GPU; a table of both at the end.
 # Each side is one process (one device, one torch import) under its own timeout; both write their JSON after every
-# shape, so a side cut short keeps the shapes it finished. Short counts keep the whole run near 4 minutes on an
+# shape, so a side cut short keeps the shapes it finished (smallest shapes first). Expected ~3 minutes on one H200,
+# at most ENGINE_TIMEOUT + PEER_TIMEOUT (150 + 110 s) plus startup. Short counts keep the whole run near 4 minutes on an
 # H200 (7B shapes: engine ~1.5K tok/s prefill / ~40 tok/s decode, transformers ~140 / ~20); override with
 # PROMPT, DECODE, PEER_DECODE, ENGINE_TIMEOUT, PEER_TIMEOUT; SHAPES (names or config.json paths, comma-separated),
 # PYTHON and PEER_DEVICE for a local run, e.g. on lavapipe with the fixtures:
