@@ -1,4 +1,7 @@
 // npm run bench -- --shape granite-4.0-h-350m [--dtype bf16|f16|f32] [--quant bf16,q8,q4] [--prompt 2048] [--decode 128]
+//                  [--layers N] [--max-weights-gb N] [--warmup-ms N]
+//                  --shape all-families (one real shape per family, bench/families.json; or NAME,NAME,... or a
+//                  config.json path): each in turn in one process, one JSON line per shape, all of them in --json
 //                  [--ingest DIR [--max-tokens N] [--kv-budget-mb N] [--chunk N] [--gpu-profile]]
 //                  [--completions N [--during-sync DIR --max-tokens N]]
 //                  [--peak-gbps N] [--peak-tflops N] [--gpu-name NAME] [--json FILE]
@@ -13,98 +16,18 @@ import { configFromJson, type ModelConfig } from '../src/engine/config';
 import { Gpu, type GpuWeight } from '../src/engine/gpu/device';
 import { GpuModel } from '../src/engine/gpu/model';
 import { CommandList } from '../src/engine/gpu/ops';
-import { loadWeights, type ModelWeights } from '../src/engine/models/weights';
 import { parseArgs, intValue } from '../src/cli/args';
-import { f32ToF16 } from '../src/engine/safetensors';
-import { groupWords, quantize, type QuantBits, type QuantizedWeight } from '../src/engine/quant';
-import { quantBitsFor } from '../src/engine/quantLoad';
+import { quantize } from '../src/engine/quant';
+import { benchWeights, perTokenCounts, plannedWeightBytes, randomTensor, randomWeights, weightBytes, type BenchFormat, type Dtype } from './randomWeights';
 import { WorkspaceIngest, type IngestProgress } from '../src/engine/ingest';
 import { frameFile, readWorkspaceFile, walkWorkspace } from '../src/workspace';
 import { completeAt } from '../src/engine/completion/complete';
 import { TextTokenizer } from '../src/engine/tokenizer';
 import * as os from 'os';
 import * as path from 'path';
-import { SHAPES } from './shapes';
+import { resolveShapes, truncateLayers, type BenchShape } from './shapes';
 import { EngineServer, type EngineBackend, type LoadedModel } from '../src/extension/engineServer';
 import type { CompleteResult, EngineToHost, HostToEngine, SyncResult } from '../src/extension/protocol';
-
-type Dtype = 'F32' | 'F16' | 'BF16';
-
-/** Deterministic pseudo-random weights; norms near 1, Mamba A_log/dt_bias/D in their trained ranges. */
-function randomTensor(name: string, shape: number[], dtype: Dtype, seed: number): Uint8Array {
-  const total = shape.reduce((a, b) => a * b, 1);
-  // Values past the first 2^20 repeat them (speed does not depend on the values; a 350m shape's 340M values
-  // took ~45 s to draw one by one on the GPU machine's host).
-  const n = Math.min(total, 1 << 20);
-  let s = seed >>> 0;
-  const next = () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296 - 0.5; // [-0.5, 0.5)
-  };
-  const fan = shape.length >= 2 ? shape[shape.length - 1] : 1;
-  const value = (): number => {
-    if (name.endsWith('norm.weight') || name.endsWith('layernorm.weight')) return 1 + 0.1 * next();
-    if (name.endsWith('A_log')) return Math.log(1 + 15 * (next() + 0.5));
-    if (name.endsWith('dt_bias')) return -4 + next();
-    if (name.endsWith('.D')) return 1 + next();
-    return (2 * next()) / Math.sqrt(fan);
-  };
-  const tile = <A extends Float32Array | Uint16Array>(a: A): Uint8Array => {
-    for (let i = n; i < total; i += n) a.copyWithin(i, 0, Math.min(n, total - i));
-    return new Uint8Array(a.buffer);
-  };
-  if (dtype === 'F32') {
-    const a = new Float32Array(total);
-    for (let i = 0; i < n; i++) a[i] = value();
-    return tile(a);
-  }
-  const u = new Uint16Array(total);
-  const f = new Float32Array(1);
-  const bits = new Uint32Array(f.buffer);
-  for (let i = 0; i < n; i++) {
-    f[0] = value();
-    if (dtype === 'BF16') u[i] = bits[0] >>> 16;
-    else u[i] = f32ToF16(f[0]);
-  }
-  return tile(u);
-}
-
-
-/** The model's weights at `cfg`'s shape, random (randomTensor, seeded 1, 2, ... in load order), on the GPU. */
-function randomWeights(gpu: Gpu, cfg: ModelConfig, dtype: Dtype): ModelWeights<GpuWeight> {
-  let seed = 1;
-  return loadWeights(cfg, { has: () => false }, (name, shape) => gpu.uploadWeight(name, randomTensor(name, shape, dtype, seed++), dtype, shape));
-}
-
-/** The same random weights quantized as `--quant` loads a float checkpoint (src/engine/quantLoad.ts quantBitsFor). */
-function randomQuantizedWeights(gpu: Gpu, cfg: ModelConfig, mode: 'q4' | 'q8'): ModelWeights<GpuWeight> {
-  let seed = 1;
-  return loadWeights(cfg, { has: () => false }, (name, shape, role) => {
-    const bits = quantBitsFor(mode, role);
-    if (bits === null || shape.length < 2) return gpu.uploadWeight(name, randomTensor(name, shape, 'F32', seed++), 'F32', shape);
-    return gpu.uploadQuantized(name, randomQuantized(name, shape, bits, seed++), shape);
-  });
-}
-
-/** Random weights quantized: about 2^20 values quantized, their planes repeated over the rows (as randomTensor repeats values). */
-function randomQuantized(name: string, shape: number[], bits: QuantBits, seed: number): QuantizedWeight {
-  const K = shape[shape.length - 1];
-  const rows = shape.reduce((a, b) => a * b, 1) / K;
-  const rb = Math.max(1, Math.min(rows, Math.floor((1 << 20) / K)));
-  const block = randomTensor(name, [rb, K], 'F32', seed);
-  const qb = quantize(new Float32Array(block.buffer, block.byteOffset, rb * K), rb, K, bits);
-  const G = Math.ceil(K / 32);
-  const words = G * groupWords(bits);
-  const data = new Uint32Array(rows * words);
-  const halves = new Uint16Array(2 * Math.ceil((rows * G) / 2));
-  const qh = new Uint16Array(qb.scales.buffer, 0, rb * G);
-  for (let r = 0; r < rows; r += rb) {
-    const n = Math.min(rb, rows - r);
-    data.set(qb.data.subarray(0, n * words), r * words);
-    halves.set(qh.subarray(0, n * G), r * G);
-  }
-  return { bits, rows, cols: K, data, scales: new Uint32Array(halves.buffer) };
-}
 
 /**
  * --kernels: the decode GEMV alone, per weight format, at the shape's matrices (one row of x): 200 products of
@@ -150,54 +73,6 @@ async function benchGemv(gpu: Gpu, cfg: ModelConfig, formats: BenchFormat[], jso
   if (json) fs.writeFileSync(json, JSON.stringify({ adapter: gpu.adapterInfo.description, date: new Date().toISOString(), gemv: rows }, null, 2) + '\n');
 }
 
-/** A weight format the decode/prefill bench runs: a float dtype, or q8 / q4 (group-wise quantized). */
-type BenchFormat = 'bf16' | 'f16' | 'f32' | 'q8' | 'q4';
-
-function benchWeights(gpu: Gpu, cfg: ModelConfig, format: BenchFormat): ModelWeights<GpuWeight> {
-  if (format === 'q8' || format === 'q4') return randomQuantizedWeights(gpu, cfg, format);
-  return randomWeights(gpu, cfg, format.toUpperCase() as Dtype);
-}
-
-function weightBytes(w: ModelWeights<GpuWeight>): { total: number; perToken: number } {
-  const seen = new Set<GpuWeight>();
-  let total = 0;
-  const visit = (t: unknown): void => {
-    if (!t || typeof t !== 'object') return;
-    if ('parts' in (t as object) && 'format' in (t as object)) {
-      const g = t as GpuWeight;
-      if (!seen.has(g)) {
-        seen.add(g);
-        total += g.bytes;
-      }
-      return;
-    }
-    for (const v of Object.values(t as object)) visit(v);
-  };
-  visit(w);
-  // Decode reads every weight once, except the embedding table, of which it reads one row (unless tied, when
-  // lm_head reads it in full anyway).
-  const embedOnly = w.embed === w.lmHead ? 0 : w.embed.bytes;
-  return { total, perToken: total - embedOnly };
-}
-
-/** Multiply-adds per token in the matmuls (2 FLOPs each), the dominant prefill cost. */
-function matmulFlopsPerToken(cfg: ModelConfig): number {
-  const H = cfg.hiddenSize;
-  const m = cfg.mamba;
-  const a = cfg.attention;
-  const ff = cfg.feedForward;
-  let macs = H * cfg.vocabSize;
-  for (const kind of cfg.layerKinds) {
-    if (kind === 'mamba' && m) macs += H * m.inProjDim + m.intermediate * H;
-    else if (kind === 'mamba1' && cfg.mamba1) {
-      const m1 = cfg.mamba1;
-      macs += 3 * H * m1.intermediate + m1.intermediate * (2 * m1.dtRank + 2 * m1.dState); // in/out, x_proj, dt_proj
-    } else if (a) macs += H * (a.numHeads + 2 * a.numKvHeads) * a.headDim + a.numHeads * a.headDim * H;
-    if (ff) macs += 3 * H * ff.sharedIntermediate + (ff.numExperts ? ff.topK * 3 * H * ff.expertIntermediate + H * ff.numExperts : 0);
-  }
-  return 2 * macs;
-}
-
 function hostCopyGBps(): number {
   const a = Buffer.alloc(256 << 20, 1);
   const b = Buffer.alloc(256 << 20);
@@ -208,19 +83,120 @@ function hostCopyGBps(): number {
   return (4 * 2 * a.length) / s / 1e9; // read + write
 }
 
+/**
+ * --max-weights-gb (GB of 1e9 bytes): the largest weights the bench builds. WebGPU does not say how much memory
+ * the adapter has; the default, 100 GB or 80% of this host's memory if less, keeps an H200 (139 GB) and its
+ * 128 GB host sane (the weights are drawn on the host, one tensor at a time).
+ */
+function maxWeightsBytes(v: string | undefined): number {
+  if (v !== undefined) return Number(v) * 1e9;
+  return Math.min(100e9, 0.8 * os.totalmem());
+}
+
+/**
+ * --shape all-families (or several shapes): each shape in turn on a device of its own (destroyed after it, so that
+ * its memory is free for the next), decode and prefill in one weight format; one JSON line per shape on stdout,
+ * all of them in --json (rewritten after each shape, so a run cut short keeps what it measured). A shape whose
+ * weights are over --max-weights-gb or that the adapter cannot hold is skipped with its reason; an error in one
+ * shape is recorded and the next runs.
+ */
+async function benchFamilies(
+  shapes: { shape: BenchShape; cfg: ModelConfig; note?: string }[],
+  o: { dtype: Dtype; promptLen: number; decodeLen: number; chunk?: number; peaks: { gbps?: number; tflops?: number }; maxWeightsBytes: number; warmupMs?: number; json?: string },
+): Promise<void> {
+  const format = o.dtype.toLowerCase() as BenchFormat;
+  const results: Record<string, unknown>[] = [];
+  let adapter = '';
+  const write = () => {
+    if (o.json) fs.writeFileSync(o.json, JSON.stringify({ mode: 'families', adapter, date: new Date().toISOString(), results }, null, 2) + '\n');
+  };
+  for (const [i, { shape, cfg, note }] of shapes.entries()) {
+    const base = { shape: shape.name, family: cfg.architecture, layers: cfg.numLayers, ...(note ? { layersNote: note } : {}), weights: format, provenance: shape.provenance };
+    const planned = plannedWeightBytes(cfg, [format]);
+    let result: Record<string, unknown>;
+    if (planned > o.maxWeightsBytes) {
+      result = { ...base, skipped: `weights ${(planned / 1e9).toFixed(1)} GB are over --max-weights-gb ${(o.maxWeightsBytes / 1e9).toFixed(0)} (use --layers N)` };
+      console.error(`${shape.name}: skipped: ${result.skipped}`);
+    } else {
+      console.error(`${shape.name} (${cfg.architecture}, ${cfg.numLayers} layers${note ? `, ${note}` : ''}): ${(planned / 1e9).toFixed(2)} GB of ${format} weights`);
+      const gpu = await Gpu.create();
+      adapter = `${gpu.adapterInfo.vendor} ${gpu.adapterInfo.architecture} ${gpu.adapterInfo.description}`.trim();
+      let lost = false;
+      void gpu.device.lost.then(() => (lost = true));
+      try {
+        gpu.device.pushErrorScope('out-of-memory');
+        gpu.device.pushErrorScope('validation');
+        const r = await benchDecodePrefill(gpu, cfg, format, {
+          shapeName: shape.name,
+          promptLen: o.promptLen,
+          decodeLen: o.decodeLen,
+          chunk: o.chunk ?? Math.min(o.promptLen, 2048),
+          peaks: o.peaks,
+          // the clocks are up after the first shape
+          warmupMs: o.warmupMs ?? (i === 0 ? 2000 : 500),
+          layersNote: note,
+        });
+        const validation = await gpu.device.popErrorScope();
+        const oom = await gpu.device.popErrorScope();
+        const err = oom ?? validation;
+        result = err ? { ...base, skipped: `the adapter could not hold this shape (${err.message.split('\n')[0]})` } : { ...r, provenance: shape.provenance };
+      } catch (e) {
+        const msg = (e as Error).message.split('\n')[0];
+        // a weight over the adapter's binding or buffer limits: skipped, as one over --max-weights-gb
+        result = /binding limit|maxBufferSize|out of memory/i.test(msg) ? { ...base, skipped: `the adapter cannot hold this shape's weights (${msg})` } : { ...base, error: msg };
+      }
+      gpu.destroy();
+      if (lost) console.error(`${shape.name}: the device was lost`);
+    }
+    results.push(result);
+    console.log(JSON.stringify(result));
+    write();
+  }
+  console.error('shape                                family             layers  weights GB  prefill tok/s  decode tok/s  decode roofline');
+  for (const r of results) {
+    const gb = typeof r.weightsBytes === 'number' ? (r.weightsBytes / 1e9).toFixed(3) : '-';
+    const tail = r.skipped ? `skipped: ${r.skipped}` : r.error ? `error: ${r.error}` : `${String(r.prefillTokensPerSecond).padStart(13)} ${String(r.decodeTokensPerSecond).padStart(13)} ${(100 * (r.decodeRooflineRatio as number)).toFixed(1).padStart(15)}%`;
+    console.error(`${String(r.shape).padEnd(36)} ${String(r.family).padEnd(18)} ${String(r.layers).padStart(6)} ${gb.padStart(11)}  ${tail}`);
+  }
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
-    values: ['shape', 'dtype', 'quant', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk', 'ingest', 'max-tokens', 'kv-budget-mb', 'tokenizer', 'completions', 'during-sync', 'gpu-name'],
+    values: ['shape', 'dtype', 'quant', 'prompt', 'decode', 'peak-gbps', 'peak-tflops', 'json', 'chunk', 'ingest', 'max-tokens', 'kv-budget-mb', 'tokenizer', 'completions', 'during-sync', 'gpu-name', 'layers', 'max-weights-gb', 'warmup-ms'],
     flags: ['gpu-profile', 'kernels'],
   });
-  const shapeName = args.values.get('shape') ?? 'granite-4.0-h-350m';
-  const raw = SHAPES[shapeName];
-  if (!raw) throw new Error(`unknown --shape ${shapeName}; known: ${Object.keys(SHAPES).join(', ')}`);
+  const shapeArg = args.values.get('shape') ?? 'granite-4.0-h-350m';
+  const shapes = resolveShapes(shapeArg, path.join(__dirname, '..'));
   const dtype = (args.values.get('dtype') ?? 'bf16').toUpperCase() as Dtype;
   const promptLen = intValue(args, 'prompt', 2048);
   const decodeLen = intValue(args, 'decode', 128);
   const chunk = intValue(args, 'chunk', Math.min(promptLen, 2048));
-  const cfg = configFromJson(raw);
+  // --layers N: every shape cut to its first N layers; absent, a family shape's own `layers` (bench/families.json);
+  // --layers 0: all layers.
+  const layersOf = (s: BenchShape): number => (args.values.has('layers') ? intValue(args, 'layers') : (s.layers ?? 0));
+  const cut = (s: BenchShape, raw: Record<string, unknown>) => {
+    const n = layersOf(s);
+    const full = configFromJson(raw).numLayers;
+    if (!n || n >= full) return { cfg: configFromJson(raw), note: undefined };
+    const cfg = configFromJson(truncateLayers(raw, n));
+    return { cfg, note: `first ${cfg.numLayers} of ${full} layers (--layers${args.values.has('layers') ? '' : ', bench/families.json'}): not the whole model` };
+  };
+  if (shapes.length > 1 || shapeArg === 'all-families') {
+    await benchFamilies(shapes.map((s) => ({ ...s, ...cut(s.shape, s.raw) })), {
+      dtype,
+      promptLen,
+      decodeLen,
+      chunk: args.values.has('chunk') ? intValue(args, 'chunk') : undefined,
+      peaks: { gbps: args.values.has('peak-gbps') ? Number(args.values.get('peak-gbps')) : undefined, tflops: args.values.has('peak-tflops') ? Number(args.values.get('peak-tflops')) : undefined },
+      maxWeightsBytes: maxWeightsBytes(args.values.get('max-weights-gb')),
+      warmupMs: args.values.has('warmup-ms') ? intValue(args, 'warmup-ms') : undefined,
+      json: args.values.get('json'),
+    });
+    return;
+  }
+  const shapeName = shapes[0].shape.name;
+  const { cfg, note: layersNote } = cut(shapes[0].shape, shapes[0].raw);
+  if (layersNote) console.error(`${shapeName}: ${layersNote}`);
 
   const gpu = await Gpu.create();
   const info = gpu.adapterInfo;
@@ -292,7 +268,7 @@ async function main(): Promise<void> {
  * decode against the bytes a token reads (the weights as stored, the Mamba state twice, the KV), prefill against
  * the f32 FMA rate.
  */
-async function benchDecodePrefill(gpu: Gpu, cfg: ModelConfig, format: BenchFormat, o: { shapeName: string; promptLen: number; decodeLen: number; chunk: number; peaks: { gbps?: number; tflops?: number } }) {
+async function benchDecodePrefill(gpu: Gpu, cfg: ModelConfig, format: BenchFormat, o: { shapeName: string; promptLen: number; decodeLen: number; chunk: number; peaks: { gbps?: number; tflops?: number }; warmupMs?: number; layersNote?: string }) {
   const { shapeName, promptLen, decodeLen, chunk } = o;
   const info = gpu.adapterInfo;
   const gpuBefore = gpu.bytesAllocated();
@@ -308,11 +284,11 @@ async function benchDecodePrefill(gpu: Gpu, cfg: ModelConfig, format: BenchForma
   // Warm-up: compile pipelines, record passes at both sizes, and keep the GPU busy for ~2 s so its clocks
   // leave idle (an H100 idles at 345 MHz and needs about a second of load to reach full clocks).
   const tWarm = performance.now();
-  while (performance.now() - tWarm < 2000) {
+  do {
     model.reset();
     await model.forward(prompt.slice(0, Math.min(chunk, promptLen)));
     await model.decodeGreedy(8);
-  }
+  } while (performance.now() - tWarm < (o.warmupMs ?? 2000));
 
   // Prefill: best of three runs.
   let prefillS = Infinity;
@@ -342,22 +318,29 @@ async function benchDecodePrefill(gpu: Gpu, cfg: ModelConfig, format: BenchForma
   const peakTflops = o.peaks.tflops ?? (known ? known.tflops : NaN);
   const st = model.stateBytes();
   const ctx = promptLen + decodeLen / 2;
-  const a = cfg.attention;
-  const kvPerToken = a ? 2 * 4 * a.numKvHeads * a.headDim * cfg.layerKinds.filter((k) => k === 'attention').length : 0;
-  const bytesPerToken = wb.perToken + 2 * st.mamba + kvPerToken * ctx;
+  const pt = perTokenCounts(cfg, weights);
+  // The Mamba / RG-LRU state is read and written; the KV read up to the context (local layers: the window).
+  const kvBytesPerToken = pt.kvFullBytes * ctx + pt.kvLocalBytes * Math.min(ctx, pt.kvWindow);
+  const bytesPerToken = pt.decodeWeightBytes + 2 * st.mamba + kvBytesPerToken;
   const decodeTps = decodeLen / decodeS;
   const rooflineTps = (peakGBps * 1e9) / bytesPerToken;
   const prefillTps = promptLen / prefillS;
-  const flops = matmulFlopsPerToken(cfg);
+  const flops = pt.matmulFlops;
   const gpuBytes = gpu.bytesAllocated() - gpuBefore; // weights, state, KV and scratch of this model
   const result = {
     shape: shapeName,
+    family: cfg.architecture,
+    layers: cfg.numLayers,
+    ...(o.layersNote ? { layersNote: o.layersNote } : {}),
     weights: format,
     adapter: `${info.vendor} ${info.architecture} ${info.description}`.trim(),
     date: new Date().toISOString(),
-    weightsBytes: wb.total,
+    weightsBytes: wb,
     gpuBytes,
     mambaStateBytes: st.mamba,
+    kvBytesPerContextToken: pt.kvFullBytes,
+    ...(pt.kvLocalBytes ? { kvLocalBytesPerToken: pt.kvLocalBytes, kvLocalWindow: pt.kvWindow } : {}),
+    matmulFlopsPerToken: flops,
     promptTokens: promptLen,
     prefillChunk: chunk,
     prefillTokensPerSecond: +prefillTps.toFixed(1),

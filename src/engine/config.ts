@@ -960,7 +960,7 @@ function mamba1(raw: Json, mt: Architecture): ModelConfig {
   const expand = num(raw, 'expand', 2);
   const intermediate = present(raw['intermediate_size']) ? positive(raw, 'intermediate_size') : Math.trunc(expand * hiddenSize);
   if (!(intermediate >= 1) || intermediate > MAX_SIZE) {
-    throw new UnsupportedModelError(`config.json: expand (${expand}) x hidden_size (${hiddenSize}) must give an intermediate size of 1 to ${MAX_SIZE}.`);
+    throw new UnsupportedModelError(`config.json: intermediate_size (or expand (${expand}) x hidden_size (${hiddenSize})) must give an intermediate size of 1 to ${MAX_SIZE}.`);
   }
   const dtRank = raw['time_step_rank'] === 'auto' || raw['time_step_rank'] === undefined ? Math.ceil(hiddenSize / 16) : positive(raw, 'time_step_rank');
   if (dtRank < 1) throw new UnsupportedModelError('config.json: "time_step_rank" must be a positive integer or "auto".');
