@@ -505,6 +505,38 @@ test('attention: GQA prefill over cached keys, decode, long decode over many spl
   await attentionCase(1, 5000, 32, 4, 16, 5001); // decode, 8 heads per workgroup, splits of two 64-key tiles
 });
 
+test('attention: head dims above 128 (Zamba2-2.7B 160, Zamba2-7B 224, Zamba-7B 464) in prefill and decode', async () => {
+  // Prefill: 'rows' (kernels/attentionRowsWide.wgsl) and 'tiled' (kernels/attentionWide.wgsl, head dim in slices).
+  for (const kernel of ['rows', 'tiled']) {
+    process.env.SIDEWINDER_ATTN_KERNEL = kernel;
+    try {
+      await attentionCase(9, 13, 4, 2, 160, 40); // GQA, T=9 over 13 cached
+      await attentionCase(21, 7, 2, 1, 224, 32); // several query blocks, a partial slice
+      await attentionCase(5, 3, 2, 2, 464, 8); // no GQA, the last slice partial
+      await attentionCase(18, 0, 2, 1, 512, 24); // the largest head dim
+    } finally {
+      delete process.env.SIDEWINDER_ATTN_KERNEL;
+    }
+  }
+  for (const split of ['1', '2', '4']) {
+    process.env.SIDEWINDER_ATTN_SPLIT = split;
+    process.env.SIDEWINDER_ATTN_KERNEL = 'rows';
+    try {
+      await attentionCase(19, 3, 4, 2, 160, 24);
+      await attentionCase(7, 2, 2, 1, 464, 16);
+    } finally {
+      delete process.env.SIDEWINDER_ATTN_SPLIT;
+      delete process.env.SIDEWINDER_ATTN_KERNEL;
+    }
+  }
+  // Decode: workgroups of 256 up to head dim 256, of 512 above.
+  await attentionCase(1, 21, 4, 2, 160, 40);
+  await attentionCase(1, 600, 8, 2, 224, 700); // several splits, 4 heads per KV head
+  await attentionCase(1, 300, 4, 2, 464, 400); // workgroups of 512
+  await attentionCase(1, 37, 8, 1, 512, 64); // 8 heads per KV head, fewer per workgroup to fit workgroup memory
+  await attentionCase(1, 2000, 4, 4, 464, 2001); // no GQA, many splits
+});
+
 test('swiglu, axpy, scale, copy', async () => {
   const T = 4;
   const m = 33;

@@ -384,40 +384,56 @@ export class CommandList {
     this.noAlias(op, [out.buffer], [q.buffer, kCache, vCache]);
     const capacity = Math.floor(kCache.size / (4 * nKv * d));
     if (T === 1) {
-      if (d % 4 !== 0 || d > 256) throw new GpuError(`${op}: head dim ${d} must be a multiple of 4 and at most 256 for decode.`);
+      if (d % 4 !== 0 || d > 512) throw new GpuError(`${op}: head dim ${d} must be a multiple of 4 and at most 512 for decode.`);
+      // kernels/attnDecode.wgsl needs d <= WG: head dims above 256 take workgroups of 512, with fewer query
+      // heads per workgroup where their queries, the scores and the reduction room would overflow workgroup memory.
+      const WG = d > 256 ? 512 : 256;
+      const limits = this.gpu.device.limits;
+      if (WG > limits.maxComputeInvocationsPerWorkgroup || WG > limits.maxComputeWorkgroupSizeX) {
+        throw new GpuError(`${op}: head dim ${d} needs workgroups of ${WG} for decode; the adapter allows ${limits.maxComputeInvocationsPerWorkgroup}.`);
+      }
       const rep = nH / nKv;
       let HPW = Math.min(8, rep);
-      while (rep % HPW !== 0) HPW--;
+      while (rep % HPW !== 0 || (WG > 256 && HPW > 1 && 4 * (HPW * d + 4096 + WG + 4 * WG) > limits.maxComputeWorkgroupStorageSize)) HPW--;
       // A split's scores sit in 4096 floats of workgroup memory (MAXK keys per head); splits: at least enough
       // for the capacity, and ~256 workgroups in all when the context is long, none shorter than one tile.
       const d4 = d / 4;
       const TPK = d4 % 4 === 0 ? 4 : d4 % 2 === 0 ? 2 : 1;
-      const tile = 256 / TPK;
+      const tile = WG / TPK;
       const MAXK = Math.floor(4096 / HPW / tile) * tile;
       const groups = nH / HPW;
       const nSplit = Math.max(Math.ceil(capacity / MAXK), Math.min(Math.ceil(256 / groups), Math.ceil(capacity / tile)));
       if (nSplit > 256) throw new GpuError(`${op}: a KV cache of ${capacity} rows is longer than decode attention supports (${256 * MAXK} with ${HPW} heads per KV head).`);
       const part = this.own(this.gpu.buffer(4 * nH * nSplit * (d + 2), 'attention.part'));
-      const constants = { WG: 256, SG: this.sg(), DH: d, HPW, TPK, MAXK };
+      const constants = { WG, SG: this.sg(), DH: d, HPW, TPK, MAXK };
       const params = [u(nH), u(nKv), u(nSplit), u(qs.off), u(o.off), f(scaling)];
       this.add(`${op}.partial`, this.gpu.pipeline('attnDecode', constants, 'partial'), params, { 1: q.buffer, 2: kCache, 3: vCache, 4: part, 6: step }, [nH / HPW, nSplit, 1]);
       this.add(`${op}.combine`, this.gpu.pipeline('attnDecode', constants, 'combine'), params, { 4: part, 5: out.buffer }, [nH, 1, 1]);
       return;
     }
-    if (d > 128 || d % 4 !== 0) throw new GpuError(`${op}: head dim ${d} must be a multiple of 4 and at most 128 for prefill.`);
+    if (d > 512 || d % 4 !== 0) throw new GpuError(`${op}: head dim ${d} must be a multiple of 4 and at most 512 for prefill.`);
     const params = [u(T), u(nH), u(nKv), u(qs.off), u(qs.stride), u(o.off), u(o.stride), f(scaling)];
     const bindings = { 1: q.buffer, 2: kCache, 3: vCache, 4: out.buffer, 5: step };
     if (attentionKernel(this.gpu.onCpu) === 'tiled') {
-      // 16 queries x 16 keys per workgroup of 256, the softmax in workgroup memory (kernels/attentionTiled.wgsl).
-      this.add(op, this.gpu.pipeline('attentionTiled', { DH: d }), params, bindings, [Math.ceil(T / 16), nH, 1]);
+      // 16 queries x 16 keys per workgroup of 256, the softmax in workgroup memory (kernels/attentionTiled.wgsl;
+      // head dims above 128 in slices of 64 columns, kernels/attentionWide.wgsl).
+      this.add(op, this.gpu.pipeline(d > 128 ? 'attentionWide' : 'attentionTiled', { DH: d }), params, bindings, [Math.ceil(T / 16), nH, 1]);
       return;
     }
     const WG = 64;
-    const SPLIT = attentionSplit(T * nH, this.gpu.onCpu);
+    let SPLIT = attentionSplit(T * nH, this.gpu.onCpu);
     // Key tile: K and V rows of BK keys plus the merge state must fit the adapter's workgroup memory.
     const room = this.gpu.device.limits.maxComputeWorkgroupStorageSize - 2 * 4 * WG;
-    const BK = [32, 16, 8].find((b) => b * d <= 2048 && 2 * b * d * 4 <= room) ?? 8;
-    this.add(op, this.gpu.pipeline('attention', { DH: d, WG, SPLIT, BK }), params, bindings, [Math.ceil((T * SPLIT) / WG), nH, 1]);
+    if (d <= 128) {
+      const BK = [32, 16, 8].find((b) => b * d <= 2048 && 2 * b * d * 4 <= room) ?? 8;
+      this.add(op, this.gpu.pipeline('attention', { DH: d, WG, SPLIT, BK }), params, bindings, [Math.ceil((T * SPLIT) / WG), nH, 1]);
+      return;
+    }
+    // Head dims above 128 (kernels/attentionRowsWide.wgsl): tiles of 8 or 4 keys, and a split only where
+    // SPLIT divides the tile and the partial rows being merged (WG / SPLIT of them) fit the tile's room.
+    const BK = [8, 4].find((b) => b * d <= 2048 && 2 * b * d * 4 <= room) ?? 4;
+    while (SPLIT > 1 && (BK % SPLIT !== 0 || WG / SPLIT > 2 * BK)) SPLIT /= 2;
+    this.add(op, this.gpu.pipeline('attentionRowsWide', { DH: d, WG, SPLIT, BK }), params, bindings, [Math.ceil((T * SPLIT) / WG), nH, 1]);
   }
 
   /** SwiGLU on a fused projection: out[t, i] = silu(x[t, i]) * x[t, m + i]. x: [T, 2m], out: [T, m]. */
