@@ -29,6 +29,8 @@ Mamba / hybrid families that transformers ships:
   zamba2-single        Zamba2ForCausalLM, f32, num_mem_blocks 1 (one block at hybrid layers 0, 2, 3),
                        no attention adapters (gate_up LoRA only), no RoPE, GQA (2 KV heads), SiLU MLP,
                        mamba_ngroups 2, chunk_size 8, untied lm_head.
+  zamba2-wide          Zamba2ForCausalLM, f32, hidden 80, one attention head of 160 (2 * hidden / heads, as
+                       Zamba2-2.7B's), RoPE, 2 layers (a hybrid first), Mamba-2 heads of 40.
   zamba                ZambaForCausalLM, f32, hidden 48, Mamba-1 (2 mamba heads) + one shared transformer
                        block used twice; config.json in the Hub spelling ("mamba"/"hybrid").
   zamba-heads3         ZambaForCausalLM, f32, 3 mamba heads of 32, in/out proj biases, no conv bias, dt rank 4,
@@ -364,6 +366,21 @@ FIXTURES = {
                    "no positional encoding (use_mem_rope false)", "GQA: 2 KV heads for 4 query heads",
                    "SiLU MLP (hidden_act silu)", "mamba_ngroups 2 (gated norm per group, eps 1e-5 while "
                    "rms_norm_eps is 1e-6)", "chunk_size 8", "untied lm_head"],
+    ),
+    "zamba2-wide": dict(
+        config_class="Zamba2Config", model_class="Zamba2ForCausalLM", decode="past_key_values",
+        seed=2017, save_dtype=torch.float32, seq_len=36, decode_from=20, summary=ZAMBA2_KEYS,
+        config=dict(
+            COMMON, hidden_size=80, num_hidden_layers=2,
+            layers_block_type=["hybrid", "linear_attention"],
+            mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, mamba_ngroups=1, n_mamba_heads=4,
+            use_mamba_kernels=False, use_conv_bias=True, chunk_size=16, add_bias_linear=False,
+            intermediate_size=96, hidden_act="gelu", num_attention_heads=1, num_key_value_heads=1,
+            num_mem_blocks=1, use_shared_attention_adapter=True, adapter_rank=4, use_mem_rope=True,
+            rope_parameters=dict(ROPE), rms_norm_eps=1e-5, max_position_embeddings=256, tie_word_embeddings=True,
+        ),
+        exercises=["attention head dim 160 (2 * hidden / heads, above the 128 of the first prefill kernels: "
+                   "Zamba2-2.7B's head dim)", "RoPE over the 160 channels", "Mamba-2 heads of 40"],
     ),
     "zamba": dict(
         config_class="ZambaConfig", model_class="ZambaForCausalLM", decode="past_key_values",
