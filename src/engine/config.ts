@@ -360,9 +360,7 @@ const ACTIVATIONS = ['silu', 'swish'];
 
 /** Settings both architectures share (and some other configs spell), refused where the engine computes otherwise. */
 function checkCommon(raw: Json, mt: Architecture): void {
-  const refuse = (field: string, value: unknown, supported: string): never => {
-    throw new UnsupportedConfigValueError(field, value, supported, mt);
-  };
+  const refuse = (field: string, value: unknown, supported: string): never => refuseWith(mt, field, value, supported);
   // SiLU is the conv activation, the SwiGLU gate and the Mamba gate: one activation for all of them.
   // (Nemotron-H reads no hidden_act: its MLP's activation is mlp_hidden_act, checked with the rest of it.)
   // (RecurrentGemma's hidden_activation is gelu-tanh, checked with the rest of its config.)
@@ -442,9 +440,7 @@ function checkPositionType(raw: Json, mt: Architecture): boolean {
 
 /** rope_theta for rotary attention, refusing every rope variant but the plain one (rotate-half, all dims). */
 function ropeTheta(raw: Json, mt: Architecture, headDim: number): number {
-  const refuse = (field: string, value: unknown, supported: string): never => {
-    throw new UnsupportedConfigValueError(field, value, supported, mt);
-  };
+  const refuse = (field: string, value: unknown, supported: string): never => refuseWith(mt, field, value, supported);
   const plain = '"default" rope only (no scaling)';
   let theta = num(raw, 'rope_theta', 10000);
   const params = raw['rope_parameters'];
@@ -474,9 +470,7 @@ function ropeTheta(raw: Json, mt: Architecture, headDim: number): number {
  * rope_parameters, else the top level, else 10000. RoPE rotates the first int(head_dim * factor) channels.
  */
 function bambaRope(raw: Json, mt: Architecture, headDim: number): { theta: number; rotaryDim: number } {
-  const refuse = (field: string, value: unknown, supported: string): never => {
-    throw new UnsupportedConfigValueError(field, value, supported, mt);
-  };
+  const refuse = (field: string, value: unknown, supported: string): never => refuseWith(mt, field, value, supported);
   const plain = '"default" rope only (no scaling)';
   let theta = num(raw, 'rope_theta', 10000);
   let factor = 0.5;
@@ -591,9 +585,7 @@ function mambaFrom(raw: Json, hiddenSize: number, k: MambaKeys): MambaConfig {
 
 function granite(raw: Json): ModelConfig {
   const mt: Architecture = 'granitemoehybrid';
-  const refuse = (field: string, value: unknown, supported: string): never => {
-    throw new UnsupportedConfigValueError(field, value, supported, mt);
-  };
+  const refuse = (field: string, value: unknown, supported: string): never => refuseWith(mt, field, value, supported);
   const hiddenSize = int(raw, 'hidden_size');
   const numLayers = int(raw, 'num_hidden_layers');
   const layerKinds = layerKindsFrom(raw, numLayers, mt);
@@ -754,9 +746,7 @@ function attentionHeads(raw: Json, hiddenSize: number, headDimDefault: number | 
  */
 function bamba(raw: Json): ModelConfig {
   const mt: Architecture = 'bamba';
-  const refuse = (field: string, value: unknown, supported: string): never => {
-    throw new UnsupportedConfigValueError(field, value, supported, mt);
-  };
+  const refuse = (field: string, value: unknown, supported: string): never => refuseWith(mt, field, value, supported);
   const hiddenSize = int(raw, 'hidden_size');
   const numLayers = int(raw, 'num_hidden_layers', 32);
   // No attn_layer_indices: every layer is Mamba (BambaConfig.layers_block_type).
@@ -1079,9 +1069,7 @@ function numList(raw: Json, key: string, n: number): number[] {
  */
 function falconH1(raw: Json): ModelConfig {
   const mt: Architecture = 'falcon_h1';
-  const refuse = (field: string, value: unknown, supported: string): never => {
-    throw new UnsupportedConfigValueError(field, value, supported, mt);
-  };
+  const refuse = (field: string, value: unknown, supported: string): never => refuseWith(mt, field, value, supported);
   const hiddenSize = int(raw, 'hidden_size', 4096);
   const numLayers = int(raw, 'num_hidden_layers', 32);
   for (const key of ['attention_bias', 'mlp_bias', 'projectors_bias']) {
@@ -1190,9 +1178,7 @@ const GRIFFIN_BLOCKS = ['recurrent', 'attention'];
  */
 function recurrentGemma(raw: Json): ModelConfig {
   const mt: Architecture = 'recurrent_gemma';
-  const refuse = (field: string, value: unknown, supported: string): never => {
-    throw new UnsupportedConfigValueError(field, value, supported, mt);
-  };
+  const refuse = (field: string, value: unknown, supported: string): never => refuseWith(mt, field, value, supported);
   const hiddenSize = positive(raw, 'hidden_size', 2560);
   const numLayers = positive(raw, 'num_hidden_layers', 26);
   const act = raw['hidden_activation'] ?? 'gelu_pytorch_tanh';
