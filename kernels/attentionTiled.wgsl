@@ -69,25 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       s = 0.0;
       for (var c = 0u; c < DH; c++) { s += Qs[qi * DH + c] * Ks[ki * (DH + 1u) + c]; }
     }
-    Ps[qi * BK + ki] = s;
-    workgroupBarrier();
-    if (lid < BQ) {
-      var mx = NEG;
-      for (var c = 0u; c < BK; c++) { mx = max(mx, Ps[lid * BK + c]); }
-      let mNew = max(rowM[lid], mx);
-      rowA[lid] = exp(rowM[lid] - mNew);
-      rowM[lid] = mNew;
-    }
-    workgroupBarrier();
-    let p = select(0.0, exp(s - rowM[qi]), s > NEG);
-    Ps[qi * BK + ki] = p;
-    workgroupBarrier();
-    if (lid < BQ) {
-      var sum = 0.0;
-      for (var c = 0u; c < BK; c++) { sum += Ps[lid * BK + c]; }
-      rowL[lid] = rowL[lid] * rowA[lid] + sum;
-    }
-    let a = rowA[qi];
+    let a = softmaxTile(qi, lid, s);
     for (var u = 0u; u < CPT; u++) {
       let c = ki + u * 16u;
       if (c < DH) {
@@ -106,4 +88,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
 }
 
+// #include attentionSoftmax
 // #include attentionPrefill

@@ -66,25 +66,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       workgroupBarrier();
     }
     s = select(NEG, s, tq < P.T && key <= pos0 + tq);
-    Ps[qi * BK + ki] = s;
-    workgroupBarrier();
-    if (lid < BQ) {
-      var mx = NEG;
-      for (var c = 0u; c < BK; c++) { mx = max(mx, Ps[lid * BK + c]); }
-      let mNew = max(rowM[lid], mx);
-      rowA[lid] = exp(rowM[lid] - mNew);
-      rowM[lid] = mNew;
-    }
-    workgroupBarrier();
-    let p = select(0.0, exp(s - rowM[qi]), s > NEG);
-    Ps[qi * BK + ki] = p;
-    workgroupBarrier();
-    if (lid < BQ) {
-      var sum = 0.0;
-      for (var c = 0u; c < BK; c++) { sum += Ps[lid * BK + c]; }
-      rowL[lid] = rowL[lid] * rowA[lid] + sum;
-    }
-    let a = rowA[qi];
+    let a = softmaxTile(qi, lid, s);
     // P.V, one slice of V at a time: this thread's columns c0 + ki + 16 j of the slice.
     for (var c0 = 0u; c0 < DH; c0 += DC) {
       var vr: array<f32, LOADS>;
@@ -117,4 +99,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
 }
 
+// #include attentionSoftmax
 // #include attentionPrefill
