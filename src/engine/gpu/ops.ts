@@ -494,7 +494,8 @@ export class CommandList {
    * Local (sliding-window) attention of RecurrentGemma: queries q [T, nH, d] at positions pos0 + t (from `step`)
    * over the chunk's k, v [T, nKv*d] (whole rows) and the rings kRing, vRing [window, nKv*d] (position p in row
    * p % window); then the chunk's last rows go into the rings. out: [T, nH*d]. Decode (T = 1) writes the ring
-   * first and runs the split decode attention (kernels/attnDecode.wgsl) over it.
+   * first and runs the split decode attention (kernels/attnDecode.wgsl) over it; prefill takes a workgroup per
+   * (head, query) (kernels/localAttnPrefill.wgsl), then writes the ring.
    */
   localAttention(q: Act, k: Act, v: Act, kRing: GPUBuffer, vRing: GPUBuffer, out: Act, T: number, nH: number, nKv: number, d: number, window: number, scaling: number, step: GPUBuffer): void {
     const op = 'localAttention';
@@ -517,8 +518,11 @@ export class CommandList {
       this.decodeAttention(op, q.buffer, 0, kRing, vRing, out.buffer, 0, nH, nKv, d, scaling, step, window, window);
       return;
     }
+    // Prefill: a workgroup of 256 per (head, query) over its window (kernels/localAttnPrefill.wgsl).
     if (d > 256) throw new GpuError(`${op}: head dim ${d} is more than 256 for prefill.`);
-    this.add(op, pipe('localAttention'), params, { 1: q.buffer, 2: k.buffer, 3: v.buffer, 4: kRing, 5: vRing, 6: out.buffer, 9: step }, [Math.ceil((T * nH) / 64), 1, 1]);
+    if (T > this.gpu.device.limits.maxComputeWorkgroupsPerDimension) throw new GpuError(`${op}: a chunk of ${T} tokens is more than one dispatch takes.`);
+    const prefill = this.gpu.pipeline('localAttnPrefill', { WG: 256, SG: this.sg(), DH: d });
+    this.add(op, prefill, params, { 1: q.buffer, 2: k.buffer, 3: v.buffer, 4: kRing, 5: vRing, 6: out.buffer, 9: step }, [nH, T, 1]);
     ringWrite();
   }
 
