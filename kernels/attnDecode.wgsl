@@ -5,6 +5,8 @@
 //   combine  per head: merges the splits: out = sum_i exp(m_i - M) o_i / sum_i exp(m_i - M) l_i
 // The grid is fixed when the list is recorded; the split length follows S = pos0 + 1 (from `step`), so the
 // same list serves every step. q: [nH, d] (offset), k, v caches: [capacity, nKv, d], out: [nH * d] (offset).
+// With WIN > 0 the caches are a sliding window's ring (RecurrentGemma's local attention, position p in row p % WIN,
+// the new row already written): S = min(pos0 + 1, WIN) rows 0..S-1, in any order (the softmax does not care).
 // #if SUBGROUPS
 enable subgroups;
 // #endif
@@ -27,6 +29,7 @@ override MAXK: u32 = 1024u; // keys per split at most: a multiple of WG / TPK, H
 override D4: u32 = DH / 4u;
 override KQ: u32 = WG / DH; // key lanes in P.V
 override TILE: u32 = WG / TPK; // keys scored at once
+override WIN: u32 = 0u; // sliding window (ring rows); 0: the whole cache up to pos0
 const NEG = -3.0e38; // stands for -infinity (WGSL has no infinity literal)
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -62,7 +65,7 @@ fn partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
   let h0 = wid.x * HPW;
   let split = wid.y;
   let kh = h0 / (P.nH / P.nKv);
-  let S = step.pos0 + 1u;
+  let S = select(step.pos0 + 1u, min(step.pos0 + 1u, WIN), WIN > 0u);
   let per = ((S + P.nSplit - 1u) / P.nSplit + TILE - 1u) / TILE * TILE; // <= MAXK by the choice of nSplit
   let start = split * per;
   let end = min(S, start + per);

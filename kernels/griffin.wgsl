@@ -3,9 +3,8 @@
 //                   u [T, L] (head h = j / BW: gx = sigmoid(u[t, h-block] . Wx[h, :, j % BW] + bx[j]), ga likewise),
 //                   a = exp(-8 ga softplus(param[j])), h = a h + sqrt(1 - a^2) u gx (h = u gx at position 0),
 //                   out[t, j] = h; the state h [L] (f32) carried.
-//   localAttention: one thread per (query t, head): softmax attention over positions p - W + 1 .. p, those before
-//                   the chunk from the ring (row p % W), the chunk's own from k, v [T, nKv*d]; online softmax.
-//   ringWrite:      the chunk's last min(T, W) K/V rows into the rings (after localAttention has read them).
+//   ringWrite:      the chunk's last min(T, W) K/V rows into the rings (after the prefill's local attention,
+//                   kernels/localAttnPrefill.wgsl, has read them; before decode's, kernels/attnDecode.wgsl).
 // Weights are u32 words in the checkpoint's format (WFMT, weights.wgsl).
 
 struct Params {
@@ -19,7 +18,7 @@ struct Params {
 
 override WG: u32 = 64u;
 override WFMT: u32 = 0u;
-override DH: u32 = 64u; // attention head dim, <= 256
+override DH: u32 = 64u; // ringWrite: head dim
 
 @group(0) @binding(0) var<uniform> P: Params;
 
@@ -89,57 +88,11 @@ fn rglru(@builtin(global_invocation_id) gid: vec3u) {
   hState[j] = h;
 }
 
-// ---- localAttention / ringWrite
-@group(0) @binding(1) var<storage, read> q: array<f32>;
+// ---- ringWrite
 @group(0) @binding(2) var<storage, read> kNew: array<f32>;
 @group(0) @binding(3) var<storage, read> vNew: array<f32>;
 @group(0) @binding(4) var<storage, read_write> kRing: array<f32>;
 @group(0) @binding(5) var<storage, read_write> vRing: array<f32>;
-@group(0) @binding(6) var<storage, read_write> attnOut: array<f32>;
-
-@compute @workgroup_size(WG)
-fn localAttention(@builtin(global_invocation_id) gid: vec3u) {
-  let e = gid.x;
-  let nH = P.L;
-  let nKv = P.BW;
-  if (e >= P.T * nH) { return; }
-  let t = e / nH;
-  let hq = e % nH;
-  let kh = hq / (nH / nKv);
-  let kd = nKv * DH;
-  let pos0 = step.pos0;
-  let p = pos0 + t;
-  let first = select(0u, p + 1u - P.W, p + 1u > P.W);
-  var acc: array<f32, 256>;
-  for (var i = 0u; i < DH; i++) { acc[i] = 0.0; }
-  var m = -3.0e38;
-  var l = 0.0;
-  let qo = (t * nH + hq) * DH;
-  for (var s = first; s <= p; s++) {
-    var dot = 0.0;
-    if (s >= pos0) {
-      let o = (s - pos0) * kd + kh * DH;
-      for (var i = 0u; i < DH; i++) { dot += q[qo + i] * kNew[o + i]; }
-    } else {
-      let o = (s % P.W) * kd + kh * DH;
-      for (var i = 0u; i < DH; i++) { dot += q[qo + i] * kRing[o + i]; }
-    }
-    let sc = dot * P.scaling;
-    let mNew = max(m, sc);
-    let scale = exp(m - mNew);
-    let pw = exp(sc - mNew);
-    l = l * scale + pw;
-    if (s >= pos0) {
-      let o = (s - pos0) * kd + kh * DH;
-      for (var i = 0u; i < DH; i++) { acc[i] = acc[i] * scale + pw * vNew[o + i]; }
-    } else {
-      let o = (s % P.W) * kd + kh * DH;
-      for (var i = 0u; i < DH; i++) { acc[i] = acc[i] * scale + pw * vRing[o + i]; }
-    }
-    m = mNew;
-  }
-  for (var i = 0u; i < DH; i++) { attnOut[t * nH * DH + hq * DH + i] = acc[i] / l; }
-}
 
 @compute @workgroup_size(WG)
 fn ringWrite(@builtin(global_invocation_id) gid: vec3u) {

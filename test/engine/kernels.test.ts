@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { Gpu, type GpuWeight } from '../../src/engine/gpu/device';
 import { CommandList, type Act } from '../../src/engine/gpu/ops';
 import * as cpu from '../../src/engine/cpu/ops';
+import * as griffin from '../../src/engine/cpu/griffin';
 import { f16ToF32, f32ToF16, type DType } from '../../src/engine/safetensors';
 
 const TOL = 1e-4;
@@ -503,6 +504,51 @@ test('attention: GQA prefill over cached keys, decode, long decode over many spl
   await attentionCase(1, 1000, 4, 2, 32, 1200); // decode, several 256-key tiles and splits
   await attentionCase(1, 300, 6, 2, 16, 600); // decode, 3 heads per KV head
   await attentionCase(1, 5000, 32, 4, 16, 5001); // decode, 8 heads per workgroup, splits of two 64-key tiles
+});
+
+// RecurrentGemma's local attention against src/engine/cpu/griffin.ts localAttention: decode (T = 1: the new row into
+// the ring, then kernels/attnDecode.wgsl split over the ring's min(pos0 + 1, window) valid rows) and prefill chunks
+// (kernels/localAttnPrefill.wgsl, then the ring written). The ring starts random (rows not yet valid included: they
+// must be ignored), positions before, at and after the wrap.
+async function localCase(window: number, pos0: number, T: number, nH: number, nKv: number, d: number): Promise<void> {
+  const kd = nKv * d;
+  const q = randn(T * nH * d);
+  const k = randn(T * kd);
+  const v = randn(T * kd);
+  const kRing = randn(window * kd);
+  const vRing = randn(window * kd);
+  const a = { numHeads: nH, numKvHeads: nKv, headDim: d, scaling: 1 / Math.sqrt(d), bias: false, ropeTheta: null, rotaryDim: d };
+  const kr = buf(kRing);
+  const vr = buf(vRing);
+  const out = buf(T * nH * d);
+  const list = new CommandList(gpu);
+  list.localAttention({ buffer: buf(q) }, { buffer: buf(k) }, { buffer: buf(v) }, kr, vr, { buffer: out }, T, nH, nKv, d, window, a.scaling, stepBuffer(pos0, T));
+  await list.run();
+  const want = griffin.localAttention(q, k, v, kRing, vRing, a, window, pos0); // updates kRing, vRing
+  const what = `localAttention window=${window} pos0=${pos0} T=${T} nH=${nH} nKv=${nKv} d=${d}`;
+  close(await readF32(out, T * nH * d), want, what);
+  assert.deepEqual(await readF32(kr, window * kd), kRing, `${what}: k ring`);
+  assert.deepEqual(await readF32(vr, window * kd), vRing, `${what}: v ring`);
+  list.destroy();
+}
+
+test('localAttention: decode over the window ring (split, before and after the wrap), GQA and MQA', async () => {
+  for (const window of [64, 300]) {
+    for (const pos0 of [0, 5, window - 2, window - 1, window, window + 7, 3 * window + 11]) {
+      await localCase(window, pos0, 1, 4, 2, 32); // GQA
+      await localCase(window, pos0, 1, 4, 1, 64); // MQA
+    }
+  }
+  await localCase(300, 1000, 1, 10, 1, 256); // recurrentgemma-2b's heads (10 query, 1 KV, 256 dims)
+  await localCase(2048, 2100, 1, 10, 1, 256); // and its window
+});
+
+test('localAttention: prefill chunks shorter and longer than the window, before and after the wrap', async () => {
+  for (const [window, pos0, T] of [[64, 0, 9], [64, 40, 30], [64, 100, 100], [300, 0, 17], [300, 290, 33], [300, 901, 350], [1500, 1400, 200]]) {
+    await localCase(window, pos0, T, 4, 2, 32); // GQA
+    await localCase(window, pos0, T, 4, 1, 96); // MQA, a head dim that does not divide the workgroup
+  }
+  await localCase(300, 350, 12, 10, 1, 256); // recurrentgemma-2b's heads
 });
 
 test('attention: head dims above 128 (Zamba2-2.7B 160, Zamba2-7B 224, Zamba-7B 464) in prefill and decode', async () => {

@@ -384,31 +384,7 @@ export class CommandList {
     this.noAlias(op, [out.buffer], [q.buffer, kCache, vCache]);
     const capacity = Math.floor(kCache.size / (4 * nKv * d));
     if (T === 1) {
-      if (d % 4 !== 0 || d > 512) throw new GpuError(`${op}: head dim ${d} must be a multiple of 4 and at most 512 for decode.`);
-      // kernels/attnDecode.wgsl needs d <= WG: head dims above 256 take workgroups of 512, with fewer query
-      // heads per workgroup where their queries, the scores and the reduction room would overflow workgroup memory.
-      const WG = d > 256 ? 512 : 256;
-      const limits = this.gpu.device.limits;
-      if (WG > limits.maxComputeInvocationsPerWorkgroup || WG > limits.maxComputeWorkgroupSizeX) {
-        throw new GpuError(`${op}: head dim ${d} needs workgroups of ${WG} for decode; the adapter allows ${limits.maxComputeInvocationsPerWorkgroup}.`);
-      }
-      const rep = nH / nKv;
-      let HPW = Math.min(8, rep);
-      while (rep % HPW !== 0 || (WG > 256 && HPW > 1 && 4 * (HPW * d + 4096 + WG + 4 * WG) > limits.maxComputeWorkgroupStorageSize)) HPW--;
-      // A split's scores sit in 4096 floats of workgroup memory (MAXK keys per head); splits: at least enough
-      // for the capacity, and ~256 workgroups in all when the context is long, none shorter than one tile.
-      const d4 = d / 4;
-      const TPK = d4 % 4 === 0 ? 4 : d4 % 2 === 0 ? 2 : 1;
-      const tile = WG / TPK;
-      const MAXK = Math.floor(4096 / HPW / tile) * tile;
-      const groups = nH / HPW;
-      const nSplit = Math.max(Math.ceil(capacity / MAXK), Math.min(Math.ceil(256 / groups), Math.ceil(capacity / tile)));
-      if (nSplit > 256) throw new GpuError(`${op}: a KV cache of ${capacity} rows is longer than decode attention supports (${256 * MAXK} with ${HPW} heads per KV head).`);
-      const part = this.own(this.gpu.buffer(4 * nH * nSplit * (d + 2), 'attention.part'));
-      const constants = { WG, SG: this.sg(), DH: d, HPW, TPK, MAXK };
-      const params = [u(nH), u(nKv), u(nSplit), u(qs.off), u(o.off), f(scaling)];
-      this.add(`${op}.partial`, this.gpu.pipeline('attnDecode', constants, 'partial'), params, { 1: q.buffer, 2: kCache, 3: vCache, 4: part, 6: step }, [nH / HPW, nSplit, 1]);
-      this.add(`${op}.combine`, this.gpu.pipeline('attnDecode', constants, 'combine'), params, { 4: part, 5: out.buffer }, [nH, 1, 1]);
+      this.decodeAttention(op, q.buffer, qs.off, kCache, vCache, out.buffer, o.off, nH, nKv, d, scaling, step, capacity, 0);
       return;
     }
     if (d > 512 || d % 4 !== 0) throw new GpuError(`${op}: head dim ${d} must be a multiple of 4 and at most 512 for prefill.`);
@@ -434,6 +410,39 @@ export class CommandList {
     const BK = [8, 4].find((b) => b * d <= 2048 && 2 * b * d * 4 <= room) ?? 4;
     while (SPLIT > 1 && (BK % SPLIT !== 0 || WG / SPLIT > 2 * BK)) SPLIT /= 2;
     this.add(op, this.gpu.pipeline('attentionRowsWide', { DH: d, WG, SPLIT, BK }), params, bindings, [Math.ceil((T * SPLIT) / WG), nH, 1]);
+  }
+
+  /**
+   * Decode attention (kernels/attnDecode.wgsl): one query row per head (q at qOff, [nH, d]) over cache rows
+   * 0..pos0 (window 0) or, for a sliding window's ring of `window` rows, rows 0..min(pos0 + 1, window) - 1, split
+   * over the keys (partial softmax per split) and merged. out at oOff, [nH * d].
+   */
+  private decodeAttention(op: string, q: GPUBuffer, qOff: number, kCache: GPUBuffer, vCache: GPUBuffer, out: GPUBuffer, oOff: number, nH: number, nKv: number, d: number, scaling: number, step: GPUBuffer, capacity: number, window: number): void {
+    if (d % 4 !== 0 || d > 512) throw new GpuError(`${op}: head dim ${d} must be a multiple of 4 and at most 512 for decode.`);
+    // kernels/attnDecode.wgsl needs d <= WG: head dims above 256 take workgroups of 512, with fewer query
+    // heads per workgroup where their queries, the scores and the reduction room would overflow workgroup memory.
+    const WG = d > 256 ? 512 : 256;
+    const limits = this.gpu.device.limits;
+    if (WG > limits.maxComputeInvocationsPerWorkgroup || WG > limits.maxComputeWorkgroupSizeX) {
+      throw new GpuError(`${op}: head dim ${d} needs workgroups of ${WG} for decode; the adapter allows ${limits.maxComputeInvocationsPerWorkgroup}.`);
+    }
+    const rep = nH / nKv;
+    let HPW = Math.min(8, rep);
+    while (rep % HPW !== 0 || (WG > 256 && HPW > 1 && 4 * (HPW * d + 4096 + WG + 4 * WG) > limits.maxComputeWorkgroupStorageSize)) HPW--;
+    // A split's scores sit in 4096 floats of workgroup memory (MAXK keys per head); splits: at least enough
+    // for the capacity, and ~256 workgroups in all when the context is long, none shorter than one tile.
+    const d4 = d / 4;
+    const TPK = d4 % 4 === 0 ? 4 : d4 % 2 === 0 ? 2 : 1;
+    const tile = WG / TPK;
+    const MAXK = Math.floor(4096 / HPW / tile) * tile;
+    const groups = nH / HPW;
+    const nSplit = Math.max(Math.ceil(capacity / MAXK), Math.min(Math.ceil(256 / groups), Math.ceil(capacity / tile)));
+    if (nSplit > 256) throw new GpuError(`${op}: a KV cache of ${capacity} rows is longer than decode attention supports (${256 * MAXK} with ${HPW} heads per KV head).`);
+    const part = this.own(this.gpu.buffer(4 * nH * nSplit * (d + 2), 'attention.part'));
+    const constants = { WG, SG: this.sg(), DH: d, HPW, TPK, MAXK, ...(window > 0 ? { WIN: window } : {}) };
+    const params = [u(nH), u(nKv), u(nSplit), u(qOff), u(oOff), f(scaling)];
+    this.add(`${op}.partial`, this.gpu.pipeline('attnDecode', constants, 'partial'), params, { 1: q, 2: kCache, 3: vCache, 4: part, 6: step }, [nH / HPW, nSplit, 1]);
+    this.add(`${op}.combine`, this.gpu.pipeline('attnDecode', constants, 'combine'), params, { 4: part, 5: out }, [nH, 1, 1]);
   }
 
   /** SwiGLU on a fused projection: out[t, i] = silu(x[t, i]) * x[t, m + i]. x: [T, 2m], out: [T, m]. */
@@ -484,13 +493,14 @@ export class CommandList {
   /**
    * Local (sliding-window) attention of RecurrentGemma: queries q [T, nH, d] at positions pos0 + t (from `step`)
    * over the chunk's k, v [T, nKv*d] (whole rows) and the rings kRing, vRing [window, nKv*d] (position p in row
-   * p % window); then the chunk's last rows go into the rings. out: [T, nH*d].
+   * p % window); then the chunk's last rows go into the rings. out: [T, nH*d]. Decode (T = 1) writes the ring
+   * first and runs the split decode attention (kernels/attnDecode.wgsl) over it; prefill takes a workgroup per
+   * (head, query) (kernels/localAttnPrefill.wgsl), then writes the ring.
    */
   localAttention(q: Act, k: Act, v: Act, kRing: GPUBuffer, vRing: GPUBuffer, out: Act, T: number, nH: number, nKv: number, d: number, window: number, scaling: number, step: GPUBuffer): void {
     const op = 'localAttention';
     this.counts(op, { T, nH, nKv, d, window });
     if (nH % nKv !== 0) throw new GpuError(`${op}: nKv = ${nKv} KV heads do not divide nH = ${nH} query heads.`);
-    if (d > 256) throw new GpuError(`${op}: head dim ${d} is more than 256.`);
     const kd = nKv * d;
     for (const [name, a, cols] of [['q', q, nH * d], ['k', k, kd], ['v', v, kd], ['out', out, nH * d]] as const) {
       const sp = this.span(op, name, a, T, cols);
@@ -500,8 +510,20 @@ export class CommandList {
     this.noAlias(op, [out.buffer, kRing, vRing], [q.buffer, k.buffer, v.buffer]);
     const pipe = (entry: string) => this.gpu.pipeline('griffin', { WG: 64, DH: d }, entry);
     const params = [u(T), u(nH), u(nKv), u(window), u(d), f(scaling)];
-    this.add(op, pipe('localAttention'), params, { 1: q.buffer, 2: k.buffer, 3: v.buffer, 4: kRing, 5: vRing, 6: out.buffer, 9: step }, [Math.ceil((T * nH) / 64), 1, 1]);
-    this.add(`${op}.ringWrite`, pipe('ringWrite'), params, { 2: k.buffer, 3: v.buffer, 4: kRing, 5: vRing, 9: step }, [Math.ceil((Math.min(T, window) * kd) / 64), 1, 1]);
+    const ringWrite = () => this.add(`${op}.ringWrite`, pipe('ringWrite'), params, { 2: k.buffer, 3: v.buffer, 4: kRing, 5: vRing, 9: step }, [Math.ceil((Math.min(T, window) * kd) / 64), 1, 1]);
+    if (T === 1) {
+      // Decode: the new row goes into the ring first (over position pos0 - window, which has left the window), then
+      // the split decode attention over the ring's min(pos0 + 1, window) valid rows, in parallel over the keys.
+      ringWrite();
+      this.decodeAttention(op, q.buffer, 0, kRing, vRing, out.buffer, 0, nH, nKv, d, scaling, step, window, window);
+      return;
+    }
+    // Prefill: a workgroup of 256 per (head, query) over its window (kernels/localAttnPrefill.wgsl).
+    if (d > 256) throw new GpuError(`${op}: head dim ${d} is more than 256 for prefill.`);
+    if (T > this.gpu.device.limits.maxComputeWorkgroupsPerDimension) throw new GpuError(`${op}: a chunk of ${T} tokens is more than one dispatch takes.`);
+    const prefill = this.gpu.pipeline('localAttnPrefill', { WG: 256, SG: this.sg(), DH: d });
+    this.add(op, prefill, params, { 1: q.buffer, 2: k.buffer, 3: v.buffer, 4: kRing, 5: vRing, 6: out.buffer, 9: step }, [nH, T, 1]);
+    ringWrite();
   }
 
   /** Squared ReLU: out[t, i] = max(x[t, i], 0)^2. x, out: [T, m]. */
