@@ -1,6 +1,15 @@
 // The online softmax over one key tile, shared by the tiled prefill attention kernels (included, // #include
-// attentionSoftmax, by kernels/attentionTiled.wgsl and attentionWide.wgsl, which declare BQ, BK, NEG and the
-// workgroup arrays Ps [BQ x BK], rowM, rowL, rowA [BQ]).
+// attentionSoftmax, by kernels/attentionTiled.wgsl and attentionWide.wgsl): tiles of BQ queries x BK keys, one
+// thread each; a query row's running max, sum and rescale factor live here.
+
+const BQ = 16u;
+const BK = 16u;
+const NEG = -3.0e38;
+
+var<workgroup> Ps: array<f32, BQ * BK>;
+var<workgroup> rowM: array<f32, BQ>;
+var<workgroup> rowL: array<f32, BQ>;
+var<workgroup> rowA: array<f32, BQ>;
 
 /**
  * Thread (query qi, key ki of the tile) has score s (NEG where masked). Takes every thread of the workgroup (it

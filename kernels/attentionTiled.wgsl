@@ -5,19 +5,12 @@
 // q: [T, nH, d] (offset/stride), k, v caches: [capacity, nKv, d], out: [T, nH * d] (offset/stride).
 
 override DH: u32 = 64u; // head dim <= 128
-const BQ = 16u;
-const BK = 16u;
-const NEG = -3.0e38;
 override CPT: u32 = (DH + 15u) / 16u; // output columns per thread
 override TILE_LOADS: u32 = (BK * DH + 255u) / 256u; // values of a 16-row tile each thread loads (<= 8)
 
 var<workgroup> Qs: array<f32, BQ * DH>;
 var<workgroup> Ks: array<f32, BK * (DH + 1u)>; // padded rows: the 16 threads of a query read 16 keys
 var<workgroup> Vs: array<f32, BK * DH>;
-var<workgroup> Ps: array<f32, BQ * BK>;
-var<workgroup> rowM: array<f32, BQ>;
-var<workgroup> rowL: array<f32, BQ>;
-var<workgroup> rowA: array<f32, BQ>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -8,19 +8,12 @@
 // q: [T, nH, d] (offset/stride), k, v caches: [capacity, nKv, d], out: [T, nH * d] (offset/stride).
 
 override DH: u32 = 256u; // head dim: a multiple of 4, <= 512
-const BQ = 16u;
-const BK = 16u;
 const DC = 64u; // head-dim columns per slice
 const LOADS = 4u; // BQ * DC / 256 = BK * DC / 256: values of a slice each thread stages
-const NEG = -3.0e38;
 override CPT: u32 = (DH + 15u) / 16u; // output columns per thread, <= 32
 
 var<workgroup> Qs: array<f32, BQ * DC>;
 var<workgroup> KVs: array<f32, BK * (DC + 1u)>; // a slice of K (padded rows), later of V
-var<workgroup> Ps: array<f32, BQ * BK>;
-var<workgroup> rowM: array<f32, BQ>;
-var<workgroup> rowL: array<f32, BQ>;
-var<workgroup> rowA: array<f32, BQ>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -456,6 +456,16 @@ test('linear appending its rows to a KV cache at pos0 (GEMV, and GEMM + kvWrite)
   }
 });
 
+/** Runs `fn` with these environment variables set (the kernel choices), removing them afterwards. */
+async function withEnv(vars: Record<string, string>, fn: () => Promise<void>): Promise<void> {
+  Object.assign(process.env, vars);
+  try {
+    await fn();
+  } finally {
+    for (const k of Object.keys(vars)) delete process.env[k];
+  }
+}
+
 async function attentionCase(T: number, pos0: number, nH: number, nKv: number, d: number, capacity: number): Promise<void> {
   const S = pos0 + T;
   const k = randn(S * nKv * d);
@@ -477,28 +487,20 @@ async function attentionCase(T: number, pos0: number, nH: number, nKv: number, d
 test('attention: GQA prefill over cached keys, decode, long decode over many splits', async () => {
   // Both prefill kernels: 'rows' (CPU adapters) and 'tiled' (GPUs).
   for (const kernel of ['rows', 'tiled']) {
-    process.env.SIDEWINDER_ATTN_KERNEL = kernel;
-    try {
+    await withEnv({ SIDEWINDER_ATTN_KERNEL: kernel }, async () => {
       await attentionCase(9, 13, 4, 2, 32, 40); // prefill, T=9 over 13 cached
       await attentionCase(40, 30, 4, 2, 64, 80); // several query and key blocks
       await attentionCase(37, 5, 2, 1, 128, 64); // the largest head dim, a partial key tile
       await attentionCase(21, 40, 4, 2, 96, 64); // a head dim that is neither 64 nor 128
       await attentionCase(1100, 70, 4, 2, 16, 1200); // a long chunk, the last workgroup partial
-    } finally {
-      delete process.env.SIDEWINDER_ATTN_KERNEL;
-    }
+    });
   }
   // Every split of a query's keys over 1, 2 or 4 invocations gives the same result.
   for (const split of ['1', '2', '4']) {
-    process.env.SIDEWINDER_ATTN_SPLIT = split;
-    process.env.SIDEWINDER_ATTN_KERNEL = 'rows';
-    try {
+    await withEnv({ SIDEWINDER_ATTN_SPLIT: split, SIDEWINDER_ATTN_KERNEL: 'rows' }, async () => {
       await attentionCase(70, 45, 4, 2, 32, 120);
       await attentionCase(19, 3, 2, 2, 128, 24);
-    } finally {
-      delete process.env.SIDEWINDER_ATTN_SPLIT;
-      delete process.env.SIDEWINDER_ATTN_KERNEL;
-    }
+    });
   }
   await attentionCase(1, 21, 4, 2, 32, 40); // decode
   await attentionCase(1, 1000, 4, 2, 32, 1200); // decode, several 256-key tiles and splits
@@ -554,26 +556,18 @@ test('localAttention: prefill chunks shorter and longer than the window, before 
 test('attention: head dims above 128 (Zamba2-2.7B 160, Zamba2-7B 224, Zamba-7B 464) in prefill and decode', async () => {
   // Prefill: 'rows' (kernels/attentionRowsWide.wgsl) and 'tiled' (kernels/attentionWide.wgsl, head dim in slices).
   for (const kernel of ['rows', 'tiled']) {
-    process.env.SIDEWINDER_ATTN_KERNEL = kernel;
-    try {
+    await withEnv({ SIDEWINDER_ATTN_KERNEL: kernel }, async () => {
       await attentionCase(9, 13, 4, 2, 160, 40); // GQA, T=9 over 13 cached
       await attentionCase(21, 7, 2, 1, 224, 32); // several query blocks, a partial slice
       await attentionCase(5, 3, 2, 2, 464, 8); // no GQA, the last slice partial
       await attentionCase(18, 0, 2, 1, 512, 24); // the largest head dim
-    } finally {
-      delete process.env.SIDEWINDER_ATTN_KERNEL;
-    }
+    });
   }
   for (const split of ['1', '2', '4']) {
-    process.env.SIDEWINDER_ATTN_SPLIT = split;
-    process.env.SIDEWINDER_ATTN_KERNEL = 'rows';
-    try {
+    await withEnv({ SIDEWINDER_ATTN_SPLIT: split, SIDEWINDER_ATTN_KERNEL: 'rows' }, async () => {
       await attentionCase(19, 3, 4, 2, 160, 24);
       await attentionCase(7, 2, 2, 1, 464, 16);
-    } finally {
-      delete process.env.SIDEWINDER_ATTN_SPLIT;
-      delete process.env.SIDEWINDER_ATTN_KERNEL;
-    }
+    });
   }
   // Decode: workgroups of 256 up to head dim 256, of 512 above.
   await attentionCase(1, 21, 4, 2, 160, 40);
