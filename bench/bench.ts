@@ -305,11 +305,23 @@ async function benchDecodePrefill(gpu: Gpu, cfg: ModelConfig, format: BenchForma
   const out = await model.decodeGreedy(decodeLen);
   const decodeS = (performance.now() - t1) / 1000;
 
-  // The simple path (what `generate` does per token: one submit, logits read back to the CPU).
+  // Logits read back per token, the choice on the CPU (what an answer constrained to the workspace paths does).
   const nSimple = Math.min(32, decodeLen);
   const t2 = performance.now();
   for (let i = 0; i < nSimple; i++) await model.forward([out[i % out.length]]);
   const simpleS = (performance.now() - t2) / 1000;
+  // What generate / ask / completions do now: the choice on the GPU, the 4-byte id read back per token, the next
+  // step encoded while one runs (lookahead 0: never past a stop), or 2 steps queued ahead (on a fork).
+  const streamTps = async (lookahead: number) => {
+    const n = Math.min(64, decodeLen);
+    const t = performance.now();
+    let got = 0;
+    for await (const _ of model.decodeStream(out[0], { greedy: true, maxNewTokens: n, lookahead, discardsState: true })) got++;
+    return +(got / ((performance.now() - t) / 1000)).toFixed(1);
+  };
+  await streamTps(0); // records the pass with the choice at its end
+  const stream0 = await streamTps(0);
+  const stream2 = await streamTps(2);
 
   // Datasheet peaks (SXM parts): HBM bandwidth and dense f32 FMA rate. Elsewhere the host copy bandwidth.
   const known = /H200/i.test(`${info.description} ${info.device}`) ? { gbps: 4800, tflops: 67 }
@@ -349,6 +361,8 @@ async function benchDecodePrefill(gpu: Gpu, cfg: ModelConfig, format: BenchForma
     decodeTokens: decodeLen,
     decodeTokensPerSecond: +decodeTps.toFixed(1),
     decodeReadbackTokensPerSecond: +(nSimple / simpleS).toFixed(1),
+    decodeStreamTokensPerSecond: stream0,
+    decodeStreamAheadTokensPerSecond: stream2,
     decodeBytesPerToken: bytesPerToken,
     peakGBps: +peakGBps.toFixed(1),
     decodeRooflineTokensPerSecond: +rooflineTps.toFixed(1),

@@ -537,7 +537,7 @@ export function answerConstraint(
 export async function* onFork(model: LanguageModel, prompt: readonly number[], opts: GenerateOptions): AsyncGenerator<number> {
   const mark = await model.fork();
   try {
-    yield* generateTokens(model, prompt, opts);
+    yield* generateTokens(model, prompt, { ...opts, discardsState: true });
   } finally {
     await model.rollback(mark);
     mark.release();

@@ -20,7 +20,15 @@ export interface GenerateOptions extends SamplingOptions {
    * pathAnswerConstraint): given the tokens generated so far, the ids allowed next, or null for any.
    */
   allowedNext?: (generated: readonly number[]) => readonly number[] | null;
+  /**
+   * The caller rolls the model's state back afterwards (ask.ts onFork): the backend may then queue a few decode
+   * steps ahead and leave them run past the stop (LanguageModel.decodeStream lookahead).
+   */
+  discardsState?: boolean;
 }
+
+/** Decode steps queued ahead when the state is discarded afterwards: enough to hide the id read-back. */
+const STREAM_LOOKAHEAD = 2;
 
 /** The logits with every id outside `allowed` at -Infinity. */
 function onlyAllowed(logits: Float32Array, allowed: readonly number[]): Float32Array {
@@ -42,6 +50,27 @@ export async function* generateTokens(model: LanguageModel, prompt: readonly num
     logits = await model.forward([prompt[prompt.length - 1]]);
   } else logits = await model.forward(prompt);
   const generated: number[] = [];
+  if (model.decodeStream && !opts.allowedNext && opts.maxNewTokens > 0) {
+    // The backend chooses the tokens itself after the first (on the GPU: no logits read back per token).
+    const first = sampleToken(logits, opts, random);
+    yield first;
+    if (stop.has(first) || opts.maxNewTokens === 1 || opts.signal?.aborted) return;
+    const stream = model.decodeStream(first, {
+      greedy: opts.greedy,
+      temperature: opts.temperature,
+      topP: opts.topP,
+      seed: opts.seed,
+      maxNewTokens: opts.maxNewTokens - 1,
+      lookahead: opts.discardsState ? STREAM_LOOKAHEAD : 0,
+      discardsState: opts.discardsState,
+    });
+    for await (const id of stream) {
+      if (opts.signal?.aborted) return;
+      yield id;
+      if (stop.has(id)) return;
+    }
+    return;
+  }
   for (let n = 0; n < opts.maxNewTokens; n++) {
     if (opts.signal?.aborted) return;
     const allowed = opts.allowedNext?.(generated);

@@ -4,6 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { KvBlockSource } from './memory/kvBlocks';
+import type { SamplingOptions } from './sampling';
 import { configFromJson, parseConfigJson, type ModelConfig } from './config';
 import { ModelFormatError } from './errors';
 import { foldGemmaNorms, scaleFalconH1, stackExperts, zambaViews } from './models/weights';
@@ -107,6 +108,16 @@ export interface StateMark {
   release(): void;
 }
 
+/** How LanguageModel.decodeStream chooses and how far it runs ahead. */
+export interface DecodeStreamOptions extends SamplingOptions {
+  maxNewTokens: number;
+  seed?: number;
+  /** Steps queued beyond the one whose id is being read (0: none; the next step is only encoded ahead). */
+  lookahead?: number;
+  /** The caller restores the state afterwards (a fork): steps run past the stop need not be undone. */
+  discardsState?: boolean;
+}
+
 /**
  * A model with its recurrent state (Mamba conv + SSM state per Mamba layer, KV cache per attention layer).
  * `forward` continues from the current state: prefill is a call with many ids, decode a call with one.
@@ -126,6 +137,15 @@ export interface LanguageModel {
    * a chunk of tokens then shares one selection, made from the range of all its queries.
    */
   attendsSparsely?(): boolean;
+  /**
+   * Optional fast decode: feeds `firstId`, then each chosen token back in, with the choice made by the backend
+   * itself (WebGPU: on the GPU, only the 4-byte id read back) instead of logits handed to the caller. Yields the
+   * id chosen after each fed token, at most maxNewTokens of them. When the consumer stops (or the limit is
+   * reached), the state holds `firstId` and every yielded id but the last, as with forward() token by token
+   * (generate.ts); with `lookahead` > 0 a few steps past that may already be queued: they are undone unless
+   * `discardsState` says the caller rolls the state back anyway.
+   */
+  decodeStream?(firstId: number, opts: DecodeStreamOptions): AsyncGenerator<number>;
   /** Forgets all state (back to position 0). */
   reset(): void;
   /** Bytes used now, by component. */

@@ -14,14 +14,16 @@
 // h += mamba(rmsnorm(hm)) (Zamba: a Mamba-1 mixer in heads, per-head x_proj / dt_proj and one scan).
 
 import type { ModelConfig } from '../config';
-import type { LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
+import type { DecodeStreamOptions, LanguageModel, MemoryReport, ModelFolder, ModelState, StateMark } from '../model';
+import { rng, sampleToken } from '../sampling';
 import { loadWeights, type ModelWeights } from '../models/weights';
 import { QuantizedLoader, type QuantLoadOptions, type WeightsLoad } from '../quantLoad';
 import { denseKvSource, readDense } from '../memory/kvBlocks';
 import { Gpu, type GpuWeight } from './device';
 import { SparseKv, type SparseKvOptions } from './kvPager';
 import { selectiveScanConstants } from './mamba1';
-import { CommandList, type Act } from './ops';
+import { GpuError } from '../errors';
+import { CommandList, type Act, type SampleOptions } from './ops';
 import { recordSharedBlockUse, sharedBlockScratch } from './zamba2';
 
 const STEP_BYTES = 16;
@@ -557,6 +559,118 @@ export class GpuModel implements LanguageModel {
     return out;
   }
 
+  /**
+   * LanguageModel.decodeStream on the GPU: each step's pass ends in the token choice (kernels/sample.wgsl, argmax
+   * when greedy), which the next step's embedding reads from the ids buffer; the host only reads the 4-byte id
+   * back, through a small staging buffer per step in flight, and encodes the next step while one runs. With
+   * lookahead 0 a step is submitted once the previous id is known (never past a stop); with lookahead L, L more
+   * are queued, and those run past the stop are undone (a fork taken first, then the kept ids fed again) unless
+   * the caller discards the state. Once the context outgrows the sparse KV working buffers (each step then
+   * pages its blocks through the host), the rest goes token by token through forward().
+   */
+  async *decodeStream(firstId: number, opts: DecodeStreamOptions): AsyncGenerator<number> {
+    const n = opts.maxNewTokens;
+    const V = this.config.vocabSize;
+    if (!Number.isInteger(firstId) || firstId < 0 || firstId >= V) throw new RangeError(`token id ${firstId} is outside the vocabulary [0, ${V}).`);
+    if (!(n > 0)) return;
+    const ahead = Math.max(0, Math.floor(opts.lookahead ?? 0));
+    const temperature = opts.greedy ? 0 : (opts.temperature ?? 1);
+    const topP = Math.min(Math.max(opts.topP ?? 1, 1e-6), 1);
+    const seed = (opts.seed ?? 0x5eed) >>> 0;
+    const kv = this.sparseKv;
+    if (!kv) this.ensureKvCapacity(this.pos + n + 1);
+    const mark = ahead > 0 && !opts.discardsState ? await this.fork() : null;
+    const pass = this.pass(1, 1, temperature > 0 ? { temperature, topP } : true, false);
+    const outs: number[] = []; // the ids yielded; step k's input is outs[k - 1] (firstId for k = 0)
+    let submitted = 0;
+    const inflight: { staging: GPUBuffer; id: Promise<number> }[] = [];
+    const free: GPUBuffer[] = [];
+    let prepared: { cb: GPUCommandBuffer; staging: GPUBuffer } | null = null;
+    // A step takes the GPU path while its position fits the dense KV (or the sparse KV's working rows).
+    // (Position 0 goes through forward(): a first token there is the chunked scan's, not the decode step's.)
+    const fits = () => this.pos > 0 && !this.sparse && (!kv || this.pos + 1 <= kv.workingRows);
+    const encode = () => {
+      const staging = free.pop() ?? this.gpu.device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'decoded_id' });
+      const t = performance.now();
+      const enc = this.gpu.device.createCommandEncoder();
+      const cp = enc.beginComputePass(this.gpu.passDescriptor('decode'));
+      pass.list.encode(cp);
+      cp.end();
+      enc.copyBufferToBuffer(this.ids, 0, staging, 0, 4);
+      const cb = enc.finish();
+      this.hostMs.encodeMs += performance.now() - t;
+      return { cb, staging };
+    };
+    let onGpu = false; // the last step ran here: the ids buffer holds its choice, the next step's input
+    const submit = async () => {
+      if (!onGpu) this.gpu.write(this.ids, new Uint32Array([outs.at(-1) ?? firstId]));
+      onGpu = true;
+      const { cb, staging } = prepared ?? encode();
+      prepared = null;
+      const pos0 = this.pos;
+      this.gpu.write(this.step, new Uint32Array([pos0, 1, seed, 0]));
+      this.gpu.write(this.kvStep, new Uint32Array([pos0, 1, seed, 0]));
+      this.gpu.device.queue.submit([cb]);
+      this.pos += 1;
+      submitted++;
+      const id = staging.mapAsync(GPUMapMode.READ, 0, 4).then(() => {
+        const v = new Uint32Array(staging.getMappedRange(0, 4))[0];
+        staging.unmap();
+        return v;
+      });
+      id.catch(() => undefined); // awaited in order below, or left when the consumer stops
+      inflight.push({ staging, id });
+      if (kv) {
+        await kv.settle(1); // at most two K/V copy-outs in flight
+        kv.commit(1, pos0, this.attentionStates().map((st) => ({ k: st.k!, v: st.v! })), false);
+      }
+    };
+    try {
+      while (outs.length < n) {
+        // Queue the steps allowed in flight (the one read next and `ahead` more), then encode the one after.
+        while (submitted < n && submitted - outs.length <= ahead && fits()) await submit();
+        if (!prepared && submitted < n && fits()) prepared = encode();
+        let id: number;
+        const head = inflight.shift();
+        if (head) {
+          try {
+            id = await head.id;
+          } catch (e) {
+            await this.gpu.check();
+            throw new GpuError(`reading the decoded token failed: ${(e as Error).message}`);
+          } finally {
+            free.push(head.staging);
+          }
+          await this.gpu.check(); // a step that failed validation leaves a stale id: report the error instead
+        } else {
+          // Token by token once the context is past the KV working rows: forward() and the CPU's choice.
+          const logits = await this.forward([outs.at(-1) ?? firstId]);
+          submitted++;
+          onGpu = false;
+          id = sampleToken(logits, { greedy: temperature <= 0, temperature, topP }, rng(seed ^ this.pos));
+        }
+        outs.push(id);
+        yield id;
+      }
+    } finally {
+      prepared = null;
+      // Steps still in flight finish (their ids are not needed); the state then goes back to where the consumer stopped.
+      await Promise.all(inflight.map((f) => f.id.catch(() => undefined)));
+      for (const f of inflight.splice(0)) free.push(f.staging);
+      try {
+        await kv?.settle();
+        if (mark && submitted > outs.length) {
+          await this.rollback(mark);
+          await this.forward([firstId, ...outs.slice(0, outs.length - 1)], { skipLogits: true });
+        }
+      } finally {
+        mark?.release();
+        for (const b of free) b.destroy();
+      }
+    }
+    await this.gpu.check();
+  }
+
   /** Dispatches in one decode step (the number that bounds decode speed). */
   dispatchesPerToken(): number {
     return this.pass(1, 1, true).list.dispatchCount;
@@ -566,9 +680,10 @@ export class GpuModel implements LanguageModel {
    * The recorded pass for T tokens. `atStart` (no token before): a one-token pass there is transformers' chunked
    * scan, not its decode step, which matters where the dt limit differs between them (dtLimitInDecode false).
    */
-  private pass(T: number, rows: number, argmax = false, atStart = false): Pass {
+  private pass(T: number, rows: number, choose: boolean | SampleOptions = false, atStart = false): Pass {
     const first = atStart && T === 1 && this.config.mamba !== null && !this.config.mamba.dtLimitInDecode && (this.config.layerKinds.some((k) => k === 'mamba' || k === 'parallel' || k === 'hybrid'));
-    const key = `${T}:${rows}${argmax ? ':argmax' : ''}${first ? ':first' : ''}`;
+    const sample = typeof choose === 'object' ? choose : null;
+    const key = `${T}:${rows}${sample ? `:sample:${sample.temperature}:${sample.topP}` : choose ? ':argmax' : ''}${first ? ':first' : ''}`;
     let p = this.passes.get(key);
     if (!p) {
       // Keep decode (T = 1) and the full-chunk passes; odd-sized tail chunks are rebuilt when needed.
@@ -581,7 +696,8 @@ export class GpuModel implements LanguageModel {
         }
       }
       p = this.record(T, rows, first);
-      if (argmax) p.list.argmax({ buffer: p.logits }, this.ids, this.config.vocabSize);
+      if (sample) p.list.sample({ buffer: p.logits }, this.ids, this.config.vocabSize, sample, this.step);
+      else if (choose) p.list.argmax({ buffer: p.logits }, this.ids, this.config.vocabSize);
       this.passes.set(key, p);
     }
     return p;
