@@ -453,10 +453,17 @@ async function benchIngest(
   const hostAfterSave = model.memory().kvHostBytes;
   const profile = Object.fromEntries(Object.entries(model.kvProfile() ?? {}).map(([k, v]) => [k.replace(/Ms$/, ''), +(v / 1000).toFixed(2)]));
   const paging = { forwarding: model.kvForwarding, blocksPaged: model.kvPaging() };
+  // Where a decoded token's host time goes at this context (kvProfile: waits for block scores, selection, page-in,
+  // K/V copy-out, forward, encoding), per token: after the ingest, then after the resume.
+  const decodeHostMsPerToken: Record<string, number>[] = [];
   const decode = async (m: GpuModel) => {
+    const p0 = { ...(m.kvProfile() ?? {}) } as Record<string, number>;
     const td = performance.now();
     await m.decodeGreedy(o.decode, 1);
-    return +(o.decode / ((performance.now() - td) / 1000)).toFixed(1);
+    const ms = performance.now() - td;
+    const p1 = (m.kvProfile() ?? {}) as Record<string, number>;
+    decodeHostMsPerToken.push(Object.fromEntries([['wall', ms], ...Object.keys(p1).map((k) => [k.replace(/Ms$/, ''), p1[k] - (p0[k] ?? 0)])].map(([k, v]) => [k, +((v as number) / o.decode).toFixed(3)])));
+    return +(o.decode / (ms / 1000)).toFixed(1);
   };
   const decodeTps = await decode(model);
   const mem = model.memory();
@@ -497,6 +504,7 @@ async function benchIngest(
     ingestTokensPerSecond: +r.tokensPerSecond.toFixed(1),
     chunkTokens: o.chunk,
     hostSecondsDuringIngest: profile,
+    decodeHostMsPerToken,
     // Forwarding (SIDEWINDER_KV_FORWARD, on unless 0): the previous chunk's blocks come from GPU copies while its
     // rows are still on their way to the host stores.
     kvPaging: paging,

@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { CpuModel } from '../../src/engine/cpu/model';
 import { generateTokens } from '../../src/engine/generate';
-import { BLOCK_ROWS, HostBudget, KvBlockStore, blockBound, mergeSummaries, questScore, selectBlocks, selectBlocksGrouped } from '../../src/engine/memory/kvBlocks';
+import { BLOCK_ROWS, HostBudget, KvBlockStore, blockBound, mergeSummaries, questScore, selectBlocks, selectBlocksGrouped, topIndices } from '../../src/engine/memory/kvBlocks';
 import { openModelFolder } from '../../src/engine/model';
 import { rng } from '../../src/engine/sampling';
 import { FIXTURES, relError } from './helpers';
@@ -19,6 +19,24 @@ function gaussian(random: () => number): number {
 }
 
 describe('sparse KV', () => {
+  test('topIndices: the k best outside the skip set, best first, ties to the lower index (against a full sort)', () => {
+    const random = rng(23);
+    for (let trial = 0; trial < 40; trial++) {
+      const n = 1 + Math.floor(random() * 3000);
+      // Coarse values make many ties; some trials all equal.
+      const levels = trial % 7 === 0 ? 1 : 1 + Math.floor(random() * 50);
+      const scores = Float32Array.from({ length: n }, () => Math.floor(random() * levels) - levels / 2);
+      const skip = new Set(Array.from({ length: Math.floor(random() * 8) }, () => Math.floor(random() * n)));
+      const k = Math.floor(random() * 70);
+      const want = Array.from({ length: n }, (_, i) => i)
+        .filter((i) => !skip.has(i))
+        .sort((a, b) => scores[b] - scores[a] || a - b)
+        .slice(0, k);
+      assert.deepEqual(topIndices(scores, n, k, skip), want, `trial ${trial}: n ${n}, k ${k}, ${levels} levels`);
+    }
+  });
+
+
   const folder = openModelFolder(path.join(FIXTURES, 'granite-dense-nope'));
   const random = rng(7);
   const ids = Array.from({ length: 11 * BLOCK_ROWS + 17 }, () => Math.floor(random() * folder.config.vocabSize));
