@@ -3,7 +3,8 @@
 // x: [T, C] (offset/stride), w: [C, K], state: f32 [C, K-1] oldest first, out: [T, C] (offset/stride).
 // Entry points: main (one thread per (t, c)) then updateState (one thread per channel, a second dispatch so
 // no thread overwrites state another still reads); or fused (one thread per channel walks all T, sliding
-// its window in registers: one dispatch, for decode and short batches).
+// its window in registers: one dispatch, for decode and short batches). pack: the weights and the bias as f32
+// [C, K + 1] into out, once, for the GEMV's conv epilogue (gemv.wgsl CONV).
 
 struct Params {
   T: u32,
@@ -91,6 +92,14 @@ fn fused(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     win[S - 1u] = xv;
   }
   for (var j = 0u; j < S; j++) { state[c * S + j] = win[j]; }
+}
+
+@compute @workgroup_size(WG)
+fn pack(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let c = (wid.x + wid.y * nwg.x) * WG + lid;
+  if (c >= P.C) { return; }
+  for (var k = 0u; k < KC; k++) { out[c * (KC + 1u) + k] = weight(c, k); }
+  out[c * (KC + 1u) + KC] = biasOf(c);
 }
 
 // #include weights

@@ -10,6 +10,9 @@
 //   IN = 2  x is [T, 2K] (gate | up) and the input is silu(gate) * up (SwiGLU)
 //   IN = 3  Mamba-2's gated norm: h = x * silu(z), RMS-normalised over groups of G channels, times nw [K]
 //   IN = 4  squared ReLU: max(x, 0)^2 (Nemotron-H's MLP block)
+// With CONV = 1 (GEMV_CONV devices: 9 storage bindings) the output rows convStart..convStart+convC-1 go through
+// Mamba's depthwise causal conv + SiLU before they are written, each row's thread sliding its channel's conv
+// state (saves the causalConv1d dispatch of a decode step: the in_proj's xBC rows come out convolved).
 // Weights may be group-wise quantized (WFMT 3 = q8, 4 = q4, weights.wgsl): dequantized here, a group at a time,
 // never expanded in memory.
 // Entry points: main (vec4 loads; K % 8 == 0 for 16-bit, K % 4 == 0 for f32, K % 32 == 0 quantized, x
@@ -40,6 +43,8 @@ struct Params {
   stepRows: u32, // 1: out rows start at row pos0 (from `step`): appending to a KV cache
   oRows: u32, // rows of out; rows at or past it are dropped
   sOff: u32, // quantized formats: word offset of the scales plane in the part's buffer
+  convStart: u32, // CONV = 1: the first output column convolved
+  convC: u32, // CONV = 1: the columns convolved (conv channels)
 }
 
 override WG: u32 = 256u;
@@ -50,6 +55,8 @@ override WFMT: u32 = 0u;
 override BFMT: u32 = 0u;
 override IN: u32 = 0u; // input transform: 0 none, 1 RMSNorm, 2 SwiGLU, 3 gated RMSNorm, 4 relu^2
 override NFMT: u32 = 0u; // format of the norm weight
+override CONV: u32 = 0u; // 1: the conv epilogue (GEMV_CONV devices only)
+override CK: u32 = 4u; // CONV = 1: conv kernel size, 2..8
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x4: array<vec4f>;
@@ -63,6 +70,24 @@ override NFMT: u32 = 0u; // format of the norm weight
 @group(0) @binding(7) var<storage, read> z4: array<vec4f>; // gate (IN = 3)
 @group(0) @binding(7) var<storage, read> z1: array<f32>;
 @group(0) @binding(8) var<uniform> step: Step;
+// #if GEMV_CONV
+@group(0) @binding(9) var<storage, read> convWB: array<f32>; // [convC, CK + 1]: the conv weights, then the bias
+@group(0) @binding(10) var<storage, read_write> convState: array<f32>; // [convC, CK - 1], the last inputs, oldest first
+
+/** Channel c's causal conv + SiLU at this token, its raw value v; the state window slides by one. */
+fn convStep(c: u32, v: f32) -> f32 {
+  let S = CK - 1u;
+  let wb = c * (CK + 1u);
+  var acc = convWB[wb + CK] + convWB[wb + S] * v;
+  for (var k = 0u; k < S; k++) {
+    let sv = convState[c * S + k];
+    acc += convWB[wb + k] * sv;
+    if (k > 0u) { convState[c * S + k - 1u] = sv; }
+  }
+  convState[c * S + S - 1u] = v;
+  return acc / (1.0 + exp(-acc));
+}
+// #endif
 
 override RPW: u32 = WG / TPR;
 
@@ -104,6 +129,9 @@ fn finish(acc: vec4f, r: Row, lid: u32) {
     let o = P.oOff + (row0 + t) * P.oStride + col;
     var y = P.alpha * (sum[t] + b);
     if (P.accumulate != 0u) { y += out[o]; }
+// #if GEMV_CONV
+    if (CONV != 0u && col >= P.convStart && col < P.convStart + P.convC) { y = convStep(col - P.convStart, y); }
+// #endif
     out[o] = y;
   }
 }

@@ -13,7 +13,7 @@ import { GpuModel } from '../../src/engine/gpu/model';
 import { BLOCK_ROWS } from '../../src/engine/memory/kvBlocks';
 import { openModelFolder } from '../../src/engine/model';
 import { rng, sampleToken } from '../../src/engine/sampling';
-import { FIXTURES, relError } from './helpers';
+import { FIXTURES, loadExpected, relError, withEnv } from './helpers';
 
 /** Greedy ids token by token the old way: logits read back, argmax on the CPU. Feeds `first` and n - 1 more. */
 async function byForward(model: GpuModel, first: number, n: number): Promise<number[]> {
@@ -59,6 +59,37 @@ describe('decode with the token choice on the GPU', () => {
         m.dispose();
       }
       ref.dispose();
+    });
+  }
+
+  for (const name of ['granite-moe-rope', 'bamba', 'nemotron-h', 'falcon-h1', 'zamba2']) {
+    test(`${name}: the decode step's conv runs in the in_proj GEMV (a dispatch fewer per Mamba-2 layer), logits unchanged`, async () => {
+      const folder = openModelFolder(path.join(FIXTURES, name));
+      const exp = loadExpected(name);
+      const run = async (g: Gpu) => {
+        const m = await GpuModel.load(folder, { gpu: g });
+        const rows: number[] = [...(await m.forward(exp.ids.slice(0, exp.decode_from)))];
+        for (const id of exp.ids.slice(exp.decode_from)) rows.push(...(await m.forward([id])));
+        const dispatches = m.dispatchesPerToken();
+        m.dispose();
+        return { rows, dispatches };
+      };
+      assert.ok(gpu.gemvConv, 'this adapter has the 9 storage bindings per stage the conv epilogue needs');
+      const fused = await run(gpu);
+      const plain = await withEnv({ SIDEWINDER_GEMV_CONV: '0' }, async () => {
+        const g = await Gpu.create();
+        try {
+          assert.equal(g.gemvConv, false);
+          return await run(g);
+        } finally {
+          g.destroy();
+        }
+      });
+      const mamba2 = folder.config.layerKinds.filter((k) => k === 'mamba' || k === 'parallel' || k === 'hybrid').length;
+      assert.ok(mamba2 > 0);
+      assert.equal(plain.dispatches - fused.dispatches, mamba2, 'one causalConv1d dispatch fewer per Mamba-2 layer');
+      assert.ok(relError(fused.rows, plain.rows) < 1e-6, `decode logits off by ${relError(fused.rows, plain.rows)}`);
+      assert.ok(relError(fused.rows, exp.decode_logits) < 1e-3, `against transformers: ${relError(fused.rows, exp.decode_logits)}`);
     });
   }
 

@@ -59,3 +59,13 @@ export function relError(got: ArrayLike<number>, want: readonly number[][] | Arr
   }
   return maxDiff / maxRef;
 }
+
+/** Runs fn with the environment variables set, then deletes them again. */
+export async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const k of Object.keys(vars)) delete process.env[k];
+  }
+}

@@ -8,6 +8,7 @@ import { CommandList, type Act } from '../../src/engine/gpu/ops';
 import * as cpu from '../../src/engine/cpu/ops';
 import * as griffin from '../../src/engine/cpu/griffin';
 import { f16ToF32, f32ToF16, type DType } from '../../src/engine/safetensors';
+import { withEnv } from './helpers';
 
 const TOL = 1e-4;
 let gpu: Gpu;
@@ -457,15 +458,6 @@ test('linear appending its rows to a KV cache at pos0 (GEMV, and GEMM + kvWrite)
 });
 
 /** Runs `fn` with these environment variables set (the kernel choices), removing them afterwards. */
-async function withEnv(vars: Record<string, string>, fn: () => Promise<void>): Promise<void> {
-  Object.assign(process.env, vars);
-  try {
-    await fn();
-  } finally {
-    for (const k of Object.keys(vars)) delete process.env[k];
-  }
-}
-
 async function attentionCase(T: number, pos0: number, nH: number, nKv: number, d: number, capacity: number): Promise<void> {
   const S = pos0 + T;
   const k = randn(S * nKv * d);

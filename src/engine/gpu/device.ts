@@ -108,6 +108,8 @@ export interface GpuOptions {
 
 export class Gpu {
   readonly hasSubgroups: boolean;
+  /** Decode GEMVs may run Mamba's causal conv on their output rows (gemv.wgsl CONV). */
+  readonly gemvConv: boolean;
   /** The largest storage buffer binding, in bytes (a multiple of 16). */
   readonly maxBinding: number;
   /** Resolves with the reason when the device is lost. */
@@ -147,7 +149,10 @@ export class Gpu {
     this.onCpu = /llvmpipe|lavapipe|swiftshader/i.test(`${adapterInfo.description} ${adapterInfo.device} ${adapterInfo.architecture}`);
     this.subgroupSize = subgroupSize;
     this.maxBinding = maxBinding;
-    this.defines = new Set(this.hasSubgroups ? ['SUBGROUPS'] : []);
+    // The GEMV's conv epilogue (gemv.wgsl CONV) binds 9 storage buffers (WebGPU promises 8); SIDEWINDER_GEMV_CONV=0
+    // turns it off (to compare, and to measure what it brings).
+    this.gemvConv = device.limits.maxStorageBuffersPerShaderStage >= 9 && process.env.SIDEWINDER_GEMV_CONV !== '0';
+    this.defines = new Set([...(this.hasSubgroups ? ['SUBGROUPS'] : []), ...(this.gemvConv ? ['GEMV_CONV'] : [])]);
     this.lost = device.lost.then((info) => {
       this.lostReason = `${info.reason}: ${info.message}`;
       return this.lostReason;

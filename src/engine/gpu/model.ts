@@ -847,16 +847,23 @@ export class GpuModel implements LanguageModel {
       if (layer.mamba) {
         const w = layer.mamba;
         const m = cfg.mamba!;
-        // in_proj: [T, H] -> [T, inProjDim]
-        list.linear(input, w.inProj, zxbcdt!, T, H, m.inProjDim, { bias: w.inProjBias ?? undefined, ...inNorm });
-        // causal conv + SiLU over xBC: [T, convDim]
-        list.causalConv1d(col(zxbcdt!, I, m.inProjDim), w.conv, w.convBias, st.conv!, xbc!, T, m.convDim, m.dConv);
+        // in_proj: [T, H] -> [T, inProjDim], then causal conv + SiLU over xBC: [T, convDim]. Decode: the conv in
+        // the GEMV's epilogue, its output over the raw xBC columns of zxbcdt (one dispatch fewer a layer).
+        const convInGemv = list.fusesConv(T);
+        if (convInGemv) {
+          const conv = { wb: list.convPack(w.conv, w.convBias, m.convDim, m.dConv), state: st.conv!, start: I, C: m.convDim, K: m.dConv };
+          list.linear(input, w.inProj, zxbcdt!, T, H, m.inProjDim, { bias: w.inProjBias ?? undefined, ...inNorm, conv });
+        } else {
+          list.linear(input, w.inProj, zxbcdt!, T, H, m.inProjDim, { bias: w.inProjBias ?? undefined, ...inNorm });
+          list.causalConv1d(col(zxbcdt!, I, m.inProjDim), w.conv, w.convBias, st.conv!, xbc!, T, m.convDim, m.dConv);
+        }
+        const [xbcBuf, xbcAt, xbcStride] = convInGemv ? [zxbcdt!, I, m.inProjDim] : [xbc!, 0, m.convDim];
         // selective scan: y [T, I], state carried in st.ssm
         list.ssmScan(
-          col(xbc!, 0, m.convDim),
+          col(xbcBuf, xbcAt, xbcStride),
           col(zxbcdt!, I + m.convDim, m.inProjDim),
-          col(xbc!, I, m.convDim),
-          col(xbc!, I + gN, m.convDim),
+          col(xbcBuf, xbcAt + I, xbcStride),
+          col(xbcBuf, xbcAt + I + gN, xbcStride),
           w.aLog,
           w.dtBias,
           w.D,

@@ -37,6 +37,11 @@ export interface LinearOptions {
    * 0, stride N), pos0 read from this step buffer; rows past the capacity are dropped. Saves kvWrite (GEMV).
    */
   outAtStep?: GPUBuffer;
+  /**
+   * Mamba's causal conv + SiLU on output columns start..start+C-1 as they are written, sliding `state` (f32
+   * [C, K-1]); `wb` from convPack(). GEMV only, on devices with Gpu.gemvConv (see fusesConv): saves causalConv1d.
+   */
+  conv?: { wb: GPUBuffer; state: GPUBuffer; start: number; C: number; K: number };
 }
 
 export interface SsmScanParams {
@@ -245,15 +250,22 @@ export class CommandList {
       this.linear(tmp, w, out, T, K, N, { bias: opts.bias, alpha: opts.alpha, accumulate: opts.accumulate });
       return;
     }
+    const conv = opts.conv;
+    if (conv) {
+      if (!this.fusesConv(T)) throw new GpuError(`${op}: the conv epilogue needs T <= ${GEMV_MAX_T} (got ${T}) and a device with Gpu.gemvConv.`);
+      if (conv.K < 2 || conv.K > 8 || conv.start + conv.C > N) throw new GpuError(`${op}: conv columns ${conv.start}..${conv.start + conv.C} or kernel size ${conv.K} do not fit N = ${N}.`);
+      if (conv.state.size < 4 * conv.C * (conv.K - 1) || conv.wb.size < 4 * conv.C * (conv.K + 1)) throw new GpuError(`${op}: the conv state or packed weights are too small for ${conv.C} channels.`);
+      if (opts.outAtStep || opts.accumulate) throw new GpuError(`${op}: the conv epilogue writes plain rows (no outAtStep, no accumulate).`);
+    }
     for (const part of w.parts) {
       if (T <= GEMV_MAX_T) {
         const IN = opts.inputNorm ? 1 : opts.inputSwiglu ? 2 : gated ? 3 : opts.inputRelu2 ? 4 : 0;
         // The vec4 GEMV also needs whole vec4s of z and groups of whole vec4<u32> words.
         const zAligned = !gated || (zs.off % 4 === 0 && (T === 1 || zs.stride % 4 === 0) && gated.groupSize % 8 === 0);
-        const g = this.gemvVariant(w.format, bfmt, K, xs.off, T > 1 ? xs.stride : 4, T, IN, norm ? WFMT[norm.w.format] : 0, zAligned);
+        const g = this.gemvVariant(w.format, bfmt, K, xs.off, T > 1 ? xs.stride : 4, T, IN, norm ? WFMT[norm.w.format] : 0, zAligned, conv?.K ?? 0);
         const rpw = 256 / g.constants.TPR;
-        const params = [u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(0), u(1), u(0), u(0), f(norm?.eps ?? 0), u(zs.off), u(zs.stride), u(gated?.groupSize ?? 0), u(opts.outAtStep ? 1 : 0), u(oRows), u(part.scaleOffset)];
-        const bind = { 1: x.buffer, 2: part.buffer, 3: bias, 4: this.gpu.zeroBuffer(), 5: out.buffer, 6: nw, 7: gated ? gated.z.buffer : this.gpu.zeroBuffer(), 8: opts.outAtStep ?? this.stepDummy() };
+        const params = [u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(0), u(1), u(0), u(0), f(norm?.eps ?? 0), u(zs.off), u(zs.stride), u(gated?.groupSize ?? 0), u(opts.outAtStep ? 1 : 0), u(oRows), u(part.scaleOffset), u(conv?.start ?? 0), u(conv?.C ?? 0)];
+        const bind = this.gemvBindings({ 1: x.buffer, 2: part.buffer, 3: bias, 4: this.gpu.zeroBuffer(), 5: out.buffer, 6: nw, 7: gated ? gated.z.buffer : this.gpu.zeroBuffer(), 8: opts.outAtStep ?? this.stepDummy() }, conv);
         this.add(`${op}.gemv`, g.pipeline(this.gpu), params, bind, this.flat(Math.ceil(part.rows / rpw)));
       } else {
         // The tiled kernel needs whole vec4 loads of x and W; anything else runs the generic one.
@@ -288,6 +300,38 @@ export class CommandList {
       this.add(op, this.gpu.pipeline('causalConv1d', constants, 'main'), params, all, this.flat(Math.ceil((T * C) / 256)));
       this.add(`${op}.state`, this.gpu.pipeline('causalConv1d', constants, 'updateState'), params, { 1: x.buffer, 4: state }, channels);
     }
+  }
+
+  /** Whether linear() can take the conv epilogue (LinearOptions.conv) for T tokens here. */
+  fusesConv(T: number): boolean {
+    return this.gpu.gemvConv && T <= GEMV_MAX_T;
+  }
+
+  /**
+   * The conv weights [C, K] and bias [C] as one f32 [C, K + 1] buffer for LinearOptions.conv (a one-off dispatch
+   * now; the buffer lives as long as this list).
+   */
+  convPack(w: GpuWeight, bias: GpuWeight | null, C: number, K: number): GPUBuffer {
+    const op = 'convPack';
+    if (K < 2 || K > 8) throw new GpuError(`${op}: kernel size K = ${K} is outside the supported 2..8.`);
+    const wb = this.whole(op, 'w', w, C * K);
+    const bb = bias ? this.whole(op, 'bias', bias, C) : this.gpu.zeroBuffer();
+    const out = this.own(this.gpu.buffer(4 * C * (K + 1), 'conv.packed'));
+    const pipeline = this.gpu.pipeline('causalConv1d', { KC: K, WFMT: WFMT[w.format], BFMT: bias ? WFMT[bias.format] : 0 }, 'pack');
+    const params = this.own(this.gpu.buffer(32, 'conv.pack.params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST));
+    this.gpu.write(params, new Uint32Array([0, C, 0, 0, 0, 0, bias ? 1 : 0, 0]));
+    const bindGroup = this.gpu.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: ([[0, params], [2, wb], [3, bb], [5, out]] as const).map(([binding, buffer]) => ({ binding, resource: { buffer } })),
+    });
+    const enc = this.gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(Math.ceil(C / 256));
+    pass.end();
+    this.gpu.device.queue.submit([enc.finish()]);
+    return out;
   }
 
   /**
@@ -576,7 +620,7 @@ export class CommandList {
     const g = this.gemvVariant(w.format, 0, K, xs.off, xs.stride, 1, 0, 0, true);
     const rpw = 256 / g.constants.TPR;
     for (const part of w.parts) {
-      this.add(op, g.pipeline(this.gpu), [u(K), u(N), u(0), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(1), u(0), u(0), u(opts.perSlotInput ? 2 : 1), u(k), u(part.rowStart), u(part.rows), f(0), u(0), u(0), u(0), u(0), u(0xffffffff), u(part.scaleOffset)], { 1: x.buffer, 2: part.buffer, 3: this.gpu.zeroBuffer(), 4: experts, 5: out.buffer, 6: this.gpu.zeroBuffer(), 7: this.gpu.zeroBuffer(), 8: this.stepDummy() }, [Math.ceil(N / rpw), T * k, 1]);
+      this.add(op, g.pipeline(this.gpu), [u(K), u(N), u(0), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(1), u(0), u(0), u(opts.perSlotInput ? 2 : 1), u(k), u(part.rowStart), u(part.rows), f(0), u(0), u(0), u(0), u(0), u(0xffffffff), u(part.scaleOffset)], this.gemvBindings({ 1: x.buffer, 2: part.buffer, 3: this.gpu.zeroBuffer(), 4: experts, 5: out.buffer, 6: this.gpu.zeroBuffer(), 7: this.gpu.zeroBuffer(), 8: this.stepDummy() }), [Math.ceil(N / rpw), T * k, 1]);
     }
   }
 
@@ -655,14 +699,14 @@ export class CommandList {
   }
 
   /** The GEMV entry point and threads per row for a weight format and shape (IN: input transform, gemv.wgsl). */
-  private gemvVariant(format: GpuWeight['format'], bfmt: number, K: number, xOff: number, xStride: number, T: number, IN: number, nfmt: number, aligned: boolean): { constants: Record<string, number> & { TPR: number }; pipeline: (gpu: Gpu) => GPUComputePipeline } {
+  private gemvVariant(format: GpuWeight['format'], bfmt: number, K: number, xOff: number, xStride: number, T: number, IN: number, nfmt: number, aligned: boolean, convK = 0): { constants: Record<string, number> & { TPR: number }; pipeline: (gpu: Gpu) => GPUComputePipeline } {
     // Values per load (gemv.wgsl): a vec4<u32> of f32, 16-bit or q8 values; one word of q4.
     const per = format === 'f32' ? 4 : format === 'q8' ? 16 : 8;
     const vec = aligned && K % (isQuantized(format) ? 32 : per) === 0 && xOff % 4 === 0 && xStride % 4 === 0;
     const perRow = vec ? K / per : K; // loads per weight row
     // About four loads per lane (measured best on the H100: 32 lanes for K = 768, 64 for K = 1536..2048).
     const TPR = Math.min(256, Math.max(this.sg(), 8, pow2ceil(Math.ceil(perRow / 4))));
-    const constants = { WG: 256, TPR, SG: this.sg(), TT: T, WFMT: WFMT[format], BFMT: bfmt, IN, NFMT: nfmt };
+    const constants = { WG: 256, TPR, SG: this.sg(), TT: T, WFMT: WFMT[format], BFMT: bfmt, IN, NFMT: nfmt, ...(convK ? { CONV: 1, CK: convK } : {}) };
     return { constants, pipeline: (gpu: Gpu) => gpu.pipeline('gemv', constants, vec ? 'main' : 'scalar') };
   }
 
@@ -749,6 +793,11 @@ export class CommandList {
   private own(b: GPUBuffer): GPUBuffer {
     this.owned.push(b);
     return b;
+  }
+
+  /** A GEMV's bindings plus, on GEMV_CONV devices, the conv epilogue's (placeholders when it has none). */
+  private gemvBindings(bind: Record<number, GPUBuffer>, conv?: LinearOptions['conv']): Record<number, GPUBuffer> {
+    return this.gpu.gemvConv ? { ...bind, 9: conv?.wb ?? this.gpu.zeroBuffer(), 10: conv?.state ?? this.ringDummy() } : bind;
   }
 
   private stepDummy(): GPUBuffer {
