@@ -219,7 +219,10 @@ def count_zamba(c):
     nmh = c.get("n_mamba_heads", 1)
     hm = I // nmh
     period, offset = c.get("attn_layer_period", 6), c.get("attn_layer_offset", 4)
-    types = c.get("layers_block_type") or ["hybrid" if i % period == offset else "mamba" for i in range(L)]
+    # layers_block_type absent: ZambaConfig writes mamba, mamba, hybrid, then i % period == offset over the
+    # remaining L - 3 layers (Zyphra/Zamba-7B-v1's later config.json spells out the same list: hybrid at 2, 7, 13, ...)
+    types = c.get("layers_block_type") or (["mamba", "mamba", "hybrid"]
+                                           + ["hybrid" if i % period == offset else "mamba" for i in range(L - 3)])
     n_h = sum(t == "hybrid" for t in types)
     pb = c.get("mamba_proj_bias", False)                # ZambaConfig: mamba_proj_bias / mamba_conv_bias
     mamba = (linear(H, 2 * I, pb) + I * K + (I if c.get("mamba_conv_bias", True) else 0)
