@@ -73,6 +73,15 @@ describe('strict model types', () => {
     assert.equal(codestral.mamba!.numHeads, 128);
   });
 
+  test('published configs of a block the engine lacks (test/data/configs-refused: Nemotron-3 Nano MoE) are refused by name', () => {
+    const dir = path.join(REPO, 'test', 'data', 'configs-refused', 'nemotron_h');
+    const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json'));
+    assert.ok(files.length >= 1);
+    for (const f of files) {
+      assert.throws(() => configFromJson(read(path.join(dir, f))), (e: unknown) => e instanceof Error && /MoE block/.test(e.message) && /not implemented/.test(e.message), f);
+    }
+  });
+
   test('every shipped config.json (fixtures, the bundled model, bench shapes) is accepted', () => {
     const seen = shippedConfigs();
     assert.ok(seen.length >= 7, `found ${seen.length} configs`);

@@ -23,7 +23,7 @@ import { Gpu, type GpuWeight } from './device';
 import { SparseKv, type SparseKvOptions } from './kvPager';
 import { selectiveScanConstants } from './mamba1';
 import { GpuError } from '../errors';
-import { CommandList, type Act, type SampleOptions } from './ops';
+import { CommandList, GEMV_MAX_T, type Act, type SampleOptions } from './ops';
 import { recordSharedBlockUse, sharedBlockScratch } from './zamba2';
 
 const STEP_BYTES = 16;
@@ -926,15 +926,23 @@ export class GpuModel implements LanguageModel {
       } else if (layer.attention) {
         const w = layer.attention;
         list.linear(input, w.q, q!, T, H, qd, { bias: w.qBias ?? undefined, ...inNorm }); // [T, nH, d]
-        list.linear(input, w.k, k!, T, H, kd, { bias: w.kBias ?? undefined, ...inNorm }); // [T, nKv, d]
-        list.linear(input, w.v, v!, T, H, kd, { bias: w.vBias ?? undefined, ...inNorm });
-        if (a!.ropeTheta !== null) {
-          list.rope(q!, T, a!.numHeads, a!.headDim, a!.ropeTheta, this.step, a!.rotaryDim);
-          list.rope(k!, T, a!.numKvHeads, a!.headDim, a!.ropeTheta, this.step, a!.rotaryDim);
+        if (a!.ropeTheta === null && T <= GEMV_MAX_T) {
+          // Decode without RoPE (NoPE, granite-4.0-h): K and V rows go from the GEMVs straight into the caches at
+          // the step's position (two kvWrite dispatches fewer); sparse KV pages its blocks in after them, around those rows.
+          list.linear(input, w.k, { buffer: st.k! }, T, H, kd, { bias: w.kBias ?? undefined, ...inNorm, outAtStep: this.kvStep });
+          list.linear(input, w.v, { buffer: st.v! }, T, H, kd, { bias: w.vBias ?? undefined, ...inNorm, outAtStep: this.kvStep });
+          attentionMarks.push(list.dispatchCount);
+        } else {
+          list.linear(input, w.k, k!, T, H, kd, { bias: w.kBias ?? undefined, ...inNorm }); // [T, nKv, d]
+          list.linear(input, w.v, v!, T, H, kd, { bias: w.vBias ?? undefined, ...inNorm });
+          if (a!.ropeTheta !== null) {
+            list.rope(q!, T, a!.numHeads, a!.headDim, a!.ropeTheta, this.step, a!.rotaryDim);
+            list.rope(k!, T, a!.numKvHeads, a!.headDim, a!.ropeTheta, this.step, a!.rotaryDim);
+          }
+          attentionMarks.push(list.dispatchCount);
+          list.kvWrite(k!, st.k!, T, kd, this.kvStep);
+          list.kvWrite(v!, st.v!, T, kd, this.kvStep);
         }
-        attentionMarks.push(list.dispatchCount);
-        list.kvWrite(k!, st.k!, T, kd, this.kvStep);
-        list.kvWrite(v!, st.v!, T, kd, this.kvStep);
         list.attention(q!, st.k!, st.v!, o!, T, a!.numHeads, a!.numKvHeads, a!.headDim, a!.scaling, this.kvStep);
         list.linear(o!, w.o, h, T, qd, H, { bias: w.oBias ?? undefined, alpha: r, accumulate: true });
       }

@@ -78,7 +78,7 @@ interface Dispatch {
   grid: [number, number, number];
 }
 
-const GEMV_MAX_T = 4; // linear: GEMV up to this many rows, tiled GEMM above
+export const GEMV_MAX_T = 4; // linear: GEMV up to this many rows, tiled GEMM above
 const CONV_FUSED_MAX_T = 8; // causalConv1d: one thread per channel walks up to this many tokens
 const SSM_STEP_MAX_T = 8; // ssmScan: token-by-token kernel up to this many tokens, chunked SSD above
 const MAX_SSD_CHUNK = 64;
