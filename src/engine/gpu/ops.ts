@@ -318,20 +318,25 @@ export class CommandList {
     const bb = bias ? this.whole(op, 'bias', bias, C) : this.gpu.zeroBuffer();
     const out = this.own(this.gpu.buffer(4 * C * (K + 1), 'conv.packed'));
     const pipeline = this.gpu.pipeline('causalConv1d', { KC: K, WFMT: WFMT[w.format], BFMT: bias ? WFMT[bias.format] : 0 }, 'pack');
-    const params = this.own(this.gpu.buffer(32, 'conv.pack.params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST));
-    this.gpu.write(params, new Uint32Array([0, C, 0, 0, 0, 0, bias ? 1 : 0, 0]));
+    this.runOnce(pipeline, 'conv.pack.params', new Uint32Array([0, C, 0, 0, 0, 0, bias ? 1 : 0, 0]), { 2: wb, 3: bb, 5: out }, Math.ceil(C / 256));
+    return out;
+  }
+
+  /** A one-off dispatch submitted now (derived constants made at record time); its uniform params are owned here. */
+  private runOnce(pipeline: GPUComputePipeline, label: string, words: Uint32Array, bindings: Record<number, GPUBuffer>, groups: number): void {
+    const params = this.own(this.gpu.buffer(Math.ceil(words.byteLength / 16) * 16, label, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST));
+    this.gpu.write(params, words);
     const bindGroup = this.gpu.device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
-      entries: ([[0, params], [2, wb], [3, bb], [5, out]] as const).map(([binding, buffer]) => ({ binding, resource: { buffer } })),
+      entries: Object.entries({ 0: params, ...bindings }).map(([binding, buffer]) => ({ binding: Number(binding), resource: { buffer } })),
     });
     const enc = this.gpu.device.createCommandEncoder();
     const pass = enc.beginComputePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(Math.ceil(C / 256));
+    pass.dispatchWorkgroups(groups);
     pass.end();
     this.gpu.device.queue.submit([enc.finish()]);
-    return out;
   }
 
   /**
@@ -718,19 +723,7 @@ export class CommandList {
     const d = this.whole(op, 'D', D, nh);
     const hp = this.own(this.gpu.buffer(16 * nh, 'ssm.heads'));
     const pipeline = this.gpu.pipeline('ssmHeads', { AFMT: WFMT[aLog.format], TFMT: WFMT[dtBias.format], DFMT: WFMT[D.format] });
-    const params = this.own(this.gpu.buffer(16, 'ssm.heads.params', GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST));
-    this.gpu.write(params, new Uint32Array([nh, 0, 0, 0]));
-    const bindGroup = this.gpu.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [params, a, t, d, hp].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
-    const enc = this.gpu.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(Math.ceil(nh / 64));
-    pass.end();
-    this.gpu.device.queue.submit([enc.finish()]);
+    this.runOnce(pipeline, 'ssm.heads.params', new Uint32Array([nh, 0, 0, 0]), { 1: a, 2: t, 3: d, 4: hp }, Math.ceil(nh / 64));
     return hp;
   }
 
