@@ -184,6 +184,41 @@ describe('sparse KV on WebGPU', () => {
     sliced.dispose();
   });
 
+  test('a fork taken while dense, run past the working rows and rolled back, then grown sparse again: as if never forked', async () => {
+    // The rollback rewrites the working rows in order (dense again); the slots then hold blocks 0, 1, ... and the
+    // pager must not go on believing its older slot table when the context turns sparse again.
+    const folder = openModelFolder(path.join(FIXTURES, 'granite-dense-nope'));
+    const random = rng(4); // (a seed whose first sparse selection puts block 2 in slot 1: the stale table of the past)
+    const V = folder.config.vocabSize;
+    const kv = { gpuBudgetBytes: 64 << 20, sinkBlocks: 1, recentBlocks: 1, attentionBlocks: 4, maxContextTokens: MAX_CONTEXT };
+    const base = Array.from({ length: 3 * BLOCK_ROWS + 9 }, () => Math.floor(random() * V)); // under 4 slots + tail
+    const detour = Array.from({ length: 12 * BLOCK_ROWS }, () => Math.floor(random() * V)); // past them: sparse, selections churn
+    const more = Array.from({ length: 5 * BLOCK_ROWS + 3 }, () => Math.floor(random() * V)); // past them again
+    const m = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv });
+    await m.forward(base, { skipLogits: true });
+    assert.equal(m.attendsSparsely?.(), false);
+    const mark = await m.fork();
+    await m.forward(detour, { skipLogits: true });
+    assert.equal(m.attendsSparsely?.(), true, 'the detour went sparse');
+    for (const id of [1, 2, 3, 4, 5, 6]) await m.forward([id]);
+    await m.rollback(mark);
+    mark.release();
+    assert.equal(m.attendsSparsely?.(), false, 'back under the working rows');
+    // The working rows hold block s in slot s again: the pager's slot table must say so, or know nothing.
+    const slots = (m as unknown as { sparseKv: { layers: { slotBlock: Int32Array }[] } }).sparseKv.layers.map((l) => Array.from(l.slotBlock));
+    for (const table of slots) table.forEach((b, s) => assert.ok(b === -1 || b === s, `slot ${s} claims block ${b}: ${table}`));
+    const ref = await GpuModel.load(folder, { gpu, prefillChunk: CHUNK, kv });
+    await ref.forward(base, { skipLogits: true });
+    for (let o = 0; o < more.length; o += CHUNK) {
+      const chunk = more.slice(o, o + CHUNK);
+      const err = relError(await m.forward(chunk), await ref.forward(chunk));
+      assert.ok(err < 1e-5, `chunk at ${base.length + o}: logits off by ${err}`);
+    }
+    assert.equal(m.attendsSparsely?.(), true);
+    m.dispose();
+    ref.dispose();
+  });
+
   test('prefill without logits still reports a lost device', async () => {
     const own = await Gpu.create();
     const folder = openModelFolder(path.join(FIXTURES, 'granite-dense-nope'));

@@ -260,6 +260,15 @@ export class SparseKv {
     return this.layers[layer].store.dense(rows);
   }
 
+  /**
+   * The working rows were rewritten in order from the host stores (a rollback back under the working rows):
+   * slot s now holds block s for every complete block, and the slot table says so (not what it held when sparse).
+   */
+  slotsInOrder(rows: number): void {
+    const complete = Math.floor(rows / BLOCK_ROWS);
+    for (const l of this.layers) for (let s = 0; s < this.maxSlots; s++) l.slotBlock[s] = s < complete ? s : -1;
+  }
+
   /** Forgets rows from `rows` on (rollback); slots holding cut blocks are freed. */
   truncate(rows: number): void {
     this.epoch++;

@@ -384,6 +384,7 @@ export class GpuModel implements LanguageModel {
           this.gpu.write(s.k!, d.k);
           this.gpu.write(s.v!, d.v);
         });
+        kv.slotsInOrder(mark.position);
       }
     }
   }
