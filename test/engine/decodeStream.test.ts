@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import * as path from 'path';
 import { onFork } from '../../src/engine/ask';
 import { generateTokens } from '../../src/engine/generate';
+import { DeviceLostError } from '../../src/engine/errors';
 import { Gpu } from '../../src/engine/gpu/device';
 import { GpuModel } from '../../src/engine/gpu/model';
 import { BLOCK_ROWS } from '../../src/engine/memory/kvBlocks';
@@ -153,6 +154,23 @@ describe('decode with the token choice on the GPU', () => {
     assert.ok(new Set(a).size > 4, `a temperature of 1.5 over random weights spreads: ${a}`);
     assert.deepEqual(await run({ temperature: 1e-5, topP: 1 }), await run({ temperature: 0, greedy: true }));
     assert.deepEqual(await run({ temperature: 1.5, topP: 1e-6, seed: 3 }), await run({ temperature: 0, greedy: true }), 'a tiny nucleus keeps the argmax');
+  });
+
+  test('a device lost mid-stream: the stream rejects with DeviceLostError (no hang), with steps queued ahead', async () => {
+    const own = await Gpu.create();
+    const folder = openModelFolder(path.join(FIXTURES, 'granite-moe-rope'));
+    const m = await GpuModel.load(folder, { gpu: own });
+    await m.forward([1, 2, 3, 4], { skipLogits: true });
+    const got: number[] = [];
+    const run = (async () => {
+      for await (const id of m.decodeStream(5, { greedy: true, maxNewTokens: 200, lookahead: 2, discardsState: true })) {
+        got.push(id);
+        if (got.length === 3) own.device.destroy(); // as on a driver reset, under the running stream
+      }
+    })();
+    await assert.rejects(run, DeviceLostError);
+    assert.ok(got.length >= 3 && got.length < 200, `${got.length} ids before the loss was reported`);
+    own.destroy();
   });
 
   test('sparse KV: a stream that outgrows the working rows goes on token by token with the same ids', async () => {
