@@ -7,6 +7,10 @@
 //            offset/stride % 4 == 0
 //   generic  element loads: any shape
 // Both: 64 x 64 tiles of out per workgroup, 4 x 4 per thread.
+// MOE = 1 (main only): the expert products of a prefill chunk over the slots grouped by expert (moe.wgsl group).
+// Workgroup row y is tile y of the sorted slots: its expert tileExpert[y] (NONE: nothing to do) picks the weight
+// rows (W: [E, N, K], this part holding experts eStart..eStart+eRows), its 64 rows the slots rowMap[y * 64 + r];
+// slot s reads x row s / k (moe = 1) or s (moe = 2) and writes out row s. P.T is then the sorted rows' count.
 // Slices of x and W, BK deep, are staged in workgroup memory k-major, so a thread's rows are whole vec4s.
 
 struct Params {
@@ -22,10 +26,16 @@ struct Params {
   accumulate: u32,
   hasBias: u32,
   sOff: u32, // quantized formats: word offset of the scales plane in the part's buffer
+  moe: u32, // MOE = 1: x row of slot s: 1 -> s / k, 2 -> s
+  k: u32,
+  eStart: u32,
+  eRows: u32,
 }
 
 override WFMT: u32 = 0u;
 override BFMT: u32 = 0u;
+override MOE: u32 = 0u;
+const NONE = 0xffffffffu;
 const BK = 16u;
 const TM = 16u; // threads along t
 const TN = 16u; // threads along n
@@ -39,6 +49,9 @@ const BN = 64u;
 @group(0) @binding(2) var<storage, read> W4: array<vec4u>;
 @group(0) @binding(3) var<storage, read> bias: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> rowMap: array<u32>; // MOE: sorted row -> slot
+@group(0) @binding(6) var<storage, read> tileExpert: array<u32>; // MOE: tile -> expert
+var<workgroup> tileE: u32;
 
 var<workgroup> As: array<vec4f, BK * TM>; // [k][t / 4]
 var<workgroup> Bs: array<vec4f, BK * TN>; // [k][n / 4]
@@ -110,19 +123,28 @@ fn word4(i: u32) -> u32 {
   return W4[i / 4u][i % 4u];
 }
 
-fn loadSlice(t0: u32, n0: u32, k0: u32, lid: u32) -> Slice {
-  var s = Slice(vec4f(0.0), vec4u(0u), 0.0);
-  // x: 64 rows x 16 k, 4 threads per row.
+/** x row index (NONE: none) loaded by this thread: its tile row, or (MOE) the x row of the slot sorted there. */
+fn loaderXRow(t0: u32, lid: u32) -> u32 {
   let t = t0 + lid / 4u;
+  if (t >= P.T) { return NONE; }
+  if (MOE == 0u) { return t; }
+  let s = rowMap[t];
+  if (s == NONE) { return NONE; }
+  return select(s / P.k, s, P.moe == 2u);
+}
+
+fn loadSlice(xr: u32, wb: u32, n0: u32, k0: u32, lid: u32) -> Slice {
+  var s = Slice(vec4f(0.0), vec4u(0u), 0.0);
+  // x: 64 rows x 16 k, 4 threads per row (xr: this thread's row). W rows from wb (MOE: the expert's first).
   let kx = k0 + (lid % 4u) * 4u;
-  if (t < P.T && kx < P.K) { s.x = x4[P.xOff / 4u + t * (P.xStride / 4u) + kx / 4u]; }
+  if (xr != NONE && kx < P.K) { s.x = x4[P.xOff / 4u + xr * (P.xStride / 4u) + kx / 4u]; }
   if (isQuant(WFMT)) {
     // 64 rows x 16 k, 2 threads per row, 8 values each: one q4 word or two q8 words of one group (8 | 32).
     if (lid < 128u) {
       let n = n0 + lid / 2u;
       let k = k0 + (lid % 2u) * 8u;
       if (n < P.N && k < P.K) {
-        let gi = qGroup(n, k, P.K);
+        let gi = qGroup(wb + n, k, P.K);
         let w0 = qDataWord(gi, k, WFMT);
         s.w = vec4u(word4(w0), select(0u, word4(w0 + 1u), WFMT == 3u), 0u, 0u);
         s.d = qScale(word4(P.sOff + gi / 2u), gi);
@@ -131,12 +153,12 @@ fn loadSlice(t0: u32, n0: u32, k0: u32, lid: u32) -> Slice {
   } else if (WFMT == 0u) {
     // f32 W: 64 rows x 16 k, 4 threads per row.
     let n = n0 + lid / 4u;
-    if (n < P.N && kx < P.K) { s.w = W4[(n * P.K + kx) / 4u]; }
+    if (n < P.N && kx < P.K) { s.w = W4[((wb + n) * P.K + kx) / 4u]; }
   } else if (lid < 128u) {
     // 16-bit W: 64 rows x 16 k = 128 vec4<u32>s, 2 threads per row.
     let n = n0 + lid / 2u;
     let k = k0 + (lid % 2u) * 8u;
-    if (n < P.N && k < P.K) { s.w = W4[(n * P.K + k) / 8u]; }
+    if (n < P.N && k < P.K) { s.w = W4[((wb + n) * P.K + k) / 8u]; }
   }
   return s;
 }
@@ -179,13 +201,22 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let n0 = wid.x * BN;
   let tx = lid % TN;
   let ty = lid / TN;
+  // MOE: this tile's expert (read once, uniformly: the whole workgroup returns or none of it).
+  var wb = 0u;
+  if (MOE != 0u) {
+    if (lid == 0u) { tileE = tileExpert[wid.y]; }
+    let e = workgroupUniformLoad(&tileE);
+    if (e == NONE || e < P.eStart || e >= P.eStart + P.eRows) { return; } // (another part's dispatch has it)
+    wb = (e - P.eStart) * P.N;
+  }
+  let xr = loaderXRow(t0, lid);
   var acc: array<vec4f, 4>;
   for (var i = 0u; i < 4u; i++) { acc[i] = vec4f(0.0); }
-  var next = loadSlice(t0, n0, 0u, lid);
+  var next = loadSlice(xr, wb, n0, 0u, lid);
   for (var k0 = 0u; k0 < P.K; k0 += BK) {
     storeSlice(next, lid);
     workgroupBarrier();
-    if (k0 + BK < P.K) { next = loadSlice(t0, n0, k0 + BK, lid); }
+    if (k0 + BK < P.K) { next = loadSlice(xr, wb, n0, k0 + BK, lid); }
     for (var k = 0u; k < BK; k++) {
       let a = As[k * 16u + ty];
       let b = Bs[k * 16u + tx];
@@ -201,8 +232,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 
 fn epilogue(acc: array<vec4f, 4>, t0: u32, n0: u32, tx: u32, ty: u32) {
   for (var i = 0u; i < 4u; i++) {
-    let t = t0 + ty * 4u + i;
+    var t = t0 + ty * 4u + i;
     if (t >= P.T) { break; }
+    if (MOE != 0u) {
+      t = rowMap[t]; // the slot sorted at this row: its out row
+      if (t == NONE) { continue; }
+    }
     for (var j = 0u; j < 4u; j++) {
       let n = n0 + tx * 4u + j;
       if (n >= P.N) { break; }

@@ -9,6 +9,7 @@ import * as cpu from '../../src/engine/cpu/ops';
 import * as griffin from '../../src/engine/cpu/griffin';
 import { f16ToF32, f32ToF16, type DType } from '../../src/engine/safetensors';
 import { withEnv } from './helpers';
+import { rng } from '../../src/engine/sampling';
 
 const TOL = 1e-4;
 let gpu: Gpu;
@@ -669,6 +670,52 @@ test('MoE: router top-k, expert products, combine', async () => {
     }
   }
   close(await readF32(out, T * K), want, 'moe output');
+});
+
+test('MoE prefill: slots grouped by expert (moeGroup) and the tiled expert GEMMs (moeGemm) equal the per-slot products', async () => {
+  // 70 tokens, 5 experts, top-2: uneven groups (one expert never chosen), tiles padded, experts split in parts.
+  const T = 70;
+  const E = 5;
+  const k = 2;
+  const K = 24;
+  const N = 40;
+  const random = rng(11);
+  // First choices among experts 0-2 (~47 slots each: a full tile and a partial one), second choices expert 3 (70
+  // slots) or, for one token in ten, 1; expert 4 is never chosen.
+  const ids = Array.from({ length: T * k }, (_, s) => (s % k === 0 ? Math.floor(random() * 3) : random() < 0.1 ? 1 : 3));
+  const experts = buf(new Uint32Array(ids));
+  for (const dt of ['BF16', 'F32'] as const) {
+    const x = randn(T * K);
+    const { w: wUp, ref: up } = weight(randn(E * N * K), [E, N, K], dt, 2 * N * K * (dt === 'F32' ? 4 : 2)); // two experts a part
+    const { w: wDown, ref: down } = weight(randn(E * K * N), [E, K, N], dt);
+    assert.ok(wUp.parts.length === 3);
+    const h = buf(T * k * N);
+    const y = buf(T * k * K);
+    const list = new CommandList(gpu);
+    const g = list.moeGroup(experts, T * k, E);
+    list.moeGemm({ buffer: buf(x) }, wUp, g, { buffer: h }, T, k, K, N);
+    list.moeGemm({ buffer: h }, wDown, g, { buffer: y }, T, k, N, K, { perSlotInput: true });
+    await list.run();
+    const wantH = new Float32Array(T * k * N);
+    for (let s = 0; s < T * k; s++) {
+      const t = Math.floor(s / k);
+      wantH.set(cpu.linear(x.subarray(t * K, (t + 1) * K), up.subarray(ids[s] * N * K, (ids[s] + 1) * N * K), K, N), s * N);
+    }
+    const gotH = await readF32(h, T * k * N);
+    close(gotH, wantH, `${dt} moeGemm up (x row per token)`);
+    const wantY = new Float32Array(T * k * K);
+    for (let s = 0; s < T * k; s++) wantY.set(cpu.linear(gotH.subarray(s * N, (s + 1) * N), down.subarray(ids[s] * K * N, (ids[s] + 1) * K * N), N, K), s * K);
+    close(await readF32(y, T * k * K), wantY, `${dt} moeGemm down (x row per slot)`);
+    // The grouping itself: every slot once, each expert's slots in tiles of its own.
+    const rowMap = new Uint32Array(await gpu.read(g.rowMap, 4 * 64 * g.tiles));
+    const tileExpert = new Uint32Array(await gpu.read(g.tileExpert, 4 * g.tiles));
+    const seen = Array.from(rowMap).filter((v) => v !== 0xffffffff).sort((a, b) => a - b);
+    assert.deepEqual(seen, Array.from({ length: T * k }, (_, s) => s));
+    rowMap.forEach((slot, r) => {
+      if (slot !== 0xffffffff) assert.equal(ids[slot], tileExpert[Math.floor(r / 64)], `row ${r}: slot ${slot} in a tile of expert ${tileExpert[Math.floor(r / 64)]}`);
+    });
+    list.destroy();
+  }
 });
 
 test('argmax (ties to the lower index)', async () => {

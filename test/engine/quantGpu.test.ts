@@ -166,6 +166,29 @@ describe('quantized weights in the WebGPU ops', () => {
       }
       close(await read(y, T * k * K), wantY, `${fmt} moe down`);
       list.destroy();
+      // The prefill form (slots grouped by expert, tiled GEMMs) on the same quantized parts, more tokens.
+      const T2 = 40;
+      const ids2 = Array.from({ length: T2 * k }, (_, s) => (s * 7 + (s >> 3)) % E);
+      const experts2 = buf(new Uint32Array(ids2));
+      const x2 = randn(T2 * K);
+      const h2 = buf(T2 * k * N);
+      const y2 = buf(T2 * k * K);
+      const list2 = new CommandList(gpu);
+      const g = list2.moeGroup(experts2, T2 * k, E);
+      list2.moeGemm({ buffer: buf(x2) }, up.w, g, { buffer: h2 }, T2, k, K, N);
+      list2.moeGemm({ buffer: h2 }, down.w, g, { buffer: y2 }, T2, k, N, K, { perSlotInput: true });
+      await list2.run();
+      const wantH2 = new Float32Array(T2 * k * N);
+      for (let s = 0; s < T2 * k; s++) {
+        const t = Math.floor(s / k);
+        wantH2.set(cpu.linear(x2.subarray(t * K, (t + 1) * K), up.ref.subarray(ids2[s] * N * K, (ids2[s] + 1) * N * K), K, N), s * N);
+      }
+      const gotH2 = await read(h2, T2 * k * N);
+      close(gotH2, wantH2, `${fmt} moeGemm up`);
+      const wantY2 = new Float32Array(T2 * k * K);
+      for (let s = 0; s < T2 * k; s++) wantY2.set(cpu.linear(gotH2.subarray(s * N, (s + 1) * N), down.ref.subarray(ids2[s] * K * N, (ids2[s] + 1) * K * N), N, K), s * K);
+      close(await read(y2, T2 * k * K), wantY2, `${fmt} moeGemm down`);
+      list2.destroy();
     });
 
     test(`${fmt}: embedding rows, table split in parts`, async () => {

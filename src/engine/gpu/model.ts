@@ -987,9 +987,18 @@ export class GpuModel implements LanguageModel {
         if (moe) {
           list.linear(x, f.router!, routerLogits!, T, H, E);
           list.routerTopK(routerLogits!, experts!.buffer, gates!.buffer, T, E, topK, ff!.routing);
-          list.moeLinear(x, f.expertsIn!, experts!.buffer, up!, T, topK, H, 2 * EI);
-          list.swiglu(up!, upAct!, T * topK, EI);
-          list.moeLinear(upAct!, f.expertsOut!, experts!.buffer, down!, T, topK, EI, H, { perSlotInput: true });
+          if (T > GEMV_MAX_T) {
+            // Prefill: the slots grouped by expert, each expert's weights read once per tile of its rows (a GEMV
+            // per slot would read a whole expert for every token).
+            const g = list.moeGroup(experts!.buffer, T * topK, E);
+            list.moeGemm(x, f.expertsIn!, g, up!, T, topK, H, 2 * EI);
+            list.swiglu(up!, upAct!, T * topK, EI);
+            list.moeGemm(upAct!, f.expertsOut!, g, down!, T, topK, EI, H, { perSlotInput: true });
+          } else {
+            list.moeLinear(x, f.expertsIn!, experts!.buffer, up!, T, topK, H, 2 * EI);
+            list.swiglu(up!, upAct!, T * topK, EI);
+            list.moeLinear(upAct!, f.expertsOut!, experts!.buffer, down!, T, topK, EI, H, { perSlotInput: true });
+          }
           list.moeCombine(down!, gates!.buffer, h, T, topK, H, r, true);
         }
       }

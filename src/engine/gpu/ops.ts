@@ -44,6 +44,15 @@ export interface LinearOptions {
   conv?: { wb: GPUBuffer; state: GPUBuffer; start: number; C: number; K: number };
 }
 
+/** Slots sorted by expert for a prefill chunk's expert products (CommandList.moeGroup, moeGemm). */
+export interface MoeGrouping {
+  rowMap: GPUBuffer; // u32 [tiles * 64]: the slot at each sorted row, 0xffffffff for padding
+  tileExpert: GPUBuffer; // u32 [tiles]: each tile's expert, 0xffffffff past the last
+  tiles: number;
+  slots: number;
+  experts: GPUBuffer; // the ids grouped (for the unaligned fallback)
+}
+
 export interface SsmScanParams {
   T: number;
   nh: number; // heads
@@ -271,7 +280,9 @@ export class CommandList {
         // The tiled kernel needs whole vec4 loads of x and W; anything else runs the generic one.
         const tiled = K % (w.format === 'f32' ? 4 : 8) === 0 && xs.off % 4 === 0 && xs.stride % 4 === 0;
         const constants = { WFMT: WFMT[w.format], BFMT: bfmt };
-        this.add(`${op}.gemm`, this.gpu.pipeline('gemm', constants, tiled ? 'main' : 'generic'), [u(T), u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(part.scaleOffset)], { 1: x.buffer, 2: part.buffer, 3: bias, 4: out.buffer }, [Math.ceil(part.rows / 64), Math.ceil(T / 64), 1]);
+        // (main binds the MoE row map and tiles, generic only the row map its epilogue names: placeholders here.)
+        const moeBind: Record<number, GPUBuffer> = tiled ? { 5: this.gpu.zeroBuffer(), 6: this.gpu.zeroBuffer() } : { 5: this.gpu.zeroBuffer() };
+        this.add(`${op}.gemm`, this.gpu.pipeline('gemm', constants, tiled ? 'main' : 'generic'), [u(T), u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(part.scaleOffset), u(0), u(0), u(0), u(0)], { 1: x.buffer, 2: part.buffer, 3: bias, 4: out.buffer, ...moeBind }, [Math.ceil(part.rows / 64), Math.ceil(T / 64), 1]);
       }
     }
   }
@@ -626,6 +637,47 @@ export class CommandList {
     const rpw = 256 / g.constants.TPR;
     for (const part of w.parts) {
       this.add(op, g.pipeline(this.gpu), [u(K), u(N), u(0), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(1), u(0), u(0), u(opts.perSlotInput ? 2 : 1), u(k), u(part.rowStart), u(part.rows), f(0), u(0), u(0), u(0), u(0), u(0xffffffff), u(part.scaleOffset)], this.gemvBindings({ 1: x.buffer, 2: part.buffer, 3: this.gpu.zeroBuffer(), 4: experts, 5: out.buffer, 6: this.gpu.zeroBuffer(), 7: this.gpu.zeroBuffer(), 8: this.stepDummy() }), [Math.ceil(N / rpw), T * k, 1]);
+    }
+  }
+
+  /**
+   * The slots (token t, choice j) = t*k + j sorted by their expert into tiles of 64 rows (moe.wgsl group, one
+   * workgroup), for moeGemm. experts: u32 [slots], ids < E.
+   */
+  moeGroup(experts: GPUBuffer, slots: number, E: number): MoeGrouping {
+    const op = 'moeGroup';
+    this.counts(op, { slots, E });
+    if (E > 1024) throw new GpuError(`${op}: ${E} experts; prefill grouping supports up to 1024.`);
+    if (experts.size < 4 * slots) throw new GpuError(`${op}: experts holds ${experts.size / 4} ids, fewer than ${slots} slots.`);
+    const tiles = Math.ceil(slots / 64) + E; // each expert's rows start a tile: at most one partial tile each
+    const rowMap = this.own(this.gpu.buffer(4 * 64 * tiles, 'moe.rowMap'));
+    const tileExpert = this.own(this.gpu.buffer(4 * tiles, 'moe.tileExpert'));
+    this.add(op, this.gpu.pipeline('moe', { WG: 256 }, 'group'), [u(slots), u(E), u(0), u(tiles), u(0), u(0), u(0), f(1), u(0)], { 2: experts, 6: rowMap, 7: tileExpert }, [1, 1, 1]);
+    return { rowMap, tileExpert, tiles, slots, experts };
+  }
+
+  /**
+   * Expert products for a prefill chunk, as moeLinear computes them (out row s = W[experts[s]] x_row), over the
+   * slots moeGroup sorted by expert: a tiled GEMM per tile of one expert's rows (gemm.wgsl MOE), so each expert's
+   * weights are read once per 64 of its rows instead of once per slot. Shapes moeLinear's; unaligned ones take it.
+   */
+  moeGemm(x: Act, w: GpuWeight, g: MoeGrouping, out: Act, T: number, k: number, K: number, N: number, opts: { perSlotInput?: boolean } = {}): void {
+    const op = 'moeGemm';
+    this.counts(op, { T, k, K, N });
+    this.shape(op, 'w', w, [undefined, N, K]);
+    if (g.slots !== T * k) throw new GpuError(`${op}: the grouping holds ${g.slots} slots, not T*k = ${T * k}.`);
+    const xs = this.span(op, 'x', x, opts.perSlotInput ? T * k : T, K);
+    const o = this.span(op, 'out', out, T * k, N);
+    this.noAlias(op, [out.buffer], [x.buffer, g.rowMap, g.tileExpert, ...w.parts.map((p) => p.buffer)]);
+    const tiled = K % (w.format === 'f32' ? 4 : 8) === 0 && xs.off % 4 === 0 && xs.stride % 4 === 0;
+    if (!tiled) {
+      this.moeLinear(x, w, g.experts, out, T, k, K, N, opts);
+      return;
+    }
+    const pipeline = this.gpu.pipeline('gemm', { WFMT: WFMT[w.format], BFMT: 0, MOE: 1 }, 'main');
+    for (const part of w.parts) {
+      const params = [u(64 * g.tiles), u(K), u(N), u(0), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(1), u(0), u(0), u(part.scaleOffset), u(opts.perSlotInput ? 2 : 1), u(k), u(part.rowStart), u(part.rows)];
+      this.add(op, pipeline, params, { 1: x.buffer, 2: part.buffer, 3: this.gpu.zeroBuffer(), 4: out.buffer, 5: g.rowMap, 6: g.tileExpert }, [Math.ceil(N / 64), g.tiles, 1]);
     }
   }
 
