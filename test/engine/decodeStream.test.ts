@@ -10,7 +10,7 @@ import { onFork } from '../../src/engine/ask';
 import { generateTokens } from '../../src/engine/generate';
 import { DeviceLostError } from '../../src/engine/errors';
 import { Gpu } from '../../src/engine/gpu/device';
-import { GpuModel } from '../../src/engine/gpu/model';
+import { GpuModel, chunkLengths } from '../../src/engine/gpu/model';
 import { BLOCK_ROWS } from '../../src/engine/memory/kvBlocks';
 import { openModelFolder } from '../../src/engine/model';
 import { rng, sampleToken } from '../../src/engine/sampling';
@@ -93,6 +93,39 @@ describe('decode with the token choice on the GPU', () => {
       assert.ok(relError(fused.rows, exp.decode_logits) < 1e-3, `against transformers: ${relError(fused.rows, exp.decode_logits)}`);
     });
   }
+
+  test('prompts of any length run in a bounded set of pass sizes (no new pass recorded per length), same logits', async () => {
+    for (const [n, chunk] of [[600, 512], [1, 512], [15, 512], [16, 512], [1023, 512], [5000, 2048], [77, 64], [300, 300]] as const) {
+      const parts = chunkLengths(n, chunk);
+      assert.equal(parts.reduce((a, b) => a + b, 0), n, `${n} in chunks of ${chunk}: ${parts}`);
+      for (const p of parts) assert.ok(p === chunk || p < 16 || (p < chunk && (p & (p - 1)) === 0), `${n}/${chunk}: size ${p}`);
+    }
+    assert.deepEqual(chunkLengths(600, 512), [512, 64, 16, 8]);
+    const folder = openModelFolder(path.join(FIXTURES, 'granite-moe-rope'));
+    const V = folder.config.vocabSize;
+    const random = rng(5);
+    const cut = await GpuModel.load(folder, { gpu, prefillChunk: 64 });
+    const whole = await GpuModel.load(folder, { gpu, prefillChunk: 1024 });
+    const passes = () => (cut as unknown as { passes: Map<string, unknown> }).passes.size;
+    let recorded = 0;
+    for (const n of [100, 117, 93, 126, 101, 99]) {
+      const ids = Array.from({ length: n }, () => Math.floor(random() * V));
+      const mark = await cut.fork();
+      const markWhole = await whole.fork();
+      const a = await cut.forward(ids);
+      const b = await whole.forward(ids);
+      assert.ok(relError(a, b) < 1e-4, `${n} tokens: cut into ${chunkLengths(n, 64)} vs one pass: ${relError(a, b)}`);
+      await cut.rollback(mark);
+      await whole.rollback(markWhole);
+      mark.release();
+      markWhole.release();
+      if (n === 100) recorded = passes();
+    }
+    // After the first prompts every size is recorded: the later ones (other lengths) add at most the small residual sizes.
+    assert.ok(passes() <= recorded + 6, `${passes()} passes after six lengths (${recorded} after the first)`);
+    cut.dispose();
+    whole.dispose();
+  });
 
   test('a stop mid-stream leaves the state where token-by-token decoding would (steps ahead undone)', async () => {
     const folder = openModelFolder(path.join(FIXTURES, 'granite-moe-rope'));

@@ -27,6 +27,43 @@ import { CommandList, GEMV_MAX_T, type Act, type SampleOptions } from './ops';
 import { recordSharedBlockUse, sharedBlockScratch } from './zamba2';
 
 const STEP_BYTES = 16;
+const MIN_BUCKET = 16;
+
+/**
+ * How forward() cuts n tokens into passes: whole chunks, then the rest as powers of two from MIN_BUCKET up (its
+ * binary digits, largest first), then what is left below MIN_BUCKET. Every size is one of a small set, recorded once
+ * and reused: a prompt of any length (a completion's ~600 tokens) then records no new pass, where an exact tail
+ * length recorded one each time (~30-40 ms of host work at granite-4.0-h-350m on a 2-core machine). The chunked
+ * scan carries its state across the cuts, so the result is the same up to rounding.
+ */
+export function chunkLengths(n: number, chunk: number): number[] {
+  const out: number[] = [];
+  let left = n;
+  while (left >= chunk) {
+    out.push(chunk);
+    left -= chunk;
+  }
+  for (let b = 1 << Math.floor(Math.log2(Math.max(1, chunk - 1))); b >= MIN_BUCKET; b >>= 1) {
+    if (b < chunk && left >= b) {
+      out.push(b);
+      left -= b;
+    }
+  }
+  if (left > 0) out.push(left);
+  return out;
+}
+
+/** n tokens in whole chunks and one shorter rest (over sparse K/V, where the cuts matter). */
+function wholeChunks(n: number, chunk: number): number[] {
+  const out = Array<number>(Math.floor(n / chunk)).fill(chunk);
+  if (n % chunk) out.push(n % chunk);
+  return out;
+}
+
+/** The pass sizes chunkLengths gives for this chunk (kept in the pass cache once recorded). */
+function keptPassSize(T: number, chunk: number): boolean {
+  return T < MIN_BUCKET || T === chunk || (T < chunk && (T & (T - 1)) === 0);
+}
 const DEFAULT_PREFILL_CHUNK = 512;
 const DEFAULT_KV_CAPACITY = 4096;
 
@@ -404,7 +441,15 @@ export class GpuModel implements LanguageModel {
     }
     if (ids.length === 0) throw new RangeError('forward needs at least one token.');
     const chunks: (readonly number[])[] = [];
-    for (let i = 0; i < ids.length; i += this.prefillChunk) chunks.push(ids.slice(i, i + this.prefillChunk));
+    let at = 0;
+    // Over sparse K/V a chunk's queries share one block selection, so the cuts would change what is attended to:
+    // there (or where this call crosses into it) chunks keep their exact lengths, as the CPU reference's.
+    const kv = this.sparseKv;
+    const exact = kv !== null && (this.sparse || this.pos + ids.length > kv.workingRows);
+    for (const n of exact ? wholeChunks(ids.length, this.prefillChunk) : chunkLengths(ids.length, this.prefillChunk)) {
+      chunks.push(ids.slice(at, at + n));
+      at += n;
+    }
     const out: Float32Array[] = [];
     for (let c = 0; c < chunks.length; c++) {
       const last = c === chunks.length - 1;
@@ -687,10 +732,11 @@ export class GpuModel implements LanguageModel {
     const key = `${T}:${rows}${sample ? `:sample:${sample.temperature}:${sample.topP}` : choose ? ':argmax' : ''}${first ? ':first' : ''}`;
     let p = this.passes.get(key);
     if (!p) {
-      // Keep decode (T = 1) and the full-chunk passes; odd-sized tail chunks are rebuilt when needed.
-      if (this.passes.size > 8) {
+      // forward() asks for the sizes chunkLengths gives (a bounded set, kept once recorded) while dense; any other
+      // size (an exact rest over sparse K/V, a caller's own) is dropped again when the cache grows.
+      if (this.passes.size > 48) {
         for (const [k, q] of this.passes) {
-          if (!k.startsWith('1:') && !k.startsWith(`${this.prefillChunk}:`)) {
+          if (!keptPassSize(q.T, this.prefillChunk)) {
             this.freePass(q);
             this.passes.delete(k);
           }
