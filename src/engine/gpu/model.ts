@@ -626,7 +626,9 @@ export class GpuModel implements LanguageModel {
     const kv = this.sparseKv;
     if (!kv) this.ensureKvCapacity(this.pos + n + 1);
     const mark = ahead > 0 && !opts.discardsState ? await this.fork() : null;
-    const pass = this.pass(1, 1, temperature > 0 ? { temperature, topP } : true, false);
+    // The decode pass with the choice at its end, recorded when a step first takes the GPU path (a stream over
+    // sparse K/V never does).
+    let pass: Pass | null = null;
     const outs: number[] = []; // the ids yielded; step k's input is outs[k - 1] (firstId for k = 0)
     let submitted = 0;
     const inflight: { staging: GPUBuffer; id: Promise<number> }[] = [];
@@ -640,6 +642,7 @@ export class GpuModel implements LanguageModel {
       const t = performance.now();
       const enc = this.gpu.device.createCommandEncoder();
       const cp = enc.beginComputePass(this.gpu.passDescriptor('decode'));
+      pass ??= this.pass(1, 1, temperature > 0 ? { temperature, topP } : true, false);
       pass.list.encode(cp);
       cp.end();
       enc.copyBufferToBuffer(this.ids, 0, staging, 0, 4);
