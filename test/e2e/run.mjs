@@ -228,8 +228,15 @@ async function typeAndWaitForGhost(editor, text, timeoutMs) {
     typedAt = Date.now();
     await page.keyboard.type(more);
     const typedMs = Date.now() - typedAt;
-    const doc = await docText(editor);
-    if (!doc.replace(/[()]/g, '').includes(text.replace(/[()]/g, ''))) throw new Error(`the typing did not reach the editor (it shows ${JSON.stringify(doc.slice(-80))})`);
+    // The keys are sent; the editor renders them when its renderer gets the CPU (a busy 2-core machine can lag
+    // seconds behind during a re-read): wait for the typed text to show before waiting for ghost text.
+    const want = text.replace(/[()]/g, '');
+    let doc = await docText(editor);
+    for (const shown = Date.now() + 10000; !doc.replace(/[()]/g, '').includes(want) && Date.now() < shown; ) {
+      await page.waitForTimeout(50);
+      doc = await docText(editor);
+    }
+    if (!doc.replace(/[()]/g, '').includes(want)) throw new Error(`the typing did not reach the editor within 10 s (it shows ${JSON.stringify(doc.slice(-80))})`);
     const until = Math.min(deadline, Date.now() + (more === text ? 25000 : 10000));
     while (Date.now() < until) {
       if (await page.evaluate(() => window.__ghostNow)) {
