@@ -71,6 +71,10 @@ describe('strict model types', () => {
     const codestral = configFromJson(read(path.join(dir, 'mamba2', 'mistralai--Mamba-Codestral-7B-v0.1.json')));
     assert.equal(codestral.numLayers, 64);
     assert.equal(codestral.mamba!.numHeads, 128);
+    // transformers 5.3's file: fractional expand, no intermediate_size, {"__float__": "Infinity"} in time_step_limit
+    const whiff = configFromJson(read(path.join(dir, 'mamba2', 'limloop--whiff-mamba2-20M-v2.json')));
+    assert.deepEqual([whiff.numLayers, whiff.mamba!.numHeads, whiff.mamba!.headDim, whiff.mamba!.nGroups, whiff.mamba!.intermediate], [9, 12, 64, 2, 768]);
+    assert.deepEqual([whiff.mamba!.timeStepMin, whiff.mamba!.timeStepMax], [0, Infinity]);
   });
 
   test('published configs of a block the engine lacks (test/data/configs-refused: Nemotron-3 Nano MoE) are refused by name', () => {
