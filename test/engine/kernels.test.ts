@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Gpu, type GpuWeight } from '../../src/engine/gpu/device';
-import { CommandList, type Act } from '../../src/engine/gpu/ops';
+import { CommandList, gemmKernel, type Act } from '../../src/engine/gpu/ops';
 import * as cpu from '../../src/engine/cpu/ops';
 import * as griffin from '../../src/engine/cpu/griffin';
 import { f16ToF32, f32ToF16, type DType } from '../../src/engine/safetensors';
@@ -186,8 +186,13 @@ test('linear: GEMV and GEMM, every format, bias, alpha, accumulate, odd sizes', 
     { T: 37, K: 72, N: 130 },
     { T: 70, K: 37, N: 65 }, // generic GEMM
     { T: 150, K: 48, N: 140 }, // several tiles
+    { T: 37, K: 64, N: 130 }, // K % 32 == 0: kernels/gemmCpu.wgsl on a CPU adapter (16-bit weights)
+    { T: 100, K: 96, N: 21 },
   ];
+  // Each GEMM as the adapter picks it, and forced to gemmCpu and to gemm.wgsl main where the shape allows.
+  for (const kernel of ['', 'cpu', 'main'])
   for (const { T, K, N } of cases) {
+    if (kernel && T <= 4) continue;
     for (const dt of DTYPES) {
       const x = randn(T * K);
       const { w, ref } = weight(randn(N * K, 0.5), [N, K], dt);
@@ -195,21 +200,33 @@ test('linear: GEMV and GEMM, every format, bias, alpha, accumulate, odd sizes', 
       const init = randn(T * N);
       const out = buf(init);
       const list = new CommandList(gpu);
-      list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { bias: b, alpha: 0.7, accumulate: true });
-      await list.run();
-      const y = cpu.linear(x, ref, K, N, bRef);
-      const want = init.map((v, i) => v + 0.7 * y[i]);
-      close(await readF32(out, T * N), want, `linear T=${T} K=${K} N=${N} ${dt}`);
-      // Plain form, x a column slice of a wider buffer.
       const out2 = buf(T * N);
       const list2 = new CommandList(gpu);
-      list2.linear({ buffer: buf(strided(x, T, K, 8, K + 12)), offset: 8, stride: K + 12 }, w, { buffer: out2 }, T, K, N);
-      await list2.run();
-      close(await readF32(out2, T * N), cpu.linear(x, ref, K, N), `linear (slice) T=${T} K=${K} N=${N} ${dt}`);
+      await withEnv({ SIDEWINDER_GEMM_KERNEL: kernel }, async () => {
+        list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { bias: b, alpha: 0.7, accumulate: true });
+        await list.run();
+        // Plain form, x a column slice of a wider buffer.
+        list2.linear({ buffer: buf(strided(x, T, K, 8, K + 12)), offset: 8, stride: K + 12 }, w, { buffer: out2 }, T, K, N);
+        await list2.run();
+      });
+      const y = cpu.linear(x, ref, K, N, bRef);
+      const want = init.map((v, i) => v + 0.7 * y[i]);
+      close(await readF32(out, T * N), want, `linear T=${T} K=${K} N=${N} ${dt} ${kernel || 'default'} kernel`);
+      close(await readF32(out2, T * N), cpu.linear(x, ref, K, N), `linear (slice) T=${T} K=${K} N=${N} ${dt} ${kernel || 'default'} kernel`);
       list.destroy();
       list2.destroy();
     }
   }
+});
+
+test('gemmKernel: gemmCpu on a CPU adapter where K % 32 == 0 and the weights are 16-bit or quantized', () => {
+  assert.equal(gemmKernel('q4', 256, 0, 256, true), 'cpu');
+  assert.equal(gemmKernel('bf16', 640, 8, 1280, true), 'cpu');
+  assert.equal(gemmKernel('f32', 256, 0, 256, true), 'main');
+  assert.equal(gemmKernel('q4', 256, 0, 256, false), 'main');
+  assert.equal(gemmKernel('q8', 72, 0, 72, true), 'main');
+  assert.equal(gemmKernel('q8', 256, 2, 256, true), 'generic');
+  assert.equal(gemmKernel('f16', 37, 0, 37, true), 'generic');
 });
 
 test('linear with the weight split in parts (GEMV and GEMM)', async () => {

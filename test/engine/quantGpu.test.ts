@@ -11,7 +11,7 @@ import { CommandList } from '../../src/engine/gpu/ops';
 import { dequantize, quantize, quantizedBytes, type QuantBits } from '../../src/engine/quant';
 import { f32ToF16, toF32 } from '../../src/engine/safetensors';
 import { rng } from '../../src/engine/sampling';
-import { relError } from './helpers';
+import { relError, withEnv } from './helpers';
 
 const TOL = 1e-3;
 
@@ -87,7 +87,10 @@ describe('quantized weights in the WebGPU ops', () => {
         { T: 37, K: 64, N: 130 }, // tiled GEMM
         { T: 70, K: 40, N: 65 }, // tiled GEMM, a padded last group
         { T: 9, K: 37, N: 20 }, // generic GEMM
+        { T: 100, K: 96, N: 21 }, // several rows of gemmCpu's workgroups, a last one part full
       ];
+      // On a CPU adapter a GEMM with K % 32 == 0 runs kernels/gemmCpu.wgsl unless forced: both, and main.
+      for (const kernel of ['', 'cpu', 'main'])
       for (const { T, K, N } of cases) {
         for (const split of [false, true]) {
           const G = Math.ceil(K / 32);
@@ -99,10 +102,12 @@ describe('quantized weights in the WebGPU ops', () => {
           const init = randn(T * N);
           const out = buf(init);
           const list = new CommandList(gpu);
-          list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { bias, alpha: 0.7, accumulate: true });
-          await list.run();
+          await withEnv({ SIDEWINDER_GEMM_KERNEL: kernel }, async () => {
+            list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { bias, alpha: 0.7, accumulate: true });
+            await list.run();
+          });
           const y = cpu.linear(x, ref, K, N, bRef);
-          close(await read(out, T * N), init.map((v, i) => v + 0.7 * y[i]), `${fmt} T=${T} K=${K} N=${N}${split ? ' parts' : ''}`);
+          close(await read(out, T * N), init.map((v, i) => v + 0.7 * y[i]), `${fmt} T=${T} K=${K} N=${N}${split ? ' parts' : ''} ${kernel || 'default'} kernel`);
           list.destroy();
         }
       }

@@ -10,7 +10,7 @@
 import { falconNormPlan, selectiveScanPlan, type DispatchPlan, type SelectiveScanOptions, type SelectiveScanShape } from './mamba1';
 import type { RouterMode } from '../config';
 import { GpuError } from '../errors';
-import { WFMT, isQuantized, type Gpu, type GpuWeight } from './device';
+import { WFMT, isQuantized, type Gpu, type GpuWeight, type WFormat } from './device';
 
 /** An f32 activation: rows of a buffer, the first at `offset` elements (default 0), `stride` elements apart
  * (default: the row length the op reads). */
@@ -277,12 +277,16 @@ export class CommandList {
         const bind = this.gemvBindings({ 1: x.buffer, 2: part.buffer, 3: bias, 4: this.gpu.zeroBuffer(), 5: out.buffer, 6: nw, 7: gated ? gated.z.buffer : this.gpu.zeroBuffer(), 8: opts.outAtStep ?? this.stepDummy() }, conv);
         this.add(`${op}.gemv`, g.pipeline(this.gpu), params, bind, this.flat(Math.ceil(part.rows / rpw)));
       } else {
-        // The tiled kernel needs whole vec4 loads of x and W; anything else runs the generic one.
-        const tiled = K % (w.format === 'f32' ? 4 : 8) === 0 && xs.off % 4 === 0 && xs.stride % 4 === 0;
+        const kernel = gemmKernel(w.format, K, xs.off, xs.stride, this.gpu.onCpu);
         const constants = { WFMT: WFMT[w.format], BFMT: bfmt };
+        const params = [u(T), u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(part.scaleOffset), u(0), u(0), u(0), u(0)];
+        if (kernel === 'cpu') {
+          this.add(`${op}.gemm`, this.gpu.pipeline('gemmCpu', { ...constants, LANES: GEMM_CPU.lanes }), params, { 1: x.buffer, 2: part.buffer, 3: bias, 4: out.buffer }, [Math.ceil(part.rows / GEMM_CPU.cols), Math.ceil(T / (GEMM_CPU.lanes * GEMM_CPU.tokens)), 1]);
+          continue;
+        }
         // (main binds the MoE row map and tiles, generic only the row map its epilogue names: placeholders here.)
-        const moeBind: Record<number, GPUBuffer> = tiled ? { 5: this.gpu.zeroBuffer(), 6: this.gpu.zeroBuffer() } : { 5: this.gpu.zeroBuffer() };
-        this.add(`${op}.gemm`, this.gpu.pipeline('gemm', constants, tiled ? 'main' : 'generic'), [u(T), u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(part.scaleOffset), u(0), u(0), u(0), u(0)], { 1: x.buffer, 2: part.buffer, 3: bias, 4: out.buffer, ...moeBind }, [Math.ceil(part.rows / 64), Math.ceil(T / 64), 1]);
+        const moeBind: Record<number, GPUBuffer> = kernel === 'main' ? { 5: this.gpu.zeroBuffer(), 6: this.gpu.zeroBuffer() } : { 5: this.gpu.zeroBuffer() };
+        this.add(`${op}.gemm`, this.gpu.pipeline('gemm', constants, kernel), params, { 1: x.buffer, 2: part.buffer, 3: bias, 4: out.buffer, ...moeBind }, [Math.ceil(part.rows / 64), Math.ceil(T / 64), 1]);
       }
     }
   }
@@ -905,6 +909,31 @@ export class CommandList {
       }
     }
   }
+}
+
+/** kernels/gemmCpu.wgsl's shape: a workgroup of `lanes` invocations (lavapipe's 8 f32 SIMD lanes), `tokens`
+ * rows of x a lane, `cols` output columns a workgroup. */
+export const GEMM_CPU = { lanes: 8, tokens: 3, cols: 8 };
+
+/**
+ * Which prefill GEMM runs. gemm.wgsl 'main' (64 x 64 tiles staged in workgroup memory, vec4 loads) needs
+ * K % 8 == 0 (K % 4 for f32 weights) and x offset / stride % 4 == 0; 'generic' takes any shape. On a CPU
+ * adapter 'cpu' (kernels/gemmCpu.wgsl: a lane per token, a workgroup's columns shared by its lanes, no workgroup
+ * memory) where K % 32 == 0 and the weights are 16-bit or quantized: at the bundled model's shapes on lavapipe
+ * (2-core EPYC) 3.4x main with q4 weights, 2.9x q8, 1.6x bf16; with f32 weights the two tie (8 scalar loads per
+ * 8 values there), so f32 keeps main. SIDEWINDER_GEMM_KERNEL=cpu|main|generic fixes it where the shape allows
+ * (tests, benchmarks).
+ */
+export function gemmKernel(format: WFormat, K: number, xOff: number, xStride: number, onCpu = false): 'cpu' | 'main' | 'generic' {
+  const vec4 = xOff % 4 === 0 && xStride % 4 === 0;
+  const mainFits = vec4 && K % (format === 'f32' ? 4 : 8) === 0;
+  const cpuFits = vec4 && K % 32 === 0;
+  const forced = process.env.SIDEWINDER_GEMM_KERNEL;
+  if (forced === 'generic') return 'generic';
+  if (forced === 'cpu' && cpuFits) return 'cpu';
+  if (forced === 'main' && mainFits) return 'main';
+  if (onCpu && cpuFits && format !== 'f32' && !forced) return 'cpu';
+  return mainFits ? 'main' : 'generic';
 }
 
 /**
