@@ -495,8 +495,9 @@ async function attentionCase(T: number, pos0: number, nH: number, nKv: number, d
 }
 
 test('attention: GQA prefill over cached keys, decode, long decode over many splits', async () => {
-  // Both prefill kernels: 'rows' (CPU adapters) and 'tiled' (GPUs).
-  for (const kernel of ['rows', 'tiled']) {
+  // Every prefill kernel: 'cpu' (CPU adapters, head dims up to 128), 'rows' (CPU adapters, wider heads) and
+  // 'tiled' (GPUs).
+  for (const kernel of ['cpu', 'rows', 'tiled']) {
     await withEnv({ SIDEWINDER_ATTN_KERNEL: kernel }, async () => {
       await attentionCase(9, 13, 4, 2, 32, 40); // prefill, T=9 over 13 cached
       await attentionCase(40, 30, 4, 2, 64, 80); // several query and key blocks
