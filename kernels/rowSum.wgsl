@@ -1,11 +1,12 @@
 // Sums over rows of TPR consecutive invocations, included (// #include rowSum) by kernels that declare
-// `override WG`, `override TPR` (a power of two; a multiple of SG when subgroups are on) and `override SG`.
+// `override WG`, `override TPR` (1, or a power of two and a multiple of SG when subgroups are on) and `override SG`.
 // Call from uniform control flow only.
 
 var<workgroup> part: array<vec4f, WG>;
 
 /** Sums v over the TPR lanes of each row; the row's first lane (lid % TPR == 0) gets the total. */
 fn rowSum(v: vec4f, lid: u32) -> vec4f {
+  if (TPR == 1u) { return v; }
 // #if SUBGROUPS
   var s = subgroupAdd(v);
   if (TPR > SG) {

@@ -189,10 +189,10 @@ test('linear: GEMV and GEMM, every format, bias, alpha, accumulate, odd sizes', 
     { T: 37, K: 64, N: 130 }, // K % 32 == 0: kernels/gemmCpu.wgsl on a CPU adapter (16-bit weights)
     { T: 100, K: 96, N: 21 },
   ];
-  // Each GEMM as the adapter picks it, and forced to gemmCpu and to gemm.wgsl main where the shape allows.
+  // Each GEMM as the adapter picks it, and forced to gemmCpu and to gemm.wgsl main where the shape allows; the
+  // GEMVs (T <= 4) in the CPU shape, and in the GPU shape with main.
   for (const kernel of ['', 'cpu', 'main'])
   for (const { T, K, N } of cases) {
-    if (kernel && T <= 4) continue;
     for (const dt of DTYPES) {
       const x = randn(T * K);
       const { w, ref } = weight(randn(N * K, 0.5), [N, K], dt);
@@ -202,7 +202,7 @@ test('linear: GEMV and GEMM, every format, bias, alpha, accumulate, odd sizes', 
       const list = new CommandList(gpu);
       const out2 = buf(T * N);
       const list2 = new CommandList(gpu);
-      await withEnv({ SIDEWINDER_GEMM_KERNEL: kernel }, async () => {
+      await withEnv({ SIDEWINDER_GEMM_KERNEL: kernel, SIDEWINDER_GEMV_CPU: kernel === 'main' ? '0' : '' }, async () => {
         list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { bias: b, alpha: 0.7, accumulate: true });
         await list.run();
         // Plain form, x a column slice of a wider buffer.
@@ -247,42 +247,47 @@ test('linear with the weight split in parts (GEMV and GEMM)', async () => {
 });
 
 test('linear with the input RMS-normalised, SwiGLU-gated or gated-RMS-normalised on the fly', async () => {
-  const N = 70;
-  const cases: { T: number; K: number; wt: DType; nt: DType }[] = [
-    { T: 1, K: 64, wt: 'BF16', nt: 'F32' },
-    { T: 3, K: 64, wt: 'F16', nt: 'BF16' },
-    { T: 2, K: 64, wt: 'F32', nt: 'F16' },
-    { T: 1, K: 37, wt: 'BF16', nt: 'BF16' }, // scalar GEMV
-    { T: 9, K: 64, wt: 'BF16', nt: 'F32' }, // GEMM after a separate transform
-  ];
-  for (const { T, K, wt, nt } of cases) {
-    const { w, ref } = weight(randn(N * K, 0.5), [N, K], wt);
-    const { w: b, ref: bRef } = weight(randn(N), [N], 'F32');
-    // RMSNorm input.
-    const x = randn(T * K, 3);
-    const { w: nw, ref: nwRef } = weight(randn(K), [K], nt);
-    const out = buf(T * N);
-    const list = new CommandList(gpu);
-    list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { bias: b, inputNorm: { w: nw, eps: 1e-5 } });
-    await list.run();
-    close(await readF32(out, T * N), cpu.linear(cpu.rmsNorm(x, nwRef, K, 1e-5), ref, K, N, bRef), `norm + linear T=${T} K=${K} ${wt}/${nt}`);
-    // SwiGLU input: x2 = [T, 2K].
-    const x2 = randn(T * 2 * K, 2);
-    const out2 = buf(T * N);
-    const list2 = new CommandList(gpu);
-    list2.linear({ buffer: buf(x2) }, w, { buffer: out2 }, T, K, N, { inputSwiglu: true, alpha: 0.5 });
-    await list2.run();
-    close(await readF32(out2, T * N), cpu.linear(cpu.swiglu(x2, K), ref, K, N).map((v) => 0.5 * v), `swiglu + linear T=${T} K=${K} ${wt}`);
-    // Gated norm input (groups of 16, or 37: one group), z a column slice.
-    const G = K % 16 === 0 ? 16 : K;
-    const z = randn(T * K, 2);
-    const init = randn(T * N);
-    const out3 = buf(init);
-    const list3 = new CommandList(gpu);
-    list3.linear({ buffer: buf(x) }, w, { buffer: out3 }, T, K, N, { inputGatedNorm: { z: { buffer: buf(strided(z, T, K, 4, K + 8)), offset: 4, stride: K + 8 }, w: nw, groupSize: G, eps: 1e-6 }, alpha: 0.3, accumulate: true });
-    await list3.run();
-    const y3 = cpu.linear(cpu.gatedRmsNorm(x, z, nwRef, K, G, 1e-6), ref, K, N);
-    close(await readF32(out3, T * N), init.map((v, i) => v + 0.3 * y3[i]), `gated norm + linear T=${T} K=${K} ${wt}/${nt}`);
+  // Both GEMV shapes: a lane per row (CPU adapters) and TPR lanes per row (GPUs; SIDEWINDER_GEMV_CPU=0).
+  for (const shape of ['', '0']) {
+    await withEnv({ SIDEWINDER_GEMV_CPU: shape }, async () => {
+      const N = 70;
+      const cases: { T: number; K: number; wt: DType; nt: DType }[] = [
+        { T: 1, K: 64, wt: 'BF16', nt: 'F32' },
+        { T: 3, K: 64, wt: 'F16', nt: 'BF16' },
+        { T: 2, K: 64, wt: 'F32', nt: 'F16' },
+        { T: 1, K: 37, wt: 'BF16', nt: 'BF16' }, // scalar GEMV
+        { T: 9, K: 64, wt: 'BF16', nt: 'F32' }, // GEMM after a separate transform
+      ];
+      for (const { T, K, wt, nt } of cases) {
+        const { w, ref } = weight(randn(N * K, 0.5), [N, K], wt);
+        const { w: b, ref: bRef } = weight(randn(N), [N], 'F32');
+        // RMSNorm input.
+        const x = randn(T * K, 3);
+        const { w: nw, ref: nwRef } = weight(randn(K), [K], nt);
+        const out = buf(T * N);
+        const list = new CommandList(gpu);
+        list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { bias: b, inputNorm: { w: nw, eps: 1e-5 } });
+        await list.run();
+        close(await readF32(out, T * N), cpu.linear(cpu.rmsNorm(x, nwRef, K, 1e-5), ref, K, N, bRef), `norm + linear T=${T} K=${K} ${wt}/${nt}`);
+        // SwiGLU input: x2 = [T, 2K].
+        const x2 = randn(T * 2 * K, 2);
+        const out2 = buf(T * N);
+        const list2 = new CommandList(gpu);
+        list2.linear({ buffer: buf(x2) }, w, { buffer: out2 }, T, K, N, { inputSwiglu: true, alpha: 0.5 });
+        await list2.run();
+        close(await readF32(out2, T * N), cpu.linear(cpu.swiglu(x2, K), ref, K, N).map((v) => 0.5 * v), `swiglu + linear T=${T} K=${K} ${wt}`);
+        // Gated norm input (groups of 16, or 37: one group), z a column slice.
+        const G = K % 16 === 0 ? 16 : K;
+        const z = randn(T * K, 2);
+        const init = randn(T * N);
+        const out3 = buf(init);
+        const list3 = new CommandList(gpu);
+        list3.linear({ buffer: buf(x) }, w, { buffer: out3 }, T, K, N, { inputGatedNorm: { z: { buffer: buf(strided(z, T, K, 4, K + 8)), offset: 4, stride: K + 8 }, w: nw, groupSize: G, eps: 1e-6 }, alpha: 0.3, accumulate: true });
+        await list3.run();
+        const y3 = cpu.linear(cpu.gatedRmsNorm(x, z, nwRef, K, G, 1e-6), ref, K, N);
+        close(await readF32(out3, T * N), init.map((v, i) => v + 0.3 * y3[i]), `gated norm + linear T=${T} K=${K} ${wt}/${nt}`);
+      }
+    });
   }
 });
 

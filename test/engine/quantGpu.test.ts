@@ -102,7 +102,7 @@ describe('quantized weights in the WebGPU ops', () => {
           const init = randn(T * N);
           const out = buf(init);
           const list = new CommandList(gpu);
-          await withEnv({ SIDEWINDER_GEMM_KERNEL: kernel }, async () => {
+          await withEnv({ SIDEWINDER_GEMM_KERNEL: kernel, SIDEWINDER_GEMV_CPU: kernel === 'main' ? '0' : '' }, async () => {
             list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { bias, alpha: 0.7, accumulate: true });
             await list.run();
           });
@@ -114,27 +114,32 @@ describe('quantized weights in the WebGPU ops', () => {
     });
 
     test(`${fmt}: GEMV with the input RMS-normalised, SwiGLU-gated or gated-RMS-normalised on the fly`, async () => {
-      const N = 50;
-      for (const { T, K } of [{ T: 1, K: 64 }, { T: 3, K: 128 }, { T: 2, K: 40 }]) {
-        const { w, ref } = qweight([N, K], bits);
-        const nwv = randn(K);
-        const nw = gpu.uploadWeight('nw', new Uint8Array(nwv.buffer), 'F32', [K]);
-        const x = randn(T * K, 3);
-        const out = buf(T * N);
-        const list = new CommandList(gpu);
-        list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { inputNorm: { w: nw, eps: 1e-5 } });
-        const x2 = randn(T * 2 * K, 2);
-        const out2 = buf(T * N);
-        list.linear({ buffer: buf(x2) }, w, { buffer: out2 }, T, K, N, { inputSwiglu: true });
-        const G = K % 16 === 0 ? 16 : K;
-        const z = randn(T * K, 2);
-        const out3 = buf(T * N);
-        list.linear({ buffer: buf(x) }, w, { buffer: out3 }, T, K, N, { inputGatedNorm: { z: { buffer: buf(z) }, w: nw, groupSize: G, eps: 1e-6 } });
-        await list.run();
-        close(await read(out, T * N), cpu.linear(cpu.rmsNorm(x, nwv, K, 1e-5), ref, K, N), `${fmt} norm T=${T} K=${K}`);
-        close(await read(out2, T * N), cpu.linear(cpu.swiglu(x2, K), ref, K, N), `${fmt} swiglu T=${T} K=${K}`);
-        close(await read(out3, T * N), cpu.linear(cpu.gatedRmsNorm(x, z, nwv, K, G, 1e-6), ref, K, N), `${fmt} gated norm T=${T} K=${K}`);
-        list.destroy();
+      // Both GEMV shapes: a lane per row (CPU adapters) and TPR lanes per row (GPUs; SIDEWINDER_GEMV_CPU=0).
+      for (const shape of ['', '0']) {
+        await withEnv({ SIDEWINDER_GEMV_CPU: shape }, async () => {
+          const N = 50;
+          for (const { T, K } of [{ T: 1, K: 64 }, { T: 3, K: 128 }, { T: 2, K: 40 }]) {
+            const { w, ref } = qweight([N, K], bits);
+            const nwv = randn(K);
+            const nw = gpu.uploadWeight('nw', new Uint8Array(nwv.buffer), 'F32', [K]);
+            const x = randn(T * K, 3);
+            const out = buf(T * N);
+            const list = new CommandList(gpu);
+            list.linear({ buffer: buf(x) }, w, { buffer: out }, T, K, N, { inputNorm: { w: nw, eps: 1e-5 } });
+            const x2 = randn(T * 2 * K, 2);
+            const out2 = buf(T * N);
+            list.linear({ buffer: buf(x2) }, w, { buffer: out2 }, T, K, N, { inputSwiglu: true });
+            const G = K % 16 === 0 ? 16 : K;
+            const z = randn(T * K, 2);
+            const out3 = buf(T * N);
+            list.linear({ buffer: buf(x) }, w, { buffer: out3 }, T, K, N, { inputGatedNorm: { z: { buffer: buf(z) }, w: nw, groupSize: G, eps: 1e-6 } });
+            await list.run();
+            close(await read(out, T * N), cpu.linear(cpu.rmsNorm(x, nwv, K, 1e-5), ref, K, N), `${fmt} norm T=${T} K=${K}`);
+            close(await read(out2, T * N), cpu.linear(cpu.swiglu(x2, K), ref, K, N), `${fmt} swiglu T=${T} K=${K}`);
+            close(await read(out3, T * N), cpu.linear(cpu.gatedRmsNorm(x, z, nwv, K, G, 1e-6), ref, K, N), `${fmt} gated norm T=${T} K=${K}`);
+            list.destroy();
+          }
+        });
       }
     });
 

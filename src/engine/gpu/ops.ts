@@ -272,7 +272,7 @@ export class CommandList {
         // The vec4 GEMV also needs whole vec4s of z and groups of whole vec4<u32> words.
         const zAligned = !gated || (zs.off % 4 === 0 && (T === 1 || zs.stride % 4 === 0) && gated.groupSize % 8 === 0);
         const g = this.gemvVariant(w.format, bfmt, K, xs.off, T > 1 ? xs.stride : 4, T, IN, norm ? WFMT[norm.w.format] : 0, zAligned, conv?.K ?? 0);
-        const rpw = 256 / g.constants.TPR;
+        const rpw = g.constants.WG / g.constants.TPR;
         const params = [u(K), u(part.rows), u(part.rowStart), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(alpha), u(acc), u(hasBias), u(0), u(1), u(0), u(0), f(norm?.eps ?? 0), u(zs.off), u(zs.stride), u(gated?.groupSize ?? 0), u(opts.outAtStep ? 1 : 0), u(oRows), u(part.scaleOffset), u(conv?.start ?? 0), u(conv?.C ?? 0)];
         const bind = this.gemvBindings({ 1: x.buffer, 2: part.buffer, 3: bias, 4: this.gpu.zeroBuffer(), 5: out.buffer, 6: nw, 7: gated ? gated.z.buffer : this.gpu.zeroBuffer(), 8: opts.outAtStep ?? this.stepDummy() }, conv);
         this.add(`${op}.gemv`, g.pipeline(this.gpu), params, bind, this.flat(Math.ceil(part.rows / rpw)));
@@ -643,7 +643,7 @@ export class CommandList {
     const o = this.span(op, 'out', out, T * k, N);
     this.noAlias(op, [out.buffer], [x.buffer, experts, ...w.parts.map((p) => p.buffer)]);
     const g = this.gemvVariant(w.format, 0, K, xs.off, xs.stride, 1, 0, 0, true);
-    const rpw = 256 / g.constants.TPR;
+    const rpw = g.constants.WG / g.constants.TPR;
     for (const part of w.parts) {
       this.add(op, g.pipeline(this.gpu), [u(K), u(N), u(0), u(xs.off), u(xs.stride), u(o.off), u(o.stride), f(1), u(0), u(0), u(opts.perSlotInput ? 2 : 1), u(k), u(part.rowStart), u(part.rows), f(0), u(0), u(0), u(0), u(0), u(0xffffffff), u(part.scaleOffset)], this.gemvBindings({ 1: x.buffer, 2: part.buffer, 3: this.gpu.zeroBuffer(), 4: experts, 5: out.buffer, 6: this.gpu.zeroBuffer(), 7: this.gpu.zeroBuffer(), 8: this.stepDummy() }), [Math.ceil(N / rpw), T * k, 1]);
     }
@@ -765,14 +765,19 @@ export class CommandList {
   }
 
   /** The GEMV entry point and threads per row for a weight format and shape (IN: input transform, gemv.wgsl). */
-  private gemvVariant(format: GpuWeight['format'], bfmt: number, K: number, xOff: number, xStride: number, T: number, IN: number, nfmt: number, aligned: boolean, convK = 0): { constants: Record<string, number> & { TPR: number }; pipeline: (gpu: Gpu) => GPUComputePipeline } {
+  private gemvVariant(format: GpuWeight['format'], bfmt: number, K: number, xOff: number, xStride: number, T: number, IN: number, nfmt: number, aligned: boolean, convK = 0): { constants: Record<string, number> & { TPR: number; WG: number }; pipeline: (gpu: Gpu) => GPUComputePipeline } {
     // Values per load (gemv.wgsl): a vec4<u32> of f32, 16-bit or q8 values; one word of q4.
     const per = format === 'f32' ? 4 : format === 'q8' ? 16 : 8;
     const vec = aligned && K % (isQuantized(format) ? 32 : per) === 0 && xOff % 4 === 0 && xStride % 4 === 0;
     const perRow = vec ? K / per : K; // loads per weight row
-    // About four loads per lane (measured best on the H100: 32 lanes for K = 768, 64 for K = 1536..2048).
-    const TPR = Math.min(256, Math.max(this.sg(), 8, pow2ceil(Math.ceil(perRow / 4))));
-    const constants = { WG: 256, TPR, SG: this.sg(), TT: T, WFMT: WFMT[format], BFMT: bfmt, IN, NFMT: nfmt, ...(convK ? { CONV: 1, CK: convK } : {}) };
+    // About four loads per lane (measured best on the H100: 32 lanes for K = 768, 64 for K = 1536..2048). On a CPU
+    // adapter a lane per row in workgroups of one SIMD batch (rowWG): the x values are then the same in every
+    // lane (one scalar load each), each lane's weight row a gather, and no reduction across lanes.
+    // SIDEWINDER_GEMV_CPU=0 keeps the GPU shape there (tests, benchmarks).
+    const cpuShape = this.gpu.onCpu && process.env.SIDEWINDER_GEMV_CPU !== '0';
+    const TPR = cpuShape ? 1 : Math.min(256, Math.max(this.sg(), 8, pow2ceil(Math.ceil(perRow / 4))));
+    const WG = cpuShape ? this.rowWG() : 256;
+    const constants = { WG, TPR, SG: this.sg(), TT: T, WFMT: WFMT[format], BFMT: bfmt, IN, NFMT: nfmt, ...(convK ? { CONV: 1, CK: convK } : {}) };
     return { constants, pipeline: (gpu: Gpu) => gpu.pipeline('gemv', constants, vec ? 'main' : 'scalar') };
   }
 
