@@ -186,6 +186,72 @@ fn chunkState(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   }
 }
 
+// chunkStateCpu (CPU adapters, in place of chunkState): the same contributions with a lane per state column n
+// (n = nb + i * LANES, i < 2) and the workgroup's 8 rows p the same in every lane, so that x comes as scalar
+// loads, weighted once per token, B as gathers, and 16 accumulators a lane stay in registers (no workgroup
+// memory: every read of it in a loop is a gather on a CPU adapter).
+override LANES: u32 = 8u;
+const SP = 8u; // rows p a workgroup
+const SN = 2u; // columns n a lane
+
+@compute @workgroup_size(LANES)
+fn chunkStateCpu(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tilesN = (NS + LANES * SN - 1u) / (LANES * SN);
+  let pb = (wid.x / tilesN) * SP;
+  let nb = (wid.x % tilesN) * LANES * SN + lid;
+  let h = wid.y;
+  let c = wid.z;
+  let g = group(h);
+  let Lc = chunkLen(c);
+  let t0 = c * L;
+  let acumEnd = dtA[h * P.T + t0 + Lc - 1u].y;
+  // Rows past hd and columns past N repeat the last one (read, never written).
+  let m0 = min(nb + 0u * LANES, NS - 1u);
+  let m1 = min(nb + 1u * LANES, NS - 1u);
+  let c0 = h * P.hd + min(pb + 0u, P.hd - 1u);
+  let c1 = h * P.hd + min(pb + 1u, P.hd - 1u);
+  let c2 = h * P.hd + min(pb + 2u, P.hd - 1u);
+  let c3 = h * P.hd + min(pb + 3u, P.hd - 1u);
+  let c4 = h * P.hd + min(pb + 4u, P.hd - 1u);
+  let c5 = h * P.hd + min(pb + 5u, P.hd - 1u);
+  let c6 = h * P.hd + min(pb + 6u, P.hd - 1u);
+  let c7 = h * P.hd + min(pb + 7u, P.hd - 1u);
+  var a0_0 = 0.0; var a0_1 = 0.0;
+  var a1_0 = 0.0; var a1_1 = 0.0;
+  var a2_0 = 0.0; var a2_1 = 0.0;
+  var a3_0 = 0.0; var a3_1 = 0.0;
+  var a4_0 = 0.0; var a4_1 = 0.0;
+  var a5_0 = 0.0; var a5_1 = 0.0;
+  var a6_0 = 0.0; var a6_1 = 0.0;
+  var a7_0 = 0.0; var a7_1 = 0.0;
+  for (var s = 0u; s < Lc; s++) {
+    let t = t0 + s;
+    let da = dtA[h * P.T + t];
+    let wt = exp(acumEnd - da.y) * da.x;
+    let bRow = P.bOff + t * P.bStride + g * NS;
+    let b0 = B[bRow + m0];
+    let b1 = B[bRow + m1];
+    let xRow = P.xOff + t * P.xStride;
+    { let xv = wt * x[xRow + c0]; a0_0 += xv * b0; a0_1 += xv * b1; }
+    { let xv = wt * x[xRow + c1]; a1_0 += xv * b0; a1_1 += xv * b1; }
+    { let xv = wt * x[xRow + c2]; a2_0 += xv * b0; a2_1 += xv * b1; }
+    { let xv = wt * x[xRow + c3]; a3_0 += xv * b0; a3_1 += xv * b1; }
+    { let xv = wt * x[xRow + c4]; a4_0 += xv * b0; a4_1 += xv * b1; }
+    { let xv = wt * x[xRow + c5]; a5_0 += xv * b0; a5_1 += xv * b1; }
+    { let xv = wt * x[xRow + c6]; a6_0 += xv * b0; a6_1 += xv * b1; }
+    { let xv = wt * x[xRow + c7]; a7_0 += xv * b0; a7_1 += xv * b1; }
+  }
+  let base = (c * P.nh + h) * P.hd * NS;
+  if (pb + 0u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 0u) * NS + nb + 0u * LANES] = a0_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 0u) * NS + nb + 1u * LANES] = a0_1; } }
+  if (pb + 1u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 1u) * NS + nb + 0u * LANES] = a1_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 1u) * NS + nb + 1u * LANES] = a1_1; } }
+  if (pb + 2u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 2u) * NS + nb + 0u * LANES] = a2_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 2u) * NS + nb + 1u * LANES] = a2_1; } }
+  if (pb + 3u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 3u) * NS + nb + 0u * LANES] = a3_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 3u) * NS + nb + 1u * LANES] = a3_1; } }
+  if (pb + 4u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 4u) * NS + nb + 0u * LANES] = a4_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 4u) * NS + nb + 1u * LANES] = a4_1; } }
+  if (pb + 5u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 5u) * NS + nb + 0u * LANES] = a5_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 5u) * NS + nb + 1u * LANES] = a5_1; } }
+  if (pb + 6u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 6u) * NS + nb + 0u * LANES] = a6_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 6u) * NS + nb + 1u * LANES] = a6_1; } }
+  if (pb + 7u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 7u) * NS + nb + 0u * LANES] = a7_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 7u) * NS + nb + 1u * LANES] = a7_1; } }
+}
+
 @compute @workgroup_size(WG)
 fn statePass(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let e = (wid.x + wid.y * nwg.x) * WG + lid;

@@ -367,14 +367,18 @@ test('ssmScan: chunked SSD (chunks of 16 and 64, partial last chunk) and token b
   for (const { T, hd, chunk } of [
     { T: 40, hd: 8, chunk: 16 },
     { T: 100, hd: 40, chunk: 256 }, // runs with 64: two p-blocks of 32
+    { T: 130, hd: 12, chunk: 64 }, // rows of a head not a multiple of 8 (chunkStateCpu's blocks)
   ]) {
     const c = ssmCase(T, hd);
     const cpuState = c.state.slice();
     const want = cpu.ssmScan(c.x, c.dt, c.B, c.C, cpuState, c.p);
     for (const method of ['chunked', 'step'] as const) {
-      const got = await gpuScan(c, T, chunk, method);
-      close(got.y, want, `ssm y (T=${T} chunk ${chunk}, ${method})`);
-      close(got.state, cpuState, `ssm state (T=${T} chunk ${chunk}, ${method})`);
+      // The chunk states by chunkStateCpu (CPU adapters) and by the GPU's tiles (SIDEWINDER_SSD_CPU=0).
+      for (const ssdCpu of method === 'chunked' ? ['', '0'] : ['']) {
+        const got = await withEnv({ SIDEWINDER_SSD_CPU: ssdCpu }, () => gpuScan(c, T, chunk, method));
+        close(got.y, want, `ssm y (T=${T} chunk ${chunk}, ${method}${ssdCpu ? ', GPU tiles' : ''})`);
+        close(got.state, cpuState, `ssm state (T=${T} chunk ${chunk}, ${method}${ssdCpu ? ', GPU tiles' : ''})`);
+      }
     }
   }
 });

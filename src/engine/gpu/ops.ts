@@ -402,7 +402,13 @@ export class CommandList {
     const k = (entry: string) => this.gpu.pipeline('ssdChunkScan', { L, NS: N }, entry);
     this.add(`${op}.prep`, k('prep'), params, { 2: dt.buffer, 5: hp, 8: dtA }, [nh, nC, 1]);
     this.add(`${op}.cb`, k('cbMain'), params, { 3: B.buffer, 4: C.buffer, 9: cb }, [ng, nC, 1]);
-    this.add(`${op}.chunkState`, k('chunkState'), params, { 1: x.buffer, 3: B.buffer, 8: dtA, 10: states }, [Math.ceil(hd / 32) * Math.ceil(N / 128), nh, nC]);
+    if (this.gpu.onCpu && process.env.SIDEWINDER_SSD_CPU !== '0') {
+      // CPU adapters: a lane per state column, 8 rows of the head a workgroup (kernels/ssdChunkScan.wgsl chunkStateCpu).
+      const lanes = GEMM_CPU.lanes;
+      this.add(`${op}.chunkState`, this.gpu.pipeline('ssdChunkScan', { L, NS: N, LANES: lanes }, 'chunkStateCpu'), params, { 1: x.buffer, 3: B.buffer, 8: dtA, 10: states }, [Math.ceil(hd / 8) * Math.ceil(N / (2 * lanes)), nh, nC]);
+    } else {
+      this.add(`${op}.chunkState`, k('chunkState'), params, { 1: x.buffer, 3: B.buffer, 8: dtA, 10: states }, [Math.ceil(hd / 32) * Math.ceil(N / 128), nh, nC]);
+    }
     this.add(`${op}.statePass`, k('statePass'), params, { 6: state, 8: dtA, 10: states }, this.flat(Math.ceil((nh * hd * N) / 256)));
     this.add(`${op}.output`, k('outputMain'), params, { 1: x.buffer, 4: C.buffer, 5: hp, 7: out.buffer, 8: dtA, 9: cb, 10: states }, [Math.ceil(hd / ((8 * 256) / L)), nh, nC]);
   }
