@@ -387,4 +387,97 @@ fn outputMain(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   }
 }
 
+// outputMainCpu (CPU adapters, in place of outputMain): y for 2 tokens of a chunk a workgroup, a lane per row p
+// (p = pb + lid + i * LANES, i < 8), the tokens the same in every lane: C, cb and the decays as scalar loads and
+// exps, x and the entering state as gathers, 16 accumulators a lane, no workgroup memory.
+const OT = 2u; // tokens a workgroup
+const OP = 8u; // rows p a lane
+
+@compute @workgroup_size(LANES)
+fn outputMainCpu(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tiles = (L + OT - 1u) / OT;
+  let ti = (wid.x % tiles) * OT; // first token (within the chunk)
+  let pb = (wid.x / tiles) * LANES * OP + lid;
+  let h = wid.y;
+  let c = wid.z;
+  let g = group(h);
+  let Lc = chunkLen(c);
+  if (ti >= Lc) { return; } // uniform: the whole workgroup
+  let t0 = c * L;
+  // Tokens past the chunk and rows past hd repeat the last one (read, never written).
+  let u0 = min(ti + 0u, Lc - 1u);
+  let u1 = min(ti + 1u, Lc - 1u);
+  let q0 = min(pb + 0u * LANES, P.hd - 1u);
+  let q1 = min(pb + 1u * LANES, P.hd - 1u);
+  let q2 = min(pb + 2u * LANES, P.hd - 1u);
+  let q3 = min(pb + 3u * LANES, P.hd - 1u);
+  let q4 = min(pb + 4u * LANES, P.hd - 1u);
+  let q5 = min(pb + 5u * LANES, P.hd - 1u);
+  let q6 = min(pb + 6u * LANES, P.hd - 1u);
+  let q7 = min(pb + 7u * LANES, P.hd - 1u);
+  var a0_0 = 0.0; var a0_1 = 0.0; var a0_2 = 0.0; var a0_3 = 0.0; var a0_4 = 0.0; var a0_5 = 0.0; var a0_6 = 0.0; var a0_7 = 0.0;
+  var a1_0 = 0.0; var a1_1 = 0.0; var a1_2 = 0.0; var a1_3 = 0.0; var a1_4 = 0.0; var a1_5 = 0.0; var a1_6 = 0.0; var a1_7 = 0.0;
+  // Inter-chunk: exp(Acum_t) C_t . state_in[p], state_in from statePass.
+  let sBase = (c * P.nh + h) * P.hd * NS;
+  for (var n = 0u; n < NS; n++) {
+    let cv0 = C[P.cOff + (t0 + u0) * P.cStride + g * NS + n];
+    let cv1 = C[P.cOff + (t0 + u1) * P.cStride + g * NS + n];
+    { let sv = states[sBase + q0 * NS + n]; a0_0 += cv0 * sv; a1_0 += cv1 * sv; }
+    { let sv = states[sBase + q1 * NS + n]; a0_1 += cv0 * sv; a1_1 += cv1 * sv; }
+    { let sv = states[sBase + q2 * NS + n]; a0_2 += cv0 * sv; a1_2 += cv1 * sv; }
+    { let sv = states[sBase + q3 * NS + n]; a0_3 += cv0 * sv; a1_3 += cv1 * sv; }
+    { let sv = states[sBase + q4 * NS + n]; a0_4 += cv0 * sv; a1_4 += cv1 * sv; }
+    { let sv = states[sBase + q5 * NS + n]; a0_5 += cv0 * sv; a1_5 += cv1 * sv; }
+    { let sv = states[sBase + q6 * NS + n]; a0_6 += cv0 * sv; a1_6 += cv1 * sv; }
+    { let sv = states[sBase + q7 * NS + n]; a0_7 += cv0 * sv; a1_7 += cv1 * sv; }
+  }
+  let ac0 = dtA[h * P.T + t0 + u0].y;
+  { let e = exp(ac0); a0_0 *= e; a0_1 *= e; a0_2 *= e; a0_3 *= e; a0_4 *= e; a0_5 *= e; a0_6 *= e; a0_7 *= e; }
+  let ac1 = dtA[h * P.T + t0 + u1].y;
+  { let e = exp(ac1); a1_0 *= e; a1_1 *= e; a1_2 *= e; a1_3 *= e; a1_4 *= e; a1_5 *= e; a1_6 *= e; a1_7 *= e; }
+  // Intra-chunk: sum over s <= t of (C_t.B_s) exp(Acum_t - Acum_s) dt_s x_s[p].
+  let cbBase = (c * P.ng + g) * L * L;
+  for (var s = 0u; s <= u1; s++) {
+    let da = dtA[h * P.T + t0 + s];
+    let w0 = select(0.0, cb[cbBase + u0 * L + s] * exp(ac0 - da.y) * da.x, s <= u0);
+    let w1 = select(0.0, cb[cbBase + u1 * L + s] * exp(ac1 - da.y) * da.x, s <= u1);
+    let xRow = P.xOff + (t0 + s) * P.xStride + h * P.hd;
+    { let xv = x[xRow + q0]; a0_0 += w0 * xv; a1_0 += w1 * xv; }
+    { let xv = x[xRow + q1]; a0_1 += w0 * xv; a1_1 += w1 * xv; }
+    { let xv = x[xRow + q2]; a0_2 += w0 * xv; a1_2 += w1 * xv; }
+    { let xv = x[xRow + q3]; a0_3 += w0 * xv; a1_3 += w1 * xv; }
+    { let xv = x[xRow + q4]; a0_4 += w0 * xv; a1_4 += w1 * xv; }
+    { let xv = x[xRow + q5]; a0_5 += w0 * xv; a1_5 += w1 * xv; }
+    { let xv = x[xRow + q6]; a0_6 += w0 * xv; a1_6 += w1 * xv; }
+    { let xv = x[xRow + q7]; a0_7 += w0 * xv; a1_7 += w1 * xv; }
+  }
+  let D = hp[h].z;
+  if (ti + 0u < Lc) {
+    let t = t0 + ti + 0u;
+    let xRow = P.xOff + t * P.xStride + h * P.hd;
+    let oRow = P.oOff + t * P.oStride + h * P.hd;
+    if (pb + 0u * LANES < P.hd) { out[oRow + q0] = a0_0 + D * x[xRow + q0]; }
+    if (pb + 1u * LANES < P.hd) { out[oRow + q1] = a0_1 + D * x[xRow + q1]; }
+    if (pb + 2u * LANES < P.hd) { out[oRow + q2] = a0_2 + D * x[xRow + q2]; }
+    if (pb + 3u * LANES < P.hd) { out[oRow + q3] = a0_3 + D * x[xRow + q3]; }
+    if (pb + 4u * LANES < P.hd) { out[oRow + q4] = a0_4 + D * x[xRow + q4]; }
+    if (pb + 5u * LANES < P.hd) { out[oRow + q5] = a0_5 + D * x[xRow + q5]; }
+    if (pb + 6u * LANES < P.hd) { out[oRow + q6] = a0_6 + D * x[xRow + q6]; }
+    if (pb + 7u * LANES < P.hd) { out[oRow + q7] = a0_7 + D * x[xRow + q7]; }
+  }
+  if (ti + 1u < Lc) {
+    let t = t0 + ti + 1u;
+    let xRow = P.xOff + t * P.xStride + h * P.hd;
+    let oRow = P.oOff + t * P.oStride + h * P.hd;
+    if (pb + 0u * LANES < P.hd) { out[oRow + q0] = a1_0 + D * x[xRow + q0]; }
+    if (pb + 1u * LANES < P.hd) { out[oRow + q1] = a1_1 + D * x[xRow + q1]; }
+    if (pb + 2u * LANES < P.hd) { out[oRow + q2] = a1_2 + D * x[xRow + q2]; }
+    if (pb + 3u * LANES < P.hd) { out[oRow + q3] = a1_3 + D * x[xRow + q3]; }
+    if (pb + 4u * LANES < P.hd) { out[oRow + q4] = a1_4 + D * x[xRow + q4]; }
+    if (pb + 5u * LANES < P.hd) { out[oRow + q5] = a1_5 + D * x[xRow + q5]; }
+    if (pb + 6u * LANES < P.hd) { out[oRow + q6] = a1_6 + D * x[xRow + q6]; }
+    if (pb + 7u * LANES < P.hd) { out[oRow + q7] = a1_7 + D * x[xRow + q7]; }
+  }
+}
+
 // #include softplus

@@ -368,6 +368,7 @@ test('ssmScan: chunked SSD (chunks of 16 and 64, partial last chunk) and token b
     { T: 40, hd: 8, chunk: 16 },
     { T: 100, hd: 40, chunk: 256 }, // runs with 64: two p-blocks of 32
     { T: 130, hd: 12, chunk: 64 }, // rows of a head not a multiple of 8 (chunkStateCpu's blocks)
+    { T: 70, hd: 72, chunk: 32 }, // two blocks of 64 rows in outputMainCpu
   ]) {
     const c = ssmCase(T, hd);
     const cpuState = c.state.slice();

@@ -410,7 +410,13 @@ export class CommandList {
       this.add(`${op}.chunkState`, k('chunkState'), params, { 1: x.buffer, 3: B.buffer, 8: dtA, 10: states }, [Math.ceil(hd / 32) * Math.ceil(N / 128), nh, nC]);
     }
     this.add(`${op}.statePass`, k('statePass'), params, { 6: state, 8: dtA, 10: states }, this.flat(Math.ceil((nh * hd * N) / 256)));
-    this.add(`${op}.output`, k('outputMain'), params, { 1: x.buffer, 4: C.buffer, 5: hp, 7: out.buffer, 8: dtA, 9: cb, 10: states }, [Math.ceil(hd / ((8 * 256) / L)), nh, nC]);
+    if (this.gpu.onCpu && process.env.SIDEWINDER_SSD_CPU !== '0') {
+      // 2 tokens a workgroup, a lane per 8 rows of the head (kernels/ssdChunkScan.wgsl outputMainCpu).
+      const lanes = GEMM_CPU.lanes;
+      this.add(`${op}.output`, this.gpu.pipeline('ssdChunkScan', { L, NS: N, LANES: lanes }, 'outputMainCpu'), params, { 1: x.buffer, 4: C.buffer, 5: hp, 7: out.buffer, 8: dtA, 9: cb, 10: states }, [Math.ceil(L / 2) * Math.ceil(hd / (8 * lanes)), nh, nC]);
+    } else {
+      this.add(`${op}.output`, k('outputMain'), params, { 1: x.buffer, 4: C.buffer, 5: hp, 7: out.buffer, 8: dtA, 9: cb, 10: states }, [Math.ceil(hd / ((8 * 256) / L)), nh, nC]);
+    }
   }
 
   /**
