@@ -970,8 +970,8 @@ export function gemmKernel(format: WFormat, K: number, xOff: number, xStride: nu
 /**
  * Which prefill attention kernel runs. On a CPU adapter 'cpu' (kernels/attentionCpu.wgsl: two queries a SIMD
  * lane, K and V rows read straight from the caches by all lanes at once, no workgroup memory) for head dims up to
- * 128: at the bundled model on lavapipe (2-core EPYC) a 2,048-token chunk's two attention layers took 1.23 s
- * against 3.84 s for 'rows' over 4,096 keys, 0.96 s against 1.36 s over 2,048. 'rows' (kernels/attention.wgsl, one query per invocation with its
+ * 128: at the bundled model on lavapipe (2-core EPYC) a 2,048-token chunk's two attention layers took 2.4 s
+ * against 2.9 s for 'rows' at position 4,096, 3.9 s against 4.7 s at 6,144 (one query a lane: 3.8 s; four: 2.5 s). 'rows' (kernels/attention.wgsl, one query per invocation with its
  * softmax state and output row in registers) is 3x faster than 'tiled' (kernels/attentionTiled.wgsl) on a CPU
  * adapter (lavapipe, tiny shape), but slower on a GPU: over 1M tokens of ingest on an H200 (350m shape, chunk
  * 8192) the four attention layers took ~52 s of GPU time with 'rows' (the same with its private arrays sized
