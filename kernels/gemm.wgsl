@@ -13,24 +13,7 @@
 // slot s reads x row s / k (moe = 1) or s (moe = 2) and writes out row s. P.T is then the sorted rows' count.
 // Slices of x and W, BK deep, are staged in workgroup memory k-major, so a thread's rows are whole vec4s.
 
-struct Params {
-  T: u32,
-  K: u32,
-  N: u32, // rows in this part
-  nOff: u32,
-  xOff: u32,
-  xStride: u32,
-  oOff: u32,
-  oStride: u32,
-  alpha: f32,
-  accumulate: u32,
-  hasBias: u32,
-  sOff: u32, // quantized formats: word offset of the scales plane in the part's buffer
-  moe: u32, // MOE = 1: x row of slot s: 1 -> s / k, 2 -> s
-  k: u32,
-  eStart: u32,
-  eRows: u32,
-}
+// Params: kernels/gemmParams.wgsl.
 
 override WFMT: u32 = 0u;
 override BFMT: u32 = 0u;
@@ -252,4 +235,5 @@ fn epilogue(acc: array<vec4f, 4>, t0: u32, n0: u32, tx: u32, ty: u32) {
   }
 }
 
+// #include gemmParams
 // #include weights

@@ -13,24 +13,7 @@
 // GPU (16 columns x 1 token: 11.4; 12 x 2: 14.3; 8 x 2: 12.3). With 16-bit or f32 weights (4 or 8 scalar loads per
 // 8 values instead of q4's 1) main is faster, so ops.ts picks this kernel for q4 and q8 weights only.
 
-struct Params {
-  T: u32,
-  K: u32,
-  N: u32, // rows in this part
-  nOff: u32,
-  xOff: u32,
-  xStride: u32,
-  oOff: u32,
-  oStride: u32,
-  alpha: f32,
-  accumulate: u32,
-  hasBias: u32,
-  sOff: u32, // quantized formats: word offset of the scales plane in the part's buffer
-  moe: u32, // (gemm.wgsl's MoE fields: unused here)
-  k: u32,
-  eStart: u32,
-  eRows: u32,
-}
+// Params: kernels/gemmParams.wgsl.
 
 override WFMT: u32 = 0u;
 override BFMT: u32 = 0u;
@@ -162,4 +145,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   store(tb + 2u * LANES, nb + 0u, a2_0); store(tb + 2u * LANES, nb + 1u, a2_1); store(tb + 2u * LANES, nb + 2u, a2_2); store(tb + 2u * LANES, nb + 3u, a2_3); store(tb + 2u * LANES, nb + 4u, a2_4); store(tb + 2u * LANES, nb + 5u, a2_5); store(tb + 2u * LANES, nb + 6u, a2_6); store(tb + 2u * LANES, nb + 7u, a2_7);
 }
 
+// #include gemmParams
 // #include weights

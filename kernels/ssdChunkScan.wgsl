@@ -393,6 +393,18 @@ fn outputMain(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
 const OT = 2u; // tokens a workgroup
 const OP = 8u; // rows p a lane
 
+/** outputMainCpu's write of token ti of chunk t0 (if in it): rows pb + i * LANES get v[i] + D x. */
+fn outRow(t0: u32, ti: u32, Lc: u32, h: u32, pb: u32, D: f32, v: array<f32, OP>) {
+  if (ti >= Lc) { return; }
+  let t = t0 + ti;
+  let xRow = P.xOff + t * P.xStride + h * P.hd;
+  let oRow = P.oOff + t * P.oStride + h * P.hd;
+  for (var i = 0u; i < OP; i++) {
+    let p = pb + i * LANES;
+    if (p < P.hd) { out[oRow + p] = v[i] + D * x[xRow + p]; }
+  }
+}
+
 @compute @workgroup_size(LANES)
 fn outputMainCpu(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tiles = (L + OT - 1u) / OT;
@@ -452,32 +464,8 @@ fn outputMainCpu(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_in
     { let xv = x[xRow + q7]; a0_7 += w0 * xv; a1_7 += w1 * xv; }
   }
   let D = hp[h].z;
-  if (ti + 0u < Lc) {
-    let t = t0 + ti + 0u;
-    let xRow = P.xOff + t * P.xStride + h * P.hd;
-    let oRow = P.oOff + t * P.oStride + h * P.hd;
-    if (pb + 0u * LANES < P.hd) { out[oRow + q0] = a0_0 + D * x[xRow + q0]; }
-    if (pb + 1u * LANES < P.hd) { out[oRow + q1] = a0_1 + D * x[xRow + q1]; }
-    if (pb + 2u * LANES < P.hd) { out[oRow + q2] = a0_2 + D * x[xRow + q2]; }
-    if (pb + 3u * LANES < P.hd) { out[oRow + q3] = a0_3 + D * x[xRow + q3]; }
-    if (pb + 4u * LANES < P.hd) { out[oRow + q4] = a0_4 + D * x[xRow + q4]; }
-    if (pb + 5u * LANES < P.hd) { out[oRow + q5] = a0_5 + D * x[xRow + q5]; }
-    if (pb + 6u * LANES < P.hd) { out[oRow + q6] = a0_6 + D * x[xRow + q6]; }
-    if (pb + 7u * LANES < P.hd) { out[oRow + q7] = a0_7 + D * x[xRow + q7]; }
-  }
-  if (ti + 1u < Lc) {
-    let t = t0 + ti + 1u;
-    let xRow = P.xOff + t * P.xStride + h * P.hd;
-    let oRow = P.oOff + t * P.oStride + h * P.hd;
-    if (pb + 0u * LANES < P.hd) { out[oRow + q0] = a1_0 + D * x[xRow + q0]; }
-    if (pb + 1u * LANES < P.hd) { out[oRow + q1] = a1_1 + D * x[xRow + q1]; }
-    if (pb + 2u * LANES < P.hd) { out[oRow + q2] = a1_2 + D * x[xRow + q2]; }
-    if (pb + 3u * LANES < P.hd) { out[oRow + q3] = a1_3 + D * x[xRow + q3]; }
-    if (pb + 4u * LANES < P.hd) { out[oRow + q4] = a1_4 + D * x[xRow + q4]; }
-    if (pb + 5u * LANES < P.hd) { out[oRow + q5] = a1_5 + D * x[xRow + q5]; }
-    if (pb + 6u * LANES < P.hd) { out[oRow + q6] = a1_6 + D * x[xRow + q6]; }
-    if (pb + 7u * LANES < P.hd) { out[oRow + q7] = a1_7 + D * x[xRow + q7]; }
-  }
+  outRow(t0, ti, Lc, h, pb, D, array<f32, OP>(a0_0, a0_1, a0_2, a0_3, a0_4, a0_5, a0_6, a0_7));
+  outRow(t0, ti + 1u, Lc, h, pb, D, array<f32, OP>(a1_0, a1_1, a1_2, a1_3, a1_4, a1_5, a1_6, a1_7));
 }
 
 // #include softplus
