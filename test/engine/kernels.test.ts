@@ -374,8 +374,9 @@ test('ssmScan: chunked SSD (chunks of 16 and 64, partial last chunk) and token b
     const cpuState = c.state.slice();
     const want = cpu.ssmScan(c.x, c.dt, c.B, c.C, cpuState, c.p);
     for (const method of ['chunked', 'step'] as const) {
-      // The chunk states by chunkStateCpu (CPU adapters) and by the GPU's tiles (SIDEWINDER_SSD_CPU=0).
-      for (const ssdCpu of method === 'chunked' ? ['', '0'] : ['']) {
+      // The CPU adapter's shapes (chunkStateCpu, outputMainCpu; a step's row in one SIMD batch) and the GPU's
+      // (SIDEWINDER_SSD_CPU=0).
+      for (const ssdCpu of ['', '0']) {
         const got = await withEnv({ SIDEWINDER_SSD_CPU: ssdCpu }, () => gpuScan(c, T, chunk, method));
         close(got.y, want, `ssm y (T=${T} chunk ${chunk}, ${method}${ssdCpu ? ', GPU tiles' : ''})`);
         close(got.state, cpuState, `ssm state (T=${T} chunk ${chunk}, ${method}${ssdCpu ? ', GPU tiles' : ''})`);

@@ -380,7 +380,11 @@ export class CommandList {
     const fits = this.gpu.device.limits.maxComputeWorkgroupStorageSize >= 4 * 6144 + 8 * 64;
     const method = p.method ?? (T <= SSM_STEP_MAX_T || !fits ? 'step' : 'chunked');
     if (method === 'step') {
-      const TPR = Math.max(32, this.sg());
+      // On a CPU adapter a row's lanes are one SIMD batch where N allows (<= 8 entries a lane): its sum is then
+      // one subgroup reduction, with no barrier (the bundled model's 6 decode scans on lavapipe: 7.1 -> 1.0 ms a
+      // token; SIDEWINDER_SSD_CPU=0: the GPU's 32 lanes a row).
+      const cpuShape = this.gpu.onCpu && process.env.SIDEWINDER_SSD_CPU !== '0';
+      const TPR = cpuShape ? Math.max(this.rowWG(), pow2ceil(Math.ceil(N / 8))) : Math.max(32, this.sg());
       const pipeline = this.gpu.pipeline('ssmStep', { WG: 256, TPR, SG: this.sg(), NPL: Math.ceil(N / TPR) });
       this.add(op, pipeline, [...geometry, ...strides], { 1: x.buffer, 2: dt.buffer, 3: B.buffer, 4: C.buffer, 5: hp, 6: state, 7: out.buffer }, [Math.ceil(hd / (256 / TPR)), nh, 1]);
       return;
