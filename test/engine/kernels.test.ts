@@ -312,9 +312,8 @@ test('causalConv1d continues from a state, T = 1, 5 and 19', async () => {
 });
 
 // Mamba-2 scan inputs at small sizes: nh=4, hd=8, N=16, ng=2.
-function ssmCase(T: number, hd = 8) {
+function ssmCase(T: number, hd = 8, N = 16) {
   const nh = 4;
-  const N = 16;
   const ng = 2;
   const p = {
     nh,
@@ -364,13 +363,14 @@ async function gpuScan(c: ReturnType<typeof ssmCase>, T: number, chunk: number, 
 }
 
 test('ssmScan: chunked SSD (chunks of 16 and 64, partial last chunk) and token by token match the CPU scan', async () => {
-  for (const { T, hd, chunk } of [
+  for (const { T, hd, chunk, N } of [
     { T: 40, hd: 8, chunk: 16 },
     { T: 100, hd: 40, chunk: 256 }, // runs with 64: two p-blocks of 32
     { T: 130, hd: 12, chunk: 64 }, // rows of a head not a multiple of 8 (chunkStateCpu's blocks)
     { T: 70, hd: 72, chunk: 32 }, // two blocks of 64 rows in outputMainCpu
-  ]) {
-    const c = ssmCase(T, hd);
+    { T: 40, hd: 16, chunk: 16, N: 128 }, // a wide state: several column tiles, a step row wider than one SIMD batch
+  ] as { T: number; hd: number; chunk: number; N?: number }[]) {
+    const c = ssmCase(T, hd, N);
     const cpuState = c.state.slice();
     const want = cpu.ssmScan(c.x, c.dt, c.B, c.C, cpuState, c.p);
     for (const method of ['chunked', 'step'] as const) {
