@@ -9,7 +9,7 @@
 override DH: u32 = 64u; // head dim: a multiple of 4, <= 4 * D4MAX
 override LANES: u32 = 8u; // invocations a workgroup: the adapter's SIMD width
 const D4MAX = 32u;
-const TQ = 2u; // queries a lane: t = base + i * LANES
+const TQ = 2u; // queries a lane: t = base + i * LANES (ATTN_CPU_QUERIES in src/engine/gpu/ops.ts)
 const BK = 8u;
 const NEG = -3.0e38;
 

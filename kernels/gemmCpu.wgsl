@@ -18,8 +18,8 @@
 override WFMT: u32 = 0u;
 override BFMT: u32 = 0u;
 override LANES: u32 = 8u; // invocations a workgroup: the adapter's SIMD width
-const COLS = 8u; // output columns a workgroup
-const TOK = 3u; // tokens a lane: t = base + i * LANES
+const COLS = 8u; // output columns a workgroup (GEMM_CPU in src/engine/gpu/ops.ts; the lines below are written out for 8)
+const TOK = 3u; // tokens a lane: t = base + i * LANES (written out for 3)
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x4: array<vec4f>;

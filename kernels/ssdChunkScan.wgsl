@@ -191,8 +191,8 @@ fn chunkState(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
 // loads, weighted once per token, B as gathers, and 16 accumulators a lane stay in registers (no workgroup
 // memory: every read of it in a loop is a gather on a CPU adapter).
 override LANES: u32 = 8u;
-const SP = 8u; // rows p a workgroup
-const SN = 2u; // columns n a lane
+const SP = 8u; // rows p a workgroup (SSD_CPU in src/engine/gpu/ops.ts)
+const SN = 2u; // columns n a lane (the per-column lines below are written out for 2)
 
 @compute @workgroup_size(LANES)
 fn chunkStateCpu(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -390,8 +390,8 @@ fn outputMain(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
 // outputMainCpu (CPU adapters, in place of outputMain): y for 2 tokens of a chunk a workgroup, a lane per row p
 // (p = pb + lid + i * LANES, i < 8), the tokens the same in every lane: C, cb and the decays as scalar loads and
 // exps, x and the entering state as gathers, 16 accumulators a lane, no workgroup memory.
-const OT = 2u; // tokens a workgroup
-const OP = 8u; // rows p a lane
+const OT = 2u; // tokens a workgroup (SSD_CPU in src/engine/gpu/ops.ts; the lines below are written out for 2)
+const OP = 8u; // rows p a lane (written out for 8)
 
 /** outputMainCpu's write of token ti of chunk t0 (if in it): rows pb + i * LANES get v[i] + D x. */
 fn outRow(t0: u32, ti: u32, Lc: u32, h: u32, pb: u32, D: f32, v: array<f32, OP>) {

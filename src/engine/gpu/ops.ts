@@ -407,17 +407,17 @@ export class CommandList {
     this.add(`${op}.prep`, k('prep'), params, { 2: dt.buffer, 5: hp, 8: dtA }, [nh, nC, 1]);
     this.add(`${op}.cb`, k('cbMain'), params, { 3: B.buffer, 4: C.buffer, 9: cb }, [ng, nC, 1]);
     if (this.gpu.onCpu && process.env.SIDEWINDER_SSD_CPU !== '0') {
-      // CPU adapters: a lane per state column, 8 rows of the head a workgroup (kernels/ssdChunkScan.wgsl chunkStateCpu).
+      // CPU adapters: a lane per state column, rows of the head a workgroup (kernels/ssdChunkScan.wgsl chunkStateCpu).
       const lanes = GEMM_CPU.lanes;
-      this.add(`${op}.chunkState`, this.gpu.pipeline('ssdChunkScan', { L, NS: N, LANES: lanes }, 'chunkStateCpu'), params, { 1: x.buffer, 3: B.buffer, 8: dtA, 10: states }, [Math.ceil(hd / 8) * Math.ceil(N / (2 * lanes)), nh, nC]);
+      this.add(`${op}.chunkState`, this.gpu.pipeline('ssdChunkScan', { L, NS: N, LANES: lanes }, 'chunkStateCpu'), params, { 1: x.buffer, 3: B.buffer, 8: dtA, 10: states }, [Math.ceil(hd / SSD_CPU.stateRows) * Math.ceil(N / (SSD_CPU.stateCols * lanes)), nh, nC]);
     } else {
       this.add(`${op}.chunkState`, k('chunkState'), params, { 1: x.buffer, 3: B.buffer, 8: dtA, 10: states }, [Math.ceil(hd / 32) * Math.ceil(N / 128), nh, nC]);
     }
     this.add(`${op}.statePass`, k('statePass'), params, { 6: state, 8: dtA, 10: states }, this.flat(Math.ceil((nh * hd * N) / 256)));
     if (this.gpu.onCpu && process.env.SIDEWINDER_SSD_CPU !== '0') {
-      // 2 tokens a workgroup, a lane per 8 rows of the head (kernels/ssdChunkScan.wgsl outputMainCpu).
+      // Tokens a workgroup, rows of the head a lane (kernels/ssdChunkScan.wgsl outputMainCpu).
       const lanes = GEMM_CPU.lanes;
-      this.add(`${op}.output`, this.gpu.pipeline('ssdChunkScan', { L, NS: N, LANES: lanes }, 'outputMainCpu'), params, { 1: x.buffer, 4: C.buffer, 5: hp, 7: out.buffer, 8: dtA, 9: cb, 10: states }, [Math.ceil(L / 2) * Math.ceil(hd / (8 * lanes)), nh, nC]);
+      this.add(`${op}.output`, this.gpu.pipeline('ssdChunkScan', { L, NS: N, LANES: lanes }, 'outputMainCpu'), params, { 1: x.buffer, 4: C.buffer, 5: hp, 7: out.buffer, 8: dtA, 9: cb, 10: states }, [Math.ceil(L / SSD_CPU.outTokens) * Math.ceil(hd / (SSD_CPU.outRows * lanes)), nh, nC]);
     } else {
       this.add(`${op}.output`, k('outputMain'), params, { 1: x.buffer, 4: C.buffer, 5: hp, 7: out.buffer, 8: dtA, 9: cb, 10: states }, [Math.ceil(hd / ((8 * 256) / L)), nh, nC]);
     }
@@ -472,7 +472,7 @@ export class CommandList {
     const bindings = { 1: q.buffer, 2: kCache, 3: vCache, 4: out.buffer, 5: step };
     const kernel = attentionKernel(this.gpu.onCpu, d);
     if (kernel === 'cpu') {
-      this.add(op, this.gpu.pipeline('attentionCpu', { DH: d, LANES: GEMM_CPU.lanes }), params, bindings, [Math.ceil(T / (2 * GEMM_CPU.lanes)), nH, 1]);
+      this.add(op, this.gpu.pipeline('attentionCpu', { DH: d, LANES: GEMM_CPU.lanes }), params, bindings, [Math.ceil(T / (ATTN_CPU_QUERIES * GEMM_CPU.lanes)), nH, 1]);
       return;
     }
     if (kernel === 'tiled') {
@@ -868,7 +868,7 @@ export class CommandList {
   /**
    * Workgroup size of the kernels that reduce over a row (the norms): 256 on a GPU; on a CPU adapter one SIMD
    * batch (8 lanes, or the subgroup if wider), whose barriers cost nothing, where 256 invocations are 32 batches
-   * switching at every barrier (the bundled model's norms on lavapipe: 571 -> ms a 2,048-token chunk).
+   * switching at every barrier (the bundled model's norms on lavapipe: 571 -> 101 ms a 2,048-token chunk).
    */
   private rowWG(): number {
     return this.gpu.onCpu ? Math.max(8, this.sg()) : 256;
@@ -949,6 +949,11 @@ export class CommandList {
 /** kernels/gemmCpu.wgsl's shape: a workgroup of `lanes` invocations (lavapipe's 8 f32 SIMD lanes), `tokens`
  * rows of x a lane, `cols` output columns a workgroup. */
 export const GEMM_CPU = { lanes: 8, tokens: 3, cols: 8 };
+/** Queries a lane in kernels/attentionCpu.wgsl (its TQ). */
+const ATTN_CPU_QUERIES = 2;
+/** The CPU adapter's SSD kernels (kernels/ssdChunkScan.wgsl): chunkStateCpu's rows a workgroup (SP) and columns a
+ * lane (SN); outputMainCpu's tokens a workgroup (OT) and rows a lane (OP). */
+const SSD_CPU = { stateRows: 8, stateCols: 2, outTokens: 2, outRows: 8 };
 
 /**
  * Which prefill GEMM runs. gemm.wgsl 'main' (64 x 64 tiles staged in workgroup memory, vec4 loads) needs
@@ -972,10 +977,11 @@ export function gemmKernel(format: WFormat, K: number, xOff: number, xStride: nu
 }
 
 /**
- * Which prefill attention kernel runs. On a CPU adapter 'cpu' (kernels/attentionCpu.wgsl: two queries a SIMD
- * lane, K and V rows read straight from the caches by all lanes at once, no workgroup memory) for head dims up to
- * 128: at the bundled model on lavapipe (2-core EPYC) a 2,048-token chunk's two attention layers took 2.4 s
- * against 2.9 s for 'rows' at position 4,096, 3.9 s against 4.7 s at 6,144 (one query a lane: 3.8 s; four: 2.5 s). 'rows' (kernels/attention.wgsl, one query per invocation with its
+ * Which prefill attention kernel runs. On a CPU adapter 'cpu' (kernels/attentionCpu.wgsl: ATTN_CPU_QUERIES
+ * queries a SIMD lane, K and V rows read straight from the caches by all lanes at once, no workgroup memory) for
+ * head dims up to 128: at the bundled model on lavapipe (2-core EPYC) a 2,048-token chunk's two attention layers
+ * took 2.4 s against 2.9 s for 'rows' at position 4,096, 3.9 s against 4.7 s at 6,144 (one query a lane: 3.8 s;
+ * four: 2.5 s); wider heads take 'rows' there. 'rows' (kernels/attention.wgsl, one query per invocation with its
  * softmax state and output row in registers) is 3x faster than 'tiled' (kernels/attentionTiled.wgsl) on a CPU
  * adapter (lavapipe, tiny shape), but slower on a GPU: over 1M tokens of ingest on an H200 (350m shape, chunk
  * 8192) the four attention layers took ~52 s of GPU time with 'rows' (the same with its private arrays sized
