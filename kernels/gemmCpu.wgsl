@@ -10,8 +10,9 @@
 // dequantized once for the lane's 3 tokens), 24 accumulators a lane, each a scalar (vec4 accumulators ran ~25%
 // slower), no workgroup memory, no barriers. At the bundled model's in_proj (T 2048, K 256, N 1160, q4) on a 2-core
 // EPYC (Mesa 25.0.7): 15.8 GFLOP/s against 4.4 for gemm.wgsl's main, whose 64 x 64 tiles in workgroup memory suit a
-// GPU (16 columns x 1 token: 11.4; 12 x 2: 14.3; 8 x 2: 12.3). With 16-bit or f32 weights (4 or 8 scalar loads per
-// 8 values instead of q4's 1) main is faster, so ops.ts picks this kernel for q4 and q8 weights only.
+// GPU (16 columns x 1 token: 11.4; 12 x 2: 14.3; 8 x 2: 12.3). 16-bit weights take 4 scalar loads per 8 values
+// instead of q4's 1 (bf16 6.6 against main's 4.1); f32 weights take 8 and only tie with main, so ops.ts
+// (gemmKernel) leaves f32 to main.
 
 // Params: kernels/gemmParams.wgsl.
 

@@ -194,6 +194,13 @@ override LANES: u32 = 8u;
 const SP = 8u; // rows p a workgroup (SSD_CPU in src/engine/gpu/ops.ts)
 const SN = 2u; // columns n a lane (the per-column lines below are written out for 2)
 
+/** chunkStateCpu's write of row p (at `at` in states, if p < hd): columns nb and nb + LANES (those below N). */
+fn stateRow(at: u32, p: u32, nb: u32, v0: f32, v1: f32) {
+  if (p >= P.hd) { return; }
+  if (nb < NS) { states[at + nb] = v0; }
+  if (nb + LANES < NS) { states[at + nb + LANES] = v1; }
+}
+
 @compute @workgroup_size(LANES)
 fn chunkStateCpu(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tilesN = (NS + LANES * SN - 1u) / (LANES * SN);
@@ -242,14 +249,14 @@ fn chunkStateCpu(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_in
     { let xv = wt * x[xRow + c7]; a7_0 += xv * b0; a7_1 += xv * b1; }
   }
   let base = (c * P.nh + h) * P.hd * NS;
-  if (pb + 0u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 0u) * NS + nb + 0u * LANES] = a0_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 0u) * NS + nb + 1u * LANES] = a0_1; } }
-  if (pb + 1u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 1u) * NS + nb + 0u * LANES] = a1_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 1u) * NS + nb + 1u * LANES] = a1_1; } }
-  if (pb + 2u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 2u) * NS + nb + 0u * LANES] = a2_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 2u) * NS + nb + 1u * LANES] = a2_1; } }
-  if (pb + 3u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 3u) * NS + nb + 0u * LANES] = a3_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 3u) * NS + nb + 1u * LANES] = a3_1; } }
-  if (pb + 4u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 4u) * NS + nb + 0u * LANES] = a4_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 4u) * NS + nb + 1u * LANES] = a4_1; } }
-  if (pb + 5u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 5u) * NS + nb + 0u * LANES] = a5_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 5u) * NS + nb + 1u * LANES] = a5_1; } }
-  if (pb + 6u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 6u) * NS + nb + 0u * LANES] = a6_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 6u) * NS + nb + 1u * LANES] = a6_1; } }
-  if (pb + 7u < P.hd) { if (nb + 0u * LANES < NS) { states[base + (pb + 7u) * NS + nb + 0u * LANES] = a7_0; } if (nb + 1u * LANES < NS) { states[base + (pb + 7u) * NS + nb + 1u * LANES] = a7_1; } }
+  stateRow(base + (pb + 0u) * NS, pb + 0u, nb, a0_0, a0_1);
+  stateRow(base + (pb + 1u) * NS, pb + 1u, nb, a1_0, a1_1);
+  stateRow(base + (pb + 2u) * NS, pb + 2u, nb, a2_0, a2_1);
+  stateRow(base + (pb + 3u) * NS, pb + 3u, nb, a3_0, a3_1);
+  stateRow(base + (pb + 4u) * NS, pb + 4u, nb, a4_0, a4_1);
+  stateRow(base + (pb + 5u) * NS, pb + 5u, nb, a5_0, a5_1);
+  stateRow(base + (pb + 6u) * NS, pb + 6u, nb, a6_0, a6_1);
+  stateRow(base + (pb + 7u) * NS, pb + 7u, nb, a7_0, a7_1);
 }
 
 @compute @workgroup_size(WG)

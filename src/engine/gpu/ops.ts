@@ -379,11 +379,12 @@ export class CommandList {
     // The chunked scan's output kernel needs ~25 KB of workgroup memory.
     const fits = this.gpu.device.limits.maxComputeWorkgroupStorageSize >= 4 * 6144 + 8 * 64;
     const method = p.method ?? (T <= SSM_STEP_MAX_T || !fits ? 'step' : 'chunked');
+    // A CPU adapter takes its own shapes of the step and of the chunked scan's chunkState / output kernels
+    // (SIDEWINDER_SSD_CPU=0: the GPU's).
+    const cpuShape = this.gpu.onCpu && process.env.SIDEWINDER_SSD_CPU !== '0';
     if (method === 'step') {
-      // On a CPU adapter a row's lanes are one SIMD batch where N allows (<= 8 entries a lane): its sum is then
-      // one subgroup reduction, with no barrier (the bundled model's 6 decode scans on lavapipe: 7.1 -> 1.0 ms a
-      // token; SIDEWINDER_SSD_CPU=0: the GPU's 32 lanes a row).
-      const cpuShape = this.gpu.onCpu && process.env.SIDEWINDER_SSD_CPU !== '0';
+      // CPU adapter: a row's lanes are one SIMD batch where N allows (<= 8 entries a lane), so its sum is one
+      // subgroup reduction with no barrier (the bundled model's 6 decode scans on lavapipe: 7.1 -> 1.0 ms a token).
       const TPR = cpuShape ? Math.max(this.rowWG(), pow2ceil(Math.ceil(N / 8))) : Math.max(32, this.sg());
       const pipeline = this.gpu.pipeline('ssmStep', { WG: 256, TPR, SG: this.sg(), NPL: Math.ceil(N / TPR) });
       this.add(op, pipeline, [...geometry, ...strides], { 1: x.buffer, 2: dt.buffer, 3: B.buffer, 4: C.buffer, 5: hp, 6: state, 7: out.buffer }, [Math.ceil(hd / (256 / TPR)), nh, 1]);
@@ -406,7 +407,7 @@ export class CommandList {
     const k = (entry: string) => this.gpu.pipeline('ssdChunkScan', { L, NS: N }, entry);
     this.add(`${op}.prep`, k('prep'), params, { 2: dt.buffer, 5: hp, 8: dtA }, [nh, nC, 1]);
     this.add(`${op}.cb`, k('cbMain'), params, { 3: B.buffer, 4: C.buffer, 9: cb }, [ng, nC, 1]);
-    if (this.gpu.onCpu && process.env.SIDEWINDER_SSD_CPU !== '0') {
+    if (cpuShape) {
       // CPU adapters: a lane per state column, rows of the head a workgroup (kernels/ssdChunkScan.wgsl chunkStateCpu).
       const lanes = GEMM_CPU.lanes;
       this.add(`${op}.chunkState`, this.gpu.pipeline('ssdChunkScan', { L, NS: N, LANES: lanes }, 'chunkStateCpu'), params, { 1: x.buffer, 3: B.buffer, 8: dtA, 10: states }, [Math.ceil(hd / SSD_CPU.stateRows) * Math.ceil(N / (SSD_CPU.stateCols * lanes)), nh, nC]);
@@ -414,7 +415,7 @@ export class CommandList {
       this.add(`${op}.chunkState`, k('chunkState'), params, { 1: x.buffer, 3: B.buffer, 8: dtA, 10: states }, [Math.ceil(hd / 32) * Math.ceil(N / 128), nh, nC]);
     }
     this.add(`${op}.statePass`, k('statePass'), params, { 6: state, 8: dtA, 10: states }, this.flat(Math.ceil((nh * hd * N) / 256)));
-    if (this.gpu.onCpu && process.env.SIDEWINDER_SSD_CPU !== '0') {
+    if (cpuShape) {
       // Tokens a workgroup, rows of the head a lane (kernels/ssdChunkScan.wgsl outputMainCpu).
       const lanes = GEMM_CPU.lanes;
       this.add(`${op}.output`, this.gpu.pipeline('ssdChunkScan', { L, NS: N, LANES: lanes }, 'outputMainCpu'), params, { 1: x.buffer, 4: C.buffer, 5: hp, 7: out.buffer, 8: dtA, 9: cb, 10: states }, [Math.ceil(L / SSD_CPU.outTokens) * Math.ceil(hd / (SSD_CPU.outRows * lanes)), nh, nC]);
